@@ -1,0 +1,70 @@
+# The two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Every target bootstraps what it needs, idempotently: the virtualenv (.venv, from uv.lock),
+# checkov's own virtualenv (.tools/checkov, from requirements/checkov.lock), the cdktf CLI
+# (node_modules, from package-lock.json) and Debian packages (haproxy, wrk).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+CHECKOV_VENV := .tools/checkov
+# jsii prints an end-of-life banner on Node 20; CI pins a supported Node instead.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: demo test setup synth certs local-up local-down bench-app bench-synth lint package clean
+
+demo: $(VENV)/.synced system-packages
+	$(PY) -m loadtests.demo
+
+test: $(VENV)/.synced $(CHECKOV_VENV)/.synced node_modules/.synced system-packages
+	$(VENV)/bin/pytest
+
+setup: $(VENV)/.synced $(CHECKOV_VENV)/.synced node_modules/.synced system-packages
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) sync --frozen --quiet --python $(PY)
+	@touch $@
+
+$(CHECKOV_VENV)/.synced: requirements/checkov.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $<
+	@touch $@
+
+node_modules/.synced: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+system-packages:
+	@tools/ensure-debian-packages.sh haproxy=haproxy wrk=wrk
+
+synth: $(VENV)/.synced
+	$(PY) main.py
+
+certs: $(VENV)/.synced
+	$(PY) -m tools.certs generate
+
+local-up: $(VENV)/.synced system-packages
+	$(PY) -m loadtests.topology up
+
+local-down: $(VENV)/.synced
+	$(PY) -m loadtests.topology down
+
+bench-app: $(VENV)/.synced system-packages
+	$(PY) -m benchmarks.app_server
+
+bench-synth: $(VENV)/.synced
+	$(PY) -m benchmarks.synth
+
+package: $(VENV)/.synced
+	$(PY) -m tools.package_app
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf cdktf.out reports dist .pytest_cache
