@@ -14,7 +14,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: demo test setup synth certs local-up local-down bench-app bench-synth lint package clean
+.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway lint package clean
 
 demo: $(VENV)/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -59,6 +59,9 @@ bench-app: $(VENV)/.synced system-packages
 
 bench-synth: $(VENV)/.synced
 	$(PY) -m benchmarks.synth
+
+bench-gateway: $(VENV)/.synced system-packages
+	$(PY) -m benchmarks.gateway
 
 package: $(VENV)/.synced
 	$(PY) -m tools.package_app
