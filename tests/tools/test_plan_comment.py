@@ -1,0 +1,199 @@
+"""The plan-comment renderer on `terraform show -json` plans (documented JSON format)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import plan_comment
+from tools.plan_comment import MAX_COMMENT_CHARS, render_comment, summary
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANS = Path(__file__).parent / "data" / "plans"
+STACK = Path(__file__).parent / "data" / "stacks" / "dual.cdk.tf.json"
+
+
+def load(name: str) -> dict:
+    return json.loads((PLANS / name).read_text())
+
+
+def table_row(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("| `todo-api-dev`"))
+
+
+def test_comment_starts_with_the_hidden_marker_of_its_stack():
+    comment = render_comment("todo-api-dev", load("create.json"))
+    assert comment.startswith("<!-- todo-api-plan:todo-api-dev -->\n")
+
+
+def test_create_counts_as_add():
+    assert table_row(summary("todo-api-dev", load("create.json"))) == (
+        "| `todo-api-dev` | 2 | 0 | 0 | 0 |"
+    )
+
+
+def test_update_counts_as_change():
+    assert table_row(summary("todo-api-dev", load("update.json"))) == (
+        "| `todo-api-dev` | 0 | 1 | 0 | 0 |"
+    )
+
+
+def test_both_replace_orders_count_as_replace_and_are_called_out():
+    text = summary("todo-api-dev", load("replace.json"))
+    assert table_row(text) == "| `todo-api-dev` | 0 | 0 | **2** :warning: | 0 |"
+    assert "[!CAUTION]" in text
+    assert "`azurerm_traffic_manager_profile.tm`: -/+ replace" in text
+    assert "`azurerm_api_management_backend.backend`: -/+ replace" in text
+
+
+def test_replace_names_the_attribute_that_forces_it():
+    comment = render_comment("todo-api-dev", load("replace.json"))
+    assert "`azurerm_traffic_manager_profile.tm` (forced by `name`)" in comment
+
+
+def test_delete_counts_as_destroy_and_is_called_out():
+    text = summary("todo-api-dev", load("delete.json"))
+    assert table_row(text) == "| `todo-api-dev` | 0 | 0 | 0 | **1** :x: |"
+    assert "This plan destroys 1 and replaces 0 resource(s)" in text
+
+
+def test_no_op_changes_are_not_listed():
+    comment = render_comment("todo-api-dev", load("noop.json"))
+    assert "No changes." in comment
+    assert "azurerm_resource_group.rg_weu" not in comment
+
+
+def test_plan_without_resource_changes_says_no_changes():
+    text = summary("todo-api-dev", load("no_changes.json"))
+    assert table_row(text) == "| `todo-api-dev` | 0 | 0 | 0 | 0 |"
+    assert "No changes. Infrastructure matches the configuration." in text
+    assert "[!CAUTION]" not in text
+
+
+def test_changed_resources_are_listed_by_address_and_action():
+    comment = render_comment("todo-api-dev", load("mixed.json"))
+    assert "| + create | `azurerm_linux_web_app.app_neu` |" in comment
+    assert "| ~ update | `azurerm_linux_web_app.app_weu` |" in comment
+    assert "| - destroy | `azurerm_key_vault_secret.old_key` |" in comment
+    assert "`azurerm_resource_group.rg_weu`" not in comment
+
+
+def test_plan_text_goes_in_a_collapsed_section():
+    comment = render_comment("todo-api-dev", load("create.json"), plan_text="Plan: 2 to add")
+    assert "<details><summary>Full plan text</summary>" in comment
+    assert "Plan: 2 to add" in comment
+
+
+def test_comment_holds_the_topology_diagram_of_the_stack():
+    synth = json.loads(STACK.read_text())
+    comment = render_comment("todo-api-dev", load("create.json"), synth=synth)
+    assert "```mermaid\nflowchart LR" in comment
+
+
+def test_unknown_action_is_a_clear_error():
+    plan = load("create.json")
+    plan["resource_changes"][0]["change"]["actions"] = ["explode"]
+    with pytest.raises(plan_comment.CliError, match="unknown change.actions"):
+        summary("todo-api-dev", plan)
+
+
+@pytest.fixture(scope="module")
+def oversized(tmp_path_factory) -> tuple[Path, Path]:
+    """A plan with 5,000 created resources and 2 MB of plan text."""
+    changes = [
+        {
+            "address": f"azurerm_key_vault_secret.s{i}",
+            "mode": "managed",
+            "type": "azurerm_key_vault_secret",
+            "name": f"s{i}",
+            "change": {"actions": ["create"], "before": None, "after": {"name": f"s{i}"}},
+        }
+        for i in range(5_000)
+    ]
+    changes.append({**changes[0], "address": "azurerm_key_vault.kv",
+                    "change": {"actions": ["delete"], "before": {}, "after": None}})
+    plan = {"format_version": "1.2", "terraform_version": "1.13.4", "resource_changes": changes}
+    folder = tmp_path_factory.mktemp("oversized")
+    (folder / "plan.json").write_text(json.dumps(plan))
+    lines = [f'  # azurerm_key_vault_secret.s{i} will be created {"x" * 380}' for i in range(5_000)]
+    text = "Terraform will perform the following actions:\n" + "\n".join(lines)
+    (folder / "plan.txt").write_text(text + "\nPlan: 5000 to add, 0 to change, 1 to destroy.\n")
+    return folder / "plan.json", folder / "plan.txt"
+
+
+def render_oversized(oversized, tmp_path) -> str:
+    plan_json, plan_text = oversized
+    out = tmp_path / "comment.md"
+    code = plan_comment.main([
+        "--stack", "todo-api-dev", "--plan-json", str(plan_json), "--plan-text", str(plan_text),
+        "--synth", str(STACK), "--artifact-url", "https://example.invalid/artifacts/1",
+        "--out", str(out),
+    ])
+    assert code == 0
+    return out.read_text()
+
+
+def test_oversized_plan_fits_github_comment_limit(oversized, tmp_path):
+    assert len(render_oversized(oversized, tmp_path)) <= MAX_COMMENT_CHARS
+
+
+def test_oversized_plan_keeps_the_summary_intact(oversized, tmp_path):
+    comment = render_oversized(oversized, tmp_path)
+    assert "| `todo-api-dev` | 5000 | 0 | 0 | **1** :x: |" in comment
+    assert "`azurerm_key_vault.kv`: - destroy" in comment
+
+
+def test_oversized_plan_text_keeps_head_and_tail_and_says_what_was_cut(oversized, tmp_path):
+    comment = render_oversized(oversized, tmp_path)
+    assert "Terraform will perform the following actions:" in comment
+    assert "Plan: 5000 to add, 0 to change, 1 to destroy." in comment
+    assert "lines) cut here: the full plan is in the [plan artifact]" in comment
+    assert "(https://example.invalid/artifacts/1)" in comment
+
+
+def test_oversized_resource_list_says_how_many_were_left_out(oversized, tmp_path):
+    comment = render_oversized(oversized, tmp_path)
+    assert "more (see the plan text)." in comment
+
+
+def test_summary_is_appended_to_the_job_summary(tmp_path):
+    step_summary = tmp_path / "summary.md"
+    step_summary.write_text("earlier step\n")
+    plan_comment.main([
+        "--stack", "todo-api-dev", "--plan-json", str(PLANS / "delete.json"),
+        "--out", str(tmp_path / "c.md"), "--summary-out", str(step_summary),
+    ])
+    text = step_summary.read_text()
+    assert text.startswith("earlier step\n")
+    assert "| `todo-api-dev` | 0 | 0 | 0 | **1** :x: |" in text
+
+
+def test_cli_rejects_a_file_that_is_not_a_plan_in_one_line(tmp_path):
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"hello": 1}')
+    out = tmp_path / "comment.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.plan_comment", "--stack", "s", "--plan-json", str(bad),
+         "--out", str(out)],
+        check=False, cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: plan JSON has no format_version: is it `terraform show -json <planfile>`?"
+    ]
+    assert not out.exists()
+
+
+def test_plan_destroying_everything_still_fits_with_its_summary():
+    changes = [
+        {"address": f"azurerm_key_vault_secret.{'n' * 200}{i}",
+         "change": {"actions": ["delete"], "before": {}, "after": None}}
+        for i in range(3_000)
+    ]
+    plan = {"format_version": "1.2", "resource_changes": changes}
+    comment = render_comment("todo-api-dev", plan, plan_text="x\n" * 100_000)
+    assert len(comment) <= MAX_COMMENT_CHARS
+    assert "| `todo-api-dev` | 0 | 0 | 0 | **3000** :x: |" in comment
+    assert "> - ... and 2950 more" in comment

@@ -1,0 +1,45 @@
+"""What every tool CLI here shares: one-line errors, JSON input, atomic output files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    try:
+        return main()
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def read_json(path: Path, what: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CliError(f"cannot read {what} {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise CliError(f"{what} {path} is not JSON: {error.msg} (line {error.lineno})") from None
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write to a temporary file next to `path`, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

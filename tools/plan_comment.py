@@ -1,0 +1,269 @@
+"""Render one pull-request comment per stack from `terraform show -json` plan output.
+
+    python -m tools.plan_comment --stack todo-api-dev --plan-json plan.json \
+        [--plan-text plan.txt] [--synth cdktf.out/stacks/todo-api-dev/cdk.tf.json] \
+        [--artifact-url URL] --out comment.md [--summary-out "$GITHUB_STEP_SUMMARY"]
+
+The comment starts with a hidden marker (`<!-- todo-api-plan:<stack> -->`) so the workflow
+finds and updates it in place, then: a summary table, a loud warning when anything is destroyed
+or replaced, the changed resources by address and action, the topology diagram and the full plan
+text in a collapsed section cut (head and tail kept) to fit GitHub's 65,536-character limit.
+
+Plan format: https://developer.hashicorp.com/terraform/internals/json-format
+(`resource_changes[].change.actions`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import diagram
+from tools.cli import CliError, read_json, run_cli, write_atomic
+
+MAX_COMMENT_CHARS = 65_536
+MARKER_PREFIX = "todo-api-plan"
+MAX_LISTED_RESOURCES = 300
+MAX_CALLED_OUT = 50  # destroys/replaces named in the warning
+
+# `change.actions` as documented, mapped to one word each.
+ACTIONS = {
+    ("no-op",): "no-op",
+    ("create",): "create",
+    ("read",): "read",
+    ("update",): "update",
+    ("delete", "create"): "replace",
+    ("create", "delete"): "replace",
+    ("delete",): "delete",
+}
+ACTION_SYMBOLS = {
+    "create": "+ create",
+    "update": "~ update",
+    "replace": "-/+ replace",
+    "delete": "- destroy",
+    "read": "<= read",
+}
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    address: str
+    action: str
+    replace_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Counts:
+    add: int
+    change: int
+    replace: int
+    destroy: int
+
+    @property
+    def has_changes(self) -> bool:
+        return any((self.add, self.change, self.replace, self.destroy))
+
+    @property
+    def dangerous(self) -> bool:
+        return bool(self.replace or self.destroy)
+
+
+def marker(stack: str) -> str:
+    return f"<!-- {MARKER_PREFIX}:{stack} -->"
+
+
+def classify(actions: list[str]) -> str:
+    try:
+        return ACTIONS[tuple(actions)]
+    except KeyError:
+        raise CliError(f"unknown change.actions {actions!r} in plan JSON") from None
+
+
+def resource_changes(plan: dict) -> list[ResourceChange]:
+    """The changes that do something (no-op dropped), in plan order."""
+    if not isinstance(plan, dict) or "format_version" not in plan:
+        raise CliError("plan JSON has no format_version: is it `terraform show -json <planfile>`?")
+    changes = []
+    for entry in plan.get("resource_changes") or []:
+        action = classify(entry["change"]["actions"])
+        if action == "no-op":
+            continue
+        paths = tuple(_path_text(p) for p in entry["change"].get("replace_paths") or [])
+        changes.append(ResourceChange(entry["address"], action, paths))
+    return changes
+
+
+def _path_text(path: list) -> str:
+    return ".".join(str(step) for step in path)
+
+
+def count(changes: list[ResourceChange]) -> Counts:
+    actions = [c.action for c in changes]
+    return Counts(
+        add=actions.count("create"),
+        change=actions.count("update"),
+        replace=actions.count("replace"),
+        destroy=actions.count("delete"),
+    )
+
+
+def summary_table(stack: str, counts: Counts) -> str:
+    replace = f"**{counts.replace}** :warning:" if counts.replace else "0"
+    destroy = f"**{counts.destroy}** :x:" if counts.destroy else "0"
+    return "\n".join(
+        [
+            "| stack | to add | to change | to replace | to destroy |",
+            "|---|---:|---:|---:|---:|",
+            f"| `{stack}` | {counts.add} | {counts.change} | {replace} | {destroy} |",
+        ]
+    )
+
+
+def warning(changes: list[ResourceChange], counts: Counts) -> str:
+    if not counts.dangerous:
+        return ""
+    lines = [
+        "> [!CAUTION]",
+        (
+            f"> **This plan destroys {counts.destroy} and replaces {counts.replace} resource(s).**"
+            " Check that this is intended: a replaced resource is deleted and created again"
+            " (new identity and keys, possible downtime)."
+        ),
+    ]
+    risky = [c for c in changes if c.action in ("delete", "replace")]
+    for change in risky[:MAX_CALLED_OUT]:
+        lines.append(f"> - `{change.address}`: {ACTION_SYMBOLS[change.action]}")
+    if len(risky) > MAX_CALLED_OUT:
+        lines.append(f"> - ... and {len(risky) - MAX_CALLED_OUT} more")
+    return "\n".join(lines)
+
+
+def summary(stack: str, plan: dict) -> str:
+    """The part that goes to both the comment and the job summary."""
+    changes = resource_changes(plan)
+    counts = count(changes)
+    parts = [f"### Terraform plan: `{stack}`", summary_table(stack, counts)]
+    if plan.get("errored"):
+        parts.append("> [!WARNING]\n> Terraform reported an error while planning: see the plan text.")
+    if not counts.has_changes:
+        parts.append("No changes. Infrastructure matches the configuration.")
+    danger = warning(changes, counts)
+    if danger:
+        parts.append(danger)
+    return "\n\n".join(parts)
+
+
+def changes_list(changes: list[ResourceChange], budget: int) -> str:
+    if not changes:
+        return ""
+    header = "<details open><summary>Changed resources</summary>\n\n| action | address |\n|---|---|"
+    rows = []
+    used = len(header) + 40
+    for index, change in enumerate(changes[:MAX_LISTED_RESOURCES]):
+        forced = f" (forced by {', '.join(f'`{p}`' for p in change.replace_paths)})"
+        row = f"| {ACTION_SYMBOLS[change.action]} | `{change.address}`"
+        row += (forced if change.replace_paths else "") + " |"
+        if used + len(row) + 1 > budget:
+            break
+        rows.append(row)
+        used += len(row) + 1
+    left_out = len(changes) - len(rows)
+    tail = f"\n\n... and {left_out} more (see the plan text).\n" if left_out else "\n"
+    return header + "\n" + "\n".join(rows) + tail + "\n</details>"
+
+
+def fit_text(text: str, budget: int, artifact_url: str | None) -> str:
+    """Keep the head and the tail of `text` within `budget` characters, saying what was cut."""
+    if len(text) <= budget:
+        return text
+    where = f"the full plan is in the [plan artifact]({artifact_url})" if artifact_url else (
+        "the full plan is in the workflow run's artifacts"
+    )
+    note_room = 200 + len(where)
+    keep = max(budget - note_room, 0)
+    head, tail = text[: keep // 2], text[len(text) - (keep - keep // 2) :]
+    cut = len(text) - len(head) - len(tail)
+    cut_lines = text.count("\n", len(head), len(text) - len(tail))
+    note = f"\n\n... {cut:,} characters ({cut_lines:,} lines) cut here: {where} ...\n\n"
+    return head + note + tail
+
+
+def plan_text_section(text: str, budget: int, artifact_url: str | None) -> str:
+    text = ANSI_ESCAPE.sub("", text).replace("```", "'''")
+    opening = "<details><summary>Full plan text</summary>\n\n```terraform\n"
+    closing = "\n```\n\n</details>"
+    link = f"\n\nPlan artifact: {artifact_url}" if artifact_url else ""
+    room = budget - len(opening) - len(closing) - len(link)
+    if room < 500:
+        return f"Plan text left out (no room in the comment){link}"
+    return opening + fit_text(text, room, artifact_url) + closing + link
+
+
+def diagram_section(synth: dict | None) -> str:
+    if synth is None:
+        return ""
+    return "<details><summary>Topology</summary>\n\n" + diagram.markdown(synth) + "\n\n</details>"
+
+
+def render_comment(
+    stack: str,
+    plan: dict,
+    plan_text: str | None = None,
+    synth: dict | None = None,
+    artifact_url: str | None = None,
+    limit: int = MAX_COMMENT_CHARS,
+) -> str:
+    """The whole comment, never longer than `limit` characters."""
+    head = marker(stack) + "\n" + summary(stack, plan)
+    topology = diagram_section(synth)
+    budget = limit - len(head) - len(topology) - 8
+    listed = changes_list(resource_changes(plan), budget // 3 if plan_text else budget)
+    parts = [head, listed, topology]
+    if plan_text is not None:
+        used = sum(len(p) + 2 for p in parts)
+        parts.append(plan_text_section(plan_text, limit - used - 2, artifact_url))
+    body = "\n\n".join(p for p in parts if p) + "\n"
+    if len(body) > limit:  # only a pathological diagram gets here: keep the summary
+        body = head + "\n"
+    return body
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--plan-json", type=Path, required=True)
+    parser.add_argument("--plan-text", type=Path)
+    parser.add_argument("--synth", type=Path, help="cdk.tf.json of the stack, for the diagram")
+    parser.add_argument("--artifact-url")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summary-out", type=Path, help="append the summary here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = read_json(args.plan_json, "plan JSON")
+    synth = read_json(args.synth, "synthesized stack") if args.synth else None
+    text = _read_text(args.plan_text) if args.plan_text else None
+    comment = render_comment(args.stack, plan, text, synth, args.artifact_url)
+    write_atomic(args.out, comment)
+    if args.summary_out:
+        with args.summary_out.open("a", encoding="utf-8") as out:
+            out.write(summary(args.stack, plan) + "\n\n" + diagram_section(synth) + "\n")
+    print(f"{args.out}: {len(comment):,} characters")
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise CliError(f"cannot read plan text {path}: {error.strerror}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
