@@ -1,0 +1,258 @@
+"""The OpenAPI 3 document API Management imports; `python -m app.openapi` writes app/openapi.json.
+
+The document is built here from the contract's constants and served by the app; a test keeps the
+checked-in file identical to what the app serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from app.contract import (
+    JSON_MEDIA_TYPE,
+    MAX_BODY_BYTES,
+    MAX_NAME_LENGTH,
+    PROBLEM_MEDIA_TYPE,
+    SITE_NAME_HEADER,
+    SUBSCRIPTION_KEY_HEADER,
+    TODO_ITEM_PATH,
+    TODO_PATH,
+)
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+ITEM_ID_PATTERN = "^[0-9a-f]{32}$"
+NON_BLANK_PATTERN = r"\S"
+
+_SCHEMA_REF = "#/components/schemas/"
+_RESPONSE_REF = "#/components/responses/"
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": kind + name}
+
+
+def _site_header() -> dict:
+    return {SITE_NAME_HEADER: {"$ref": "#/components/headers/SiteName"}}
+
+
+def _json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
+    return {
+        "description": description,
+        "headers": {**_site_header(), **(headers or {})},
+        "content": {JSON_MEDIA_TYPE: {"schema": schema}},
+    }
+
+
+def _problem(description: str) -> dict:
+    return {
+        "description": description,
+        "headers": _site_header(),
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref(_SCHEMA_REF, "ProblemDetails")}},
+    }
+
+
+def _schemas() -> dict:
+    item_id = {
+        "type": "string",
+        "pattern": ITEM_ID_PATTERN,
+        "description": "32 lowercase hex digits",
+    }
+    name = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NAME_LENGTH,
+        "pattern": NON_BLANK_PATTERN,
+        "description": f"Not blank; at most {MAX_NAME_LENGTH} characters.",
+    }
+    completed = {"type": "boolean", "default": False}
+    return {
+        "TodoItem": {
+            "type": "object",
+            "required": ["id", "name", "isCompleted"],
+            "properties": {
+                "id": item_id,
+                "name": {"type": "string"},
+                "isCompleted": {"type": "boolean"},
+            },
+        },
+        "NewTodoItem": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "id": {"type": "string", "description": "Ignored: the server assigns the id."},
+                "name": name,
+                "isCompleted": completed,
+            },
+        },
+        "TodoItemUpdate": {
+            "type": "object",
+            "required": ["id", "name"],
+            "properties": {
+                "id": {**item_id, "description": "Must equal the id in the path."},
+                "name": name,
+                "isCompleted": completed,
+            },
+        },
+        "ProblemDetails": {
+            "type": "object",
+            "description": "RFC 9457 problem details.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+            },
+        },
+    }
+
+
+def _responses() -> dict:
+    return {
+        "BadRequest": _problem(
+            "The body is missing, not a JSON object, has a blank or too long name, a field of the "
+            "wrong type, or (PUT) an id that differs from the path."
+        ),
+        "Forbidden": _problem("The client certificate was rejected."),
+        "NotFound": _problem("No TodoItem has this id."),
+        "PayloadTooLarge": _problem(f"The request body is larger than {MAX_BODY_BYTES} bytes."),
+        "UnsupportedMediaType": _problem(f"The request body is not {JSON_MEDIA_TYPE}."),
+        "ServerError": _problem("The server could not complete the request."),
+    }
+
+
+def _errors(*names: str) -> dict:
+    codes = {
+        "BadRequest": "400",
+        "Forbidden": "403",
+        "NotFound": "404",
+        "PayloadTooLarge": "413",
+        "UnsupportedMediaType": "415",
+        "ServerError": "500",
+    }
+    return {codes[name]: _ref(_RESPONSE_REF, name) for name in (*names, "Forbidden", "ServerError")}
+
+
+def _body(schema_name: str) -> dict:
+    return {
+        "required": True,
+        "description": f"At most {MAX_BODY_BYTES} bytes of {JSON_MEDIA_TYPE}.",
+        "content": {JSON_MEDIA_TYPE: {"schema": _ref(_SCHEMA_REF, schema_name)}},
+    }
+
+
+def _operation(operation_id: str, summary: str, responses: dict, **extra) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["TodoItem"],
+        **extra,
+        "responses": responses,
+    }
+
+
+def _paths() -> dict:
+    item = _ref(_SCHEMA_REF, "TodoItem")
+    location = {
+        "Location": {"description": "Path of the created item.", "schema": {"type": "string"}}
+    }
+    id_parameter = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": ITEM_ID_PATTERN},
+    }
+    return {
+        TODO_PATH: {
+            "get": _operation(
+                "GetTodoItems",
+                "List all items.",
+                {
+                    "200": _json_response("All items.", {"type": "array", "items": item}),
+                    **_errors(),
+                },
+            ),
+            "post": _operation(
+                "PostTodoItem",
+                "Create an item; the server assigns its id.",
+                {
+                    "201": _json_response("The created item.", item, location),
+                    **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
+                },
+                requestBody=_body("NewTodoItem"),
+            ),
+        },
+        TODO_ITEM_PATH: {
+            "parameters": [id_parameter],
+            "get": _operation(
+                "GetTodoItem",
+                "Get one item.",
+                {"200": _json_response("The item.", item), **_errors("NotFound")},
+            ),
+            "put": _operation(
+                "PutTodoItem",
+                "Replace an item; the body's id must equal the path's.",
+                {
+                    "200": _json_response("The updated item.", item),
+                    **_errors("BadRequest", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
+                },
+                requestBody=_body("TodoItemUpdate"),
+            ),
+            "delete": _operation(
+                "DeleteTodoItem",
+                "Delete an item.",
+                {
+                    "204": {"description": "Deleted.", "headers": _site_header()},
+                    **_errors("NotFound"),
+                },
+            ),
+        },
+    }
+
+
+def build_openapi() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "TodoItem API",
+            "version": "v1",
+            "description": (
+                "TodoItem API behind Azure API Management. Every response carries "
+                f"{SITE_NAME_HEADER}, the App Service site (region) that answered."
+            ),
+        },
+        "security": [{"apiKeyHeader": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": SUBSCRIPTION_KEY_HEADER}
+            },
+            "headers": {
+                "SiteName": {
+                    "description": "The App Service site (region) that answered.",
+                    "schema": {"type": "string"},
+                }
+            },
+            "schemas": _schemas(),
+            "responses": _responses(),
+        },
+    }
+
+
+def render_openapi() -> str:
+    return json.dumps(build_openapi(), indent=2) + "\n"
+
+
+def write_openapi(path: Path = OPENAPI_FILE) -> None:
+    """Write the document atomically (temp file, then rename)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
+        file.write(render_openapi())
+    os.replace(file.name, path)
+
+
+if __name__ == "__main__":
+    write_openapi(Path(sys.argv[1]) if len(sys.argv) > 1 else OPENAPI_FILE)

@@ -1,0 +1,153 @@
+"""TodoItem endpoints (the source's TodoItemController) and the keyed health check."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from app.contract import (
+    HEALTH_OK_TEXT,
+    HEALTH_PATH,
+    JSON_MEDIA_TYPE,
+    MAX_BODY_BYTES,
+    MAX_NAME_LENGTH,
+    TODO_ITEM_PATH,
+    TODO_PATH,
+)
+from app.problems import Problem
+from app.store import TodoItem, TodoStore, new_item_id
+
+
+class CaseInsensitiveRoute(Route):
+    """A route whose path matches in any case, as ASP.NET routes do (/api/todoitem works)."""
+
+    def __init__(self, path: str, endpoint, **kwargs) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
+
+
+def _store(request: Request) -> TodoStore:
+    return request.app.state.store
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refusing (413) more than MAX_BODY_BYTES and (415) anything but JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Problem(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise Problem(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
+    if not body:
+        raise Problem(400, "The request body is missing.")
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise Problem(415, f"The request body must be {JSON_MEDIA_TYPE}.")
+    return bytes(body)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_object(request: Request) -> dict:
+    body = await _read_body(request)
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Problem(400, "The request body must be a JSON object.")
+    return data
+
+
+def _name(data: dict) -> str:
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise Problem(400, "The field 'name' must be a non-blank string.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise Problem(400, f"The field 'name' must be at most {MAX_NAME_LENGTH} characters.")
+    return name
+
+
+def _is_completed(data: dict) -> bool:
+    value = data.get("isCompleted", False)
+    if type(value) is not bool:
+        raise Problem(400, "The field 'isCompleted' must be true or false.")
+    return value
+
+
+def _body_id(data: dict) -> str | None:
+    value = data.get("id")
+    if value is not None and not isinstance(value, str):
+        raise Problem(400, "The field 'id' must be a string.")
+    return value
+
+
+def _not_found() -> Problem:
+    return Problem(404, "No TodoItem has this id.")
+
+
+class TodoItems(HTTPEndpoint):
+    """GET (list) and POST (create) on /api/TodoItem."""
+
+    async def get(self, request: Request) -> Response:
+        items = await _store(request).list()
+        return JSONResponse([item.to_json() for item in items])
+
+    async def post(self, request: Request) -> Response:
+        data = await _read_object(request)
+        _body_id(data)  # validated, then ignored: the server assigns ids
+        item = TodoItem(id=new_item_id(), name=_name(data), is_completed=_is_completed(data))
+        await _store(request).add(item)
+        location = {"Location": f"{TODO_PATH}/{item.id}"}
+        return JSONResponse(item.to_json(), status_code=201, headers=location)
+
+
+class TodoItemById(HTTPEndpoint):
+    """GET, PUT and DELETE on /api/TodoItem/{id}."""
+
+    async def get(self, request: Request) -> Response:
+        item = await _store(request).get(request.path_params["id"])
+        if item is None:
+            raise _not_found()
+        return JSONResponse(item.to_json())
+
+    async def put(self, request: Request) -> Response:
+        item_id = request.path_params["id"]
+        data = await _read_object(request)
+        if _body_id(data) != item_id:
+            raise Problem(400, "The field 'id' must equal the id in the path.")
+        item = TodoItem(id=item_id, name=_name(data), is_completed=_is_completed(data))
+        if await _store(request).replace(item) is None:
+            raise _not_found()
+        return JSONResponse(item.to_json())
+
+    async def delete(self, request: Request) -> Response:
+        if not await _store(request).delete(request.path_params["id"]):
+            raise _not_found()
+        return Response(status_code=204)
+
+
+async def health(request: Request) -> Response:
+    expected = request.app.state.settings.health_check_key
+    key = request.path_params["key"]
+    if expected is None or not hmac.compare_digest(key.encode(), expected.encode()):
+        raise Problem(403, "The health check key was rejected.")
+    return PlainTextResponse(HEALTH_OK_TEXT)
+
+
+def todo_routes() -> list[Route]:
+    return [
+        CaseInsensitiveRoute(TODO_PATH, TodoItems),
+        CaseInsensitiveRoute(TODO_ITEM_PATH, TodoItemById),
+        CaseInsensitiveRoute(HEALTH_PATH, health, methods=["GET"]),
+    ]

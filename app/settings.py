@@ -1,0 +1,195 @@
+"""App settings: environment variables (App Service app settings), parsed once into a typed object.
+
+A bad or missing value raises SettingsError naming the variable; `python -m app.settings` checks
+the environment and prints that one line (startup.sh runs it before starting the server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from app.certificates import (
+    ClientCertificateRules,
+    load_ca_certificates,
+    parse_name,
+    parse_thumbprint,
+)
+
+APP_ENV = "APP_ENV"
+WEBSITE_SITE_NAME = "WEBSITE_SITE_NAME"
+HEALTH_CHECK_KEY = "HEALTH_CHECK_KEY"
+CLIENT_CERT_HEADER = "CLIENT_CERT_HEADER"
+CLIENT_CERT_SUBJECT = "CLIENT_CERT_SUBJECT"
+CLIENT_CERT_ISSUER = "CLIENT_CERT_ISSUER"
+CLIENT_CERT_THUMBPRINTS = "CLIENT_CERT_THUMBPRINTS"
+CLIENT_CERT_CA = "CLIENT_CERT_CA"
+CLIENT_CERT_VALIDATION = "CLIENT_CERT_VALIDATION"
+PORT = "PORT"
+HOST = "HOST"
+WEB_CONCURRENCY = "WEB_CONCURRENCY"
+
+# Every variable the app reads (the stacks set these as app settings).
+APP_SETTING_NAMES = (
+    APP_ENV,
+    WEBSITE_SITE_NAME,
+    HEALTH_CHECK_KEY,
+    CLIENT_CERT_HEADER,
+    CLIENT_CERT_SUBJECT,
+    CLIENT_CERT_ISSUER,
+    CLIENT_CERT_THUMBPRINTS,
+    CLIENT_CERT_CA,
+    CLIENT_CERT_VALIDATION,
+    PORT,
+    HOST,
+    WEB_CONCURRENCY,
+)
+
+PRODUCTION = "production"
+DEVELOPMENT = "development"
+DEFAULT_SITE_NAME = "localhost"
+DEFAULT_CLIENT_CERT_HEADER = "X-ARR-ClientCert"
+DEFAULT_PORT = 8000
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_WEB_CONCURRENCY = 1  # the in-memory store lives in one process
+HEALTH_CHECK_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message starts with the variable's name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = PRODUCTION
+    site_name: str = DEFAULT_SITE_NAME
+    health_check_key: str | None = None
+    client_cert_header: str = DEFAULT_CLIENT_CERT_HEADER
+    client_certificate: ClientCertificateRules | None = None  # None: validation off (development)
+    port: int = DEFAULT_PORT
+    host: str = DEFAULT_HOST
+    web_concurrency: int = DEFAULT_WEB_CONCURRENCY
+
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
+
+
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_value(environ, name) or default).lower()
+    if value not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _value(environ, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise SettingsError(name, f"must be a whole number from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def _required(environ: Mapping[str, str], name: str, why: str) -> str:
+    value = _value(environ, name)
+    if value is None:
+        raise SettingsError(name, f"is required {why}")
+    return value
+
+
+def _parsed(name: str, parse, text: str):
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise SettingsError(name, str(error) or "is malformed") from None
+
+
+def _ca_certificates(environ: Mapping[str, str]) -> tuple:
+    path = _value(environ, CLIENT_CERT_CA)
+    if path is None:
+        return ()
+    try:
+        with open(path, "rb") as file:
+            pem = file.read()
+    except OSError as error:
+        raise SettingsError(CLIENT_CERT_CA, f"cannot read {path}: {error.strerror}") from None
+    return _parsed(CLIENT_CERT_CA, load_ca_certificates, pem)
+
+
+def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRules:
+    why = "while client-certificate validation is on"
+    subject = _required(environ, CLIENT_CERT_SUBJECT, why)
+    issuer = _required(environ, CLIENT_CERT_ISSUER, why)
+    thumbprints = [
+        t for t in _required(environ, CLIENT_CERT_THUMBPRINTS, why).split(",") if t.strip()
+    ]
+    if not thumbprints:
+        raise SettingsError(CLIENT_CERT_THUMBPRINTS, f"is required {why}")
+    return ClientCertificateRules(
+        subject=_parsed(CLIENT_CERT_SUBJECT, parse_name, subject),
+        issuer=_parsed(CLIENT_CERT_ISSUER, parse_name, issuer),
+        thumbprints=frozenset(
+            _parsed(CLIENT_CERT_THUMBPRINTS, parse_thumbprint, t) for t in thumbprints
+        ),
+        ca_certificates=_ca_certificates(environ),
+    )
+
+
+def _health_check_key(environ: Mapping[str, str], environment: str) -> str | None:
+    key = _value(environ, HEALTH_CHECK_KEY)
+    if key is None and environment == PRODUCTION:
+        raise SettingsError(HEALTH_CHECK_KEY, "is required in production")
+    if key is not None and not HEALTH_CHECK_KEY_PATTERN.fullmatch(key):
+        raise SettingsError(HEALTH_CHECK_KEY, "must be 16 to 256 of A-Z a-z 0-9 . _ ~ -")
+    return key
+
+
+def _client_cert_header(environ: Mapping[str, str]) -> str:
+    header = _value(environ, CLIENT_CERT_HEADER) or DEFAULT_CLIENT_CERT_HEADER
+    if not HEADER_NAME_PATTERN.fullmatch(header):
+        raise SettingsError(CLIENT_CERT_HEADER, f"{header!r} is not an HTTP header name")
+    return header
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    environment = _choice(environ, APP_ENV, (PRODUCTION, DEVELOPMENT), PRODUCTION)
+    validation = _choice(environ, CLIENT_CERT_VALIDATION, ("on", "off"), "on")
+    if validation == "off" and environment != DEVELOPMENT:
+        raise SettingsError(CLIENT_CERT_VALIDATION, "may be off only with APP_ENV=development")
+    return Settings(
+        environment=environment,
+        site_name=_value(environ, WEBSITE_SITE_NAME) or DEFAULT_SITE_NAME,
+        health_check_key=_health_check_key(environ, environment),
+        client_cert_header=_client_cert_header(environ),
+        client_certificate=_client_certificate_rules(environ) if validation == "on" else None,
+        port=_integer(environ, PORT, DEFAULT_PORT, 1, 65535),
+        host=_value(environ, HOST) or DEFAULT_HOST,
+        web_concurrency=_integer(environ, WEB_CONCURRENCY, DEFAULT_WEB_CONCURRENCY, 1, 64),
+    )
+
+
+def load_settings_or_exit(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Load the settings, or stop the process with one line naming the bad variable."""
+    try:
+        return load_settings(environ)
+    except SettingsError as error:
+        raise SystemExit(f"configuration error: {error}") from None
+
+
+if __name__ == "__main__":
+    load_settings_or_exit()
+    sys.exit(0)

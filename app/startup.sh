@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Production server for the TodoItem API: gunicorn managing uvicorn workers.
+# The ONE place the server command lives. App Service's startup command is `bash app/startup.sh`
+# (the deploy package's root holds app/ and requirements.txt); the local topology runs the same
+# script with HOST=127.0.0.1 PORT=<free port>.
+#
+#   HOST             bind address (default 0.0.0.0)
+#   PORT             port (default 8000)
+#   WEB_CONCURRENCY  worker processes (default 1: the in-memory store lives in one process)
+#   PYTHON           interpreter with the app's requirements (default: python3 on PATH)
+#
+# The settings are checked first, so a bad value stops the start with one line naming it.
+# SIGTERM stops gracefully: workers finish in-flight requests (up to 30 s). Access log on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m app.settings
+
+exec "$PYTHON" -m gunicorn app.main:app \
+    --worker-class uvicorn_worker.UvicornWorker \
+    --workers "${WEB_CONCURRENCY:-1}" \
+    --bind "${HOST:-0.0.0.0}:${PORT:-8000}" \
+    --graceful-timeout 30 \
+    --timeout 60 \
+    --keep-alive 75 \
+    --access-logfile - \
+    --error-logfile - \
+    --no-control-socket
