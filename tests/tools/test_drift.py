@@ -1,0 +1,81 @@
+"""Drift: one issue, opened on drift, updated while it lasts, closed when it is gone."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import drift
+
+PLANS = Path(__file__).parent / "data" / "plans"
+
+
+def results(tmp_path: Path, **exit_codes: int) -> Path:
+    folder = tmp_path / "results"
+    for stack, code in exit_codes.items():
+        name = stack.replace("_", "-")
+        stack_dir = folder / f"drift-{name}"
+        stack_dir.mkdir(parents=True)
+        (stack_dir / "stack").write_text(name + "\n")
+        (stack_dir / "exitcode").write_text(f"{code}\n")
+        if code in (0, 2):
+            plan = json.loads((PLANS / ("mixed.json" if code == 2 else "no_changes.json")).read_text())
+            if code == 2:
+                plan["resource_drift"] = [{"address": "azurerm_linux_web_app.app_weu"}]
+            (stack_dir / "plan.json").write_text(json.dumps(plan))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("open_issue", "drifted", "action"),
+    [(None, True, "open"), ({"number": 1}, True, "update"),
+     ({"number": 1}, False, "close"), (None, False, "none")],
+)
+def test_decide(open_issue, drifted, action):
+    assert drift.decide(open_issue, drifted) == action
+
+
+def test_drift_opens_one_labelled_issue(github, tmp_path):
+    state, api = github
+    loaded = drift.load_results(results(tmp_path, todo_api_dev=2, todo_api_prod=0))
+    assert drift.sync_issue(api, loaded, "https://run/1") == "open"
+    [issue] = state.issues
+    assert issue["title"] == drift.TITLE and issue["labels"] == ["drift"]
+    assert issue["body"].startswith(drift.MARKER)
+
+
+def test_issue_body_names_what_changed_outside_terraform(tmp_path):
+    loaded = drift.load_results(results(tmp_path, todo_api_dev=2, todo_api_prod=0))
+    body = drift.render_body(loaded, None)
+    assert "Changed outside Terraform:\n\n- `azurerm_linux_web_app.app_weu`" in body
+    assert "### `todo-api-prod`: in sync" in body
+
+
+def test_drift_that_lasts_updates_the_same_issue(github, tmp_path):
+    state, api = github
+    loaded = drift.load_results(results(tmp_path, todo_api_dev=2))
+    drift.sync_issue(api, loaded, "https://run/1")
+    assert drift.sync_issue(api, loaded, "https://run/2") == "update"
+    assert len(state.issues) == 1 and "https://run/2" in state.issues[0]["body"]
+
+
+def test_drift_gone_closes_the_issue_with_a_comment(github, tmp_path):
+    state, api = github
+    drift.sync_issue(api, drift.load_results(results(tmp_path / "a", todo_api_dev=2)), None)
+    clean = drift.load_results(results(tmp_path / "b", todo_api_dev=0))
+    assert drift.sync_issue(api, clean, "https://run/3") == "close"
+    [issue] = state.issues
+    assert issue["state"] == "closed"
+    assert "No drift any more" in state.comments[issue["number"]][0]["body"]
+
+
+def test_no_drift_and_no_issue_does_nothing(github, tmp_path):
+    state, api = github
+    assert drift.sync_issue(api, drift.load_results(results(tmp_path, todo_api_dev=0)), None) == "none"
+    assert state.calls == []
+
+
+def test_failed_plan_exits_1_and_leaves_the_issue_alone(tmp_path, capsys):
+    folder = results(tmp_path, todo_api_dev=1, todo_api_prod=2)
+    assert drift.main(["--results", str(folder)]) == 1
+    assert "terraform plan failed for todo-api-dev" in capsys.readouterr().err

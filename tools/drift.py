@@ -1,0 +1,127 @@
+"""Nightly drift report: open, update or close one GitHub issue from per-stack plan results.
+
+    python -m tools.drift --results results/ [--run-url URL] [--dry-run]
+
+`results/` holds one folder per stack (as the drift workflow's artifacts download), each with
+`stack` (the stack name), `exitcode` (of `terraform plan -detailed-exitcode`: 0 in sync,
+1 error, 2 changes) and, when the plan ran, `plan.json` (`terraform show -json`).
+
+Drift (any exit code 2): open the issue, or update the open one (found by its hidden marker).
+No drift: close the open issue with a comment. A failed plan (exit code 1) touches nothing and
+exits 1, so the run shows red.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import plan_comment
+from tools.cli import CliError, read_json, run_cli
+from tools.github_api import GitHubApi, find_marked
+
+MARKER = "<!-- todo-api-drift -->"
+TITLE = "Infrastructure drift detected"
+LABEL = "drift"
+EXIT_IN_SYNC, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class StackResult:
+    stack: str
+    exit_code: int
+    plan: dict | None
+
+
+def load_results(folder: Path) -> list[StackResult]:
+    results = []
+    for stack_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        try:
+            stack = (stack_dir / "stack").read_text().strip()
+            exit_code = int((stack_dir / "exitcode").read_text().strip())
+        except (OSError, ValueError) as error:
+            raise CliError(f"{stack_dir}: needs files 'stack' and 'exitcode' ({error})") from None
+        plan_file = stack_dir / "plan.json"
+        plan = read_json(plan_file, "plan JSON") if plan_file.exists() else None
+        results.append(StackResult(stack, exit_code, plan))
+    if not results:
+        raise CliError(f"no stack results in {folder}")
+    return results
+
+
+def decide(open_issue: dict | None, drifted: bool) -> str:
+    """'open' | 'update' | 'close' | 'none'."""
+    if drifted:
+        return "update" if open_issue else "open"
+    return "close" if open_issue else "none"
+
+
+def drift_list(plan: dict) -> str:
+    changed = [entry["address"] for entry in plan.get("resource_drift") or []]
+    if not changed:
+        return ""
+    lines = [f"- `{address}`" for address in changed[: plan_comment.MAX_CALLED_OUT]]
+    if len(changed) > plan_comment.MAX_CALLED_OUT:
+        lines.append(f"- ... and {len(changed) - plan_comment.MAX_CALLED_OUT} more")
+    return "Changed outside Terraform:\n\n" + "\n".join(lines)
+
+
+def render_body(results: list[StackResult], run_url: str | None) -> str:
+    parts = [
+        MARKER,
+        "## Infrastructure drift",
+        "The nightly `terraform plan -detailed-exitcode` found differences between the code on"
+        " main and what runs in Azure: either something was changed outside Terraform (listed"
+        " under *Changed outside Terraform*), or main holds changes not deployed yet (for prod,"
+        " a deploy waiting for approval)."
+        + (f" Run: {run_url}" if run_url else ""),
+    ]
+    for result in results:
+        if result.exit_code == EXIT_CHANGES and result.plan is not None:
+            parts.append(plan_comment.summary(result.stack, result.plan))
+            parts.append(drift_list(result.plan))
+        else:
+            parts.append(f"### `{result.stack}`: in sync")
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def sync_issue(api: GitHubApi, results: list[StackResult], run_url: str | None) -> str:
+    issues = [i for i in api.list(f"/issues?state=open&labels={LABEL}") if "pull_request" not in i]
+    issue = find_marked(issues, MARKER)
+    action = decide(issue, any(r.exit_code == EXIT_CHANGES for r in results))
+    body = render_body(results, run_url)
+    if action == "open":
+        api.request("POST", "/issues", {"title": TITLE, "body": body, "labels": [LABEL]})
+    elif action == "update":
+        api.request("PATCH", f"/issues/{issue['number']}", {"body": body})
+    elif action == "close":
+        note = "No drift any more" + (f" (run: {run_url})" if run_url else "") + ": closing."
+        api.request("POST", f"/issues/{issue['number']}/comments", {"body": note})
+        api.request("PATCH", f"/issues/{issue['number']}", {"state": "closed"})
+    return action
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--run-url")
+    parser.add_argument("--dry-run", action="store_true", help="print the issue body only")
+    args = parser.parse_args(argv)
+    results = load_results(args.results)
+    failed = [r.stack for r in results if r.exit_code not in (EXIT_IN_SYNC, EXIT_CHANGES)]
+    if failed:
+        print(f"error: terraform plan failed for {', '.join(failed)}: issue left as is",
+              file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(render_body(results, args.run_url))
+        return 0
+    action = sync_issue(GitHubApi.from_environment(), results, args.run_url)
+    print(f"drift issue: {action}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
