@@ -1,71 +1,15 @@
-"""The ASGI app: `uvicorn app.main:app` locally, app/startup.sh (gunicorn) in production."""
+"""Entry point: `uvicorn app.main:app` locally, app/startup.sh (gunicorn) in production.
+
+Wiring only: logging, settings from the environment (a bad value exits with one line), the app.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp
-
-from app.certificates import ClientCertificatePolicy
-from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
-from app.middleware import ClientCertificateMiddleware, ResponseHeadersMiddleware
-from app.openapi import build_openapi
-from app.problems import http_exception, server_error
-from app.routes import todo_routes
-from app.settings import CLIENT_CERT_VALIDATION, Settings, load_settings_or_exit
-from app.store import InMemoryTodoStore, TodoStore
-from app.swagger_ui import swagger_ui_routes
-
-logger = logging.getLogger("app")
-
-
-def _openapi_route() -> Route:
-    document = json.dumps(build_openapi(), separators=(",", ":")).encode()
-
-    async def openapi(request: Request) -> Response:
-        return Response(document, media_type=JSON_MEDIA_TYPE)
-
-    return Route(OPENAPI_PATH, openapi, methods=["GET"])
-
-
-def _middleware(settings: Settings) -> list[Middleware]:
-    if settings.client_certificate is None:
-        logger.warning(
-            "!!! CLIENT CERTIFICATE VALIDATION IS OFF (%s=off, development): "
-            "any caller is admitted. Never run like this in production. !!!",
-            CLIENT_CERT_VALIDATION,
-        )
-        return []
-    policy = ClientCertificatePolicy(settings.client_certificate)
-    return [
-        Middleware(
-            ClientCertificateMiddleware, policy=policy, header_name=settings.client_cert_header
-        )
-    ]
-
-
-def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
-    routes = [*todo_routes(), _openapi_route()]
-    if settings.development:
-        routes += swagger_ui_routes()
-    starlette = Starlette(
-        routes=routes,
-        middleware=_middleware(settings),
-        exception_handlers={HTTPException: http_exception, Exception: server_error},
-    )
-    starlette.router.redirect_slashes = False
-    starlette.state.settings = settings
-    starlette.state.store = store if store is not None else InMemoryTodoStore()
-    # Outermost, so that 500s made by Starlette's error middleware carry the headers too.
-    return ResponseHeadersMiddleware(starlette, settings.site_name)
+from app.application import create_app
+from app.settings import load_settings_or_exit
 
 
 def _configure_logging() -> None:

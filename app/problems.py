@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
@@ -11,8 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.contract import PROBLEM_MEDIA_TYPE
-
-logger = logging.getLogger("app")
 
 
 def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -41,7 +38,7 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette re-raises the exception after this response, so the server logs the traceback.
     return problem_response(500, "The server could not complete the request.")
 
 

@@ -1,0 +1,86 @@
+"""Fixtures for the TodoItem service: test certificates, settings and in-process clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.application import create_app
+from app.settings import Settings, load_settings
+from tests.app import certs
+
+HEALTH_KEY = "test-health-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def authority() -> certs.Authority:
+    return certs.make_authority()
+
+
+@pytest.fixture(scope="session")
+def client_certificate(authority):
+    return certs.make_client(authority)
+
+
+@pytest.fixture(scope="session")
+def ca_file(authority, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    path.write_bytes(authority.pem)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def environment(client_certificate, ca_file) -> dict[str, str]:
+    """App settings admitting `client_certificate`, as the stacks would set them."""
+    return {
+        "APP_ENV": "production",
+        "WEBSITE_SITE_NAME": "todo-api-test-region",
+        "HEALTH_CHECK_KEY": HEALTH_KEY,
+        "CLIENT_CERT_SUBJECT": certs.CLIENT_SUBJECT,
+        "CLIENT_CERT_ISSUER": certs.CA_SUBJECT,
+        "CLIENT_CERT_THUMBPRINTS": certs.sha1(client_certificate),
+        "CLIENT_CERT_CA": ca_file,
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(environment) -> Settings:
+    return load_settings(environment)
+
+
+@pytest.fixture(scope="session")
+def cert_header(client_certificate) -> dict[str, str]:
+    return {"X-ARR-ClientCert": certs.header_value(client_certificate)}
+
+
+@pytest.fixture
+def make_client() -> Callable[..., TestClient]:
+    """A TestClient over a fresh app built from the given settings (no server errors raised)."""
+
+    def make(settings: Settings, headers: dict[str, str] | None = None, store=None) -> TestClient:
+        return TestClient(
+            create_app(settings, store=store), headers=headers, raise_server_exceptions=False
+        )
+
+    return make
+
+
+@pytest.fixture
+def client(make_client, settings, cert_header) -> TestClient:
+    """A client whose requests carry the valid certificate header."""
+    return make_client(settings, cert_header)
+
+
+@pytest.fixture
+def anonymous(make_client, settings) -> TestClient:
+    """A client whose requests carry no certificate header."""
+    return make_client(settings)
+
+
+@pytest.fixture
+def rejection_log(caplog) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="app.client_certificate")
+    return caplog
