@@ -81,14 +81,16 @@ def make_client(
     common_name: str = "cloudauth-apim.azure-api.net",
     not_before: datetime.timedelta = datetime.timedelta(days=-1),
     not_after: datetime.timedelta = datetime.timedelta(days=30),
-    client_auth: bool = True,
+    client_auth: bool | None = True,
 ) -> x509.Certificate:
-    """A client certificate signed by the authority; validity is relative to now."""
+    """A client certificate signed by the authority; validity is relative to now.
+
+    client_auth: True for the clientAuth usage, False for serverAuth only, None for no EKU at all.
+    """
     key = _key()
     now = datetime.datetime.now(_UTC)
-    usages = [ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else ExtendedKeyUsageOID.SERVER_AUTH]
     issuer_ski = authority.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(authority.certificate.subject)
@@ -97,14 +99,16 @@ def make_client(
         .not_valid_before(now + not_before)
         .not_valid_after(now + not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(authority.key, hashes.SHA256())
     )
+    if client_auth is not None:
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else ExtendedKeyUsageOID.SERVER_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return builder.sign(authority.key, hashes.SHA256())
 
 
 def header_value(certificate: x509.Certificate) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 
 import pytest
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # Starlette 1.x suggests httpx2; httpx is what the lock pins
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from app.application import create_app
 from app.settings import Settings, load_settings
