@@ -1,0 +1,215 @@
+"""Smoke checks against real servers on 127.0.0.1: the packaged app (started with its own
+app/startup.sh) behind a key-checking stand-in gateway, and a misconfigured deployment."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tools import package_app, smoke
+from tools.stack_outputs import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+PYTHON = str(Path(sys.executable))
+SUBSCRIPTION_KEY = "subscription-key-0123456789"
+HEALTH_KEY = "health-key-0123456789abcdef"
+API_PATH = "todo"
+SUBJECT = "CN=cloudauth-apim.azure-api.net,O=Contoso,C=AU"
+
+
+def client_certificate() -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "AU"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Contoso"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "cloudauth-apim.azure-api.net"),
+    ])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Servers:
+    """Starts processes, waits until each accepts connections, stops them all at the end."""
+
+    def __init__(self):
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], env: dict[str, str], cwd: Path) -> str:
+        port = free_port()
+        full_env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(port), **env}
+        self.processes.append(subprocess.Popen(
+            [c.replace("{port}", str(port)) for c in command], cwd=cwd, env=full_env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ))
+        return f"http://127.0.0.1:{port}"
+
+    def wait(self, url: str, process: subprocess.Popen) -> None:
+        for _ in range(600):  # bounded: at most ~60 s
+            if process.poll() is not None:
+                raise RuntimeError(f"{url} exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                httpx.get(url + "/health/x", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{url} did not start")
+
+    def stop(self):
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory) -> Path:
+    """The deploy package, unzipped: the smoke tests run what App Service would run."""
+    folder = tmp_path_factory.mktemp("package")
+    zipfile.ZipFile(io.BytesIO(package_app.build(ROOT / "app"))).extractall(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def deployments(package_dir):
+    """(good outputs, bad outputs) of two local 'deployments'."""
+    certificate = client_certificate()
+    cert_b64 = base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()
+    app_env = {
+        "PYTHON": PYTHON, "APP_ENV": "production", "HEALTH_CHECK_KEY": HEALTH_KEY,
+        "CLIENT_CERT_SUBJECT": SUBJECT, "CLIENT_CERT_ISSUER": SUBJECT,
+        "CLIENT_CERT_THUMBPRINTS": certificate.fingerprint(hashes.SHA1()).hex(),
+    }
+    startup = ["bash", "app/startup.sh"]
+    servers = Servers()
+    try:
+        primary = servers.start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-weu"}, package_dir)
+        secondary = servers.start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-neu"},
+                                  package_dir)
+        # misconfigured: certificate validation switched off
+        open_app = servers.start(startup, {**app_env, "APP_ENV": "development",
+                                           "CLIENT_CERT_VALIDATION": "off"}, package_dir)
+        gateway_command = [PYTHON, "-m", "uvicorn", "fake_gateway:app", "--host", "127.0.0.1",
+                           "--port", "{port}"]
+        gateway_env = {"API_PATH": API_PATH, "SUBSCRIPTION_KEY": SUBSCRIPTION_KEY,
+                       "CLIENT_CERT_B64": cert_b64}
+        good_gateway = servers.start(gateway_command, {**gateway_env, "BACKEND_URL": primary},
+                                     DATA)
+        bad_gateway = servers.start(gateway_command, {**gateway_env, "BACKEND_URL": open_app,
+                                                      "CHECK_KEY": "off"}, DATA)
+        urls = [primary, secondary, open_app, good_gateway, bad_gateway]
+        for url, process in zip(urls, servers.processes, strict=True):
+            servers.wait(url, process)
+        yield outputs([good_gateway], [primary, secondary]), outputs([bad_gateway], [open_app])
+    finally:
+        servers.stop()
+
+
+def outputs(gateways: list[str], web_apps: list[str]):
+    def out(value, sensitive=False):
+        return {"sensitive": sensitive, "type": "dynamic", "value": value}
+    return parse({
+        "gateway_urls": out(gateways),
+        "traffic_manager_fqdns": out(["todo-dev.trafficmanager.net"]),
+        "web_app_names": out([f"app-{i}" for i in range(len(web_apps))]),
+        "web_app_hostnames": out(web_apps),
+        "resource_group_names": out([f"rg-{i}" for i in range(len(web_apps))]),
+        "subscription_key": out(SUBSCRIPTION_KEY, True),
+        "health_check_key": out(HEALTH_KEY, True),
+        "api_path": out(API_PATH),
+    })
+
+
+def test_healthy_deployment_passes_every_check(deployments):
+    good, _ = deployments
+    assert smoke.run(good) == []
+
+
+def test_checks_cover_gateway_health_and_every_web_app(deployments):
+    good, _ = deployments
+    names = [check.name for check in smoke.checks(good)]
+    assert len(names) == 4 + 2
+    assert sum("without client certificate" in n for n in names) == 2
+
+
+def test_gateway_that_lets_requests_without_key_through_fails(deployments):
+    _, bad = deployments
+    failures = smoke.run(bad)
+    assert any(f.startswith("FAIL gateway") and "without key" in f
+               and f.endswith("expected 401, got 200") for f in failures)
+
+
+def test_web_app_answering_without_certificate_fails(deployments):
+    _, bad = deployments
+    failures = smoke.run(bad)
+    assert any("web app app-0 without client certificate" in f
+               and f.endswith("expected 403, got 200") for f in failures)
+
+
+def test_failure_lines_never_show_the_health_key(deployments):
+    _, bad = deployments
+    bad = parse_with(bad, api_path="missing")  # every gateway check now fails (404)
+    failures = smoke.run(bad)
+    assert any("with the health key" in f for f in failures)
+    assert not any(HEALTH_KEY in f for f in failures)
+
+
+def test_unreachable_web_app_is_one_failure_line(deployments):
+    good, _ = deployments
+    broken = parse_with(good, web_app_hostnames=["http://127.0.0.1:9", good.web_app_hostnames[1]])
+    [failure] = smoke.run(broken, timeout=5)
+    assert failure.startswith("FAIL web app app-0 without client certificate: GET http://127.0.0.1:9")
+    assert "ConnectError" in failure
+
+
+def test_cli_exits_1_and_counts_failures(deployments, tmp_path, capsys):
+    _, bad = deployments
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(as_terraform_json(bad)))
+    assert smoke.main([str(path)]) == 1
+    assert "smoke check(s) failed" in capsys.readouterr().err
+
+
+def parse_with(outputs_, **changes):
+    raw = as_terraform_json(outputs_)
+    for name, value in changes.items():
+        raw[name]["value"] = value
+    return parse(raw)
+
+
+def as_terraform_json(outputs_) -> dict:
+    return {name: {"sensitive": False, "value": value} for name, value in vars(outputs_).items()}

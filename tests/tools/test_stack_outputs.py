@@ -1,0 +1,60 @@
+"""Reading `terraform output -json` of a deployed stack."""
+
+import json
+
+import pytest
+
+from tools import stack_outputs
+from tools.cli import CliError
+
+
+def raw(**overrides):
+    values = {
+        "gateway_urls": ["https://apim-todo-dev.azure-api.net"],
+        "traffic_manager_fqdns": ["todo-dev.trafficmanager.net"],
+        "web_app_names": ["app-weu", "app-neu"],
+        "web_app_hostnames": ["app-weu.azurewebsites.net", "app-neu.azurewebsites.net"],
+        "resource_group_names": ["rg-weu", "rg-neu"],
+        "subscription_key": "sub-key-0123",
+        "health_check_key": "health-key-0123456789",
+        "api_path": "todo",
+    }
+    values.update(overrides)
+    return {k: {"sensitive": k.endswith("_key"), "type": "x", "value": v} for k, v in values.items()}
+
+
+def test_web_apps_pair_name_group_and_https_url_primary_first():
+    apps = stack_outputs.parse(raw()).web_apps
+    assert [(a.name, a.resource_group, a.url) for a in apps] == [
+        ("app-weu", "rg-weu", "https://app-weu.azurewebsites.net"),
+        ("app-neu", "rg-neu", "https://app-neu.azurewebsites.net"),
+    ]
+
+
+def test_api_base_joins_gateway_and_api_path():
+    outputs = stack_outputs.parse(raw())
+    assert outputs.api_base("https://gw.example/") == "https://gw.example/todo"
+
+
+def test_missing_output_is_named():
+    broken = raw()
+    del broken["api_path"]
+    with pytest.raises(CliError, match="output 'api_path' missing"):
+        stack_outputs.parse(broken)
+
+
+def test_lists_that_do_not_pair_up_are_rejected():
+    with pytest.raises(CliError, match="must pair up"):
+        stack_outputs.parse(raw(resource_group_names=["rg-weu"]))
+
+
+def test_github_env_masks_the_secrets_and_exports_the_primary(tmp_path, capsys):
+    path, env_file = tmp_path / "outputs.json", tmp_path / "github_env"
+    path.write_text(json.dumps(raw()))
+    assert stack_outputs.main([str(path), "github-env", "--env-file", str(env_file)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "::add-mask::sub-key-0123", "::add-mask::health-key-0123456789",
+    ]
+    lines = env_file.read_text().splitlines()
+    assert "PRIMARY_WEB_APP=app-weu" in lines and "PRIMARY_RESOURCE_GROUP=rg-weu" in lines
+    assert "GATEWAY_URL=https://apim-todo-dev.azure-api.net" in lines

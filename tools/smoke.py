@@ -1,0 +1,112 @@
+"""Post-deploy smoke checks; exits 1 with one line per failed check.
+
+    python -m tools.smoke outputs.json [--wait-seconds 600]
+
+Through every gateway: with the subscription key 200 and `APP-SERVICE-SITE-NAME` present;
+without the key 401; health with the key 200, with a wrong key 403. Straight to each regional
+web app without a client certificate: 403. `--wait-seconds` first waits (bounded) until the
+gateway answers 200, for a freshly deployed app that is still starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.contract import HEALTH_PATH, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from tools.cli import run_cli
+from tools.stack_outputs import StackOutputs, load
+
+WRONG_HEALTH_KEY = "not-the-health-check-key-0000"
+POLL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    url: str
+    expect_status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    expect_header: str | None = None
+    secrets: tuple[str, ...] = ()  # values to hide when the URL is printed
+
+    def shown_url(self) -> str:
+        url = self.url
+        for secret in self.secrets:
+            url = url.replace(secret, "***")
+        return url
+
+
+def checks(outputs: StackOutputs) -> list[Check]:
+    key = {SUBSCRIPTION_KEY_HEADER: outputs.subscription_key}
+    health = HEALTH_PATH.replace("{key}", outputs.health_check_key)
+    wrong_health = HEALTH_PATH.replace("{key}", WRONG_HEALTH_KEY)
+    found = []
+    for gateway in outputs.gateway_urls:
+        base = outputs.api_base(gateway)
+        found += [
+            Check(f"gateway {gateway} with key", base + TODO_PATH, 200, key, SITE_NAME_HEADER),
+            Check(f"gateway {gateway} without key", base + TODO_PATH, 401),
+            Check(f"health via {gateway} with the health key", base + health, 200, key,
+                  secrets=(outputs.health_check_key,)),
+            Check(f"health via {gateway} with a wrong health key", base + wrong_health, 403, key),
+        ]
+    for app in outputs.web_apps:
+        found.append(Check(f"web app {app.name} without client certificate",
+                           app.url + TODO_PATH, 403))
+    return found
+
+
+def failure(check: Check, client: httpx.Client) -> str | None:
+    """None when the check passes, else one line saying what happened."""
+    where = f"{check.name}: GET {check.shown_url()}"
+    try:
+        response = client.get(check.url, headers=check.headers)
+    except httpx.HTTPError as error:
+        return f"FAIL {where}: {type(error).__name__}: {error}"
+    if response.status_code != check.expect_status:
+        return f"FAIL {where}: expected {check.expect_status}, got {response.status_code}"
+    if check.expect_header and check.expect_header not in response.headers:
+        return f"FAIL {where}: response has no {check.expect_header} header"
+    return None
+
+
+def wait_until_up(first: Check, client: httpx.Client, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and failure(first, client):
+        time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+
+
+def run(outputs: StackOutputs, wait_seconds: float = 0, timeout: float = 30) -> list[str]:
+    """The failure lines (empty when every check passed)."""
+    planned = checks(outputs)
+    # verify=True: the gateway and *.azurewebsites.net serve publicly trusted certificates.
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        if wait_seconds:
+            wait_until_up(planned[0], client, wait_seconds)
+        results = [(check, failure(check, client)) for check in planned]
+    for check, problem in results:
+        print(problem or f"ok   {check.name}")
+    return [problem for _, problem in results if problem]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
+    parser.add_argument("--wait-seconds", type=float, default=0)
+    parser.add_argument("--timeout", type=float, default=30, help="per request, seconds")
+    args = parser.parse_args(argv)
+    failures = run(load(args.outputs), args.wait_seconds, args.timeout)
+    if failures:
+        print(f"{len(failures)} smoke check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

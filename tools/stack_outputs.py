@@ -1,0 +1,138 @@
+"""Read a deployed stack's outputs (`terraform output -json`) for the deploy helpers.
+
+    terraform output -json > outputs.json
+    python -m tools.stack_outputs outputs.json show
+    python -m tools.stack_outputs outputs.json github-env --env-file "$GITHUB_ENV"
+
+`github-env` masks the sensitive values in the Actions log (`::add-mask::`) and writes
+GATEWAY_URL (the first gateway), API_PATH, PRIMARY_WEB_APP, PRIMARY_RESOURCE_GROUP,
+SUBSCRIPTION_KEY and HEALTH_CHECK_KEY for the following steps of the same job.
+The output names are fixed by the stacks (see stacks/): one fact, one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.cli import CliError, read_json, run_cli
+
+LIST_OUTPUTS = (
+    "gateway_urls",
+    "traffic_manager_fqdns",
+    "web_app_names",
+    "web_app_hostnames",
+    "resource_group_names",
+)
+TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
+SENSITIVE_OUTPUTS = ("subscription_key", "health_check_key")
+
+
+@dataclass(frozen=True)
+class WebApp:
+    name: str
+    resource_group: str
+    url: str
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    gateway_urls: list[str]
+    traffic_manager_fqdns: list[str]
+    web_app_names: list[str]
+    web_app_hostnames: list[str]
+    resource_group_names: list[str]
+    subscription_key: str
+    health_check_key: str
+    api_path: str
+
+    @property
+    def web_apps(self) -> list[WebApp]:
+        """The regional web apps, primary first, each with its resource group and base URL."""
+        return [
+            WebApp(name, group, _url(host))
+            for name, group, host in zip(
+                self.web_app_names, self.resource_group_names, self.web_app_hostnames, strict=True
+            )
+        ]
+
+    def api_base(self, gateway_url: str) -> str:
+        return f"{gateway_url.rstrip('/')}/{self.api_path.strip('/')}".rstrip("/")
+
+
+def _url(host: str) -> str:
+    return host.rstrip("/") if "://" in host else f"https://{host}"
+
+
+def parse(raw: dict) -> StackOutputs:
+    if not isinstance(raw, dict):
+        raise CliError("outputs must be the JSON object printed by `terraform output -json`")
+    values = {}
+    for name in LIST_OUTPUTS + TEXT_OUTPUTS:
+        if name not in raw or not isinstance(raw[name], dict) or "value" not in raw[name]:
+            raise CliError(f"output {name!r} missing: is this `terraform output -json` of a stack?")
+        value = raw[name]["value"]
+        wanted = list if name in LIST_OUTPUTS else str
+        if not isinstance(value, wanted) or (wanted is list and not value):
+            kind = "a non-empty list" if wanted is list else "a string"
+            raise CliError(f"output {name!r} must be {kind}, got {value!r:.60}")
+        values[name] = value
+    outputs = StackOutputs(**values)
+    counts = {len(outputs.web_app_names), len(outputs.web_app_hostnames),
+              len(outputs.resource_group_names)}
+    if len(counts) != 1:
+        raise CliError(
+            "outputs web_app_names, web_app_hostnames and resource_group_names must pair up"
+            " (one entry per regional web app, primary first)"
+        )
+    return outputs
+
+
+def load(path: Path) -> StackOutputs:
+    return parse(read_json(path, "stack outputs"))
+
+
+def github_env(outputs: StackOutputs) -> tuple[list[str], list[str]]:
+    """(workflow commands to print, NAME=value lines for $GITHUB_ENV)."""
+    masks = [f"::add-mask::{getattr(outputs, name)}" for name in SENSITIVE_OUTPUTS]
+    primary = outputs.web_apps[0]
+    env = {
+        "GATEWAY_URL": outputs.gateway_urls[0],
+        "API_PATH": outputs.api_path,
+        "PRIMARY_WEB_APP": primary.name,
+        "PRIMARY_RESOURCE_GROUP": primary.resource_group,
+        "SUBSCRIPTION_KEY": outputs.subscription_key,
+        "HEALTH_CHECK_KEY": outputs.health_check_key,
+    }
+    for name, value in env.items():
+        if "\n" in value:
+            raise CliError(f"{name} holds a line break; refusing to write it to GITHUB_ENV")
+    return masks, [f"{name}={value}" for name, value in env.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
+    parser.add_argument("command", choices=["show", "github-env"])
+    parser.add_argument("--env-file", type=Path, help="$GITHUB_ENV (github-env only)")
+    args = parser.parse_args(argv)
+    outputs = load(args.outputs)
+    if args.command == "show":
+        print(f"gateways:  {', '.join(outputs.gateway_urls)} (API path /{outputs.api_path})")
+        print(f"traffic manager: {', '.join(outputs.traffic_manager_fqdns)}")
+        for app in outputs.web_apps:
+            print(f"web app:   {app.name} ({app.resource_group}) {app.url}")
+        return 0
+    if args.env_file is None:
+        raise CliError("github-env needs --env-file (the $GITHUB_ENV file)")
+    masks, lines = github_env(outputs)
+    print("\n".join(masks))
+    with args.env_file.open("a", encoding="utf-8") as env_file:
+        env_file.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
