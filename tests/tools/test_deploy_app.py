@@ -1,0 +1,49 @@
+"""Deploying the package: every regional web app, secondary first, stop at the first failure.
+A stand-in `az` script on PATH records its arguments (no Azure here)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_AZ = """#!/usr/bin/env bash
+echo "$*" >> "$AZ_LOG"
+[[ "$*" != *"--name $AZ_FAIL_FOR "* ]]
+"""
+
+
+def run(tmp_path, fail_for="nobody"):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ)
+    (bin_dir / "az").chmod(0o755)
+    outputs = {name: {"value": value} for name, value in {
+        "gateway_urls": ["https://gw"], "traffic_manager_fqdns": ["tm"],
+        "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
+        "resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "k",
+        "health_check_key": "h", "api_path": "todo"}.items()}
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    (tmp_path / "app.zip").write_bytes(b"PK")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "AZ_LOG": str(tmp_path / "az.log"), "AZ_FAIL_FOR": fail_for}
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.deploy_app", str(tmp_path / "outputs.json"),
+         str(tmp_path / "app.zip")], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    log = (tmp_path / "az.log").read_text().splitlines() if (tmp_path / "az.log").exists() else []
+    return result, log
+
+
+def test_deploys_to_every_web_app_secondary_first(tmp_path):
+    result, log = run(tmp_path)
+    assert result.returncode == 0
+    assert [line.split("--name ")[1].split()[0] for line in log] == ["app-neu", "app-weu"]
+    assert all(f"--src-path {tmp_path / 'app.zip'} --type zip" in line for line in log)
+
+
+def test_first_failure_stops_and_names_the_web_app(tmp_path):
+    result, log = run(tmp_path, fail_for="app-neu")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: deploy to app-neu failed (az exit code 1)"
+    assert len(log) == 1
