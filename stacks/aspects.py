@@ -1,0 +1,126 @@
+"""Policy as code: Aspects that fail synth, naming the resource, when a guarantee is missing.
+
+Each aspect reads the resource's own Terraform configuration (resolved by its stack), so it
+checks what will actually be deployed, whoever built the resource. A violation becomes an
+error annotation: `cdktf synth` and `python main.py` stop and print `[<construct path>] ...`.
+"""
+
+from typing import Any
+
+import jsii
+from cdktf import (
+    Annotations,
+    DefaultTokenResolver,
+    IAspect,
+    StringConcat,
+    TerraformResource,
+    Tokenization,
+)
+from cdktf_cdktf_provider_azurerm.linux_web_app import LinuxWebApp
+from cdktf_cdktf_provider_azurerm.traffic_manager_profile import TrafficManagerProfile
+from constructs import IConstruct
+
+from stacks.config import REQUIRED_TAGS
+from stacks.regional_app import HEALTH_PATH_PREFIX, TRAFFIC_MANAGER_SERVICE_TAG
+
+# (path in the resource's Terraform config, required value)
+WEB_APP_SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("https_only", True),
+    ("client_affinity_enabled", False),
+    ("client_certificate_enabled", True),
+    ("client_certificate_mode", "Required"),
+    ("client_certificate_exclusion_paths", HEALTH_PATH_PREFIX),
+    ("ftp_publish_basic_authentication_enabled", False),
+    ("webdeploy_publish_basic_authentication_enabled", False),
+    ("identity.type", "SystemAssigned"),
+    ("site_config.always_on", True),
+    ("site_config.ftps_state", "Disabled"),
+    ("site_config.http2_enabled", False),
+    ("site_config.minimum_tls_version", "1.2"),
+    ("site_config.scm_minimum_tls_version", "1.2"),
+    ("site_config.ip_restriction_default_action", "Deny"),
+    ("site_config.scm_ip_restriction_default_action", "Deny"),
+    ("site_config.scm_use_main_ip_restriction", False),
+)
+
+
+def resolve(value: Any, scope: IConstruct) -> Any:
+    """Tokens -> Terraform expressions, as synth writes them."""
+    return Tokenization.resolve(
+        value, scope=scope, resolver=DefaultTokenResolver(StringConcat()), preparing=False
+    )
+
+
+def resolved_config(resource: TerraformResource) -> dict[str, Any]:
+    """The resource's own block as it will be written to cdk.tf.json."""
+    synthesized = resolve(resource.to_terraform(), resource)
+    (block,) = synthesized["resource"][resource.terraform_resource_type].values()
+    return block
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if isinstance(value, list):
+            value = value[0] if value else None
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _fail(node: IConstruct, message: str) -> None:
+    Annotations.of(node).add_error(message)
+
+
+@jsii.implements(IAspect)
+class WebAppSecurityPolicy:
+    """Every Linux web app has the security settings the design requires."""
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, LinuxWebApp):
+            return
+        config = resolved_config(node)
+        for path, required in WEB_APP_SETTINGS:
+            actual = _lookup(config, path)
+            if actual != required:
+                _fail(node, f"linux web app: {path} must be {required!r}, got {actual!r}")
+        health = _lookup(config, "site_config.health_check_path") or ""
+        if not health.startswith(f"{HEALTH_PATH_PREFIX}/") or health == f"{HEALTH_PATH_PREFIX}/":
+            _fail(node, f"linux web app: site_config.health_check_path must be /health/<key>, "
+                  f"got {health!r}")
+        restrictions = _lookup(config, "site_config.ip_restriction") or []
+        if TRAFFIC_MANAGER_SERVICE_TAG not in [rule.get("service_tag") for rule in restrictions]:
+            _fail(node, f"linux web app: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}")
+
+
+@jsii.implements(IAspect)
+class TrafficManagerProbePolicy:
+    """Traffic Manager probes only paths in `allowed_paths` (the keyed health path, and APIM's
+    status path for a profile in front of gateways): a probe of /health without the key gets
+    404, every endpoint turns Degraded and Traffic Manager silently stops failing over."""
+
+    def __init__(self, allowed_paths: list[str]) -> None:
+        self.allowed_paths = allowed_paths
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, TrafficManagerProfile):
+            return
+        allowed = [resolve(path, node) for path in self.allowed_paths]
+        path = _lookup(resolved_config(node), "monitor_config.path")
+        if path not in allowed:
+            _fail(node, f"traffic manager profile: monitor_config.path {path!r} lacks the health key")
+
+
+@jsii.implements(IAspect)
+class RequiredTagsPolicy:
+    """Every resource that takes tags carries the required ones."""
+
+    def __init__(self, required: tuple[str, ...] = REQUIRED_TAGS) -> None:
+        self.required = required
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, TerraformResource) or not hasattr(type(node), "tags_input"):
+            return
+        tags = resolved_config(node).get("tags") or {}
+        missing = [key for key in self.required if not tags.get(key)]
+        if missing:
+            _fail(node, f"{node.terraform_resource_type}: missing required tags {', '.join(missing)}")

@@ -1,0 +1,281 @@
+"""Typed configuration: embedded defaults, one TOML file per environment, `--set` overrides.
+
+`load_environments()` reads `config/<env>.toml` for every environment, applies dotted
+overrides (`gateway.topology=dual`) and validates everything before any construct exists.
+Any problem raises `ConfigError` whose message is one line naming the file, the field and
+the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+
+from stacks.regions import REGIONS
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+STACK_PREFIX = "todo-api"
+ENVIRONMENTS = ("dev", "prod")
+TOPOLOGIES = ("single", "multi-region", "dual")
+Topology = Literal["single", "multi-region", "dual"]
+PlanSku = Literal["S1", "S2", "S3", "P0v3", "P1v3", "P2v3", "P3v3"]
+REQUIRED_TAGS = ("project", "environment", "managed-by")
+
+# API Management tiers that have a static public IP per region (needed for the web apps'
+# allow lists) and the capacity range of each. Consumption and the v2 tiers have neither.
+GATEWAY_CAPACITY = {"Developer": (1, 1), "Basic": (1, 2), "Standard": (1, 4), "Premium": (1, 31)}
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is the one line shown to the user."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Regions(_Model):
+    primary: str = "australiaeast"
+    secondary: str = "australiasoutheast"
+
+    @model_validator(mode="after")
+    def _paired(self) -> Regions:
+        for field in ("primary", "secondary"):
+            if getattr(self, field) not in REGIONS:
+                raise ValueError(f"{field}: unknown region {getattr(self, field)!r}")
+        if self.primary == self.secondary:
+            raise ValueError(f"secondary: same region twice ({self.primary!r})")
+        pair = REGIONS[self.primary].pair
+        if self.secondary != pair:
+            raise ValueError(
+                f"secondary: {self.primary} is paired with {pair}, not {self.secondary}"
+            )
+        return self
+
+    @property
+    def both(self) -> tuple[str, str]:
+        return (self.primary, self.secondary)
+
+
+class AppService(_Model):
+    plan_sku: PlanSku = "S1"
+    instances: int = Field(1, ge=1, le=30)
+    zone_balancing: bool = False
+    # 1: the app's in-memory store lives in one process (app/store.py); raise with a durable store.
+    web_concurrency: int = Field(1, ge=1, le=32)
+    health_check_eviction_minutes: int = Field(2, ge=2, le=10)
+    scm_allowed_cidrs: tuple[IPv4Network, ...] = ()
+
+    @model_validator(mode="after")
+    def _zones(self) -> AppService:
+        if self.zone_balancing and not self.plan_sku.startswith("P"):
+            raise ValueError(f"zone_balancing: needs a Premium v3 plan, got {self.plan_sku}")
+        if self.zone_balancing and self.instances < 2:
+            raise ValueError("instances: zone balancing needs at least 2 instances")
+        return self
+
+
+class Gateway(_Model):
+    topology: Topology = "single"
+    sku: str = "Developer_1"
+    publisher_name: str = Field("Contoso", min_length=1, max_length=100)
+    publisher_email: EmailStr = "api-admin@contoso.com"
+    api_path: str = Field("todo", pattern=r"^[a-z][a-z0-9-]{0,63}$")
+    backend_custom_domain: str | None = Field(
+        None, pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
+    )
+
+    @model_validator(mode="after")
+    def _sku_fits_topology(self) -> Gateway:
+        tier, _, capacity = self.sku.partition("_")
+        if tier not in GATEWAY_CAPACITY or not capacity.isdigit():
+            known = ", ".join(f"{t}_N" for t in GATEWAY_CAPACITY)
+            raise ValueError(f"sku: unknown SKU {self.sku!r} (expected one of {known})")
+        low, high = GATEWAY_CAPACITY[tier]
+        if not low <= int(capacity) <= high:
+            raise ValueError(f"sku: {tier} capacity must be {low}-{high}, got {capacity}")
+        if self.topology == "multi-region" and tier != "Premium":
+            raise ValueError(f"sku: topology multi-region needs a Premium SKU, got {self.sku}")
+        return self
+
+    @property
+    def tier(self) -> str:
+        return self.sku.partition("_")[0]
+
+
+class TrafficManager(_Model):
+    probe_interval_seconds: Literal[10, 30] = 10
+    probe_timeout_seconds: int = Field(5, ge=5, le=10)
+    tolerated_failures: int = Field(1, ge=0, le=9)
+    dns_ttl_seconds: int = Field(10, ge=0, le=2_147_483_647)
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> TrafficManager:
+        if self.probe_timeout_seconds >= self.probe_interval_seconds:
+            raise ValueError(
+                f"probe_timeout_seconds: must be below the interval "
+                f"({self.probe_interval_seconds} s), got {self.probe_timeout_seconds}"
+            )
+        return self
+
+    @property
+    def failover_seconds(self) -> int:
+        """Worst-case time until clients move: (failures + 1) x interval + DNS TTL."""
+        return (self.tolerated_failures + 1) * self.probe_interval_seconds + self.dns_ttl_seconds
+
+
+class Certificate(_Model):
+    subject: str = "CN=cloudauth-apim.azure-api.net,O=Contoso,C=AU"
+    issuer: str | None = None
+    validity_months: int = Field(12, ge=1, le=120)
+    pfx_path: str | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> Certificate:
+        for field in ("subject", "issuer"):
+            value = getattr(self, field)
+            if value is not None and not _is_rfc4514(value):
+                raise ValueError(f"{field}: not an RFC 4514 name: {value!r}")
+        if self.pfx_path and not self.issuer:
+            raise ValueError("issuer: required with pfx_path (the PFX is not self-signed)")
+        return self
+
+    @property
+    def expected_issuer(self) -> str:
+        """Key Vault's `Self` issuer signs the certificate with its own key."""
+        return self.issuer or self.subject
+
+
+class State(_Model):
+    backend: Literal["local", "azurerm"] = "local"
+    resource_group_name: str | None = None
+    storage_account_name: str | None = Field(None, pattern=r"^[a-z0-9]{3,24}$")
+    container_name: str = "tfstate"
+    key: str | None = None
+    use_oidc: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> State:
+        if self.backend == "azurerm":
+            for field in ("resource_group_name", "storage_account_name"):
+                if not getattr(self, field):
+                    raise ValueError(f"{field}: required with backend = 'azurerm'")
+        return self
+
+
+class EnvironmentConfig(_Model):
+    environment: str = Field(pattern=r"^[a-z][a-z0-9]{1,5}$")
+    name_prefix: str = Field("todo-api", pattern=r"^[a-z][a-z0-9-]{1,12}[a-z0-9]$")
+    regions: Regions = Field(default_factory=Regions)
+    app_service: AppService = Field(default_factory=AppService)
+    gateway: Gateway = Field(default_factory=Gateway)
+    traffic_manager: TrafficManager = Field(default_factory=TrafficManager)
+    certificate: Certificate = Field(default_factory=Certificate)
+    tags: dict[str, str] = Field(default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"})
+    state: State = Field(default_factory=State)
+
+    @property
+    def stack_name(self) -> str:
+        return f"{STACK_PREFIX}-{self.environment}"
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        return {**self.tags, "environment": self.environment}
+
+
+def load_environments(
+    overrides: Mapping[str, Any] | None = None,
+    config_dir: Path = CONFIG_DIR,
+    environments: tuple[str, ...] = ENVIRONMENTS,
+) -> list[EnvironmentConfig]:
+    """Validate every environment's file plus overrides; raise ConfigError on the first problem."""
+    return [load_environment(env, overrides, config_dir) for env in environments]
+
+
+def load_environment(
+    environment: str, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR
+) -> EnvironmentConfig:
+    path = config_dir / f"{environment}.toml"
+    where = _display(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: invalid TOML: {error}") from None
+    if "environment" in data:
+        raise ConfigError(f"{where}: environment: set by the file name, not in the file")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        return EnvironmentConfig.model_validate({**data, "environment": environment})
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {_one_line(error)}") from None
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """`['gateway.topology=dual', 'app_service.instances=2']` -> typed dotted overrides."""
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", key):
+            raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. gateway.topology=dual")
+        overrides[key] = _toml_value(raw)
+    return overrides
+
+
+def _toml_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a table")
+        node = child
+    node[leaf] = value
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    message = first["msg"].removeprefix("Value error, ")
+    inner, sep, reason = message.partition(": ")
+    if sep and re.fullmatch(r"[a-z_]+", inner):
+        field, message = f"{field}.{inner}" if field else inner, reason
+    if first["type"] not in ("value_error",) and "input" in first and _short(first["input"]):
+        message = f"{message} (got {first['input']!r})"
+    return f"{field}: {message}".replace("\n", " ")
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60
+
+
+def _is_rfc4514(name: str) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(x509.Name.from_rfc4514_string(name).rdns)
+    except ValueError:
+        return False
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

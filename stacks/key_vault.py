@@ -1,0 +1,158 @@
+"""Key Vault (RBAC, purge protection) with the health-check key and the client certificate.
+
+The certificate is generated inside Key Vault (issuer `Self`, EKU clientAuth, exportable so
+API Management can present it), so no private key ever exists in the repository, in
+`cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.certs
+generate`) is imported instead; its password comes from a sensitive Terraform variable.
+"""
+
+from cdktf import Fn, TerraformVariable
+from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
+from cdktf_cdktf_provider_azurerm.key_vault import KeyVault, KeyVaultNetworkAcls
+from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
+    KeyVaultCertificate,
+    KeyVaultCertificateCertificate,
+    KeyVaultCertificateCertificatePolicy,
+    KeyVaultCertificateCertificatePolicyIssuerParameters,
+    KeyVaultCertificateCertificatePolicyKeyProperties,
+    KeyVaultCertificateCertificatePolicyLifetimeAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionTrigger,
+    KeyVaultCertificateCertificatePolicySecretProperties,
+    KeyVaultCertificateCertificatePolicyX509CertificateProperties,
+)
+from cdktf_cdktf_provider_azurerm.key_vault_secret import KeyVaultSecret
+from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
+from cdktf_cdktf_provider_random.password import Password
+from constructs import Construct
+
+from stacks.config import Certificate
+from stacks.naming import Names
+
+CLIENT_AUTH_EKU = "1.3.6.1.5.5.7.3.2"
+PFX_CONTENT_TYPE = "application/x-pkcs12"
+SECRET_READER_ROLE = "Key Vault Secrets User"
+DEPLOYER_ROLE = "Key Vault Administrator"
+HEALTH_KEY_LENGTH = 40
+
+
+class SecretStore(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        names: Names,
+        location: str,
+        resource_group_name: str,
+        certificate: Certificate,
+        tags: dict[str, str],
+    ) -> None:
+        super().__init__(scope, id_)
+        self.client = DataAzurermClientConfig(self, "deployer")
+        self.vault = KeyVault(
+            self,
+            "vault",
+            name=names.key_vault,
+            location=location,
+            resource_group_name=resource_group_name,
+            tenant_id=self.client.tenant_id,
+            sku_name="standard",
+            rbac_authorization_enabled=True,
+            purge_protection_enabled=True,
+            soft_delete_retention_days=90,
+            public_network_access_enabled=True,
+            network_acls=KeyVaultNetworkAcls(bypass="AzureServices", default_action="Allow"),
+            tags=tags,
+        )
+        self.deployer_access = RoleAssignment(
+            self,
+            "deployer-access",
+            scope=self.vault.id,
+            role_definition_name=DEPLOYER_ROLE,
+            principal_id=self.client.object_id,
+        )
+        self.health_key = Password(
+            self, "health-key", length=HEALTH_KEY_LENGTH, special=False
+        )
+        self.health_key_secret = KeyVaultSecret(
+            self,
+            "health-key-secret",
+            name="health-check-key",
+            key_vault_id=self.vault.id,
+            value=self.health_key.result,
+            content_type="text/plain",
+            tags=tags,
+            depends_on=[self.deployer_access],
+        )
+        self.certificate = self._client_certificate(certificate, tags)
+
+    @property
+    def health_key_reference(self) -> str:
+        """App Service resolves this app setting from Key Vault with the app's identity."""
+        return f"@Microsoft.KeyVault(SecretUri={self.health_key_secret.versionless_id})"
+
+    def grant_secret_read(self, scope: Construct, id_: str, principal_id: str) -> RoleAssignment:
+        return RoleAssignment(
+            scope,
+            id_,
+            scope=self.vault.id,
+            role_definition_name=SECRET_READER_ROLE,
+            principal_id=principal_id,
+        )
+
+    def _client_certificate(self, config: Certificate, tags: dict[str, str]) -> KeyVaultCertificate:
+        common = dict(
+            name="apim-client-certificate",
+            key_vault_id=self.vault.id,
+            tags=tags,
+            depends_on=[self.deployer_access],
+        )
+        if config.pfx_path:
+            password = TerraformVariable(
+                self,
+                "client_certificate_password",
+                type="string",
+                sensitive=True,
+                description="Password of the client certificate PFX (apim-client.pfx.password)",
+            )
+            return KeyVaultCertificate(
+                self,
+                "client-certificate",
+                certificate=KeyVaultCertificateCertificate(
+                    contents=Fn.filebase64(config.pfx_path), password=password.string_value
+                ),
+                certificate_policy=_policy(config, issuer="Unknown"),
+                **common,
+            )
+        return KeyVaultCertificate(
+            self, "client-certificate", certificate_policy=_policy(config, issuer="Self"), **common
+        )
+
+
+def _policy(config: Certificate, *, issuer: str) -> KeyVaultCertificateCertificatePolicy:
+    return KeyVaultCertificateCertificatePolicy(
+        issuer_parameters=KeyVaultCertificateCertificatePolicyIssuerParameters(name=issuer),
+        key_properties=KeyVaultCertificateCertificatePolicyKeyProperties(
+            exportable=True, key_type="RSA", key_size=2048, reuse_key=False
+        ),
+        secret_properties=KeyVaultCertificateCertificatePolicySecretProperties(
+            content_type=PFX_CONTENT_TYPE
+        ),
+        x509_certificate_properties=KeyVaultCertificateCertificatePolicyX509CertificateProperties(
+            subject=config.subject,
+            validity_in_months=config.validity_months,
+            key_usage=["digitalSignature", "keyEncipherment"],
+            extended_key_usage=[CLIENT_AUTH_EKU],
+        ),
+        lifetime_action=[
+            KeyVaultCertificateCertificatePolicyLifetimeAction(
+                action=KeyVaultCertificateCertificatePolicyLifetimeActionAction(
+                    action_type="AutoRenew" if issuer == "Self" else "EmailContacts"
+                ),
+                trigger=KeyVaultCertificateCertificatePolicyLifetimeActionTrigger(
+                    days_before_expiry=30
+                ),
+            )
+        ],
+    )

@@ -1,0 +1,72 @@
+"""Synthesize every environment's stack into cdktf.out/, all or nothing.
+
+Configuration is validated before the App exists; synthesis goes to a temporary directory
+beside the output directory and its files are moved into place only when every stack
+synthesized and passed the policy aspects. Existing files in the output directory that synth
+does not produce (Terraform's `.terraform/`, lock files) are left alone.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from stacks.config import EnvironmentConfig
+from stacks.gateway import OPENAPI_PATH
+
+
+class SynthError(Exception):
+    """Synthesis stopped (policy aspects, validations); str() is one or more short lines."""
+
+
+def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None):
+    from cdktf import App
+
+    from stacks.todo_api_stack import TodoApiStack
+
+    if openapi_json is None:
+        openapi_json = OPENAPI_PATH.read_text(encoding="utf-8")
+    app = App(outdir=str(outdir), stack_traces=False)
+    for config in configs:
+        TodoApiStack(app, config, openapi_json)
+    return app
+
+
+def synth_app(app) -> None:
+    """app.synth(), with the error annotations of a failed synth as the error message."""
+    from jsii.errors import JSIIError
+
+    try:
+        app.synth()
+    except JSIIError as error:
+        raise SynthError(_annotation_lines(str(error))) from None
+
+
+def synthesize(configs: list[EnvironmentConfig], outdir: Path) -> list[Path]:
+    """Write cdktf.out/ (manifest + stacks/<stack>/cdk.tf.json); return the stack files."""
+    # The cdktf CLI asks the app to keep going on error annotations; we stop instead.
+    os.environ.pop("CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS", None)
+    outdir = outdir.resolve()
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    try:
+        synth_app(build_app(configs, staging))
+        return _move_into_place(staging, outdir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, outdir: Path) -> list[Path]:
+    written = []
+    for source in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = outdir / source.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        written.append(target)
+    return [p for p in written if p.name == "cdk.tf.json"]
+
+
+def _annotation_lines(message: str) -> str:
+    lines = re.findall(r"^\[[^\]]+\] .*$", message, flags=re.MULTILINE)
+    return "\n".join(lines) if lines else message.strip().splitlines()[0]

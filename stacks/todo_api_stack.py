@@ -1,0 +1,224 @@
+"""One environment's whole topology: two regions, Traffic Manager, API Management, Key Vault,
+monitoring, outputs, policy aspects. Wiring only: each piece is a construct of its own."""
+
+from cdktf import Aspects, AzurermBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_azurerm.provider import (
+    AzurermProvider,
+    AzurermProviderFeatures,
+    AzurermProviderFeaturesApiManagement,
+    AzurermProviderFeaturesKeyVault,
+)
+from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
+from cdktf_cdktf_provider_random.password import Password
+from cdktf_cdktf_provider_random.provider import RandomProvider
+from constructs import Construct
+
+from stacks.aspects import RequiredTagsPolicy, TrafficManagerProbePolicy, WebAppSecurityPolicy
+from stacks.config import EnvironmentConfig
+from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
+from stacks.key_vault import SecretStore
+from stacks.monitoring import Monitoring, send_diagnostics
+from stacks.naming import Names
+from stacks.regional_app import RegionalApp, health_check_path
+from stacks.regions import REGIONS
+from stacks.traffic_manager import TrafficManager
+
+SUBSCRIPTION_KEY_LENGTH = 32
+
+
+class TodoApiStack(TerraformStack):
+    def __init__(self, scope: Construct, config: EnvironmentConfig, openapi_json: str) -> None:
+        super().__init__(scope, config.stack_name)
+        self.config = config
+        names = Names(config.name_prefix, config.environment)
+        tags = config.resource_tags
+        primary, secondary = config.regions.both
+        self._providers()
+        self._state_backend()
+
+        self.global_group = ResourceGroup(
+            self, "global-group", name=names.global_("rg"), location=primary, tags=tags
+        )
+        self.regional_groups = {
+            region: ResourceGroup(
+                self, f"group-{region}", name=names.regional(region, "rg"), location=region, tags=tags
+            )
+            for region in config.regions.both
+        }
+        self.monitoring = Monitoring(
+            self,
+            "monitoring",
+            names=names,
+            location=primary,
+            resource_group_name=self.global_group.name,
+            regional_resource_groups={r: g.name for r, g in self.regional_groups.items()},
+            tags=tags,
+        )
+        workspace = self.monitoring.workspace
+        self.secrets = SecretStore(
+            self,
+            "secrets",
+            names=names,
+            location=primary,
+            resource_group_name=self.global_group.name,
+            certificate=config.certificate,
+            tags=tags,
+        )
+        send_diagnostics(
+            self.secrets, "diagnostics", target_resource_id=self.secrets.vault.id, workspace=workspace
+        )
+        self.subscription_key = Password(
+            self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
+        )
+        self.gateways = self._gateways(names, tags)
+        self.apps = {
+            region: RegionalApp(
+                self,
+                f"app-{region}",
+                names=names,
+                region=region,
+                resource_group_name=self.regional_groups[region].name,
+                app_service=config.app_service,
+                certificate=config.certificate,
+                secrets=self.secrets,
+                gateway_addresses=[a for g in self.gateways for a in g.addresses],
+                app_insights=self.monitoring.app_insights[region],
+                workspace=workspace,
+                tags=tags,
+            )
+            for region in config.regions.both
+        }
+        self.app_traffic = TrafficManager(
+            self,
+            "app-traffic",
+            name=names.global_("tm"),
+            resource_group_name=self.global_group.name,
+            probe_path=health_check_path(self.secrets),
+            settings=config.traffic_manager,
+            workspace=workspace,
+            tags=tags,
+        )
+        for region, app in self.apps.items():
+            self.app_traffic.add_azure_endpoint(REGIONS[region].short, app.web_app.id)
+        published = PublishedApi(
+            traffic_manager_fqdn=self.app_traffic.fqdn,
+            web_apps={region: app.web_app for region, app in self.apps.items()},
+            subscription_key=self.subscription_key.result,
+            openapi_json=openapi_json,
+        )
+        for gateway in self.gateways:
+            gateway.publish(published, self.monitoring.app_insights[gateway.location])
+        self.gateway_traffic = self._gateway_traffic(names, tags) if len(self.gateways) > 1 else None
+
+        Aspects.of(self).add(WebAppSecurityPolicy())
+        Aspects.of(self).add(
+            TrafficManagerProbePolicy([health_check_path(self.secrets), APIM_STATUS_PATH])
+        )
+        Aspects.of(self).add(RequiredTagsPolicy())
+        self._outputs(primary, secondary)
+
+    def _providers(self) -> None:
+        AzurermProvider(
+            self,
+            "azurerm",
+            features=[
+                AzurermProviderFeatures(
+                    api_management=[
+                        AzurermProviderFeaturesApiManagement(
+                            purge_soft_delete_on_destroy=True, recover_soft_deleted=True
+                        )
+                    ],
+                    key_vault=[
+                        AzurermProviderFeaturesKeyVault(
+                            purge_soft_delete_on_destroy=False,
+                            recover_soft_deleted_key_vaults=True,
+                        )
+                    ],
+                )
+            ],
+        )
+        RandomProvider(self, "random")
+
+    def _state_backend(self) -> None:
+        state = self.config.state
+        if state.backend == "azurerm":
+            AzurermBackend(
+                self,
+                resource_group_name=state.resource_group_name,
+                storage_account_name=state.storage_account_name,
+                container_name=state.container_name,
+                key=state.key or f"{self.config.stack_name}.tfstate",
+                use_oidc=state.use_oidc,
+                use_azuread_auth=True,
+            )
+        # otherwise cdktf's default local backend: terraform.<stack>.tfstate in the project root
+
+    def _gateways(self, names: Names, tags: dict[str, str]) -> list[GatewayInstance]:
+        settings = self.config.gateway
+        primary, secondary = self.config.regions.both
+        common = dict(settings=settings, secrets=self.secrets, workspace=self.monitoring.workspace, tags=tags)
+        if settings.topology == "dual":
+            return [
+                GatewayInstance(
+                    self,
+                    f"gateway-{region}",
+                    name=names.regional(region, "apim"),
+                    location=region,
+                    additional_locations=(),
+                    resource_group_name=self.regional_groups[region].name,
+                    **common,
+                )
+                for region in (primary, secondary)
+            ]
+        extra = (secondary,) if settings.topology == "multi-region" else ()
+        return [
+            GatewayInstance(
+                self,
+                "gateway",
+                name=names.global_("apim"),
+                location=primary,
+                additional_locations=extra,
+                resource_group_name=self.global_group.name,
+                **common,
+            )
+        ]
+
+    def _gateway_traffic(self, names: Names, tags: dict[str, str]) -> TrafficManager:
+        traffic = TrafficManager(
+            self,
+            "gateway-traffic",
+            name=names.global_("apim-tm"),
+            resource_group_name=self.global_group.name,
+            probe_path=APIM_STATUS_PATH,
+            settings=self.config.traffic_manager,
+            workspace=self.monitoring.workspace,
+            tags=tags,
+        )
+        for gateway in self.gateways:
+            traffic.add_external_endpoint(
+                REGIONS[gateway.location].short, gateway.gateway_host, gateway.location
+            )
+        return traffic
+
+    def _outputs(self, primary: str, secondary: str) -> None:
+        gateway_urls = [url for g in self.gateways for url in g.gateway_urls]
+        fqdns = [self.app_traffic.fqdn]
+        if self.gateway_traffic is not None:
+            gateway_urls.insert(0, f"https://{self.gateway_traffic.fqdn}")
+            fqdns.append(self.gateway_traffic.fqdn)
+        apps = [self.apps[primary].web_app, self.apps[secondary].web_app]
+        groups = [self.global_group.name] + [self.regional_groups[r].name for r in (primary, secondary)]
+        values = {
+            "gateway_urls": gateway_urls,
+            "traffic_manager_fqdns": fqdns,
+            "web_app_names": [app.name for app in apps],
+            "web_app_hostnames": [app.default_hostname for app in apps],
+            "resource_group_names": groups,
+            "api_path": self.config.gateway.api_path,
+        }
+        for name, value in values.items():
+            TerraformOutput(self, name, value=value)
+        TerraformOutput(self, "subscription_key", value=self.subscription_key.result, sensitive=True)
+        TerraformOutput(
+            self, "health_check_key", value=self.secrets.health_key.result, sensitive=True
+        )
