@@ -1,10 +1,13 @@
-"""Nightly drift report: open, update or close one GitHub issue from per-stack plan results.
+"""Nightly drift detection: plan each stack, then open, update or close one GitHub issue.
 
-    python -m tools.drift --results results/ [--run-url URL] [--dry-run]
+    python -m tools.drift plan --stack todo-api-dev --dir cdktf.out/stacks/todo-api-dev \
+        --out results/todo-api-dev
+    python -m tools.drift report --results results/ [--run-url URL] [--dry-run]
 
-`results/` holds one folder per stack (as the drift workflow's artifacts download), each with
-`stack` (the stack name), `exitcode` (of `terraform plan -detailed-exitcode`: 0 in sync,
-1 error, 2 changes) and, when the plan ran, `plan.json` (`terraform show -json`).
+`plan` runs `terraform plan -detailed-exitcode` (0 in sync, 1 error, 2 changes) in an
+initialised stack folder and records `stack`, `exitcode` and, when the plan ran, `plan.json`
+(`terraform show -json`) in its output folder; it exits 0 even on a failed plan, so every
+stack gets a result. `report` reads one such folder per stack (the downloaded artifacts).
 
 Drift (any exit code 2): open the issue, or update the open one (found by its hidden marker).
 No drift: close the open issue with a comment. A failed plan (exit code 1) touches nothing and
@@ -14,12 +17,13 @@ exits 1, so the run shows red.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tools import plan_comment
-from tools.cli import CliError, read_json, run_cli
+from tools.cli import CliError, read_json, run_cli, write_atomic
 from tools.github_api import GitHubApi, find_marked
 
 MARKER = "<!-- todo-api-drift -->"
@@ -103,24 +107,64 @@ def sync_issue(api: GitHubApi, results: list[StackResult], run_url: str | None) 
     return action
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--run-url")
-    parser.add_argument("--dry-run", action="store_true", help="print the issue body only")
-    args = parser.parse_args(argv)
-    results = load_results(args.results)
+def terraform(directory: Path, *args: str, stdout=None) -> int:
+    command = ["terraform", f"-chdir={directory}", *args]
+    try:
+        return subprocess.run(command, stdout=stdout, check=False).returncode
+    except FileNotFoundError:
+        raise CliError("terraform not found on PATH") from None
+
+
+def plan_stack(stack: str, directory: Path, out: Path) -> int:
+    """Record the plan result of one stack; the exit code of `terraform plan`."""
+    code = terraform(directory, "plan", "-input=false", "-lock=false", "-detailed-exitcode",
+                     "-out=drift.tfplan")
+    out.mkdir(parents=True, exist_ok=True)
+    if code in (EXIT_IN_SYNC, EXIT_CHANGES):
+        with (out / ".plan.json.tmp").open("wb") as plan_json:
+            shown = terraform(directory, "show", "-json", "drift.tfplan", stdout=plan_json)
+        if shown != 0:
+            code = EXIT_ERROR
+            (out / ".plan.json.tmp").unlink()
+        else:
+            (out / ".plan.json.tmp").replace(out / "plan.json")
+    write_atomic(out / "stack", stack + "\n")
+    write_atomic(out / "exitcode", f"{code}\n")
+    print(f"{stack}: terraform plan exit code {code}")
+    return code
+
+
+def report(results_dir: Path, run_url: str | None, dry_run: bool) -> int:
+    results = load_results(results_dir)
     failed = [r.stack for r in results if r.exit_code not in (EXIT_IN_SYNC, EXIT_CHANGES)]
     if failed:
         print(f"error: terraform plan failed for {', '.join(failed)}: issue left as is",
               file=sys.stderr)
         return 1
-    if args.dry_run:
-        print(render_body(results, args.run_url))
+    if dry_run:
+        print(render_body(results, run_url))
         return 0
-    action = sync_issue(GitHubApi.from_environment(), results, args.run_url)
+    action = sync_issue(GitHubApi.from_environment(), results, run_url)
     print(f"drift issue: {action}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="plan one stack and record the result")
+    plan.add_argument("--stack", required=True)
+    plan.add_argument("--dir", type=Path, required=True, help="initialised stack folder")
+    plan.add_argument("--out", type=Path, required=True)
+    sync = commands.add_parser("report", help="open, update or close the drift issue")
+    sync.add_argument("--results", type=Path, required=True)
+    sync.add_argument("--run-url")
+    sync.add_argument("--dry-run", action="store_true", help="print the issue body only")
+    args = parser.parse_args(argv)
+    if args.command == "plan":
+        plan_stack(args.stack, args.dir, args.out)
+        return 0
+    return report(args.results, args.run_url, args.dry_run)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Drift: one issue, opened on drift, updated while it lasts, closed when it is gone."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,14 @@ import pytest
 from tools import drift
 
 PLANS = Path(__file__).parent / "data" / "plans"
+ROOT = Path(__file__).resolve().parents[2]
+# A stand-in terraform: `plan` exits with $TF_PLAN_EXIT, `show -json` prints $TF_SHOW_FILE.
+FAKE_TERRAFORM = """#!/usr/bin/env bash
+case "$2" in
+  plan) exit "$TF_PLAN_EXIT" ;;
+  show) cat "$TF_SHOW_FILE" ;;
+esac
+"""
 
 
 def results(tmp_path: Path, **exit_codes: int) -> Path:
@@ -77,5 +88,33 @@ def test_no_drift_and_no_issue_does_nothing(github, tmp_path):
 
 def test_failed_plan_exits_1_and_leaves_the_issue_alone(tmp_path, capsys):
     folder = results(tmp_path, todo_api_dev=1, todo_api_prod=2)
-    assert drift.main(["--results", str(folder)]) == 1
+    assert drift.main(["report", "--results", str(folder)]) == 1
     assert "terraform plan failed for todo-api-dev" in capsys.readouterr().err
+
+
+def plan_with_fake_terraform(tmp_path, exit_code: int) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "terraform").write_text(FAKE_TERRAFORM)
+    (bin_dir / "terraform").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "TF_PLAN_EXIT": str(exit_code), "TF_SHOW_FILE": str(PLANS / "mixed.json")}
+    out = tmp_path / "results" / "drift-todo-api-dev"
+    subprocess.run(
+        [sys.executable, "-m", "tools.drift", "plan", "--stack", "todo-api-dev",
+         "--dir", str(tmp_path), "--out", str(out)], cwd=ROOT, env=env, check=True)
+    return out
+
+
+def test_plan_records_changes_with_the_plan_json(tmp_path):
+    out = plan_with_fake_terraform(tmp_path, 2)
+    assert (out / "exitcode").read_text() == "2\n"
+    assert json.loads((out / "plan.json").read_text())["format_version"] == "1.2"
+    [result] = drift.load_results(out.parent)
+    assert (result.stack, result.exit_code) == ("todo-api-dev", 2)
+
+
+def test_plan_records_a_failed_plan_without_plan_json(tmp_path):
+    out = plan_with_fake_terraform(tmp_path, 1)
+    assert (out / "exitcode").read_text() == "1\n"
+    assert not (out / "plan.json").exists()

@@ -1,0 +1,74 @@
+"""The load-test launcher: the right loadtests.run command, and the primary always restarted."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from tools import load_test
+from tools.stack_outputs import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW = {name: {"value": value} for name, value in {
+    "gateway_urls": ["https://apim.example"], "traffic_manager_fqdns": ["tm"],
+    "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
+    "resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "sub-key",
+    "health_check_key": "h", "api_path": "todo"}.items()}
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_throughput_run_targets_the_gateway_api_with_the_key():
+    command = load_test.load_test_command(parse(RAW), 20, 120, False, Path("r"))
+    assert command[1:4] == ["-m", "loadtests.run", "throughput"]
+    assert option(command, "--host") == "https://apim.example/todo"
+    assert option(command, "--key") == "sub-key"
+    assert "--fault-command" not in command
+
+
+def test_failover_drill_stops_and_starts_the_primary_mid_run():
+    command = load_test.load_test_command(parse(RAW), 20, 300, True, Path("r"))
+    assert command[3] == "failover"
+    assert (option(command, "--fault-at"), option(command, "--restore-at")) == ("100", "200")
+    stop = shlex.split(option(command, "--fault-command"))
+    assert stop[:3] == ["az", "webapp", "stop"] and option(stop, "--name") == "app-weu"
+    assert option(stop, "--resource-group") == "rg-weu"
+    assert shlex.split(option(command, "--restore-command"))[:3] == ["az", "webapp", "start"]
+
+
+def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
+    """A real run of the CLI with stand-in `az` and a load test that crashes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text('#!/usr/bin/env bash\necho "$*" >> "$AZ_LOG"\n')
+    (bin_dir / "az").chmod(0o755)
+    (tmp_path / "outputs.json").write_text(json.dumps(RAW))
+    fake_loadtests = tmp_path / "loadtests"
+    fake_loadtests.mkdir()
+    (fake_loadtests / "__init__.py").write_text("")
+    (fake_loadtests / "run.py").write_text("raise SystemExit(3)\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "AZ_LOG": str(tmp_path / "az.log"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # cwd first on sys.path: the stand-in loadtests package wins
+        [sys.executable, "-m", "tools.load_test", str(tmp_path / "outputs.json"),
+         "--users", "5", "--duration", "60", "--failover"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 3
+    assert (tmp_path / "az.log").read_text().split()[:3] == ["webapp", "start", "--name"]
+    assert "app-weu" in (tmp_path / "az.log").read_text()
+
+
+def test_too_short_duration_is_rejected_in_one_line(tmp_path):
+    (tmp_path / "outputs.json").write_text(json.dumps(RAW))
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.load_test", str(tmp_path / "outputs.json"),
+         "--users", "5", "--duration", "5"], cwd=ROOT, capture_output=True, text=True,
+        check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --users must be at least 1 and --duration at least 30 seconds"
+    )

@@ -1,0 +1,94 @@
+"""Run the Locust scenarios headless against a deployed stack, optionally with a failover drill.
+
+    python -m tools.load_test outputs.json --users 50 --duration 300 [--failover] \
+        [--report-dir reports/load]
+
+Reads the gateway URL, API path, subscription key and primary web app from the stack outputs,
+then runs `python -m loadtests.run throughput|failover ...`. The failover drill stops the
+primary web app (`az webapp stop`) a third of the way in and starts it again two thirds of the
+way in; whatever happens (thresholds broken, Locust crashed, run cancelled), the primary is
+started again before this program exits. Exits with the load test's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tools.cli import CliError, run_cli
+from tools.stack_outputs import StackOutputs, WebApp, load
+
+MAX_FAILURE_RATIO = "0.01"  # throughput: at most 1 % failed requests
+DRILL_MAX_FAILURE_RATIO = "0.05"  # failover: requests in flight when the region stops may fail
+MAX_RECOVERY_SECONDS = "120"  # Traffic Manager probe interval x tolerated failures + DNS TTL
+
+
+def az_webapp(verb: str, app: WebApp) -> list[str]:
+    return ["az", "webapp", verb, "--name", app.name, "--resource-group", app.resource_group,
+            "--only-show-errors"]
+
+
+def load_test_command(outputs: StackOutputs, users: int, duration: int, failover: bool,
+                      report_dir: Path) -> list[str]:
+    command = [
+        sys.executable, "-m", "loadtests.run", "failover" if failover else "throughput",
+        "--host", outputs.api_base(outputs.gateway_urls[0]),
+        "--key", outputs.subscription_key,
+        "--users", str(users),
+        "--duration", str(duration),
+        "--report-dir", str(report_dir),
+    ]
+    if not failover:
+        return command + ["--max-failure-ratio", MAX_FAILURE_RATIO]
+    primary = outputs.web_apps[0]
+    return command + [
+        "--fault-at", str(duration // 3),
+        "--fault-command", shlex.join(az_webapp("stop", primary)),
+        "--restore-at", str(2 * duration // 3),
+        "--restore-command", shlex.join(az_webapp("start", primary)),
+        "--max-failure-ratio", DRILL_MAX_FAILURE_RATIO,
+        "--max-recovery-seconds", MAX_RECOVERY_SECONDS,
+    ]
+
+
+def run(command: list[str], restore: list[str] | None) -> int:
+    """Run the load test; always run `restore` afterwards (when given)."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a cancelled job sends SIGTERM
+    try:
+        return subprocess.run(command, check=False).returncode
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if restore:
+            print(f"restoring: {shlex.join(restore)}", flush=True)
+            if subprocess.run(restore, check=False).returncode != 0:
+                print("error: restoring the primary web app failed: start it by hand",
+                      file=sys.stderr)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
+    parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--duration", type=int, required=True, help="seconds")
+    parser.add_argument("--failover", action="store_true", help="stop the primary mid-run")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/load"))
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.duration < 30:
+        raise CliError("--users must be at least 1 and --duration at least 30 seconds")
+    outputs = load(args.outputs)
+    command = load_test_command(outputs, args.users, args.duration, args.failover,
+                                args.report_dir)
+    restore = az_webapp("start", outputs.web_apps[0]) if args.failover else None
+    return run(command, restore)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
