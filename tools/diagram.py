@@ -1,6 +1,6 @@
 """Mermaid topology diagram of a synthesized stack (cdktf.out/stacks/<stack>/cdk.tf.json).
 
-    python -m tools.diagram cdktf.out/stacks/todo-api-dev/cdk.tf.json [--out diagram.md]
+    python -m tools.diagram cdktf.out/stacks/*/cdk.tf.json [--out diagram.md | --append FILE]
 
 Nothing is hard-coded about the topology: the nodes are the resources of the kinds below, the
 regions come from their `location` (literal or a reference to a resource group), and the edges
@@ -248,12 +248,21 @@ def markdown(synth: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("synth", type=Path, help="cdktf.out/stacks/<stack>/cdk.tf.json")
-    parser.add_argument("--out", type=Path, help="write the Markdown here (default: stdout)")
+    parser.add_argument("synth", type=Path, nargs="+", help="cdktf.out/stacks/<stack>/cdk.tf.json")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="write the Markdown here (default: stdout)")
+    target.add_argument("--append", type=Path, help="append to this file ($GITHUB_STEP_SUMMARY)")
     args = parser.parse_args(argv)
-    text = markdown(read_json(args.synth, "synthesized stack")) + "\n"
+    sections = [
+        f"### Topology: `{path.parent.name}`\n\n" + markdown(read_json(path, "synthesized stack"))
+        for path in args.synth
+    ]
+    text = "\n\n".join(sections) + "\n"
     if args.out:
         write_atomic(args.out, text)
+    elif args.append:
+        with args.append.open("a", encoding="utf-8") as summary:
+            summary.write(text)
     else:
         sys.stdout.write(text)
     return 0

@@ -108,3 +108,16 @@ def test_label_falls_back_to_the_construct_path_when_the_name_is_computed():
 def test_input_without_resources_is_a_clear_error():
     with pytest.raises(CliError, match="no 'resource' section"):
         diagram.mermaid({"output": {}})
+
+
+def test_cli_appends_one_titled_diagram_per_stack(tmp_path):
+    for stack in ("todo-api-dev", "todo-api-prod"):
+        (tmp_path / stack).mkdir()
+        (tmp_path / stack / "cdk.tf.json").write_text(json.dumps(DUAL))
+    summary = tmp_path / "summary.md"
+    summary.write_text("# synth\n")
+    diagram.main([str(tmp_path / s / "cdk.tf.json") for s in ("todo-api-dev", "todo-api-prod")]
+                 + ["--append", str(summary)])
+    text = summary.read_text()
+    assert text.startswith("# synth\n### Topology: `todo-api-dev`\n\n```mermaid\n")
+    assert "### Topology: `todo-api-prod`" in text and text.count("```mermaid") == 2
