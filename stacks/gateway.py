@@ -12,7 +12,6 @@ direct fallback backends (`<app>.azurewebsites.net`) always validate chain and n
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cdktf import Fn
 from cdktf_cdktf_provider_azurerm.api_management import (
@@ -50,7 +49,6 @@ from stacks.monitoring import send_diagnostics
 from stacks.regional_app import GatewayAddress
 from stacks.regions import REGIONS
 
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "app" / "openapi.json"
 TRAFFIC_MANAGER_BACKEND = "traffic-manager"
 # APIM's built-in gateway health endpoint (what a Traffic Manager in front of gateways probes).
 APIM_STATUS_PATH = "/status-0123456789abcdef"

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from stacks.config import EnvironmentConfig
-from stacks.gateway import OPENAPI_PATH
+from stacks.openapi import read_openapi
 
 
 class SynthError(Exception):
@@ -26,7 +26,7 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
     from stacks.todo_api_stack import TodoApiStack
 
     if openapi_json is None:
-        openapi_json = OPENAPI_PATH.read_text(encoding="utf-8")
+        openapi_json = read_openapi()
     app = App(outdir=str(outdir), stack_traces=False)
     for config in configs:
         TodoApiStack(app, config, openapi_json)
@@ -43,7 +43,9 @@ def synth_app(app) -> None:
         raise SynthError(_annotation_lines(str(error))) from None
 
 
-def synthesize(configs: list[EnvironmentConfig], outdir: Path) -> list[Path]:
+def synthesize(
+    configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None
+) -> list[Path]:
     """Write cdktf.out/ (manifest + stacks/<stack>/cdk.tf.json); return the stack files."""
     # The cdktf CLI asks the app to keep going on error annotations; we stop instead.
     os.environ.pop("CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS", None)
@@ -51,7 +53,7 @@ def synthesize(configs: list[EnvironmentConfig], outdir: Path) -> list[Path]:
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
     try:
-        synth_app(build_app(configs, staging))
+        synth_app(build_app(configs, staging, openapi_json))
         return _move_into_place(staging, outdir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

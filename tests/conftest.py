@@ -1,0 +1,49 @@
+"""Shared session fixtures.
+
+`synthesized_stacks`: every environment (dev, prod) x topology (single, multi-region, dual),
+synthesized exactly once per session through the same path as `python main.py`
+(config -> validation -> App -> aspects -> cdktf.out), as parsed cdk.tf.json dicts keyed
+`(environment, topology)`. jsii starts lazily, the first time a test asks for it.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+# pytest runs with --import-mode=importlib, which leaves sys.path alone: make the repository's
+# packages (app, stacks, tools, loadtests, tests) importable for every test module.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, topology_overrides  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthesized_stack_files(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """`{(environment, topology): path to cdk.tf.json}` for all 6 combinations."""
+    from stacks.config import load_environment
+    from stacks.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    files: dict[tuple[str, str], Path] = {}
+    for topology in TOPOLOGIES:
+        configs = [
+            load_environment(env, topology_overrides(env, topology)) for env in ENVIRONMENTS
+        ]
+        written = synthesize(configs, root / topology)
+        for env, path in zip(ENVIRONMENTS, written, strict=True):
+            assert path.parent.name == f"todo-api-{env}"
+            files[(env, topology)] = path
+    return files
+
+
+@pytest.fixture(scope="session")
+def synthesized_stacks(synthesized_stack_files) -> dict[tuple[str, str], dict]:
+    """`{(environment, topology): parsed cdk.tf.json}` for all 6 combinations."""
+    return {
+        key: json.loads(path.read_text(encoding="utf-8"))
+        for key, path in synthesized_stack_files.items()
+    }

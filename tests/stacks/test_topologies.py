@@ -1,0 +1,334 @@
+"""The synthesized Terraform for every environment x topology: counts, critical settings and
+the cross-references that make the request path work."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, only, ref
+
+ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
+GATEWAYS = {"single": 1, "multi-region": 1, "dual": 2}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=ALL, ids=[f"{e}-{t}" for e, t in ALL])
+def case(request, synthesized_stacks):
+    environment, topology = request.param
+    return environment, topology, synthesized_stacks[(environment, topology)]
+
+
+def test_resource_counts_follow_the_topology(case):
+    _, topology, stack = case
+    gateways = GATEWAYS[topology]
+    expected = {
+        "azurerm_resource_group": 3,
+        "azurerm_service_plan": 2,
+        "azurerm_linux_web_app": 2,
+        "azurerm_application_insights": 2,
+        "azurerm_log_analytics_workspace": 1,
+        "azurerm_key_vault": 1,
+        "azurerm_key_vault_secret": 1,
+        "azurerm_key_vault_certificate": 1,
+        "random_password": 2,
+        "azurerm_traffic_manager_profile": 1 + (gateways == 2),
+        "azurerm_traffic_manager_azure_endpoint": 2,
+        "azurerm_traffic_manager_external_endpoint": 2 if gateways == 2 else 0,
+        "azurerm_api_management": gateways,
+        "azurerm_api_management_certificate": gateways,
+        "azurerm_api_management_backend": 3 * gateways,
+        "azurerm_api_management_api": gateways,
+        "azurerm_api_management_api_policy": gateways,
+        "azurerm_api_management_product": gateways,
+        "azurerm_api_management_product_api": gateways,
+        "azurerm_api_management_subscription": gateways,
+        "azurerm_api_management_logger": gateways,
+        "azurerm_api_management_api_diagnostic": gateways,
+        # deployer + one per web app + one per gateway
+        "azurerm_role_assignment": 1 + 2 + gateways,
+        # web apps, Key Vault, each Traffic Manager, each gateway
+        "azurerm_monitor_diagnostic_setting": 2 + 1 + (1 + (gateways == 2)) + gateways,
+    }
+    counts = {kind: len(blocks(stack, kind)) for kind in expected}
+    assert counts == expected
+    assert set(stack["resource"]) <= set(expected)
+
+
+def test_web_apps_carry_every_security_setting(case):
+    _, _, stack = case
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        site = app["site_config"]
+        assert (app["https_only"], app["client_affinity_enabled"]) == (True, False)
+        assert app["client_certificate_enabled"] is True
+        assert app["client_certificate_mode"] == "Required"
+        assert app["client_certificate_exclusion_paths"] == "/health"
+        assert app["ftp_publish_basic_authentication_enabled"] is False
+        assert app["webdeploy_publish_basic_authentication_enabled"] is False
+        assert app["identity"] == {"type": "SystemAssigned"}
+        assert (site["minimum_tls_version"], site["http2_enabled"]) == ("1.2", False)
+        assert (site["ftps_state"], site["always_on"]) == ("Disabled", True)
+        assert site["ip_restriction_default_action"] == "Deny"
+        assert site["scm_ip_restriction_default_action"] == "Deny"
+        assert site["scm_use_main_ip_restriction"] is False
+        assert site["application_stack"] == {"python_version": "3.12"}
+        assert site["app_command_line"] == "bash app/startup.sh"
+        assert site["health_check_eviction_time_in_min"] == 2
+
+
+def test_health_check_and_probe_use_the_keyed_path(case):
+    _, _, stack = case
+    key_id, _ = next(
+        (i, b) for i, b in blocks(stack, "random_password").items() if "health-key" in i
+    )
+    keyed = f"/health/{ref('random_password', key_id, 'result')}"
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        assert app["site_config"]["health_check_path"] == keyed
+    app_profile = _app_profile(stack)
+    assert app_profile["monitor_config"]["path"] == keyed
+
+
+def test_traffic_manager_probe_settings_give_a_30_second_failover(case):
+    _, _, stack = case
+    profile = _app_profile(stack)
+    assert profile["traffic_routing_method"] == "Performance"
+    assert profile["dns_config"]["ttl"] == 10
+    assert profile["monitor_config"] == {
+        **profile["monitor_config"],
+        "protocol": "HTTPS",
+        "port": 443,
+        "interval_in_seconds": 10,
+        "timeout_in_seconds": 5,
+        "tolerated_number_of_failures": 1,
+        "expected_status_code_ranges": ["200-299"],
+    }
+
+
+def test_traffic_manager_endpoints_target_both_web_apps(case):
+    _, _, stack = case
+    profile_id = _app_profile_id(stack)
+    targets = {
+        e["target_resource_id"]
+        for e in blocks(stack, "azurerm_traffic_manager_azure_endpoint").values()
+        if e["profile_id"] == ref("azurerm_traffic_manager_profile", profile_id, "id")
+    }
+    web_apps = {
+        ref("azurerm_linux_web_app", i, "id") for i in blocks(stack, "azurerm_linux_web_app")
+    }
+    assert targets == web_apps
+
+
+def test_apim_backend_url_is_the_traffic_manager_fqdn(case):
+    _, _, stack = case
+    fqdn = ref("azurerm_traffic_manager_profile", _app_profile_id(stack), "fqdn")
+    backends = [
+        b for b in blocks(stack, "azurerm_api_management_backend").values()
+        if b["name"] == "traffic-manager"
+    ]
+    assert backends and all(b["url"] == f"https://{fqdn}" for b in backends)
+    # chain-only validation: the TM name is not on the *.azurewebsites.net certificate
+    assert all(b["tls"] == {"validate_certificate_chain": True,
+                            "validate_certificate_name": False} for b in backends)
+    certs = {ref("azurerm_api_management_certificate", i, "thumbprint")
+             for i in blocks(stack, "azurerm_api_management_certificate")}
+    assert all(set(b["credentials"]["certificate"]) <= certs for b in backends)
+
+
+def test_every_apim_public_ip_is_in_every_web_app_allow_list(case):
+    _, topology, stack = case
+    apim_ips = set()
+    for apim_id, apim in blocks(stack, "azurerm_api_management").items():
+        apim_ips.add(f"${{element(azurerm_api_management.{apim_id}.public_ip_addresses, 0)}}/32")
+        for i, _ in enumerate(apim.get("additional_location", [])):
+            apim_ips.add(
+                f"${{element(azurerm_api_management.{apim_id}.additional_location[{i}]"
+                ".public_ip_addresses, 0)}/32"
+            )
+    assert len(apim_ips) == (1 if topology == "single" else 2)
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        rules = app["site_config"]["ip_restriction"]
+        allowed = {r["ip_address"] for r in rules if r.get("ip_address")}
+        assert allowed == apim_ips
+        assert {"AzureTrafficManager"} == {r["service_tag"] for r in rules if r.get("service_tag")}
+        assert all(r["action"] == "Allow" for r in rules)
+
+
+def test_app_settings_are_what_the_app_reads(case):
+    from app.settings import APP_SETTING_NAMES
+
+    from stacks.regional_app import PLATFORM_SETTINGS
+
+    _, _, stack = case
+    app_owned = {
+        "APP_ENV", "HEALTH_CHECK_KEY", "CLIENT_CERT_SUBJECT", "CLIENT_CERT_ISSUER",
+        "CLIENT_CERT_THUMBPRINTS", "WEB_CONCURRENCY",
+    }
+    platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        settings = app["app_settings"]
+        assert app_owned <= set(APP_SETTING_NAMES)
+        assert set(settings) - platform == app_owned
+        assert settings["APP_ENV"] == "production"
+        assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
+
+
+def test_health_key_and_thumbprint_come_from_key_vault(case):
+    _, _, stack = case
+    secret_id, _ = only(stack, "azurerm_key_vault_secret")
+    cert_id, _ = only(stack, "azurerm_key_vault_certificate")
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        settings = app["app_settings"]
+        assert settings["HEALTH_CHECK_KEY"] == (
+            f"@Microsoft.KeyVault(SecretUri="
+            f"{ref('azurerm_key_vault_secret', secret_id, 'versionless_id')})"
+        )
+        assert settings["CLIENT_CERT_THUMBPRINTS"] == ref(
+            "azurerm_key_vault_certificate", cert_id, "thumbprint"
+        )
+        assert settings["CLIENT_CERT_ISSUER"] == settings["CLIENT_CERT_SUBJECT"]  # Self-signed
+
+
+def test_client_certificate_is_generated_in_key_vault_for_client_auth(case):
+    _, _, stack = case
+    cert_id, cert = only(stack, "azurerm_key_vault_certificate")
+    policy = cert["certificate_policy"]
+    assert "certificate" not in cert  # nothing imported: no key material in the output
+    assert policy["issuer_parameters"] == {"name": "Self"}
+    assert policy["key_properties"]["exportable"] is True
+    assert policy["x509_certificate_properties"]["extended_key_usage"] == ["1.3.6.1.5.5.7.3.2"]
+    for apim_cert in blocks(stack, "azurerm_api_management_certificate").values():
+        assert apim_cert["key_vault_secret_id"] == ref(
+            "azurerm_key_vault_certificate", cert_id, "versionless_secret_id"
+        )
+
+
+def test_key_vault_uses_rbac_with_purge_protection(case):
+    _, _, stack = case
+    _, vault = only(stack, "azurerm_key_vault")
+    assert vault["rbac_authorization_enabled"] is True
+    assert vault["purge_protection_enabled"] is True
+    assert "access_policy" not in vault
+
+
+def test_every_identity_that_reads_key_vault_has_a_role(case):
+    _, _, stack = case
+    principals = {
+        a["principal_id"]
+        for a in blocks(stack, "azurerm_role_assignment").values()
+        if a["role_definition_name"] == "Key Vault Secrets User"
+    }
+    expected = {ref("azurerm_linux_web_app", i, "identity[0].principal_id")
+                for i in blocks(stack, "azurerm_linux_web_app")}
+    expected |= {ref("azurerm_api_management", i, "identity[0].principal_id")
+                 for i in blocks(stack, "azurerm_api_management")}
+    assert principals == expected
+
+
+def test_subscriptions_are_active_and_share_one_key(case):
+    _, _, stack = case
+    subscriptions = blocks(stack, "azurerm_api_management_subscription").values()
+    assert {s["state"] for s in subscriptions} == {"active"}
+    assert {s["primary_key"] for s in subscriptions} == {
+        ref("random_password", "subscription-key", "result")
+    }
+
+
+def test_api_is_imported_from_the_openapi_file_and_requires_a_key(case):
+    _, _, stack = case
+    document = json.loads((REPO / "app" / "openapi.json").read_text(encoding="utf-8"))
+    for api in blocks(stack, "azurerm_api_management_api").values():
+        assert api["import"]["content_format"] == "openapi+json"
+        assert json.loads(api["import"]["content_value"])["paths"].keys() == document["paths"].keys()
+        assert (api["path"], api["subscription_required"]) == ("todo", True)
+        assert api["protocols"] == ["https"]
+
+
+def test_api_policy_retries_idempotent_requests_against_the_other_region(case):
+    _, _, stack = case
+    backends = {b["name"] for b in blocks(stack, "azurerm_api_management_backend").values()}
+    assert backends == {"traffic-manager", "app-aue", "app-ause"}
+    for policy in blocks(stack, "azurerm_api_management_api_policy").values():
+        xml = policy["xml_content"]
+        assert '<set-backend-service backend-id="traffic-manager" />' in xml
+        assert "<retry " in xml and "context.Response.StatusCode &gt;= 500" in xml
+        assert "&quot;POST&quot;" not in xml and "&quot;GET&quot;" in xml
+        assert 'context.Deployment.Region == &quot;Australia Southeast&quot;' in xml
+        assert '<set-backend-service backend-id="app-aue" />' in xml
+        assert '<set-backend-service backend-id="app-ause" />' in xml
+
+
+def test_gateway_shape_follows_the_topology(case):
+    environment, topology, stack = case
+    services = list(blocks(stack, "azurerm_api_management").values())
+    locations = [s.get("additional_location", []) for s in services]
+    if topology == "multi-region":
+        assert locations == [[{"location": "australiasoutheast"}]]
+        assert services[0]["sku_name"].startswith("Premium_")
+    elif topology == "dual":
+        assert sorted(s["location"] for s in services) == ["australiaeast", "australiasoutheast"]
+        assert locations == [[], []]
+        # one construct, two instances: identical but for names and places
+        strip = {"name", "location", "resource_group_name", "//"}
+        a, b = ({k: v for k, v in s.items() if k not in strip} for s in services)
+        assert a == b
+    else:
+        assert locations == [[]]
+    assert all(s["timeouts"]["create"] == "3h" for s in services)
+
+
+def test_dual_puts_a_second_traffic_manager_in_front_of_both_gateways(synthesized_stacks):
+    stack = synthesized_stacks[("prod", "dual")]
+    endpoints = blocks(stack, "azurerm_traffic_manager_external_endpoint").values()
+    assert sorted(e["endpoint_location"] for e in endpoints) == [
+        "australiaeast", "australiasoutheast"]
+    gateway_profiles = [p for p in blocks(stack, "azurerm_traffic_manager_profile").values()
+                        if p["monitor_config"]["path"] == "/status-0123456789abcdef"]
+    assert len(gateway_profiles) == 1
+    assert stack["output"]["gateway_urls"]["value"][0].startswith("https://${azurerm_traffic")
+
+
+def test_default_topologies_are_single_for_dev_and_multi_region_for_prod():
+    from stacks.config import load_environments
+
+    dev, prod = load_environments()
+    assert (dev.gateway.topology, dev.gateway.sku) == ("single", "Developer_1")
+    assert (prod.gateway.topology, prod.gateway.sku) == ("multi-region", "Premium_1")
+
+
+def test_provider_purges_and_recovers_soft_deleted_apim(case):
+    _, _, stack = case
+    (azurerm,) = stack["provider"]["azurerm"]
+    assert azurerm["features"][0]["api_management"] == [
+        {"purge_soft_delete_on_destroy": True, "recover_soft_deleted": True}
+    ]
+    assert stack["terraform"]["required_providers"]["azurerm"]["version"] == "4.55.0"
+    assert stack["terraform"]["required_providers"]["random"]["version"] == "3.7.2"
+
+
+def test_outputs_have_the_fixed_names(case):
+    _, _, stack = case
+    outputs = stack["output"]
+    assert set(outputs) == {
+        "gateway_urls", "traffic_manager_fqdns", "web_app_names", "web_app_hostnames",
+        "resource_group_names", "subscription_key", "health_check_key", "api_path",
+    }
+    assert {name for name, o in outputs.items() if o.get("sensitive")} == {
+        "subscription_key", "health_check_key"}
+    assert outputs["web_app_names"]["value"][0].startswith(
+        "${azurerm_linux_web_app.app-australiaeast_")  # primary first
+    assert outputs["api_path"]["value"] == "todo"
+
+
+def test_state_is_local_by_default(case):
+    _, _, stack = case
+    assert list(stack["terraform"]["backend"]) == ["local"]
+
+
+def _app_profile_id(stack: dict) -> str:
+    (profile_id,) = [i for i, p in blocks(stack, "azurerm_traffic_manager_profile").items()
+                     if p["monitor_config"]["path"].startswith("/health/")]
+    return profile_id
+
+
+def _app_profile(stack: dict) -> dict:
+    return blocks(stack, "azurerm_traffic_manager_profile")[_app_profile_id(stack)]
