@@ -1,0 +1,159 @@
+"""Offline checks of the delivery workflows: linters with zero findings, and the standards
+the workflows promise (pinned actions, least privilege, no untrusted input in shell)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+GITHUB = ROOT / ".github"
+WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
+ACTIONS = sorted((GITHUB / "actions").glob("*/action.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    return on if isinstance(on, dict) else {name: None for name in ([on] if isinstance(on, str)
+                                                                     else on)}
+
+
+def jobs():
+    for path in WORKFLOWS:
+        for job_id, job in load(path)["jobs"].items():
+            yield path.name, job_id, job
+
+
+def steps():
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            yield from ((path.name, s) for s in job.get("steps", []))
+    for path in ACTIONS:
+        yield from ((path.parent.name, s) for s in load(path)["runs"]["steps"])
+
+
+def uses_lines():
+    for path in WORKFLOWS + ACTIONS:
+        for line in path.read_text().splitlines():
+            match = re.match(r"^\s*(?:- )?uses:\s*(.+)$", line)
+            if match:
+                yield path.name, match.group(1).strip()
+
+
+def run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_the_five_workflows_exist():
+    assert {p.stem for p in WORKFLOWS} >= {"ci", "plan", "deploy", "load-test", "drift"}
+
+
+def test_actionlint_finds_nothing():
+    result = run(str(BIN / "actionlint"), "-no-color")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_offline_finds_nothing():
+    result = run(str(BIN / "zizmor"), "--offline", "--no-progress", "--persona", "pedantic",
+                 ".github/")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout
+
+
+def test_workflows_match_the_github_workflow_schema():
+    result = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                 *map(str, WORKFLOWS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version():
+    unpinned = [(f, u) for f, u in uses_lines() if not u.startswith("$/") and not PINNED.match(u)]
+    assert unpinned == []
+
+
+def test_each_action_is_pinned_to_one_sha_everywhere():
+    pins: dict[str, set[str]] = {}
+    for _, uses in uses_lines():
+        if not uses.startswith("$/"):
+            name, rest = uses.split("@", 1)
+            pins.setdefault(name, set()).add(rest)
+    assert {name: sha for name, sha in pins.items() if len(sha) > 1} == {}
+
+
+def test_workflows_grant_no_permissions_at_the_top_level():
+    assert {p.name: load(p).get("permissions") for p in WORKFLOWS} == {
+        p.name: {} for p in WORKFLOWS
+    }
+
+
+def test_every_job_declares_its_own_permissions():
+    assert [(f, j) for f, j, job in jobs() if "permissions" not in job] == []
+
+
+def test_no_workflow_runs_on_pull_request_target():
+    assert [p.name for p in WORKFLOWS if "pull_request_target" in triggers(load(p))] == []
+
+
+def test_shell_steps_never_expand_expressions():
+    """Untrusted values (titles, branch names, inputs) reach shell only through env vars."""
+    expanded = [(where, s.get("name", s["run"][:40])) for where, s in steps()
+                if "run" in s and "${{" in s["run"]]
+    assert expanded == []
+
+
+def test_only_jobs_that_talk_to_azure_get_an_id_token():
+    for workflow, job_id, job in jobs():
+        wants_token = job["permissions"].get("id-token") == "write"
+        talks_to_azure = job.get("env", {}).get("ARM_USE_OIDC") == "true"
+        assert wants_token == talks_to_azure, f"{workflow}: {job_id}"
+
+
+def test_fork_pull_requests_get_no_azure_token_and_no_write_token():
+    plan = load(GITHUB / "workflows" / "plan.yml")["jobs"]
+    same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
+    privileged = [job_id for job_id, job in plan.items()
+                  if set(job["permissions"]) - {"contents"}]
+    assert privileged == ["plan", "comment"]
+    assert all(plan[job_id]["if"] == same_repo for job_id in privileged)
+
+
+def test_deploys_queue_and_never_cancel_a_running_apply():
+    deploy = load(GITHUB / "workflows" / "deploy.yml")
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+    assert "deploy-" in deploy["concurrency"]["group"]
+
+
+def test_deploy_targets_a_protected_github_environment():
+    job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
+    assert job["environment"] == "${{ github.event_name == 'push' && 'dev' || inputs.environment }}"
+
+
+def test_deploy_applies_exactly_the_saved_plan():
+    job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
+    commands = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "terraform plan -input=false -out=tfplan" in commands
+    assert "terraform apply -input=false tfplan" in commands
+    assert "-auto-approve" not in commands
+
+
+@pytest.mark.parametrize(("tool", "pattern"), [
+    ("python", r"3\.\d+"), ("node", r"(22|24)\.\d+\.\d+"), ("terraform", r"\d+\.\d+\.\d+"),
+])
+def test_toolchain_versions_are_pinned_in_one_place(tool, pattern):
+    assert re.fullmatch(pattern, (GITHUB / "versions" / tool).read_text().strip())
+
+
+def test_terraform_wrapper_is_off_so_exit_codes_are_real():
+    action = load(GITHUB / "actions" / "setup-toolchain" / "action.yml")
+    [setup] = [s for s in action["runs"]["steps"] if "setup-terraform" in s.get("uses", "")]
+    assert setup["with"]["terraform_wrapper"] is False
