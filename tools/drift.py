@@ -17,6 +17,7 @@ exits 1, so the run shows red.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -107,6 +108,24 @@ def sync_issue(api: GitHubApi, results: list[StackResult], run_url: str | None) 
     return action
 
 
+def redact(plan: dict) -> dict:
+    """Addresses and actions only: `terraform show -json` holds sensitive values in clear, and
+    the result is uploaded as an artifact."""
+    def changes(entries):
+        return [
+            {"address": e["address"],
+             "change": {"actions": e["change"]["actions"],
+                        "replace_paths": e["change"].get("replace_paths") or []}}
+            for e in entries or []
+        ]
+    return {
+        "format_version": plan.get("format_version"),
+        "errored": plan.get("errored", False),
+        "resource_changes": changes(plan.get("resource_changes")),
+        "resource_drift": changes(plan.get("resource_drift")),
+    }
+
+
 def terraform(directory: Path, *args: str, stdout=None) -> int:
     command = ["terraform", f"-chdir={directory}", *args]
     try:
@@ -121,13 +140,14 @@ def plan_stack(stack: str, directory: Path, out: Path) -> int:
                      "-out=drift.tfplan")
     out.mkdir(parents=True, exist_ok=True)
     if code in (EXIT_IN_SYNC, EXIT_CHANGES):
-        with (out / ".plan.json.tmp").open("wb") as plan_json:
-            shown = terraform(directory, "show", "-json", "drift.tfplan", stdout=plan_json)
-        if shown != 0:
+        shown = out / ".plan.json.tmp"
+        with shown.open("wb") as plan_json:
+            failed = terraform(directory, "show", "-json", "drift.tfplan", stdout=plan_json)
+        if failed:
             code = EXIT_ERROR
-            (out / ".plan.json.tmp").unlink()
         else:
-            (out / ".plan.json.tmp").replace(out / "plan.json")
+            write_atomic(out / "plan.json", json.dumps(redact(read_json(shown, "plan JSON"))))
+        shown.unlink()
     write_atomic(out / "stack", stack + "\n")
     write_atomic(out / "exitcode", f"{code}\n")
     print(f"{stack}: terraform plan exit code {code}")

@@ -118,3 +118,10 @@ def test_plan_records_a_failed_plan_without_plan_json(tmp_path):
     out = plan_with_fake_terraform(tmp_path, 1)
     assert (out / "exitcode").read_text() == "1\n"
     assert not (out / "plan.json").exists()
+
+
+def test_recorded_plan_keeps_no_attribute_values(tmp_path):
+    out = plan_with_fake_terraform(tmp_path, 2)
+    recorded = (out / "plan.json").read_text()
+    assert "app-todo-dev-weu" not in recorded  # a value in the full plan's before/after
+    assert "azurerm_linux_web_app.app_weu" in recorded
