@@ -1,0 +1,412 @@
+"""The local two-region stand-in, built from real processes on 127.0.0.1 (DESIGN.md section 2):
+
+    client -> HAProxy gateway (subscription key, health-checked failover, mTLS to the regions)
+           -> HAProxy front end per region (TLS, client certificate, X-ARR-ClientCert)
+           -> app/startup.sh per region (gunicorn + uvicorn, WEBSITE_SITE_NAME = region)
+
+    python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
+    python -m loadtests.topology down      stop the running one (state in .local/topology/)
+    python -m loadtests.topology fault     SIGKILL the primary app of the running one
+    python -m loadtests.topology restore   start the primary app again (failback)
+
+From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER
+from loadtests.processes import (
+    HOST,
+    ManagedProcess,
+    TopologyError,
+    ensure_port_free,
+    free_ports,
+    group_alive,
+    http_status,
+    port_open,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DEFAULT_WORKDIR = ROOT / ".local" / "topology"
+DEFAULT_CERTS = ROOT / ".certs"
+STATE_FILE = "state.json"
+PRIMARY_SITE = "todo-api-australiaeast"
+SECONDARY_SITE = "todo-api-australiasoutheast"
+CLIENT_CERT_HEADER = "X-ARR-ClientCert"
+CHECK_INTERVAL_MS = 250
+HAPROXY = "haproxy"
+
+
+@dataclass
+class TopologyConfig:
+    certs_dir: Path = DEFAULT_CERTS
+    workdir: Path = DEFAULT_WORKDIR
+    primary_site: str = PRIMARY_SITE
+    secondary_site: str = SECONDARY_SITE
+    gateway_port: int | None = None  # None: a free port
+    subscription_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    health_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    check_interval_ms: int = CHECK_INTERVAL_MS
+
+
+@dataclass
+class Region:
+    site: str
+    app_port: int
+    frontend_port: int
+    app: ManagedProcess
+    frontend: ManagedProcess
+
+
+def _app_environment(config: TopologyConfig, site: str, port: int) -> dict[str, str]:
+    summary_path = config.certs_dir / "client.json"
+    try:
+        client = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        raise TopologyError(
+            f"certificates: {summary_path} is missing or unreadable; "
+            "run: python -m tools.certs generate"
+        ) from None
+    return {
+        **os.environ,
+        "APP_ENV": "production",
+        "WEBSITE_SITE_NAME": site,
+        "HEALTH_CHECK_KEY": config.health_key,
+        "CLIENT_CERT_HEADER": CLIENT_CERT_HEADER,
+        "CLIENT_CERT_SUBJECT": client["subject"],
+        "CLIENT_CERT_ISSUER": client["issuer"],
+        "CLIENT_CERT_THUMBPRINTS": client["sha256"],
+        "CLIENT_CERT_CA": str(config.certs_dir / "ca.pem"),
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "PYTHON": sys.executable,
+    }
+
+
+def _bundle(workdir: Path, certs_dir: Path, name: str) -> Path:
+    """HAProxy wants certificate and key in one PEM file (kept private in the workdir)."""
+    path = workdir / f"{name}-bundle.pem"
+    data = (certs_dir / f"{name}.pem").read_bytes() + (certs_dir / f"{name}.key").read_bytes()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return path
+
+
+def render(template: str, path: Path, **values) -> Path:
+    text = Template((TEMPLATES / template).read_text()).substitute(
+        {key: str(value) for key, value in values.items()}
+    )
+    path.write_text(text)
+    return path
+
+
+def _haproxy(name: str, config_path: Path) -> ManagedProcess:
+    log = config_path.with_suffix(".log")
+    return ManagedProcess(name, [HAPROXY, "-db", "-f", str(config_path)], log)
+
+
+class Topology:
+    """Two regions and a gateway; every process is stopped by `stop()` (or leaving the with)."""
+
+    def __init__(self, config: TopologyConfig) -> None:
+        self.config = config
+        self.workdir = config.workdir
+        self.regions: dict[str, Region] = {}
+        self.gateway: ManagedProcess | None = None
+        self.gateway_port = 0
+
+    # -- facts the clients need -------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{HOST}:{self.gateway_port}"
+
+    def frontend_url(self, role: str) -> str:
+        return f"https://{HOST}:{self.regions[role].frontend_port}"
+
+    def app_url(self, role: str) -> str:
+        return f"http://{HOST}:{self.regions[role].app_port}"
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        parts = [p for r in self.regions.values() for p in (r.app, r.frontend)]
+        return parts + ([self.gateway] if self.gateway else [])
+
+    def state(self) -> dict:
+        return {
+            "owner_pid": os.getpid(),
+            "gateway_url": self.gateway_url,
+            "subscription_key": self.config.subscription_key,
+            "health_key": self.config.health_key,
+            "certs_dir": str(self.config.certs_dir),
+            "regions": {
+                role: {
+                    "site": r.site,
+                    "app_url": self.app_url(role),
+                    "frontend_url": self.frontend_url(role),
+                }
+                for role, r in self.regions.items()
+            },
+            "process_groups": {p.name: p.pid for p in self.processes if p.pid},
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, config: TopologyConfig | None = None) -> Topology:
+        topology = cls(config or TopologyConfig())
+        try:
+            topology._start()
+        except BaseException:
+            topology.stop()
+            raise
+        return topology
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        if shutil.which(HAPROXY) is None:
+            raise TopologyError("haproxy: not on PATH; install the Debian package (make setup)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(4)
+        self.gateway_port = self.config.gateway_port or free_ports(1)[0]
+        ensure_port_free(self.gateway_port, "gateway")
+        roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
+        for (role, site), app_port, frontend_port in zip(roles, ports[0::2], ports[1::2]):
+            self.regions[role] = self._region(role, site, app_port, frontend_port)
+        for role in self.regions:
+            self._start_app(role)
+        for region in self.regions.values():
+            region.frontend.start()
+        for region in self.regions.values():
+            region.frontend.wait_ready(lambda r=region: port_open(r.frontend_port))
+        self._start_gateway()
+        self._write_state()
+
+    def _region(self, role: str, site: str, app_port: int, frontend_port: int) -> Region:
+        env = _app_environment(self.config, site, app_port)
+        app = ManagedProcess(
+            f"{role} app ({site})",
+            ["bash", str(ROOT / "app" / "startup.sh")],
+            self.workdir / f"app-{role}.log",
+            env,
+        )
+        config_path = render(
+            "frontend.cfg",
+            self.workdir / f"frontend-{role}.cfg",
+            region=site,
+            name=f"frontend_{role}",
+            port=frontend_port,
+            app_port=app_port,
+            server_bundle=_bundle(self.workdir, self.config.certs_dir, "server"),
+            ca_file=self.config.certs_dir / "ca.pem",
+            cert_header=CLIENT_CERT_HEADER,
+        )
+        frontend = _haproxy(f"{role} front end (HAProxy on {HOST}:{frontend_port})", config_path)
+        return Region(site, app_port, frontend_port, app, frontend)
+
+    def _start_app(self, role: str) -> None:
+        region = self.regions[role]
+        region.app.start()
+        health = f"/health/{self.config.health_key}"
+        region.app.wait_ready(lambda: http_status(region.app_port, health) == 200)
+
+    def _start_gateway(self) -> None:
+        primary, secondary = self.regions["primary"], self.regions["secondary"]
+        config_path = render(
+            "gateway.cfg",
+            self.workdir / "gateway.cfg",
+            port=self.gateway_port,
+            key_header=SUBSCRIPTION_KEY_HEADER,
+            subscription_key=self.config.subscription_key,
+            health_key=self.config.health_key,
+            check_interval_ms=self.config.check_interval_ms,
+            ca_file=self.config.certs_dir / "ca.pem",
+            client_bundle=_bundle(self.workdir, self.config.certs_dir, "client"),
+            primary=primary.site,
+            primary_port=primary.frontend_port,
+            secondary=secondary.site,
+            secondary_port=secondary.frontend_port,
+        )
+        self.gateway = _haproxy(f"gateway (HAProxy on {HOST}:{self.gateway_port})", config_path)
+        self.gateway.start()
+        self.gateway.wait_ready(self._gateway_serves_primary)
+
+    def _gateway_serves_primary(self) -> bool:
+        return self.serving_site() == self.config.primary_site
+
+    def serving_site(self) -> str | None:
+        """The region answering the gateway's health path now (None if none does)."""
+        connection = http.client.HTTPConnection(HOST, self.gateway_port, timeout=2)
+        try:
+            connection.request(
+                "GET",
+                f"/health/{self.config.health_key}",
+                headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key},
+            )
+            response = connection.getresponse()
+            return response.getheader(SITE_NAME_HEADER) if response.status == 200 else None
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    def _write_state(self) -> None:
+        path = self.workdir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(self.state(), out, indent=2)
+        os.replace(tmp, path)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        state = self.workdir / STATE_FILE
+        if state.exists() and json.loads(state.read_text()).get("owner_pid") == os.getpid():
+            state.unlink()
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def kill_app(self, role: str = "primary") -> None:
+        """SIGKILL the region's app (gunicorn master and workers)."""
+        self.regions[role].app.kill()
+
+    def restore_app(self, role: str = "primary") -> None:
+        """Start the region's app again on its port (its in-memory store starts empty)."""
+        region = self.regions[role]
+        if region.app.alive():
+            return
+        self._start_app(role)
+
+    def stop_frontend(self, role: str = "primary") -> None:
+        self.regions[role].frontend.kill()
+
+    def restore_frontend(self, role: str = "primary") -> None:
+        region = self.regions[role]
+        if not region.frontend.alive():
+            region.frontend.start()
+            region.frontend.wait_ready(lambda: port_open(region.frontend_port))
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict:
+    path = workdir / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TopologyError(f"no running topology ({path} is missing)") from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    config = TopologyConfig(
+        gateway_port=args.gateway_port, certs_dir=args.certs, workdir=args.workdir
+    )
+    requests: list[str] = []
+    signal.signal(signal.SIGUSR1, lambda *_: requests.append("fault"))
+    signal.signal(signal.SIGUSR2, lambda *_: requests.append("restore"))
+    signal.signal(signal.SIGTERM, lambda *_: requests.append("stop"))
+    with Topology.start(config) as topology:
+        print(describe(topology.state()), flush=True)
+        try:
+            while "stop" not in requests:
+                while requests and requests[0] != "stop":
+                    action = requests.pop(0)
+                    getattr(topology, f"{'kill' if action == 'fault' else 'restore'}_app")()
+                    print(f"{action}: primary app {'killed' if action == 'fault' else 'started'}")
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        print("stopping ...", flush=True)
+    print("stopped: nothing left running")
+    return 0
+
+
+def describe(state: dict) -> str:
+    key = state["subscription_key"]
+    lines = [f"gateway      {state['gateway_url']}   ({SUBSCRIPTION_KEY_HEADER}: {key})"]
+    for role, region in state["regions"].items():
+        lines.append(
+            f"{role:<12} {region['site']}: front end {region['frontend_url']}, "
+            f"app {region['app_url']}"
+        )
+    lines += [
+        f"health key   {state['health_key']}",
+        f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' "
+        f"{state['gateway_url']}/api/TodoItem",
+        "stop:        Ctrl-C, or python -m loadtests.topology down",
+    ]
+    return "\n".join(lines)
+
+
+def _signal_owner(signum: int, workdir: Path) -> int:
+    state = read_state(workdir)
+    try:
+        os.kill(state["owner_pid"], signum)
+    except ProcessLookupError:
+        raise TopologyError(f"the topology owner (pid {state['owner_pid']}) is gone") from None
+    return state["owner_pid"]
+
+
+def _down(args: argparse.Namespace) -> int:
+    state = read_state(args.workdir)
+    owner = _signal_owner(signal.SIGTERM, args.workdir)
+    deadline = time.monotonic() + 20
+    groups = list(state["process_groups"].values())
+    while time.monotonic() < deadline and any(group_alive(g) for g in groups + [owner]):
+        time.sleep(0.1)
+    for group in groups:  # the owner did not finish: make sure nothing is left
+        if group_alive(group):
+            os.killpg(group, signal.SIGKILL)
+    print("stopped")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.topology", description=__doc__)
+    parser.add_argument("command", choices=("up", "down", "fault", "restore"))
+    parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--certs", type=Path, default=DEFAULT_CERTS, help="default: .certs")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        if args.command == "down":
+            return _down(args)
+        signum = signal.SIGUSR1 if args.command == "fault" else signal.SIGUSR2
+        print(f"{args.command}: signalled the topology (pid {_signal_owner(signum, args.workdir)})")
+        return 0
+    except TopologyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
