@@ -13,6 +13,9 @@ SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_NAME_LENGTH = 200
+# A name is blank when it holds only whitespace as Python or JSON Schema (ECMA-262) count it; the
+# same explicit class serves the app's check and the OpenAPI pattern, so the two always agree.
+NON_BLANK_PATTERN = r"[^\t\n\v\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 JSON_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 HEALTH_OK_TEXT = "HealthCheck OK"

@@ -16,6 +16,7 @@ from app.contract import (
     JSON_MEDIA_TYPE,
     MAX_BODY_BYTES,
     MAX_NAME_LENGTH,
+    NON_BLANK_PATTERN,
     PROBLEM_MEDIA_TYPE,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
@@ -25,7 +26,6 @@ from app.contract import (
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 ITEM_ID_PATTERN = "^[0-9a-f]{32}$"
-NON_BLANK_PATTERN = r"\S"
 
 _SCHEMA_REF = "#/components/schemas/"
 _RESPONSE_REF = "#/components/responses/"
@@ -83,7 +83,11 @@ def _schemas() -> dict:
             "type": "object",
             "required": ["name"],
             "properties": {
-                "id": {"type": "string", "description": "Ignored: the server assigns the id."},
+                "id": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Ignored: the server assigns the id.",
+                },
                 "name": name,
                 "isCompleted": completed,
             },

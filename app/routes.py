@@ -17,11 +17,14 @@ from app.contract import (
     JSON_MEDIA_TYPE,
     MAX_BODY_BYTES,
     MAX_NAME_LENGTH,
+    NON_BLANK_PATTERN,
     TODO_ITEM_PATH,
     TODO_PATH,
 )
 from app.problems import Problem
 from app.store import TodoItem, TodoStore, new_item_id
+
+_NON_BLANK = re.compile(NON_BLANK_PATTERN)
 
 
 class CaseInsensitiveRoute(Route):
@@ -71,7 +74,7 @@ async def _read_object(request: Request) -> dict:
 
 def _name(data: dict) -> str:
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not _NON_BLANK.search(name):
         raise Problem(400, "The field 'name' must be a non-blank string.")
     if len(name) > MAX_NAME_LENGTH:
         raise Problem(400, f"The field 'name' must be at most {MAX_NAME_LENGTH} characters.")
