@@ -78,10 +78,7 @@ class Node:
     kind: str
     label: str
     regions: list[str]
-
-    @property
-    def id(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_]", "_", self.key)
+    id: str = ""  # short Mermaid id, n0, n1, ... in key order
 
 
 @dataclass
@@ -132,9 +129,10 @@ def _strings(value):
 def build(synth: dict) -> Topology:
     known = resources(synth)
     topology = Topology()
-    for key, (rtype, body) in known.items():
+    for key, (rtype, body) in sorted(known.items()):
         if rtype in KINDS:
-            topology.nodes[key] = Node(key, rtype, _label(rtype, body, key), _regions(body, known))
+            topology.nodes[key] = Node(key, rtype, _label(rtype, body, key), _regions(body, known),
+                                       f"n{len(topology.nodes)}")
     for key, (rtype, body) in known.items():
         sources = _connector_sources(rtype)
         if rtype in KINDS:

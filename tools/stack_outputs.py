@@ -7,7 +7,9 @@
 `github-env` masks the sensitive values in the Actions log (`::add-mask::`) and writes
 GATEWAY_URL (the first gateway), API_PATH, PRIMARY_WEB_APP, PRIMARY_RESOURCE_GROUP,
 SUBSCRIPTION_KEY and HEALTH_CHECK_KEY for the following steps of the same job.
-The output names are fixed by the stacks (see stacks/): one fact, one place.
+The output names are fixed by the stacks (see stacks/): one fact, one place. The regional
+resource groups are the last entries of `resource_group_names` (the stacks put the global
+group first), in the order of `web_app_names` (primary first).
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ class StackOutputs:
     @property
     def web_apps(self) -> list[WebApp]:
         """The regional web apps, primary first, each with its resource group and base URL."""
+        groups = self.resource_group_names[-len(self.web_app_names):]
         return [
             WebApp(name, group, _url(host))
             for name, group, host in zip(
-                self.web_app_names, self.resource_group_names, self.web_app_hostnames, strict=True
+                self.web_app_names, groups, self.web_app_hostnames, strict=True
             )
         ]
 
@@ -80,12 +83,11 @@ def parse(raw: dict) -> StackOutputs:
             raise CliError(f"output {name!r} must be {kind}, got {value!r:.60}")
         values[name] = value
     outputs = StackOutputs(**values)
-    counts = {len(outputs.web_app_names), len(outputs.web_app_hostnames),
-              len(outputs.resource_group_names)}
-    if len(counts) != 1:
+    apps = len(outputs.web_app_names)
+    if len(outputs.web_app_hostnames) != apps or len(outputs.resource_group_names) < apps:
         raise CliError(
             "outputs web_app_names, web_app_hostnames and resource_group_names must pair up"
-            " (one entry per regional web app, primary first)"
+            " (one web app per region, primary first; the last resource groups are theirs)"
         )
     return outputs
 

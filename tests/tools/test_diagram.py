@@ -86,7 +86,7 @@ def test_regions_come_from_the_resource_group_locations():
 
 def test_multi_region_gateway_is_drawn_once_with_all_its_regions():
     text = diagram.mermaid(multi_region())
-    assert text.count("azurerm_api_management_apim_weu[") == 1
+    assert text.count('["API Management<br/>') == 1
     assert "apim-todo-dev-weu<br/>(westeurope, northeurope)" in text
 
 
