@@ -74,9 +74,8 @@ def test_the_two_web_apps_sit_in_two_region_subgraphs(stack):
     assert all(f'subgraph region_{r}["{r}"]' in text for r in regions)
 
 
-def test_multi_region_gateway_shows_both_regions(stack):
-    name, synth = stack
-    if name != "multi-region":
-        pytest.skip("one gateway with an additional location only in multi-region")
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_multi_region_gateway_is_one_node_showing_both_regions(env, synthesized_stacks):
+    synth = synthesized_stacks[(env, "multi-region")]
     [apim] = [n for n in diagram.build(synth).nodes.values() if n.kind == APIM]
     assert len(apim.regions) == 2
