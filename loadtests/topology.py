@@ -221,6 +221,7 @@ class Topology:
             server_bundle=_bundle(self.workdir, self.config.certs_dir, "server"),
             ca_file=self.config.certs_dir / "ca.pem",
             cert_header=CLIENT_CERT_HEADER,
+            check_interval_ms=self.config.check_interval_ms,
         )
         frontend = _haproxy(f"{role} front end (HAProxy on {HOST}:{frontend_port})", config_path)
         return Region(site, app_port, frontend_port, app, frontend)
