@@ -14,7 +14,7 @@ with warnings.catch_warnings():  # Starlette 1.x suggests httpx2; httpx is what 
 
 from app.application import create_app
 from app.settings import Settings, load_settings
-from tests.app import certs
+from tests.app import certs, servers
 
 HEALTH_KEY = "test-health-key-0123456789"
 
@@ -88,3 +88,12 @@ def anonymous(make_client, settings) -> TestClient:
 def rejection_log(caplog) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="app.client_certificate")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def production_server(environment, tmp_path_factory):
+    """app/startup.sh on 127.0.0.1 with the test settings; shared by the tests that only read it."""
+    log = tmp_path_factory.mktemp("server") / "production.log"
+    server = servers.start_production(environment, log, f"/health/{HEALTH_KEY}")
+    yield server
+    server.stop()

@@ -1,0 +1,142 @@
+"""Real server processes for the tests: app/startup.sh (gunicorn + uvicorn workers) or uvicorn."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_SCRIPT = REPO / "app" / "startup.sh"
+READY_TIMEOUT = 60.0  # a hang guard only: the loop ends as soon as the server answers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_environment(app_settings: dict[str, str], port: int) -> dict[str, str]:
+    """What the server needs, then the app settings, and nothing else from this process."""
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    server = {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PYTHON": sys.executable,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {**base, **server, **app_settings}
+
+
+def run_to_exit(command: list[str], app_settings: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command that should exit by itself; kill its whole process group if it does not."""
+    env = server_environment(app_settings, free_port())
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=READY_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for_output(self, text: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while text not in self.output():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"server never printed {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=READY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+
+def start(
+    command: list[str],
+    app_settings: dict[str, str],
+    log: Path,
+    ready_path: str,
+    port: int | None = None,
+) -> Server:
+    """Start the server and return once it answers `ready_path` (any HTTP status)."""
+    port = port or free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=server_environment(app_settings, port),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(process, port, log)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            server.request("GET", ready_path)
+            return server
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise AssertionError(f"server did not start:\n{server.output()}") from None
+            time.sleep(0.05)
+
+
+def start_production(app_settings: dict[str, str], log: Path, ready_path: str) -> Server:
+    """app/startup.sh, exactly as App Service runs it (HOST/PORT from the environment)."""
+    return start(["bash", str(STARTUP_SCRIPT)], app_settings, log, ready_path)
+
+
+def start_uvicorn(app_settings: dict[str, str], log: Path, ready_path: str) -> Server:
+    """`uvicorn app.main:app`, the local development command."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return start(command, app_settings, log, ready_path, port)

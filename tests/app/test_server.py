@@ -1,0 +1,94 @@
+"""The production server (app/startup.sh) and `uvicorn app.main:app`, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+import pytest
+
+from tests.app import servers
+from tests.app.conftest import HEALTH_KEY
+
+STARTUP = ["bash", str(servers.STARTUP_SCRIPT)]
+UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+
+
+@pytest.mark.parametrize("command", [STARTUP, UVICORN], ids=["startup.sh", "uvicorn"])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CLIENT_CERT_SUBJECT", ""),
+        ("HEALTH_CHECK_KEY", ""),
+        ("CLIENT_CERT_THUMBPRINTS", "not-hex"),
+        ("CLIENT_CERT_VALIDATION", "off"),
+    ],
+)
+def test_bad_setting_stops_the_start_with_one_line(environment, command, variable, value):
+    result = servers.run_to_exit(command, {**environment, variable: value})
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert output[0].startswith(f"configuration error: {variable}")
+    assert "Traceback" not in output[0]
+
+
+@pytest.mark.parametrize("variable", ["PORT", "WEB_CONCURRENCY"])
+def test_bad_server_setting_stops_startup_sh_with_one_line(environment, variable):
+    result = servers.run_to_exit(STARTUP, {**environment, variable: "many"})
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0 and len(output) == 1
+    assert output[0].startswith(f"configuration error: {variable}")
+
+
+def test_startup_sh_serves_the_api_with_access_log_on_stdout(production_server, cert_header):
+    status, _, body = production_server.request("GET", "/api/TodoItem", headers=cert_header)
+    assert status == 200 and isinstance(json.loads(body), list)
+    production_server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200')
+
+
+def test_startup_sh_runs_the_configured_worker_count(environment, tmp_path):
+    server = servers.start_production(
+        {**environment, "WEB_CONCURRENCY": "2"}, tmp_path / "log", f"/health/{HEALTH_KEY}"
+    )
+    try:
+        server.wait_for_output("Application startup complete")
+        worker_pids = {
+            line.split("pid: ")[1]
+            for line in server.output().splitlines()
+            if "Booting worker" in line
+        }
+        assert len(worker_pids) == 2
+    finally:
+        assert server.stop() == 0
+
+
+def test_uvicorn_app_main_starts_locally(environment, tmp_path, cert_header):
+    server = servers.start_uvicorn(environment, tmp_path / "log", f"/health/{HEALTH_KEY}")
+    try:
+        assert server.request("GET", "/api/todoitem", headers=cert_header)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_the_in_flight_request_finish(environment, tmp_path, cert_header):
+    server = servers.start_production(environment, tmp_path / "log", f"/health/{HEALTH_KEY}")
+    body = b'{"name": "finished during shutdown"}'
+    head = (
+        "POST /api/TodoItem HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-ARR-ClientCert: {cert_header['X-ARR-ClientCert']}\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+        connection.sendall(head.encode())
+        # 100 Continue comes once the app reads the body: the request is now in flight in the app.
+        assert connection.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        os.kill(server.process.pid, 15)
+        server.wait_for_output("Shutting down")
+        connection.sendall(body)
+        response = connection.makefile("rb").read()
+    assert response.startswith(b"HTTP/1.1 201 Created")
+    assert b"finished during shutdown" in response
+    assert server.stop() == 0
