@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# One-time Azure + GitHub setup for the delivery workflows (.github/workflows). Run it once, by
+# hand, as someone who is Owner (or Contributor + User Access Administrator) of the subscription
+# and admin of the GitHub repository; it is not run by the suite or by CI. Re-running it is safe:
+# existing resources are reused.
+#
+#   az login && az account set --subscription <subscription id>
+#   gh auth login
+#   GITHUB_REPO=contoso/todo-api STATE_ACCOUNT=todoapitfstate42 PROD_REVIEWER=alice \
+#     tools/azure-bootstrap.sh
+#
+# Creates: the Terraform state storage account (Entra ID auth only, versioned blobs), three
+# identities with federated credentials (no client secrets anywhere):
+#   todo-api-github-plan   read-only: PR plans (subject pull_request) and nightly drift
+#                          (subject ref:refs/heads/main)
+#   todo-api-github-dev    deploys dev   (subject environment:dev)
+#   todo-api-github-prod   deploys prod  (subject environment:prod)
+# their role assignments, the GitHub environments dev and prod (prod: required reviewer, main
+# only), the repository and environment variables, and the "drift" issue label.
+set -euo pipefail
+
+: "${GITHUB_REPO:?set GITHUB_REPO=owner/name}"
+: "${STATE_ACCOUNT:?set STATE_ACCOUNT to a globally unique storage account name (3-24 a-z0-9)}"
+: "${PROD_REVIEWER:?set PROD_REVIEWER to the GitHub login that approves prod deploys}"
+LOCATION="${LOCATION:-australiaeast}"
+STATE_RESOURCE_GROUP="${STATE_RESOURCE_GROUP:-todo-api-tfstate}"
+STATE_CONTAINER="${STATE_CONTAINER:-tfstate}"
+ISSUER="https://token.actions.githubusercontent.com"
+AUDIENCE="api://AzureADTokenExchange"
+
+SUBSCRIPTION_ID=$(az account show --query id --output tsv)
+TENANT_ID=$(az account show --query tenantId --output tsv)
+SCOPE="/subscriptions/${SUBSCRIPTION_ID}"
+ME=$(az ad signed-in-user show --query id --output tsv)
+
+echo "== state storage: ${STATE_RESOURCE_GROUP}/${STATE_ACCOUNT}/${STATE_CONTAINER}"
+az group create --name "$STATE_RESOURCE_GROUP" --location "$LOCATION" --output none
+az storage account create --name "$STATE_ACCOUNT" --resource-group "$STATE_RESOURCE_GROUP" \
+  --location "$LOCATION" --sku Standard_ZRS --kind StorageV2 --min-tls-version TLS1_2 \
+  --allow-blob-public-access false --allow-shared-key-access false --output none
+az storage account blob-service-properties update --account-name "$STATE_ACCOUNT" \
+  --resource-group "$STATE_RESOURCE_GROUP" --enable-versioning true \
+  --enable-delete-retention true --delete-retention-days 30 --output none
+STATE_ACCOUNT_ID=$(az storage account show --name "$STATE_ACCOUNT" \
+  --resource-group "$STATE_RESOURCE_GROUP" --query id --output tsv)
+CONTAINER_SCOPE="${STATE_ACCOUNT_ID}/blobServices/default/containers/${STATE_CONTAINER}"
+# Shared keys are off: you need a data-plane role to create the container.
+az role assignment create --assignee-object-id "$ME" --assignee-principal-type User \
+  --role "Storage Blob Data Contributor" --scope "$STATE_ACCOUNT_ID" --output none
+echo "   waiting a minute for the role assignment to reach the storage data plane"
+sleep 60
+az storage container create --name "$STATE_CONTAINER" --account-name "$STATE_ACCOUNT" \
+  --auth-mode login --output none
+
+# identity NAME -> prints the application (client) id; creates the app and its service principal
+identity() {
+  local app_id
+  app_id=$(az ad app list --display-name "$1" --query "[0].appId" --output tsv)
+  if [[ -z "$app_id" ]]; then
+    app_id=$(az ad app create --display-name "$1" --query appId --output tsv)
+  fi
+  az ad sp show --id "$app_id" --output none 2>/dev/null || az ad sp create --id "$app_id" --output none
+  echo "$app_id"
+}
+
+# federate APP_ID NAME SUBJECT
+federate() {
+  if az ad app federated-credential show --id "$1" --federated-credential-id "$2" --output none 2>/dev/null; then
+    return
+  fi
+  az ad app federated-credential create --id "$1" --parameters "$(cat <<JSON
+{"name": "$2", "issuer": "$ISSUER", "subject": "$3", "audiences": ["$AUDIENCE"]}
+JSON
+)" --output none
+}
+
+echo "== identities and federated credentials"
+PLAN_APP_ID=$(identity todo-api-github-plan)
+DEV_APP_ID=$(identity todo-api-github-dev)
+PROD_APP_ID=$(identity todo-api-github-prod)
+federate "$PLAN_APP_ID" pull-request "repo:${GITHUB_REPO}:pull_request"
+federate "$PLAN_APP_ID" main-branch "repo:${GITHUB_REPO}:ref:refs/heads/main"
+federate "$DEV_APP_ID" environment-dev "repo:${GITHUB_REPO}:environment:dev"
+federate "$PROD_APP_ID" environment-prod "repo:${GITHUB_REPO}:environment:prod"
+
+echo "== roles: plan identity (read-only)"
+# Reader is not enough for `terraform plan`: refreshing web apps, API Management subscriptions,
+# Log Analytics and Key Vault secrets calls list actions. Terraform keeps those values in state
+# anyway, which this identity can read. No write action is granted.
+az role definition create --output none --role-definition "$(cat <<JSON
+{
+  "Name": "todo-api plan reader",
+  "Description": "terraform plan for the todo-api stacks: read everything the plan refreshes, write nothing.",
+  "Actions": [
+    "*/read",
+    "Microsoft.Web/sites/config/list/action",
+    "Microsoft.Web/sites/slots/config/list/action",
+    "Microsoft.ApiManagement/service/subscriptions/listSecrets/action",
+    "Microsoft.ApiManagement/service/namedValues/listValue/action",
+    "Microsoft.OperationalInsights/workspaces/sharedKeys/action"
+  ],
+  "NotActions": [],
+  "DataActions": [
+    "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+    "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+    "Microsoft.KeyVault/vaults/certificates/read"
+  ],
+  "NotDataActions": [],
+  "AssignableScopes": ["${SCOPE}"]
+}
+JSON
+)" 2>/dev/null || echo "   (role 'todo-api plan reader' exists: kept)"
+az role assignment create --assignee "$PLAN_APP_ID" --role "todo-api plan reader" \
+  --scope "$SCOPE" --output none
+az role assignment create --assignee "$PLAN_APP_ID" --role "Storage Blob Data Reader" \
+  --scope "$CONTAINER_SCOPE" --output none
+
+echo "== roles: deploy identities (dev, prod)"
+# Contributor creates the resource groups and everything in them. The stacks also assign Key
+# Vault roles (the deployer on the vault, each web app's identity as secret reader): Role Based
+# Access Control Administrator, limited by a condition to exactly those two roles.
+KV_ADMIN=00482a5a-887f-4fb3-b363-3b7fe8e74483    # Key Vault Administrator
+KV_SECRETS_USER=4633458b-17de-408a-b874-0445c86b69e6  # Key Vault Secrets User
+CONDITION="((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${KV_ADMIN}, ${KV_SECRETS_USER}})) AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${KV_ADMIN}, ${KV_SECRETS_USER}}))"
+for app_id in "$DEV_APP_ID" "$PROD_APP_ID"; do
+  az role assignment create --assignee "$app_id" --role Contributor --scope "$SCOPE" --output none
+  az role assignment create --assignee "$app_id" --role "Role Based Access Control Administrator" \
+    --scope "$SCOPE" --condition "$CONDITION" --condition-version 2.0 --output none
+  az role assignment create --assignee "$app_id" --role "Storage Blob Data Contributor" \
+    --scope "$CONTAINER_SCOPE" --output none
+done
+
+echo "== GitHub: environments, variables, label (${GITHUB_REPO})"
+REVIEWER_ID=$(gh api "users/${PROD_REVIEWER}" --jq .id)
+gh api --method PUT "repos/${GITHUB_REPO}/environments/dev" --silent
+gh api --method PUT "repos/${GITHUB_REPO}/environments/prod" --silent --input - <<JSON
+{
+  "reviewers": [{"type": "User", "id": ${REVIEWER_ID}}],
+  "prevent_self_review": false,
+  "deployment_branch_policy": {"protected_branches": true, "custom_branch_policies": false}
+}
+JSON
+gh variable set AZURE_TENANT_ID --repo "$GITHUB_REPO" --body "$TENANT_ID"
+gh variable set AZURE_SUBSCRIPTION_ID --repo "$GITHUB_REPO" --body "$SUBSCRIPTION_ID"
+gh variable set AZURE_PLAN_CLIENT_ID --repo "$GITHUB_REPO" --body "$PLAN_APP_ID"
+gh variable set TFSTATE_RESOURCE_GROUP --repo "$GITHUB_REPO" --body "$STATE_RESOURCE_GROUP"
+gh variable set TFSTATE_STORAGE_ACCOUNT --repo "$GITHUB_REPO" --body "$STATE_ACCOUNT"
+gh variable set TFSTATE_CONTAINER --repo "$GITHUB_REPO" --body "$STATE_CONTAINER"
+gh variable set AZURE_CLIENT_ID --repo "$GITHUB_REPO" --env dev --body "$DEV_APP_ID"
+gh variable set AZURE_CLIENT_ID --repo "$GITHUB_REPO" --env prod --body "$PROD_APP_ID"
+gh label create drift --repo "$GITHUB_REPO" --color D93F0B --force \
+  --description "Infrastructure drift found by the nightly terraform plan"
+
+echo "done: push to main deploys dev; Actions > deploy > Run workflow (prod) deploys prod."
