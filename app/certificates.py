@@ -55,14 +55,17 @@ def _normalise_value(value: str) -> str:
 
 
 def _split_unescaped(text: str, separators: str) -> list[str]:
-    parts, current, index = [], [], 0
+    """Split on separators that are neither backslash-escaped nor inside double quotes."""
+    parts, current, index, quoted = [], [], 0, False
     while index < len(text):
         char = text[index]
         if char == "\\" and index + 1 < len(text):
             current.append(text[index : index + 2])
             index += 2
             continue
-        if char in separators:
+        if char == '"':
+            quoted = not quoted
+        if char in separators and not quoted:
             parts.append("".join(current))
             current = []
         else:
@@ -147,6 +150,10 @@ class ClientCertificateRules:
     ca_certificates: tuple[x509.Certificate, ...] = ()
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def decode_header(value: str) -> x509.Certificate:
     text = value.strip()
     if not text:
@@ -164,7 +171,7 @@ def decode_header(value: str) -> x509.Certificate:
 
 
 def _verify_chain(certificate: x509.Certificate, rules: ClientCertificateRules) -> None:
-    now = datetime.datetime.now(datetime.UTC)
+    now = _now()
     verifier = (
         PolicyBuilder().store(Store(list(rules.ca_certificates))).time(now).build_client_verifier()
     )
@@ -196,7 +203,7 @@ def check_certificate(certificate: x509.Certificate, rules: ClientCertificateRul
     sha256 = certificate.fingerprint(hashes.SHA256()).hex()
     if sha1 not in rules.thumbprints and sha256 not in rules.thumbprints:
         raise CertificateRejected(f"thumbprint {sha1} (SHA-1) is not configured")
-    now = datetime.datetime.now(datetime.UTC)
+    now = _now()
     if now < certificate.not_valid_before_utc:
         raise CertificateRejected(
             f"certificate is not valid before {certificate.not_valid_before_utc}"
