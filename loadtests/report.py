@@ -1,0 +1,86 @@
+"""Reports of a run: the results table (text) and the timeline plot (PNG, matplotlib Agg)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _number(value, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def results_table(summary: dict) -> str:
+    rows = [
+        ("requests", _number(summary["requests"])),
+        ("requests/s", _number(summary["rps"])),
+        ("latency p50 / p95 / p99", " / ".join(
+            _number(summary[k], " ms") for k in ("p50_ms", "p95_ms", "p99_ms"))),
+        ("failed requests", f"{summary['failures']} ({summary['failure_ratio']:.3%})"),
+        ("failed GETs", f"{summary['failed_gets']} of {summary['get_requests']}"),
+    ]
+    failover = summary.get("failover")
+    if failover:
+        rows += [
+            ("primary region", failover["primary_site"] or "-"),
+            ("time to recover (fault -> 1st success from secondary)",
+             _number(failover["recovery_s"], " s", 3)),
+            ("error window", _number(failover["error_window_s"], " s", 3)),
+            ("failures after the fault", _number(failover["failures_after_fault"])),
+        ]
+        for phase, shares in failover["share_by_phase"].items():
+            text = ", ".join(f"{site} {share:.1%}" for site, share in shares.items()) or "-"
+            rows.append((f"share per region, {phase.replace('_', ' ')}", text))
+        if failover.get("failback_s") is not None or "after_restore" in failover["share_by_phase"]:
+            rows.append(("failback (restore -> 1st success from primary)",
+                         _number(failover["failback_s"], " s", 3)))
+    lost = summary.get("items")
+    if lost:
+        rows += [
+            ("items created before the fault, missing after",
+             f"{lost['missing_after']} of {lost['created_before_fault']} ({lost['lost_ratio']:.1%})"),
+            ("404s on items users had created (data lost)", _number(lost["lost_item_responses"])),
+        ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+def timeline_png(
+    path: Path, seconds: list[dict], fault_s: float | None, restore_s: float | None
+) -> None:
+    """Requests/s and failures/s (top), responses/s per serving region (bottom), fault marker."""
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    xs = [row["second"] for row in seconds]
+    top.plot(xs, [row["requests"] for row in seconds], label="requests/s")
+    top.bar(xs, [row["failures"] for row in seconds], color="tab:red", label="failures/s")
+    top.set_ylabel("per second")
+    sites = sorted({site for row in seconds for site in row["sites"]})
+    for site in sites:
+        bottom.plot(xs, [row["sites"].get(site, 0) for row in seconds], label=site)
+    bottom.set_ylabel("responses/s by region")
+    bottom.set_xlabel("seconds since the first request")
+    for axis in (top, bottom):
+        if fault_s is not None:
+            axis.axvline(fault_s, color="black", linestyle="--", label="fault")
+        if restore_s is not None:
+            axis.axvline(restore_s, color="green", linestyle=":", label="restore")
+        axis.legend(loc="upper right", fontsize="small")
+    figure.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".timeline.", suffix=".png")
+    os.close(fd)
+    try:
+        figure.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        Path(tmp).unlink(missing_ok=True)

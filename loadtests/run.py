@@ -1,0 +1,309 @@
+"""Run a Locust scenario headless, inject a fault (and a restore) at set times, analyse the
+per-request records, write the reports and apply the thresholds.
+
+    python -m loadtests.run {throughput,failover,security} --host URL --key KEY
+        [--cert PEM --cert-key KEY] [--ca-bundle PEM] [--api-path /todo] [--frontend-urls URLS]
+        [--users N] [--spawn-rate R] [--duration SECONDS] [--user-rate RPS] [--processes N]
+        [--fault-at SECONDS --fault-command CMD] [--restore-at SECONDS --restore-command CMD]
+        [--report-dir DIR] [--max-failure-ratio X] [--max-failed-gets N]
+        [--max-recovery-seconds S] [--max-failback-seconds S] [--max-p95-ms MS] [--min-rps R]
+
+Exit status: 0 when every threshold holds, 1 when one breaks, 2 when the run itself failed.
+Writes into the report dir: locust.html, locust_*.csv, locust.log, records/, summary.json,
+timeline.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from loadtests import analysis, report
+from tools.cli import write_atomic
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("throughput", "failover", "security")
+SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
+PROGRESS_SECONDS = 5.0
+GRACE_SECONDS = 30.0
+
+
+class RunError(Exception):
+    """The run could not be made (not a threshold breach)."""
+
+
+@dataclass
+class RunSpec:
+    scenario: str
+    host: str
+    key: str
+    report_dir: Path
+    users: int = 20
+    spawn_rate: float | None = None
+    duration: float = 60.0
+    user_rate: float = 0.0
+    processes: int | None = None
+    cert: str = ""
+    cert_key: str = ""
+    ca_bundle: str = ""
+    api_path: str = ""
+    frontend_urls: str = ""
+    fault_at: float | None = None
+    restore_at: float | None = None
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+
+
+def locust_command(spec: RunSpec) -> list[str]:
+    command = [
+        sys.executable, "-m", "locust",
+        "-f", str(HERE / f"locustfile_{spec.scenario}.py"),
+        "--headless", "--only-summary",
+        "-u", str(spec.users), "-r", str(spec.spawn_rate or spec.users),
+        "-t", f"{spec.duration:g}s", "--stop-timeout", "5",
+        "--host", spec.host,
+        "--csv", str(spec.report_dir / "locust"), "--html", str(spec.report_dir / "locust.html"),
+        "--exit-code-on-error", "0",
+    ]
+    if spec.processes:
+        command += ["--processes", str(spec.processes)]
+    return command
+
+
+def locust_environment(spec: RunSpec) -> dict[str, str]:
+    """The scenario's options as environment variables (keeps the key out of `ps`)."""
+    values = {
+        "LOCUST_SUBSCRIPTION_KEY": spec.key,
+        "LOCUST_API_PATH": spec.api_path,
+        "LOCUST_CLIENT_CERT": spec.cert,
+        "LOCUST_CLIENT_KEY": spec.cert_key,
+        "LOCUST_CA_BUNDLE": spec.ca_bundle,
+        "LOCUST_USER_RATE": str(spec.user_rate),
+        "LOCUST_RECORDS_DIR": str(spec.report_dir / "records"),
+        "LOCUST_FRONTEND_URLS": spec.frontend_urls,
+    }
+    return {**os.environ, **values}
+
+
+class Progress:
+    """Reads the records as they are written and prints a line every few seconds."""
+
+    def __init__(self, directory: Path, say: Callable[[str], None]) -> None:
+        self.directory = directory
+        self.say = say
+        self.offsets: dict[Path, int] = {}
+        self.requests = self.failures = 0
+        self.sites: dict[str, int] = {}
+
+    def _read_new(self) -> list[dict]:
+        records = []
+        for path in self.directory.glob("records-*.jsonl"):
+            with open(path) as file:
+                file.seek(self.offsets.get(path, 0))
+                text = file.read()
+            complete = text[: text.rfind("\n") + 1]
+            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+            records += [json.loads(line) for line in complete.splitlines() if line]
+        return records
+
+    def report(self, elapsed: float) -> None:
+        new = self._read_new()
+        failures = sum(analysis.failed(r) for r in new)
+        self.requests += len(new)
+        self.failures += failures
+        serving = analysis.main_site(new) or "-"
+        self.say(
+            f"  {elapsed:5.0f} s  {len(new) / PROGRESS_SECONDS:7.1f} req/s  "
+            f"failures +{failures:<4} (total {self.failures})  serving {serving}"
+        )
+
+
+def _shell(command: str) -> Callable[[], None]:
+    def run() -> None:
+        threading.Thread(target=subprocess.run, args=(command,), kwargs={"shell": True}).start()
+
+    return run
+
+
+def present_items(spec: RunSpec) -> set[str]:
+    """Ids the API lists after the run (through the same host, key and certificate)."""
+    verify = ssl.create_default_context(cafile=spec.ca_bundle or None)
+    if spec.cert:
+        verify.load_cert_chain(spec.cert, spec.cert_key or None)
+    url = f"{spec.host.rstrip('/')}{spec.api_path.rstrip('/')}/api/TodoItem"
+    try:
+        response = httpx.get(
+            url, headers={SUBSCRIPTION_KEY_HEADER: spec.key}, verify=verify, timeout=10
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        raise RunError(f"listing the items after the run failed: {error}") from None
+    return {item["id"] for item in response.json()}
+
+
+def drive(
+    spec: RunSpec,
+    fault: Callable[[], None] | None,
+    restore: Callable[[], None] | None,
+    say: Callable[[str], None],
+) -> tuple[int, float | None, float | None]:
+    """Run Locust; call `fault`/`restore` at their times. Returns (exit code, fault, restore)."""
+    (spec.report_dir / "records").mkdir(parents=True, exist_ok=True)
+    progress = Progress(spec.report_dir / "records", say)
+    log = open(spec.report_dir / "locust.log", "wb")
+    with log:
+        process = subprocess.Popen(
+            locust_command(spec), env=locust_environment(spec), stdout=log, stderr=subprocess.STDOUT
+        )
+        started = time.time()
+        fault_time = restore_time = None
+        next_progress = PROGRESS_SECONDS
+        try:
+            while process.poll() is None:
+                elapsed = time.time() - started
+                if fault and fault_time is None and elapsed >= spec.fault_at:
+                    fault_time = time.time()
+                    fault()
+                    say(f"  {elapsed:5.0f} s  fault injected")
+                if restore and restore_time is None and elapsed >= spec.restore_at:
+                    restore_time = time.time()
+                    restore()
+                    say(f"  {elapsed:5.0f} s  primary restored")
+                if elapsed >= next_progress:
+                    progress.report(elapsed)
+                    next_progress += PROGRESS_SECONDS
+                if elapsed > spec.duration + GRACE_SECONDS:
+                    process.kill()
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    return process.returncode, fault_time, restore_time
+
+
+def summarise(spec: RunSpec, fault_time: float | None, restore_time: float | None) -> dict:
+    records = analysis.load_records(spec.report_dir / "records")
+    if not records:
+        raise RunError(f"Locust recorded no requests; see {spec.report_dir / 'locust.log'}")
+    summary = {"scenario": spec.scenario, "host": spec.host, **analysis.request_stats(records)}
+    start = records[0]["t"]
+    if fault_time is not None:
+        summary["fault_at_s"] = round(fault_time - start, 3)
+        summary["restore_at_s"] = round(restore_time - start, 3) if restore_time else None
+        summary["failover"] = analysis.failover_summary(records, fault_time, restore_time)
+        summary["items"] = analysis.items_lost(records, fault_time, present_items(spec))
+        summary["recovery_s"] = summary["failover"]["recovery_s"]
+        summary["failback_s"] = summary["failover"]["failback_s"]
+    summary["per_second"] = analysis.per_second(records, start)
+    summary["breaches"] = analysis.breaches(summary, spec.thresholds)
+    write_atomic(spec.report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    report.timeline_png(
+        spec.report_dir / "timeline.png",
+        summary["per_second"],
+        summary.get("fault_at_s"),
+        summary.get("restore_at_s"),
+    )
+    return summary
+
+
+def run_scenario(
+    spec: RunSpec,
+    fault: Callable[[], None] | None = None,
+    restore: Callable[[], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    spec.report_dir.mkdir(parents=True, exist_ok=True)
+    code, fault_time, restore_time = drive(spec, fault, restore, say)
+    if code != 0:
+        raise RunError(f"Locust exited with status {code}; see {spec.report_dir / 'locust.log'}")
+    return summarise(spec, fault_time, restore_time)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("--host", required=True, help="gateway URL (Azure: https://<apim>.azure-api.net)")
+    parser.add_argument("--key", default=os.environ.get("LOCUST_SUBSCRIPTION_KEY", ""),
+                        help="subscription key (default: $LOCUST_SUBSCRIPTION_KEY)")
+    parser.add_argument("--cert", default="", help="client certificate PEM to present")
+    parser.add_argument("--cert-key", default="", help="its private key")
+    parser.add_argument("--ca-bundle", default="", help="CA to verify HTTPS servers")
+    parser.add_argument("--api-path", default="", help="API path prefix (Azure: /todo)")
+    parser.add_argument("--frontend-urls", default="", help="security: regional front ends")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--spawn-rate", type=float, default=None, help="default: all at once")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--user-rate", type=float, default=0.0, help="requests/s per user")
+    parser.add_argument("--processes", type=int, default=None, help="Locust worker processes")
+    parser.add_argument("--fault-at", type=float, default=None, help="seconds after the start")
+    parser.add_argument("--fault-command", default=None, help="shell command injecting the fault")
+    parser.add_argument("--restore-at", type=float, default=None)
+    parser.add_argument("--restore-command", default=None)
+    parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
+    for flag, kind in (("--max-failure-ratio", float), ("--max-failed-gets", int),
+                       ("--max-recovery-seconds", float), ("--max-failback-seconds", float),
+                       ("--max-p95-ms", float), ("--min-rps", float)):
+        parser.add_argument(flag, type=kind, default=None)
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    if not args.key:
+        raise RunError("--key (or $LOCUST_SUBSCRIPTION_KEY) is required")
+    if (args.fault_at is None) != (args.fault_command is None):
+        raise RunError("--fault-at and --fault-command go together")
+    if (args.restore_at is None) != (args.restore_command is None):
+        raise RunError("--restore-at and --restore-command go together")
+    if args.restore_at is not None and (args.fault_at is None or args.restore_at <= args.fault_at):
+        raise RunError("--restore-at must come after --fault-at")
+    thresholds = {name: getattr(args, name) for name in (
+        "max_failure_ratio", "max_failed_gets", "max_recovery_seconds", "max_failback_seconds",
+        "max_p95_ms", "min_rps")}
+    if args.scenario == "security" and thresholds["max_failure_ratio"] is None:
+        thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
+    report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    return RunSpec(
+        scenario=args.scenario, host=args.host, key=args.key, report_dir=report_dir,
+        users=args.users, spawn_rate=args.spawn_rate, duration=args.duration,
+        user_rate=args.user_rate, processes=args.processes, cert=args.cert,
+        cert_key=args.cert_key, ca_bundle=args.ca_bundle, api_path=args.api_path,
+        frontend_urls=args.frontend_urls, fault_at=args.fault_at, restore_at=args.restore_at,
+        thresholds=thresholds,
+    )
+
+
+def conclude(summary: dict, report_dir: Path) -> int:
+    print(report.results_table(summary))
+    print(f"reports: {report_dir}/ (locust.html, locust_stats.csv, summary.json, timeline.png)")
+    for line in summary["breaches"]:
+        print(f"THRESHOLD BROKEN: {line}")
+    return 1 if summary["breaches"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        fault = _shell(args.fault_command) if args.fault_command else None
+        restore = _shell(args.restore_command) if args.restore_command else None
+        print(f"{spec.scenario}: {spec.users} users for {spec.duration:g} s against {spec.host}")
+        summary = run_scenario(spec, fault, restore)
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return conclude(summary, spec.report_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
