@@ -10,11 +10,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_AZ = """#!/usr/bin/env bash
 echo "$*" >> "$AZ_LOG"
-[[ "$*" != *"--name $AZ_FAIL_FOR "* ]]
+[[ "$1 $2" != "webapp deploy" || "$*" != *"--name $AZ_FAIL_FOR "* ]]
 """
 
 
-def run(tmp_path, fail_for="nobody"):
+def run(tmp_path, fail_for="nobody", *extra):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "az").write_text(FAKE_AZ)
@@ -30,7 +30,7 @@ def run(tmp_path, fail_for="nobody"):
            "AZ_LOG": str(tmp_path / "az.log"), "AZ_FAIL_FOR": fail_for}
     result = subprocess.run(
         [sys.executable, "-m", "tools.deploy_app", str(tmp_path / "outputs.json"),
-         str(tmp_path / "app.zip")], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+         str(tmp_path / "app.zip"), *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     log = (tmp_path / "az.log").read_text().splitlines() if (tmp_path / "az.log").exists() else []
     return result, log
 
@@ -47,3 +47,29 @@ def test_first_failure_stops_and_names_the_web_app(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: deploy to app-neu failed (az exit code 1)"
     assert len(log) == 1
+
+
+def test_scm_site_is_opened_to_the_runner_only_around_each_deploy(tmp_path):
+    result, log = run(tmp_path, "nobody", "--runner-ip", "203.0.113.7")
+    assert result.returncode == 0
+    steps = [" ".join(line.split()[:4]) + " " + line.split("--name ")[1].split()[0] for line in log]
+    assert steps == [
+        "webapp config access-restriction add app-neu", "webapp deploy --resource-group rg-neu app-neu",
+        "webapp config access-restriction remove app-neu",
+        "webapp config access-restriction add app-weu", "webapp deploy --resource-group rg-weu app-weu",
+        "webapp config access-restriction remove app-weu",
+    ]
+    assert "--ip-address 203.0.113.7/32" in log[0] and "--scm-site true" in log[0]
+
+
+def test_scm_site_is_closed_again_when_the_deploy_fails(tmp_path):
+    result, log = run(tmp_path, "app-neu", "--runner-ip", "203.0.113.7")
+    assert result.returncode == 2
+    assert [line.split()[:4] for line in log][-1] == ["webapp", "config", "access-restriction",
+                                                      "remove"]
+
+
+def test_runner_ip_must_be_an_address(tmp_path):
+    result, log = run(tmp_path, "nobody", "--runner-ip", "203.0.113.7; rm -rf /")
+    assert result.returncode == 2 and log == []
+    assert "not an IPv4 address" in result.stderr
