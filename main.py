@@ -17,11 +17,22 @@ from stacks.openapi import OPENAPI_PATH, read_openapi
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Synthesize the TodoItem API stacks.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value in every environment, e.g. gateway.sku=Premium_1")
-    parser.add_argument("--outdir", type=Path, default=Path(os.environ.get("CDKTF_OUTDIR", "cdktf.out")))
-    parser.add_argument("--openapi", type=Path, default=OPENAPI_PATH,
-                        help="OpenAPI document API Management imports (default app/openapi.json)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value in every environment, e.g. gateway.sku=Premium_1",
+    )
+    parser.add_argument(
+        "--outdir", type=Path, default=Path(os.environ.get("CDKTF_OUTDIR", "cdktf.out"))
+    )
+    parser.add_argument(
+        "--openapi",
+        type=Path,
+        default=OPENAPI_PATH,
+        help="OpenAPI document API Management imports (default app/openapi.json)",
+    )
     args = parser.parse_args(argv)
     try:
         configs = load_environments(parse_overrides(args.set))

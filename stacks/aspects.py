@@ -85,11 +85,17 @@ class WebAppSecurityPolicy:
                 _fail(node, f"linux web app: {path} must be {required!r}, got {actual!r}")
         health = _lookup(config, "site_config.health_check_path") or ""
         if not health.startswith(f"{HEALTH_PATH_PREFIX}/") or health == f"{HEALTH_PATH_PREFIX}/":
-            _fail(node, f"linux web app: site_config.health_check_path must be /health/<key>, "
-                  f"got {health!r}")
+            _fail(
+                node,
+                f"linux web app: site_config.health_check_path must be /health/<key>, "
+                f"got {health!r}",
+            )
         restrictions = _lookup(config, "site_config.ip_restriction") or []
         if TRAFFIC_MANAGER_SERVICE_TAG not in [rule.get("service_tag") for rule in restrictions]:
-            _fail(node, f"linux web app: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}")
+            _fail(
+                node,
+                f"linux web app: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}",
+            )
 
 
 @jsii.implements(IAspect)
@@ -107,7 +113,9 @@ class TrafficManagerProbePolicy:
         allowed = [resolve(path, node) for path in self.allowed_paths]
         path = _lookup(resolved_config(node), "monitor_config.path")
         if path not in allowed:
-            _fail(node, f"traffic manager profile: monitor_config.path {path!r} lacks the health key")
+            _fail(
+                node, f"traffic manager profile: monitor_config.path {path!r} lacks the health key"
+            )
 
 
 @jsii.implements(IAspect)
@@ -123,4 +131,6 @@ class RequiredTagsPolicy:
         tags = resolved_config(node).get("tags") or {}
         missing = [key for key in self.required if not tags.get(key)]
         if missing:
-            _fail(node, f"{node.terraform_resource_type}: missing required tags {', '.join(missing)}")
+            _fail(
+                node, f"{node.terraform_resource_type}: missing required tags {', '.join(missing)}"
+            )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
@@ -176,7 +177,9 @@ class EnvironmentConfig(_Model):
     gateway: Gateway = Field(default_factory=Gateway)
     traffic_manager: TrafficManager = Field(default_factory=TrafficManager)
     certificate: Certificate = Field(default_factory=Certificate)
-    tags: dict[str, str] = Field(default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"})
+    tags: dict[str, str] = Field(
+        default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
+    )
     state: State = Field(default_factory=State)
 
     @property

@@ -157,9 +157,10 @@ class GatewayInstance(Construct):
 
     def publish(self, api: PublishedApi, app_insights: ApplicationInsights) -> None:
         """Backends, the API from app/openapi.json, its policy, product, subscription, logging."""
-        common = dict(
-            api_management_name=self.service.name, resource_group_name=self._resource_group_name
-        )
+        common = {
+            "api_management_name": self.service.name,
+            "resource_group_name": self._resource_group_name,
+        }
         self._backends(api, common)
         self.api = ApiManagementApi(
             self,
@@ -201,7 +202,11 @@ class GatewayInstance(Construct):
             **common,
         )
         ApiManagementProductApi(
-            self, "product-api", api_name=self.api.name, product_id=self.product.product_id, **common
+            self,
+            "product-api",
+            api_name=self.api.name,
+            product_id=self.product.product_id,
+            **common,
         )
         self.subscription = ApiManagementSubscription(
             self,

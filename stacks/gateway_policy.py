@@ -13,9 +13,7 @@ RETRY_COUNT = 1
 FORWARD_TIMEOUT_SECONDS = 20
 
 
-def api_policy(
-    *, primary_backend_id: str, fallback_backend_ids: dict[str, str]
-) -> str:
+def api_policy(*, primary_backend_id: str, fallback_backend_ids: dict[str, str]) -> str:
     """fallback_backend_ids: gateway region display name -> backend id of the other region's app.
 
     The first entry is also the fallback when the region is none of them.
@@ -61,7 +59,9 @@ def _choose_by_region(parent: ET.Element, fallback_backend_ids: dict[str, str]) 
     choose = ET.SubElement(parent, "choose")
     items = list(fallback_backend_ids.items())
     for region, backend_id in items[1:]:
-        when = ET.SubElement(choose, "when", condition=f'@(context.Deployment.Region == "{region}")')
+        when = ET.SubElement(
+            choose, "when", condition=f'@(context.Deployment.Region == "{region}")'
+        )
         ET.SubElement(when, "set-backend-service", {"backend-id": backend_id})
     otherwise = ET.SubElement(choose, "otherwise")
     ET.SubElement(otherwise, "set-backend-service", {"backend-id": items[0][1]})

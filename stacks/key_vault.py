@@ -72,9 +72,7 @@ class SecretStore(Construct):
             role_definition_name=DEPLOYER_ROLE,
             principal_id=self.client.object_id,
         )
-        self.health_key = Password(
-            self, "health-key", length=HEALTH_KEY_LENGTH, special=False
-        )
+        self.health_key = Password(self, "health-key", length=HEALTH_KEY_LENGTH, special=False)
         self.health_key_secret = KeyVaultSecret(
             self,
             "health-key-secret",
@@ -102,12 +100,12 @@ class SecretStore(Construct):
         )
 
     def _client_certificate(self, config: Certificate, tags: dict[str, str]) -> KeyVaultCertificate:
-        common = dict(
-            name="apim-client-certificate",
-            key_vault_id=self.vault.id,
-            tags=tags,
-            depends_on=[self.deployer_access],
-        )
+        common = {
+            "name": "apim-client-certificate",
+            "key_vault_id": self.vault.id,
+            "tags": tags,
+            "depends_on": [self.deployer_access],
+        }
         if config.pfx_path:
             password = TerraformVariable(
                 self,

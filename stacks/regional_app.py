@@ -145,7 +145,10 @@ def _site_config(
 ) -> LinuxWebAppSiteConfig:
     allow = [
         LinuxWebAppSiteConfigIpRestriction(
-            name=address.name, ip_address=f"{address.ip_address}/32", action="Allow", priority=100 + i
+            name=address.name,
+            ip_address=f"{address.ip_address}/32",
+            action="Allow",
+            priority=100 + i,
         )
         for i, address in enumerate(gateway_addresses)
     ]

@@ -15,6 +15,8 @@ from pathlib import Path
 from stacks.config import EnvironmentConfig
 from stacks.openapi import read_openapi
 
+ERROR_ANNOTATIONS = 'Encountered Annotations with level "ERROR"'
+
 
 class SynthError(Exception):
     """Synthesis stopped (policy aspects, validations); str() is one or more short lines."""
@@ -35,11 +37,11 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
 
 def synth_app(app) -> None:
     """app.synth(), with the error annotations of a failed synth as the error message."""
-    from jsii.errors import JSIIError
-
     try:
         app.synth()
-    except JSIIError as error:
+    except RuntimeError as error:  # jsii raises the kernel's error as RuntimeError
+        if ERROR_ANNOTATIONS not in str(error):
+            raise
         raise SynthError(_annotation_lines(str(error))) from None
 
 
@@ -70,5 +72,5 @@ def _move_into_place(staging: Path, outdir: Path) -> list[Path]:
 
 
 def _annotation_lines(message: str) -> str:
-    lines = re.findall(r"^\[[^\]]+\] .*$", message, flags=re.MULTILINE)
-    return "\n".join(lines) if lines else message.strip().splitlines()[0]
+    lines = re.findall(r"^\s*(\[[^\]]+\] .*)$", message, flags=re.MULTILINE)
+    return "\n".join(lines)

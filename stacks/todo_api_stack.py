@@ -41,7 +41,11 @@ class TodoApiStack(TerraformStack):
         )
         self.regional_groups = {
             region: ResourceGroup(
-                self, f"group-{region}", name=names.regional(region, "rg"), location=region, tags=tags
+                self,
+                f"group-{region}",
+                name=names.regional(region, "rg"),
+                location=region,
+                tags=tags,
             )
             for region in config.regions.both
         }
@@ -65,7 +69,10 @@ class TodoApiStack(TerraformStack):
             tags=tags,
         )
         send_diagnostics(
-            self.secrets, "diagnostics", target_resource_id=self.secrets.vault.id, workspace=workspace
+            self.secrets,
+            "diagnostics",
+            target_resource_id=self.secrets.vault.id,
+            workspace=workspace,
         )
         self.subscription_key = Password(
             self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
@@ -108,7 +115,9 @@ class TodoApiStack(TerraformStack):
         )
         for gateway in self.gateways:
             gateway.publish(published, self.monitoring.app_insights[gateway.location])
-        self.gateway_traffic = self._gateway_traffic(names, tags) if len(self.gateways) > 1 else None
+        self.gateway_traffic = (
+            self._gateway_traffic(names, tags) if len(self.gateways) > 1 else None
+        )
 
         Aspects.of(self).add(WebAppSecurityPolicy())
         Aspects.of(self).add(
@@ -156,7 +165,12 @@ class TodoApiStack(TerraformStack):
     def _gateways(self, names: Names, tags: dict[str, str]) -> list[GatewayInstance]:
         settings = self.config.gateway
         primary, secondary = self.config.regions.both
-        common = dict(settings=settings, secrets=self.secrets, workspace=self.monitoring.workspace, tags=tags)
+        common = {
+            "settings": settings,
+            "secrets": self.secrets,
+            "workspace": self.monitoring.workspace,
+            "tags": tags,
+        }
         if settings.topology == "dual":
             return [
                 GatewayInstance(
@@ -207,7 +221,9 @@ class TodoApiStack(TerraformStack):
             gateway_urls.insert(0, f"https://{self.gateway_traffic.fqdn}")
             fqdns.append(self.gateway_traffic.fqdn)
         apps = [self.apps[primary].web_app, self.apps[secondary].web_app]
-        groups = [self.global_group.name] + [self.regional_groups[r].name for r in (primary, secondary)]
+        groups = [self.global_group.name] + [
+            self.regional_groups[r].name for r in (primary, secondary)
+        ]
         values = {
             "gateway_urls": gateway_urls,
             "traffic_manager_fqdns": fqdns,
@@ -218,7 +234,9 @@ class TodoApiStack(TerraformStack):
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)
-        TerraformOutput(self, "subscription_key", value=self.subscription_key.result, sensitive=True)
+        TerraformOutput(
+            self, "subscription_key", value=self.subscription_key.result, sensitive=True
+        )
         TerraformOutput(
             self, "health_check_key", value=self.secrets.health_key.result, sensitive=True
         )

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, topology_overrides  # noqa: E402
+from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, topology_overrides
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +30,7 @@ def synthesized_stack_files(tmp_path_factory) -> dict[tuple[str, str], Path]:
     root = tmp_path_factory.mktemp("synth")
     files: dict[tuple[str, str], Path] = {}
     for topology in TOPOLOGIES:
-        configs = [
-            load_environment(env, topology_overrides(env, topology)) for env in ENVIRONMENTS
-        ]
+        configs = [load_environment(env, topology_overrides(env, topology)) for env in ENVIRONMENTS]
         written = synthesize(configs, root / topology)
         for env, path in zip(ENVIRONMENTS, written, strict=True):
             assert path.parent.name == f"todo-api-{env}"

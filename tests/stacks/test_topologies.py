@@ -122,15 +122,20 @@ def test_apim_backend_url_is_the_traffic_manager_fqdn(case):
     _, _, stack = case
     fqdn = ref("azurerm_traffic_manager_profile", _app_profile_id(stack), "fqdn")
     backends = [
-        b for b in blocks(stack, "azurerm_api_management_backend").values()
+        b
+        for b in blocks(stack, "azurerm_api_management_backend").values()
         if b["name"] == "traffic-manager"
     ]
     assert backends and all(b["url"] == f"https://{fqdn}" for b in backends)
     # chain-only validation: the TM name is not on the *.azurewebsites.net certificate
-    assert all(b["tls"] == {"validate_certificate_chain": True,
-                            "validate_certificate_name": False} for b in backends)
-    certs = {ref("azurerm_api_management_certificate", i, "thumbprint")
-             for i in blocks(stack, "azurerm_api_management_certificate")}
+    assert all(
+        b["tls"] == {"validate_certificate_chain": True, "validate_certificate_name": False}
+        for b in backends
+    )
+    certs = {
+        ref("azurerm_api_management_certificate", i, "thumbprint")
+        for i in blocks(stack, "azurerm_api_management_certificate")
+    }
     assert all(set(b["credentials"]["certificate"]) <= certs for b in backends)
 
 
@@ -155,13 +160,16 @@ def test_every_apim_public_ip_is_in_every_web_app_allow_list(case):
 
 def test_app_settings_are_what_the_app_reads(case):
     from app.settings import APP_SETTING_NAMES
-
     from stacks.regional_app import PLATFORM_SETTINGS
 
     _, _, stack = case
     app_owned = {
-        "APP_ENV", "HEALTH_CHECK_KEY", "CLIENT_CERT_SUBJECT", "CLIENT_CERT_ISSUER",
-        "CLIENT_CERT_THUMBPRINTS", "WEB_CONCURRENCY",
+        "APP_ENV",
+        "HEALTH_CHECK_KEY",
+        "CLIENT_CERT_SUBJECT",
+        "CLIENT_CERT_ISSUER",
+        "CLIENT_CERT_THUMBPRINTS",
+        "WEB_CONCURRENCY",
     }
     platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
     for app in blocks(stack, "azurerm_linux_web_app").values():
@@ -217,10 +225,14 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
         for a in blocks(stack, "azurerm_role_assignment").values()
         if a["role_definition_name"] == "Key Vault Secrets User"
     }
-    expected = {ref("azurerm_linux_web_app", i, "identity[0].principal_id")
-                for i in blocks(stack, "azurerm_linux_web_app")}
-    expected |= {ref("azurerm_api_management", i, "identity[0].principal_id")
-                 for i in blocks(stack, "azurerm_api_management")}
+    expected = {
+        ref("azurerm_linux_web_app", i, "identity[0].principal_id")
+        for i in blocks(stack, "azurerm_linux_web_app")
+    }
+    expected |= {
+        ref("azurerm_api_management", i, "identity[0].principal_id")
+        for i in blocks(stack, "azurerm_api_management")
+    }
     assert principals == expected
 
 
@@ -238,7 +250,9 @@ def test_api_is_imported_from_the_openapi_file_and_requires_a_key(case):
     document = json.loads((REPO / "app" / "openapi.json").read_text(encoding="utf-8"))
     for api in blocks(stack, "azurerm_api_management_api").values():
         assert api["import"]["content_format"] == "openapi+json"
-        assert json.loads(api["import"]["content_value"])["paths"].keys() == document["paths"].keys()
+        assert (
+            json.loads(api["import"]["content_value"])["paths"].keys() == document["paths"].keys()
+        )
         assert (api["path"], api["subscription_required"]) == ("todo", True)
         assert api["protocols"] == ["https"]
 
@@ -252,13 +266,13 @@ def test_api_policy_retries_idempotent_requests_against_the_other_region(case):
         assert '<set-backend-service backend-id="traffic-manager" />' in xml
         assert "<retry " in xml and "context.Response.StatusCode &gt;= 500" in xml
         assert "&quot;POST&quot;" not in xml and "&quot;GET&quot;" in xml
-        assert 'context.Deployment.Region == &quot;Australia Southeast&quot;' in xml
+        assert "context.Deployment.Region == &quot;Australia Southeast&quot;" in xml
         assert '<set-backend-service backend-id="app-aue" />' in xml
         assert '<set-backend-service backend-id="app-ause" />' in xml
 
 
 def test_gateway_shape_follows_the_topology(case):
-    environment, topology, stack = case
+    _, topology, stack = case
     services = list(blocks(stack, "azurerm_api_management").values())
     locations = [s.get("additional_location", []) for s in services]
     if topology == "multi-region":
@@ -280,9 +294,14 @@ def test_dual_puts_a_second_traffic_manager_in_front_of_both_gateways(synthesize
     stack = synthesized_stacks[("prod", "dual")]
     endpoints = blocks(stack, "azurerm_traffic_manager_external_endpoint").values()
     assert sorted(e["endpoint_location"] for e in endpoints) == [
-        "australiaeast", "australiasoutheast"]
-    gateway_profiles = [p for p in blocks(stack, "azurerm_traffic_manager_profile").values()
-                        if p["monitor_config"]["path"] == "/status-0123456789abcdef"]
+        "australiaeast",
+        "australiasoutheast",
+    ]
+    gateway_profiles = [
+        p
+        for p in blocks(stack, "azurerm_traffic_manager_profile").values()
+        if p["monitor_config"]["path"] == "/status-0123456789abcdef"
+    ]
     assert len(gateway_profiles) == 1
     assert stack["output"]["gateway_urls"]["value"][0].startswith("https://${azurerm_traffic")
 
@@ -309,13 +328,22 @@ def test_outputs_have_the_fixed_names(case):
     _, _, stack = case
     outputs = stack["output"]
     assert set(outputs) == {
-        "gateway_urls", "traffic_manager_fqdns", "web_app_names", "web_app_hostnames",
-        "resource_group_names", "subscription_key", "health_check_key", "api_path",
+        "gateway_urls",
+        "traffic_manager_fqdns",
+        "web_app_names",
+        "web_app_hostnames",
+        "resource_group_names",
+        "subscription_key",
+        "health_check_key",
+        "api_path",
     }
     assert {name for name, o in outputs.items() if o.get("sensitive")} == {
-        "subscription_key", "health_check_key"}
+        "subscription_key",
+        "health_check_key",
+    }
     assert outputs["web_app_names"]["value"][0].startswith(
-        "${azurerm_linux_web_app.app-australiaeast_")  # primary first
+        "${azurerm_linux_web_app.app-australiaeast_"
+    )  # primary first
     assert outputs["api_path"]["value"] == "todo"
 
 
@@ -325,8 +353,11 @@ def test_state_is_local_by_default(case):
 
 
 def _app_profile_id(stack: dict) -> str:
-    (profile_id,) = [i for i, p in blocks(stack, "azurerm_traffic_manager_profile").items()
-                     if p["monitor_config"]["path"].startswith("/health/")]
+    (profile_id,) = [
+        i
+        for i, p in blocks(stack, "azurerm_traffic_manager_profile").items()
+        if p["monitor_config"]["path"].startswith("/health/")
+    ]
     return profile_id
 
 

@@ -1,0 +1,140 @@
+"""Configuration: defaults, per-environment files, overrides, and bad input stopping synth with
+one line that names the field, exit 1, no traceback, nothing written."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stacks.config import ConfigError, load_environment, load_environments, parse_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+
+BAD_SETTINGS = {
+    "unknown key": (["gateway.colour=blue"], "gateway.colour: unknown key"),
+    "wrong type": (
+        ["app_service.instances=two"],
+        "app_service.instances: Input should be a valid integer",
+    ),
+    "same region twice": (
+        ["regions.secondary=australiaeast"],
+        "regions.secondary: same region twice",
+    ),
+    "unpaired regions": (
+        ["regions.secondary=westeurope"],
+        "regions.secondary: australiaeast is paired with australiasoutheast, not westeurope",
+    ),
+    "unknown region": (["regions.primary=atlantis"], "regions.primary: unknown region 'atlantis'"),
+    "unknown SKU": (["gateway.sku=Consumption_0"], "gateway.sku: unknown SKU 'Consumption_0'"),
+    "topology/SKU mismatch": (
+        ["gateway.topology=multi-region", "gateway.sku=Standard_1"],
+        "gateway.sku: topology multi-region needs a Premium SKU, got Standard_1",
+    ),
+    "malformed email": (
+        ["gateway.publisher_email=not-an-email"],
+        "gateway.publisher_email: value is not a valid email address",
+    ),
+    "unknown plan": (["app_service.plan_sku=F1"], "app_service.plan_sku: Input should be"),
+    "zones on Standard": (
+        ["app_service.zone_balancing=true"],
+        "app_service.zone_balancing: needs a Premium v3 plan",
+    ),
+    "probe timeout": (
+        ["traffic_manager.probe_timeout_seconds=10"],
+        "traffic_manager.probe_timeout_seconds: must be below the interval",
+    ),
+    "remote state incomplete": (
+        ["state.backend=azurerm"],
+        "state.resource_group_name: required with backend = 'azurerm'",
+    ),
+    "malformed --set": (["gateway.topology"], "--set gateway.topology: expected KEY=VALUE"),
+}
+
+
+def run_main(*args: str, outdir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "main.py", "--outdir", str(outdir), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("case", list(BAD_SETTINGS))
+def test_bad_configuration_stops_with_one_line_and_writes_nothing(case, tmp_path):
+    assignments, expected = BAD_SETTINGS[case]
+    outdir = tmp_path / "cdktf.out"
+    result = run_main(*(a for s in assignments for a in ("--set", s)), outdir=outdir)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not outdir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_configuration_leaves_an_existing_output_untouched(tmp_path):
+    outdir = tmp_path / "cdktf.out"
+    outdir.mkdir()
+    (outdir / "manifest.json").write_text("previous")
+    result = run_main("--set", "gateway.sku=Premium_99", outdir=outdir)
+    assert result.returncode == 1
+    assert (outdir / "manifest.json").read_text() == "previous"
+
+
+def test_error_names_the_file_that_holds_the_bad_value(tmp_path):
+    (tmp_path / "dev.toml").write_text('[gateway]\nsku = "Gold_1"\n')
+    with pytest.raises(ConfigError, match=r"dev\.toml: gateway\.sku: unknown SKU 'Gold_1'"):
+        load_environment("dev", config_dir=tmp_path)
+
+
+def test_unknown_key_in_a_file_is_rejected(tmp_path):
+    (tmp_path / "prod.toml").write_text("[traffic_manager]\nprobe_interval = 10\n")
+    with pytest.raises(ConfigError, match=r"traffic_manager\.probe_interval: unknown key"):
+        load_environment("prod", config_dir=tmp_path)
+
+
+def test_invalid_toml_is_one_line(tmp_path):
+    (tmp_path / "dev.toml").write_text("[gateway\n")
+    with pytest.raises(ConfigError, match=r"dev\.toml: invalid TOML") as raised:
+        load_environment("dev", config_dir=tmp_path)
+    assert "\n" not in str(raised.value)
+
+
+def test_empty_file_takes_every_default(tmp_path):
+    (tmp_path / "dev.toml").write_text("")
+    config = load_environment("dev", config_dir=tmp_path)
+    assert config.regions.both == ("australiaeast", "australiasoutheast")
+    assert (config.app_service.plan_sku, config.gateway.topology) == ("S1", "single")
+    assert config.traffic_manager.failover_seconds == 30
+    assert config.state.backend == "local"
+    assert config.stack_name == "todo-api-dev"
+
+
+def test_every_environment_has_a_file_and_its_own_stack():
+    assert [c.stack_name for c in load_environments()] == ["todo-api-dev", "todo-api-prod"]
+
+
+def test_override_changes_one_value_in_every_environment():
+    dev, prod = load_environments({"gateway.topology": "dual"})
+    assert dev.gateway.topology == prod.gateway.topology == "dual"
+    assert prod.gateway.sku == "Premium_1"  # the rest of the file still applies
+
+
+def test_overrides_are_parsed_as_toml_values():
+    assert parse_overrides(
+        ["app_service.instances=3", "app_service.zone_balancing=true", "gateway.topology=dual"]
+    ) == {
+        "app_service.instances": 3,
+        "app_service.zone_balancing": True,
+        "gateway.topology": "dual",
+    }
+
+
+def test_required_tags_always_include_the_environment():
+    assert load_environment("prod").resource_tags["environment"] == "prod"
