@@ -4,7 +4,8 @@
         [--report-dir reports/load]
 
 Reads the gateway URL, API path, subscription key and primary web app from the stack outputs,
-then runs `python -m loadtests.run throughput|failover ...`. The failover drill stops the
+then runs `python -m loadtests.run throughput|failover ...` (the key goes through
+$LOCUST_SUBSCRIPTION_KEY, not the command line). The failover drill stops the
 primary web app (`az webapp stop`) a third of the way in and starts it again two thirds of the
 way in; whatever happens (thresholds broken, Locust crashed, run cancelled), the primary is
 started again before this program exits. Exits with the load test's exit code.
@@ -13,6 +14,7 @@ started again before this program exits. Exits with the load test's exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 from tools.cli import CliError, run_cli
 from tools.stack_outputs import StackOutputs, WebApp, load
 
+SUBSCRIPTION_KEY_ENV = "LOCUST_SUBSCRIPTION_KEY"  # read by loadtests.run
 MAX_FAILURE_RATIO = "0.01"  # throughput: at most 1 % failed requests
 DRILL_MAX_FAILURE_RATIO = "0.05"  # failover: requests in flight when the region stops may fail
 MAX_RECOVERY_SECONDS = "120"  # Traffic Manager probe interval x tolerated failures + DNS TTL
@@ -36,8 +39,8 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
                       report_dir: Path) -> list[str]:
     command = [
         sys.executable, "-m", "loadtests.run", "failover" if failover else "throughput",
-        "--host", outputs.api_base(outputs.gateway_urls[0]),
-        "--key", outputs.subscription_key,
+        "--host", outputs.gateway_urls[0].rstrip("/"),
+        "--api-path", "/" + outputs.api_path.strip("/"),
         "--users", str(users),
         "--duration", str(duration),
         "--report-dir", str(report_dir),
@@ -55,11 +58,13 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
     ]
 
 
-def run(command: list[str], restore: list[str] | None) -> int:
-    """Run the load test; always run `restore` afterwards (when given)."""
+def run(command: list[str], key: str, restore: list[str] | None) -> int:
+    """Run the load test (the subscription key in its environment, not on its command line);
+    always run `restore` afterwards (when given)."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a cancelled job sends SIGTERM
     try:
-        return subprocess.run(command, check=False).returncode
+        env = {**os.environ, SUBSCRIPTION_KEY_ENV: key}
+        return subprocess.run(command, env=env, check=False).returncode
     finally:
         signal.signal(signal.SIGTERM, previous)
         if restore:
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     command = load_test_command(outputs, args.users, args.duration, args.failover,
                                 args.report_dir)
     restore = az_webapp("start", outputs.web_apps[0]) if args.failover else None
-    return run(command, restore)
+    return run(command, outputs.subscription_key, restore)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def option(command: list[str], name: str) -> str:
 def test_throughput_run_targets_the_gateway_api_with_the_key():
     command = load_test.load_test_command(parse(RAW), 20, 120, False, Path("r"))
     assert command[1:4] == ["-m", "loadtests.run", "throughput"]
-    assert option(command, "--host") == "https://apim.example/todo"
-    assert option(command, "--key") == "sub-key"
+    assert option(command, "--host") == "https://apim.example"
+    assert option(command, "--api-path") == "/todo"
+    assert "sub-key" not in command  # passed in the environment
     assert "--fault-command" not in command
 
 
@@ -50,7 +51,10 @@ def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
     fake_loadtests = tmp_path / "loadtests"
     fake_loadtests.mkdir()
     (fake_loadtests / "__init__.py").write_text("")
-    (fake_loadtests / "run.py").write_text("raise SystemExit(3)\n")
+    (fake_loadtests / "run.py").write_text(
+        "import os, pathlib\n"
+        "pathlib.Path('key.txt').write_text(os.environ['LOCUST_SUBSCRIPTION_KEY'])\n"
+        "raise SystemExit(3)\n")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "AZ_LOG": str(tmp_path / "az.log"), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(  # cwd first on sys.path: the stand-in loadtests package wins
@@ -58,6 +62,7 @@ def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
          "--users", "5", "--duration", "60", "--failover"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 3
+    assert (tmp_path / "key.txt").read_text() == "sub-key"
     assert (tmp_path / "az.log").read_text().split()[:3] == ["webapp", "start", "--name"]
     assert "app-weu" in (tmp_path / "az.log").read_text()
 
