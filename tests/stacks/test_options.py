@@ -1,0 +1,81 @@
+"""Optional configuration, synthesized once with every option on: remote state, an imported
+PFX, a backend custom domain (name validation on), zone-balanced Premium v3 plans."""
+
+import json
+
+import pytest
+
+from stacks.config import load_environment
+from stacks.synth import synthesize
+from tests.stacks.synthesized import blocks, only
+
+OPTIONS = {
+    "state.backend": "azurerm",
+    "state.resource_group_name": "todo-api-tfstate-rg",
+    "state.storage_account_name": "todoapitfstate",
+    "certificate.pfx_path": ".certs/apim-client.pfx",
+    "certificate.issuer": "CN=Todo API Test CA,O=Contoso,C=AU",
+    "gateway.backend_custom_domain": "api-origin.contoso.com",
+    "app_service.plan_sku": "P1v3",
+    "app_service.instances": 2,
+    "app_service.zone_balancing": True,
+    "app_service.scm_allowed_cidrs": ["203.0.113.0/24"],
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = load_environment("prod", OPTIONS)
+    (path,) = synthesize([config], tmp_path_factory.mktemp("options"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_remote_state_uses_the_azurerm_backend_with_oidc(stack):
+    assert stack["terraform"]["backend"] == {
+        "azurerm": {
+            "container_name": "tfstate",
+            "key": "todo-api-prod.tfstate",
+            "resource_group_name": "todo-api-tfstate-rg",
+            "storage_account_name": "todoapitfstate",
+            "use_azuread_auth": True,
+            "use_oidc": True,
+        }
+    }
+
+
+def test_imported_pfx_is_read_at_apply_time_with_a_sensitive_password(stack):
+    _, cert = only(stack, "azurerm_key_vault_certificate")
+    (variable_name,) = stack["variable"]
+    assert stack["variable"][variable_name]["sensitive"] is True
+    assert cert["certificate"] == {
+        "contents": '${filebase64(".certs/apim-client.pfx")}',
+        "password": f"${{var.{variable_name}}}",
+    }
+    assert cert["certificate_policy"]["issuer_parameters"] == {"name": "Unknown"}
+
+
+def test_imported_pfx_issuer_reaches_the_app_settings(stack):
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        assert app["app_settings"]["CLIENT_CERT_ISSUER"] == "CN=Todo API Test CA,O=Contoso,C=AU"
+
+
+def test_custom_domain_backend_validates_the_certificate_name(stack):
+    (backend,) = [
+        b
+        for b in blocks(stack, "azurerm_api_management_backend").values()
+        if b["name"] == "traffic-manager"
+    ]
+    assert backend["url"] == "https://api-origin.contoso.com"
+    assert backend["tls"] == {"validate_certificate_chain": True, "validate_certificate_name": True}
+
+
+def test_premium_plans_balance_across_zones(stack):
+    for plan in blocks(stack, "azurerm_service_plan").values():
+        assert (plan["sku_name"], plan["worker_count"]) == ("P1v3", 2)
+        assert plan["zone_balancing_enabled"] is True
+
+
+def test_scm_site_allows_only_the_configured_deploy_ranges(stack):
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        rules = app["site_config"]["scm_ip_restriction"]
+        assert [(r["ip_address"], r["action"]) for r in rules] == [("203.0.113.0/24", "Allow")]
