@@ -76,6 +76,12 @@ def test_workflows_match_the_github_workflow_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_dependabot_config_matches_its_schema():
+    result = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                 str(GITHUB / "dependabot.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_action_is_pinned_to_a_commit_sha_with_its_version():
     unpinned = [(f, u) for f, u in uses_lines() if not u.startswith("$/") and not PINNED.match(u)]
     assert unpinned == []
