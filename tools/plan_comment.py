@@ -209,6 +209,11 @@ def diagram_section(synth: dict | None) -> str:
     return "<details><summary>Topology</summary>\n\n" + diagram.markdown(synth) + "\n\n</details>"
 
 
+def github_length(text: str) -> int:
+    """Length as GitHub counts it (UTF-16 code units: an emoji counts twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def render_comment(
     stack: str,
     plan: dict,
@@ -217,7 +222,18 @@ def render_comment(
     artifact_url: str | None = None,
     limit: int = MAX_COMMENT_CHARS,
 ) -> str:
-    """The whole comment, never longer than `limit` characters."""
+    """The whole comment, never longer than `limit` characters as GitHub counts them."""
+    budget = limit
+    for _ in range(4):
+        body = _render(stack, plan, plan_text, synth, artifact_url, budget)
+        over = github_length(body) - limit
+        if over <= 0:
+            return body
+        budget -= over + 100
+    return marker(stack) + "\n" + summary(stack, plan) + "\n"
+
+
+def _render(stack, plan, plan_text, synth, artifact_url, limit) -> str:
     head = marker(stack) + "\n" + summary(stack, plan)
     topology = diagram_section(synth)
     budget = limit - len(head) - len(topology) - 8

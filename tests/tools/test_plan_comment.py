@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tools import plan_comment
-from tools.plan_comment import MAX_COMMENT_CHARS, render_comment, summary
+from tools.plan_comment import MAX_COMMENT_CHARS, github_length, render_comment, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANS = Path(__file__).parent / "data" / "plans"
@@ -197,3 +197,9 @@ def test_plan_destroying_everything_still_fits_with_its_summary():
     assert len(comment) <= MAX_COMMENT_CHARS
     assert "| `todo-api-dev` | 0 | 0 | 0 | **3000** :x: |" in comment
     assert "> - ... and 2950 more" in comment
+
+
+def test_plan_text_of_wide_characters_fits_as_github_counts_them():
+    comment = render_comment("todo-api-dev", load("create.json"), plan_text="\U0001F642" * 60_000)
+    assert github_length(comment) <= MAX_COMMENT_CHARS
+    assert "| `todo-api-dev` | 2 | 0 | 0 | 0 |" in comment
