@@ -1,0 +1,109 @@
+"""The local two-region stand-in: real apps behind real HAProxy front ends and gateway."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from loadtests.processes import TopologyError, group_alive
+from tests.loadtests.conftest import call, tls_context
+
+TODO = "/api/TodoItem"
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+
+
+def key(topology) -> dict[str, str]:
+    return {KEY_HEADER: topology.config.subscription_key}
+
+
+def test_gateway_refuses_a_request_without_subscription_key_with_401(topology):
+    assert call(topology.gateway_url, TODO)[0] == 401
+
+
+def test_gateway_refuses_a_wrong_subscription_key_with_401(topology):
+    assert call(topology.gateway_url, TODO, {KEY_HEADER: "0" * 32})[0] == 401
+
+
+def test_gateway_serves_from_the_primary_region(topology):
+    assert call(topology.gateway_url, TODO, key(topology)) == (200, topology.config.primary_site)
+
+
+def test_front_end_refuses_a_call_without_client_certificate_with_403(topology, certs_dir):
+    context = tls_context(certs_dir, with_client_cert=False)
+    assert call(topology.frontend_url("primary"), TODO, context=context)[0] == 403
+
+
+def test_front_end_admits_a_call_with_the_client_certificate(topology, certs_dir):
+    context = tls_context(certs_dir, with_client_cert=True)
+    status, site = call(topology.frontend_url("secondary"), TODO, context=context)
+    assert (status, site) == (200, topology.config.secondary_site)
+
+
+def test_forged_client_cert_header_without_a_tls_certificate_is_not_trusted(topology, certs_dir):
+    pem = (certs_dir / "client.pem").read_bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    forged = {"X-ARR-ClientCert": base64.b64encode(der).decode()}
+    context = tls_context(certs_dir, with_client_cert=False)
+    assert call(topology.frontend_url("primary"), TODO, forged, context)[0] == 403
+
+
+def test_health_path_needs_no_client_certificate(topology, certs_dir):
+    context = tls_context(certs_dir, with_client_cert=False)
+    path = f"/health/{topology.config.health_key}"
+    assert call(topology.frontend_url("primary"), path, context=context)[0] == 200
+
+
+def test_after_sigkill_of_the_primary_app_requests_succeed_from_the_secondary(start_topology):
+    topology = start_topology()
+    topology.kill_app("primary")
+    results = [call(topology.gateway_url, TODO, key(topology)) for _ in range(20)]
+    assert results == [(200, topology.config.secondary_site)] * 20
+
+
+def test_after_the_primary_is_restored_traffic_fails_back(start_topology):
+    topology = start_topology()
+    topology.kill_app("primary")
+    call(topology.gateway_url, TODO, key(topology))
+    topology.restore_app("primary")
+    topology.gateway.wait_ready(lambda: topology.serving_site() == topology.config.primary_site)
+    assert call(topology.gateway_url, TODO, key(topology)) == (200, topology.config.primary_site)
+
+
+def test_stopping_leaves_no_process_running(start_topology):
+    topology = start_topology()
+    groups = [process.pid for process in topology.processes]
+    assert len(groups) == 5 and all(group_alive(g) for g in groups)
+    topology.stop()
+    assert [g for g in groups if group_alive(g)] == []
+
+
+def test_a_taken_gateway_port_is_named_and_nothing_is_started(start_topology):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TopologyError, match=f"gateway: port 127.0.0.1:{port} is already in use"):
+            start_topology(gateway_port=port)
+
+
+def test_an_app_dying_at_start_is_named_and_the_rest_is_stopped(certs_dir, tmp_path):
+    from loadtests.topology import Topology, TopologyConfig
+
+    broken = tmp_path / "certs"
+    shutil.copytree(certs_dir, broken)
+    summary = json.loads((broken / "client.json").read_text())
+    (broken / "client.json").write_text(json.dumps({**summary, "sha256": "not-a-thumbprint"}))
+    topology = Topology(TopologyConfig(certs_dir=broken, workdir=tmp_path / "topology"))
+    with pytest.raises(TopologyError, match=r"primary app \(todo-api-australiaeast\) exited"):
+        try:
+            topology._start()
+        finally:
+            started = [p.pid for p in topology.processes if p.pid]
+            topology.stop()
+    assert started and [g for g in started if group_alive(g)] == []
