@@ -146,7 +146,10 @@ class GatewayInstance(Construct):
 
     @property
     def gateway_urls(self) -> list[str]:
+        """The instance's URL first; with additional locations, then each region's own URL."""
         urls = [self.service.gateway_url]
+        if self.additional_locations:
+            urls.append(self.service.gateway_regional_url)
         for i, _ in enumerate(self.additional_locations):
             urls.append(self.service.additional_location.get(i).gateway_regional_url)
         return urls

@@ -325,7 +325,7 @@ def test_provider_purges_and_recovers_soft_deleted_apim(case):
 
 
 def test_outputs_have_the_fixed_names(case):
-    _, _, stack = case
+    _, topology, stack = case
     outputs = stack["output"]
     assert set(outputs) == {
         "gateway_urls",
@@ -345,6 +345,8 @@ def test_outputs_have_the_fixed_names(case):
         "${azurerm_linux_web_app.app-australiaeast_"
     )  # primary first
     assert outputs["api_path"]["value"] == "todo"
+    urls = {"single": 1, "multi-region": 3, "dual": 3}[topology]
+    assert len(outputs["gateway_urls"]["value"]) == urls
 
 
 def test_state_is_local_by_default(case):
