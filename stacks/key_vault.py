@@ -6,7 +6,7 @@ API Management can present it), so no private key ever exists in the repository,
 generate`) is imported instead; its password comes from a sensitive Terraform variable.
 """
 
-from cdktf import Fn, TerraformVariable
+from cdktf import Fn, TerraformStack, TerraformVariable
 from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
 from cdktf_cdktf_provider_azurerm.key_vault import KeyVault, KeyVaultNetworkAcls
 from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
@@ -34,6 +34,7 @@ PFX_CONTENT_TYPE = "application/x-pkcs12"
 SECRET_READER_ROLE = "Key Vault Secrets User"
 DEPLOYER_ROLE = "Key Vault Administrator"
 HEALTH_KEY_LENGTH = 40
+PFX_PASSWORD_VARIABLE = "client_certificate_password"
 
 
 class SecretStore(Construct):
@@ -107,9 +108,9 @@ class SecretStore(Construct):
             "depends_on": [self.deployer_access],
         }
         if config.pfx_path:
-            password = TerraformVariable(
-                self,
-                "client_certificate_password",
+            password = TerraformVariable(  # at stack level: TF_VAR_client_certificate_password
+                TerraformStack.of(self),
+                PFX_PASSWORD_VARIABLE,
                 type="string",
                 sensitive=True,
                 description="Password of the client certificate PFX (apim-client.pfx.password)",

@@ -45,11 +45,10 @@ def test_remote_state_uses_the_azurerm_backend_with_oidc(stack):
 
 def test_imported_pfx_is_read_at_apply_time_with_a_sensitive_password(stack):
     _, cert = only(stack, "azurerm_key_vault_certificate")
-    (variable_name,) = stack["variable"]
-    assert stack["variable"][variable_name]["sensitive"] is True
+    assert stack["variable"]["client_certificate_password"]["sensitive"] is True
     assert cert["certificate"] == {
         "contents": '${filebase64(".certs/apim-client.pfx")}',
-        "password": f"${{var.{variable_name}}}",
+        "password": "${var.client_certificate_password}",
     }
     assert cert["certificate_policy"]["issuer_parameters"] == {"name": "Unknown"}
 
