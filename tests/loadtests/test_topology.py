@@ -107,3 +107,30 @@ def test_an_app_dying_at_start_is_named_and_the_rest_is_stopped(certs_dir, tmp_p
             started = [p.pid for p in topology.processes if p.pid]
             topology.stop()
     assert started and [g for g in started if group_alive(g)] == []
+
+
+def test_topology_cli_up_then_down_stops_everything(certs_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from loadtests.topology import ROOT, read_state
+
+    workdir = tmp_path / "cli"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.topology", "up", "--certs", str(certs_dir),
+         "--workdir", str(workdir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        while not (workdir / "state.json").exists() and up.poll() is None:
+            time.sleep(0.1)
+        groups = list(read_state(workdir)["process_groups"].values())
+        down = subprocess.run([sys.executable, "-m", "loadtests.topology", "down", "--workdir",
+                               str(workdir)], cwd=ROOT, capture_output=True, text=True)
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert "stopped: nothing left running" in up.stdout.read()
+    assert [g for g in groups if group_alive(g)] == []
