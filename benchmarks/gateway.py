@@ -39,8 +39,9 @@ def wrk(url: str, seconds: float, connections: int, headers: dict[str, str]) -> 
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True,
-                            timeout=seconds + 30).stdout
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
     bad = NON_2XX_PATTERN.search(output)
     if bad:
         raise SystemExit(f"error: {bad.group(1)} non-2xx responses from {url}")
@@ -78,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                     results[name].append(rps)
                     print(f"round {round_number}  {name:<8} {rps:9.0f} req/s", flush=True)
     gateway, direct = (statistics.median(results[name]) for name in ("gateway", "direct"))
-    print(f"\nGET {PATH}, {args.connections} connections, {args.seconds:g} s x {args.rounds} rounds"
-          f" each (median)")
+    print(
+        f"\nGET {PATH}, {args.connections} connections, {args.seconds:g} s x {args.rounds} rounds"
+        f" each (median)"
+    )
     print(f"  gateway path (gateway -> front end mTLS -> app)  {gateway:9.0f} req/s")
     print(f"  direct to one app                                {direct:9.0f} req/s")
     print(f"  ratio gateway/direct                             {gateway / direct:9.2f}")

@@ -51,9 +51,18 @@ def main_site(records: Iterable[Record]) -> str | None:
 
 def request_stats(records: list[Record]) -> dict:
     if not records:
-        return {"requests": 0, "rps": 0.0, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-                "failures": 0, "failure_ratio": 0.0, "get_requests": 0, "failed_gets": 0,
-                "duration_s": 0.0}
+        return {
+            "requests": 0,
+            "rps": 0.0,
+            "p50_ms": None,
+            "p95_ms": None,
+            "p99_ms": None,
+            "failures": 0,
+            "failure_ratio": 0.0,
+            "get_requests": 0,
+            "failed_gets": 0,
+            "duration_s": 0.0,
+        }
     latencies = [r["ms"] for r in records]
     duration = max(end_time(r) for r in records) - records[0]["t"]
     failures = sum(failed(r) for r in records)
@@ -88,7 +97,8 @@ def error_window(records: list[Record], since: float) -> dict:
 def first_success_from(records: list[Record], since: float, site_test) -> float | None:
     """Seconds from `since` to the first successful response (by end time) whose site passes."""
     ends = [
-        end_time(r) for r in records
+        end_time(r)
+        for r in records
         if r["outcome"] == "ok" and r["t"] >= since and site_test(r["site"])
     ]
     return round(min(ends) - since, 3) if ends else None
@@ -102,7 +112,9 @@ def share_by_site(records: Iterable[Record]) -> dict[str, float]:
 
 def per_second(records: list[Record], start: float) -> list[dict]:
     """One row a second: requests, failures, and responses per site."""
-    buckets: dict[int, dict] = defaultdict(lambda: {"requests": 0, "failures": 0, "sites": Counter()})
+    buckets: dict[int, dict] = defaultdict(
+        lambda: {"requests": 0, "failures": 0, "sites": Counter()}
+    )
     for record in records:
         bucket = buckets[int(end_time(record) - start)]
         bucket["requests"] += 1
@@ -110,15 +122,23 @@ def per_second(records: list[Record], start: float) -> list[dict]:
         if record["outcome"] != "fail" and record["site"]:
             bucket["sites"][record["site"]] += 1
     return [
-        {"second": s, "requests": b["requests"], "failures": b["failures"], "sites": dict(b["sites"])}
+        {
+            "second": s,
+            "requests": b["requests"],
+            "failures": b["failures"],
+            "sites": dict(b["sites"]),
+        }
         for s, b in sorted(buckets.items())
     ]
 
 
 def items_lost(records: list[Record], fault_at: float, present: set[str]) -> dict:
     """Items created (201) before the fault and not deleted, that are not `present` after the run."""
-    created = {r["item"] for r in records if r["method"] == "POST" and r["outcome"] == "ok"
-               and r["item"] and end_time(r) < fault_at}
+    created = {
+        r["item"]
+        for r in records
+        if r["method"] == "POST" and r["outcome"] == "ok" and r["item"] and end_time(r) < fault_at
+    }
     deleted = {r["item"] for r in records if r["method"] == "DELETE" and r["outcome"] == "ok"}
     expected = created - deleted
     missing = expected - present

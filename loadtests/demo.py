@@ -51,15 +51,17 @@ def synthesize() -> None:
         raise RunError("main.py is missing: the stacks cannot be synthesized")
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
     result = subprocess.run(
-        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise RunError(f"python main.py failed: {' | '.join(lines[-3:])}")
     for stack_file in sorted(STACKS_DIR.glob("*/cdk.tf.json")):
         counts = resource_counts(stack_file)
-        print(f"stack {stack_file.parent.name}: {sum(counts.values())} resources, "
-              f"Terraform in {stack_file.relative_to(ROOT)}")
+        print(
+            f"stack {stack_file.parent.name}: {sum(counts.values())} resources, "
+            f"Terraform in {stack_file.relative_to(ROOT)}"
+        )
         for kind, count in sorted(counts.items()):
             print(f"    {count:3d}  {kind}")
 
@@ -70,12 +72,21 @@ def failover_run(args: argparse.Namespace, report_dir: Path) -> int:
         print(f"gateway {state['gateway_url']}")
         for role, region in state["regions"].items():
             print(f"{role:<9} {region['site']}  front end {region['frontend_url']}")
-        step(f"failover under load: {args.users} users, {args.duration:g} s, primary app "
-             f"SIGKILLed at {args.fault_at:g} s, restarted at {args.restore_at:g} s")
+        step(
+            f"failover under load: {args.users} users, {args.duration:g} s, primary app "
+            f"SIGKILLed at {args.fault_at:g} s, restarted at {args.restore_at:g} s"
+        )
         spec = RunSpec(
-            scenario="failover", host=topology.gateway_url, key=topology.config.subscription_key,
-            report_dir=report_dir, users=args.users, duration=args.duration, user_rate=10.0,
-            fault_at=args.fault_at, restore_at=args.restore_at, thresholds=dict(GOALS),
+            scenario="failover",
+            host=topology.gateway_url,
+            key=topology.config.subscription_key,
+            report_dir=report_dir,
+            users=args.users,
+            duration=args.duration,
+            user_rate=10.0,
+            fault_at=args.fault_at,
+            restore_at=args.restore_at,
+            thresholds=dict(GOALS),
         )
         summary = run_scenario(spec, topology.kill_app, topology.restore_app)
         step("results")

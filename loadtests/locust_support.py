@@ -81,7 +81,7 @@ class RecordWriter:
             self.pid = os.getpid()
             path = Path(opts.records_dir) / f"records-{socket.gethostname()}-{self.pid}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", buffering=1 << 16)
+            self.file = open(path, "a", buffering=1 << 16)  # noqa: SIM115 (open for the run)
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
         now = time.time()
         if now - self.flushed > FLUSH_SECONDS:
@@ -98,8 +98,9 @@ WRITER = RecordWriter()
 
 
 @events.request.add_listener
-def record_request(request_type, name, response_time, response, exception, context=None,
-                   start_time=None, **_):
+def record_request(
+    request_type, name, response_time, response, exception, context=None, start_time=None, **_
+):
     context = context or {}
     status = getattr(response, "status_code", 0) or 0
     headers = getattr(response, "headers", None) or {}
@@ -168,8 +169,13 @@ class TodoUser(FastHttpUser):
         name = f"{self.prefix}{TODO_PATH}" + ("/[id]" if item else "")
         context = {"item": item, "user": self.user_id}
         with self.client.request(
-            method, self._url(item), name=name, headers=self.headers, context=context,
-            catch_response=True, **kwargs,
+            method,
+            self._url(item),
+            name=name,
+            headers=self.headers,
+            context=context,
+            catch_response=True,
+            **kwargs,
         ) as response:
             if response.status_code == expected:
                 response.success()
@@ -190,8 +196,13 @@ class TodoUser(FastHttpUser):
     def create_item(self) -> None:
         body = {"name": f"load test item {random.randint(0, 1_000_000)}", "isCompleted": False}
         with self.client.request(
-            "POST", self._url(), name=f"{self.prefix}{TODO_PATH}", headers=self.headers,
-            json=body, context={"user": self.user_id}, catch_response=True,
+            "POST",
+            self._url(),
+            name=f"{self.prefix}{TODO_PATH}",
+            headers=self.headers,
+            json=body,
+            context={"user": self.user_id},
+            catch_response=True,
         ) as response:
             if response.status_code == 201:
                 item = response.json()["id"]

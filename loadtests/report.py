@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _number(value, unit: str = "", digits: int = 1) -> str:
@@ -24,8 +24,10 @@ def results_table(summary: dict) -> str:
     rows = [
         ("requests", _number(summary["requests"])),
         ("requests/s", _number(summary["rps"])),
-        ("latency p50 / p95 / p99", " / ".join(
-            _number(summary[k], " ms") for k in ("p50_ms", "p95_ms", "p99_ms"))),
+        (
+            "latency p50 / p95 / p99",
+            " / ".join(_number(summary[k], " ms") for k in ("p50_ms", "p95_ms", "p99_ms")),
+        ),
         ("failed requests", f"{summary['failures']} ({summary['failure_ratio']:.3%})"),
         ("failed GETs", f"{summary['failed_gets']} of {summary['get_requests']}"),
     ]
@@ -33,8 +35,10 @@ def results_table(summary: dict) -> str:
     if failover:
         rows += [
             ("primary region", failover["primary_site"] or "-"),
-            ("time to recover (fault -> 1st success from secondary)",
-             _number(failover["recovery_s"], " s", 3)),
+            (
+                "time to recover (fault -> 1st success from secondary)",
+                _number(failover["recovery_s"], " s", 3),
+            ),
             ("error window", _number(failover["error_window_s"], " s", 3)),
             ("failures after the fault", _number(failover["failures_after_fault"])),
         ]
@@ -42,13 +46,19 @@ def results_table(summary: dict) -> str:
             text = ", ".join(f"{site} {share:.1%}" for site, share in shares.items()) or "-"
             rows.append((f"share per region, {phase.replace('_', ' ')}", text))
         if failover.get("failback_s") is not None or "after_restore" in failover["share_by_phase"]:
-            rows.append(("failback (restore -> 1st success from primary)",
-                         _number(failover["failback_s"], " s", 3)))
+            rows.append(
+                (
+                    "failback (restore -> 1st success from primary)",
+                    _number(failover["failback_s"], " s", 3),
+                )
+            )
     lost = summary.get("items")
     if lost:
         rows += [
-            ("items created before the fault, missing after",
-             f"{lost['missing_after']} of {lost['created_before_fault']} ({lost['lost_ratio']:.1%})"),
+            (
+                "items created before the fault, missing after",
+                f"{lost['missing_after']} of {lost['created_before_fault']} ({lost['lost_ratio']:.1%})",
+            ),
             ("404s on items users had created (data lost)", _number(lost["lost_item_responses"])),
         ]
     width = max(len(label) for label, _ in rows)

@@ -66,14 +66,29 @@ class RunSpec:
 
 def locust_command(spec: RunSpec) -> list[str]:
     command = [
-        sys.executable, "-m", "locust",
-        "-f", str(HERE / f"locustfile_{spec.scenario}.py"),
-        "--headless", "--only-summary",
-        "-u", str(spec.users), "-r", str(spec.spawn_rate or spec.users),
-        "-t", f"{spec.duration:g}s", "--stop-timeout", "5",
-        "--host", spec.host,
-        "--csv", str(spec.report_dir / "locust"), "--html", str(spec.report_dir / "locust.html"),
-        "--exit-code-on-error", "0",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(HERE / f"locustfile_{spec.scenario}.py"),
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(spec.users),
+        "-r",
+        str(spec.spawn_rate or spec.users),
+        "-t",
+        f"{spec.duration:g}s",
+        "--stop-timeout",
+        "5",
+        "--host",
+        spec.host,
+        "--csv",
+        str(spec.report_dir / "locust"),
+        "--html",
+        str(spec.report_dir / "locust.html"),
+        "--exit-code-on-error",
+        "0",
     ]
     if spec.processes:
         command += ["--processes", str(spec.processes)]
@@ -160,8 +175,7 @@ def drive(
     """Run Locust; call `fault`/`restore` at their times. Returns (exit code, fault, restore)."""
     (spec.report_dir / "records").mkdir(parents=True, exist_ok=True)
     progress = Progress(spec.report_dir / "records", say)
-    log = open(spec.report_dir / "locust.log", "wb")
-    with log:
+    with open(spec.report_dir / "locust.log", "wb") as log:
         process = subprocess.Popen(
             locust_command(spec), env=locust_environment(spec), stdout=log, stderr=subprocess.STDOUT
         )
@@ -231,11 +245,18 @@ def run_scenario(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.run", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("scenario", choices=SCENARIOS)
-    parser.add_argument("--host", required=True, help="gateway URL (Azure: https://<apim>.azure-api.net)")
-    parser.add_argument("--key", default=os.environ.get("LOCUST_SUBSCRIPTION_KEY", ""),
-                        help="subscription key (default: $LOCUST_SUBSCRIPTION_KEY)")
+    parser.add_argument(
+        "--host", required=True, help="gateway URL (Azure: https://<apim>.azure-api.net)"
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("LOCUST_SUBSCRIPTION_KEY", ""),
+        help="subscription key (default: $LOCUST_SUBSCRIPTION_KEY)",
+    )
     parser.add_argument("--cert", default="", help="client certificate PEM to present")
     parser.add_argument("--cert-key", default="", help="its private key")
     parser.add_argument("--ca-bundle", default="", help="CA to verify HTTPS servers")
@@ -251,9 +272,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restore-at", type=float, default=None)
     parser.add_argument("--restore-command", default=None)
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
-    for flag, kind in (("--max-failure-ratio", float), ("--max-failed-gets", int),
-                       ("--max-recovery-seconds", float), ("--max-failback-seconds", float),
-                       ("--max-p95-ms", float), ("--min-rps", float)):
+    for flag, kind in (
+        ("--max-failure-ratio", float),
+        ("--max-failed-gets", int),
+        ("--max-recovery-seconds", float),
+        ("--max-failback-seconds", float),
+        ("--max-p95-ms", float),
+        ("--min-rps", float),
+    ):
         parser.add_argument(flag, type=kind, default=None)
     return parser
 
@@ -267,18 +293,37 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         raise RunError("--restore-at and --restore-command go together")
     if args.restore_at is not None and (args.fault_at is None or args.restore_at <= args.fault_at):
         raise RunError("--restore-at must come after --fault-at")
-    thresholds = {name: getattr(args, name) for name in (
-        "max_failure_ratio", "max_failed_gets", "max_recovery_seconds", "max_failback_seconds",
-        "max_p95_ms", "min_rps")}
+    thresholds = {
+        name: getattr(args, name)
+        for name in (
+            "max_failure_ratio",
+            "max_failed_gets",
+            "max_recovery_seconds",
+            "max_failback_seconds",
+            "max_p95_ms",
+            "min_rps",
+        )
+    }
     if args.scenario == "security" and thresholds["max_failure_ratio"] is None:
         thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
     report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     return RunSpec(
-        scenario=args.scenario, host=args.host, key=args.key, report_dir=report_dir,
-        users=args.users, spawn_rate=args.spawn_rate, duration=args.duration,
-        user_rate=args.user_rate, processes=args.processes, cert=args.cert,
-        cert_key=args.cert_key, ca_bundle=args.ca_bundle, api_path=args.api_path,
-        frontend_urls=args.frontend_urls, fault_at=args.fault_at, restore_at=args.restore_at,
+        scenario=args.scenario,
+        host=args.host,
+        key=args.key,
+        report_dir=report_dir,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+        user_rate=args.user_rate,
+        processes=args.processes,
+        cert=args.cert,
+        cert_key=args.cert_key,
+        ca_bundle=args.ca_bundle,
+        api_path=args.api_path,
+        frontend_urls=args.frontend_urls,
+        fault_at=args.fault_at,
+        restore_at=args.restore_at,
         thresholds=thresholds,
     )
 

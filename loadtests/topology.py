@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Self
 
 from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER
 from loadtests.processes import (
@@ -178,7 +179,7 @@ class Topology:
             raise
         return topology
 
-    def __enter__(self) -> Topology:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -355,8 +356,10 @@ def describe(state: dict) -> str:
         )
     lines += [
         f"health key   {state['health_key']}",
-        f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' "
-        f"{state['gateway_url']}/api/TodoItem",
+        (
+            f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' "
+            f"{state['gateway_url']}/api/TodoItem"
+        ),
         "stop:        Ctrl-C, or python -m loadtests.topology down",
     ]
     return "\n".join(lines)

@@ -47,7 +47,15 @@ SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
 PFX, PFX_PASSWORD = "apim-client.pfx", "apim-client.pfx.password"
 SUMMARY = "client.json"
 ALL_FILES = (
-    CA_CERT, CA_KEY, CLIENT_CERT, CLIENT_KEY, SERVER_CERT, SERVER_KEY, PFX, PFX_PASSWORD, SUMMARY
+    CA_CERT,
+    CA_KEY,
+    CLIENT_CERT,
+    CLIENT_KEY,
+    SERVER_CERT,
+    SERVER_KEY,
+    PFX,
+    PFX_PASSWORD,
+    SUMMARY,
 )
 
 
@@ -86,7 +94,9 @@ def _key_usage(*, cert_sign: bool, key_encipherment: bool) -> x509.KeyUsage:
     )
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key, days: int
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -238,7 +248,9 @@ def show(out: Path) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.certs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.certs", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, text in (("generate", "write a new set"), ("show", "print the current set")):
         sub = commands.add_parser(command, help=text)

@@ -10,25 +10,36 @@ PRIMARY, SECONDARY = "region-a", "region-b"
 
 
 def record(t, method="GET", status=200, site=PRIMARY, outcome="ok", ms=10.0, item=None):
-    return {"t": t, "method": method, "name": "/api/TodoItem", "status": status, "ms": ms,
-            "site": site, "outcome": outcome, "item": item}
+    return {
+        "t": t,
+        "method": method,
+        "name": "/api/TodoItem",
+        "status": status,
+        "ms": ms,
+        "site": site,
+        "outcome": outcome,
+        "item": item,
+    }
 
 
 def failover_records():
     """Primary until 10 s, fault at 10 s, two failures, secondary from 10.5 s, primary again
     from 20.3 s (restore at 20 s)."""
-    records = [record(t / 10) for t in range(0, 100)]
-    records += [record(10.0, status=503, site=None, outcome="fail"),
-                record(10.2, method="POST", status=503, site=None, outcome="fail")]
-    records += [record(10.5 + t / 10, site=SECONDARY) for t in range(0, 95)]
-    records += [record(20.3 + t / 10) for t in range(0, 50)]
+    records = [record(t / 10) for t in range(100)]
+    records += [
+        record(10.0, status=503, site=None, outcome="fail"),
+        record(10.2, method="POST", status=503, site=None, outcome="fail"),
+    ]
+    records += [record(10.5 + t / 10, site=SECONDARY) for t in range(95)]
+    records += [record(20.3 + t / 10) for t in range(50)]
     return records
 
 
 def test_load_records_merges_every_process_file_in_time_order(tmp_path):
     (tmp_path / "records-host-1.jsonl").write_text(json.dumps(record(2.0)) + "\n")
     (tmp_path / "records-host-2.jsonl").write_text(
-        json.dumps(record(1.0)) + "\n" + json.dumps(record(3.0)) + "\n")
+        json.dumps(record(1.0)) + "\n" + json.dumps(record(3.0)) + "\n"
+    )
     assert [r["t"] for r in analysis.load_records(tmp_path)] == [1.0, 2.0, 3.0]
 
 
@@ -90,8 +101,12 @@ def test_items_created_before_the_fault_and_not_listed_after_are_lost():
         record(13.0, "GET", 404, site=SECONDARY, outcome="lost", item="lost"),
     ]
     lost = analysis.items_lost(records, fault_at=10.0, present={"kept", "after-fault"})
-    assert lost == {"created_before_fault": 2, "missing_after": 1, "lost_ratio": 0.5,
-                    "lost_item_responses": 1}
+    assert lost == {
+        "created_before_fault": 2,
+        "missing_after": 1,
+        "lost_ratio": 0.5,
+        "lost_item_responses": 1,
+    }
 
 
 def test_per_second_counts_requests_failures_and_sites():
@@ -104,7 +119,8 @@ def test_breaches_name_the_broken_threshold():
     summary = {"failure_ratio": 0.01, "recovery_s": 1.0, "failed_gets": 0}
     thresholds = {"max_failure_ratio": 0.001, "max_recovery_seconds": 2.0, "max_failed_gets": 0}
     assert analysis.breaches(summary, thresholds) == [
-        "max-failure-ratio 0.001 broken: failure_ratio = 0.01"]
+        "max-failure-ratio 0.001 broken: failure_ratio = 0.01"
+    ]
 
 
 def test_a_missing_recovery_breaks_the_recovery_threshold():

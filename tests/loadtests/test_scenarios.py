@@ -10,32 +10,68 @@ from loadtests.topology import ROOT
 
 
 def run(topology, *arguments: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "loadtests.run", *arguments,
-               "--host", topology.gateway_url, "--key", topology.config.subscription_key]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    command = [
+        sys.executable,
+        "-m",
+        "loadtests.run",
+        *arguments,
+        "--host",
+        topology.gateway_url,
+        "--key",
+        topology.config.subscription_key,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_a_short_throughput_run_writes_its_summary_and_exits_0(topology, tmp_path):
-    result = run(topology, "throughput", "--users", "4", "--duration", "3",
-                 "--report-dir", str(tmp_path))
+    result = run(
+        topology, "throughput", "--users", "4", "--duration", "3", "--report-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == 0
-    assert {"locust.html", "locust_stats.csv", "timeline.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"locust.html", "locust_stats.csv", "timeline.png"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
 
 
 def test_a_broken_threshold_exits_non_zero_and_says_which(topology, tmp_path):
-    result = run(topology, "throughput", "--users", "2", "--duration", "2",
-                 "--min-rps", "1000000000", "--report-dir", str(tmp_path))
+    result = run(
+        topology,
+        "throughput",
+        "--users",
+        "2",
+        "--duration",
+        "2",
+        "--min-rps",
+        "1000000000",
+        "--report-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     assert "THRESHOLD BROKEN: min-rps" in result.stdout
 
 
 def test_the_security_scenario_passes(topology, certs_dir, tmp_path):
     frontends = ",".join(topology.frontend_url(role) for role in ("primary", "secondary"))
-    result = run(topology, "security", "--users", "2", "--duration", "3",
-                 "--frontend-urls", frontends, "--ca-bundle", str(certs_dir / "ca.pem"),
-                 "--cert", str(certs_dir / "client.pem"), "--report-dir", str(tmp_path))
+    result = run(
+        topology,
+        "security",
+        "--users",
+        "2",
+        "--duration",
+        "3",
+        "--frontend-urls",
+        frontends,
+        "--ca-bundle",
+        str(certs_dir / "ca.pem"),
+        "--cert",
+        str(certs_dir / "client.pem"),
+        "--report-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == 0
@@ -43,6 +79,16 @@ def test_the_security_scenario_passes(topology, certs_dir, tmp_path):
 
 def test_the_security_scenario_fails_when_a_front_end_admits_a_call(topology, certs_dir, tmp_path):
     """A "front end" that answers 401 instead of 403 (here: the gateway) breaks the run."""
-    result = run(topology, "security", "--users", "1", "--duration", "2",
-                 "--frontend-urls", topology.gateway_url, "--report-dir", str(tmp_path))
+    result = run(
+        topology,
+        "security",
+        "--users",
+        "1",
+        "--duration",
+        "2",
+        "--frontend-urls",
+        topology.gateway_url,
+        "--report-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1

@@ -28,8 +28,13 @@ def generated(tmp_path_factory) -> Path:
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.certs", *arguments], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.certs", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def load(directory: Path, name: str) -> x509.Certificate:
@@ -41,7 +46,13 @@ def test_generate_writes_every_file(generated):
 
 
 def test_private_material_is_readable_by_the_owner_only(generated):
-    for name in ("ca.key", "client.key", "server.key", "apim-client.pfx", "apim-client.pfx.password"):
+    for name in (
+        "ca.key",
+        "client.key",
+        "server.key",
+        "apim-client.pfx",
+        "apim-client.pfx.password",
+    ):
         assert (generated / name).stat().st_mode & 0o077 == 0, name
 
 
@@ -63,20 +74,23 @@ def test_server_certificate_names_localhost_and_127_0_0_1(generated):
 def test_pfx_opens_with_its_password_and_holds_the_client_certificate(generated):
     password = (generated / "apim-client.pfx.password").read_text().strip().encode()
     key, certificate, chain = pkcs12.load_key_and_certificates(
-        (generated / "apim-client.pfx").read_bytes(), password)
+        (generated / "apim-client.pfx").read_bytes(), password
+    )
     assert key is not None and certificate == load(generated, "client.pem")
     assert chain == [load(generated, "ca.pem")]
 
 
 def test_client_json_lets_the_app_admit_the_client_certificate(generated):
     summary = json.loads((generated / "client.json").read_text())
-    settings = load_settings({
-        "HEALTH_CHECK_KEY": "a-health-check-key-0123",
-        "CLIENT_CERT_SUBJECT": summary["subject"],
-        "CLIENT_CERT_ISSUER": summary["issuer"],
-        "CLIENT_CERT_THUMBPRINTS": f"{summary['sha1']},{summary['sha256']}",
-        "CLIENT_CERT_CA": str(generated / "ca.pem"),
-    })
+    settings = load_settings(
+        {
+            "HEALTH_CHECK_KEY": "a-health-check-key-0123",
+            "CLIENT_CERT_SUBJECT": summary["subject"],
+            "CLIENT_CERT_ISSUER": summary["issuer"],
+            "CLIENT_CERT_THUMBPRINTS": f"{summary['sha1']},{summary['sha256']}",
+            "CLIENT_CERT_CA": str(generated / "ca.pem"),
+        }
+    )
     check_certificate(load(generated, "client.pem"), settings.client_certificate)
 
 
@@ -100,8 +114,13 @@ def test_generate_with_force_replaces_the_set(tmp_path):
 def test_generate_prints_subject_issuer_thumbprints_and_expiry(tmp_path):
     result = cli("generate", "--out", str(tmp_path / "new"))
     summary = json.loads((tmp_path / "new" / "client.json").read_text())
-    for value in (summary["subject"], summary["issuer"], summary["sha1"], summary["sha256"],
-                  summary["not_after"]):
+    for value in (
+        summary["subject"],
+        summary["issuer"],
+        summary["sha1"],
+        summary["sha256"],
+        summary["not_after"],
+    ):
         assert value in result.stdout
 
 
@@ -109,4 +128,5 @@ def test_show_without_certificates_says_how_to_make_them(tmp_path):
     result = cli("show", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {tmp_path}/ca.pem is missing; run: python -m tools.certs generate")
+        f"error: {tmp_path}/ca.pem is missing; run: python -m tools.certs generate"
+    )
