@@ -26,10 +26,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from app.contract import SUBSCRIPTION_KEY_HEADER
+from app.contract import TODO_PATH as PATH
 from loadtests.topology import CLIENT_CERT_HEADER, Topology, TopologyConfig
 from tools import certs
 
-PATH = "/api/TodoItem"
 RPS_PATTERN = re.compile(r"Requests/sec:\s+([\d.]+)")
 NON_2XX_PATTERN = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         certs.generate(Path(tmp) / "certs")
         config = TopologyConfig(certs_dir=Path(tmp) / "certs", workdir=Path(tmp) / "topology")
         with Topology.start(config) as topology:
-            key = {"Ocp-Apim-Subscription-Key": config.subscription_key}
+            key = {SUBSCRIPTION_KEY_HEADER: config.subscription_key}
             paths = {
                 "gateway": (topology.gateway_url + PATH, key),
                 "direct": (topology.app_url("primary") + PATH, certificate_header(config)),

@@ -175,22 +175,34 @@ def failover_summary(
     return summary
 
 
+def _above(value, limit) -> bool:
+    return value is not None and value > limit
+
+
+def _missing_or_above(value, limit) -> bool:
+    return value is None or value > limit
+
+
+# Threshold name -> (summary field, number type, broken(value, limit)). The run CLI offers
+# each as a flag (--max-failure-ratio ...).
+THRESHOLDS = {
+    "max_failure_ratio": ("failure_ratio", float, _above),
+    "max_failed_gets": ("failed_gets", int, _above),
+    "max_p95_ms": ("p95_ms", float, _above),
+    "min_rps": ("rps", float, lambda value, limit: value < limit),
+    "max_recovery_seconds": ("recovery_s", float, _missing_or_above),
+    "max_failback_seconds": ("failback_s", float, _missing_or_above),
+}
+
+
 def breaches(summary: dict, thresholds: dict[str, float | None]) -> list[str]:
     """Threshold checks: one line per breach (empty when the run passes)."""
-    checks = {
-        "max_failure_ratio": ("failure_ratio", lambda v, limit: v > limit),
-        "max_failed_gets": ("failed_gets", lambda v, limit: v > limit),
-        "max_p95_ms": ("p95_ms", lambda v, limit: v is not None and v > limit),
-        "min_rps": ("rps", lambda v, limit: v < limit),
-        "max_recovery_seconds": ("recovery_s", lambda v, limit: v is None or v > limit),
-        "max_failback_seconds": ("failback_s", lambda v, limit: v is None or v > limit),
-    }
     lines = []
-    for flag, limit in thresholds.items():
+    for name, limit in thresholds.items():
         if limit is None:
             continue
-        field, broken = checks[flag]
+        field, _, broken = THRESHOLDS[name]
         value = summary.get(field)
         if broken(value, limit):
-            lines.append(f"{flag.replace('_', '-')} {limit} broken: {field} = {value}")
+            lines.append(f"{name.replace('_', '-')} {limit} broken: {field} = {value}")
     return lines

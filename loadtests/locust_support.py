@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,10 +26,10 @@ from pathlib import Path
 import gevent.ssl
 from locust import FastHttpUser, constant_throughput, events, task
 
-SITE_NAME_HEADER = "APP-SERVICE-SITE-NAME"
-SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
-CLIENT_CERT_HEADER = "X-ARR-ClientCert"
-TODO_PATH = "/api/TodoItem"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER  # noqa: F401 (re-exported)
+
 ITEMS_PER_USER = 5
 FLUSH_SECONDS = 1.0
 

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import httpx
 
+from app.contract import SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from loadtests import analysis, report
 from tools.cli import write_atomic
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "failover", "security")
-SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 PROGRESS_SECONDS = 5.0
 GRACE_SECONDS = 30.0
 
@@ -155,7 +155,7 @@ def present_items(spec: RunSpec) -> set[str]:
     verify = ssl.create_default_context(cafile=spec.ca_bundle or None)
     if spec.cert:
         verify.load_cert_chain(spec.cert, spec.cert_key or None)
-    url = f"{spec.host.rstrip('/')}{spec.api_path.rstrip('/')}/api/TodoItem"
+    url = f"{spec.host.rstrip('/')}{spec.api_path.rstrip('/')}{TODO_PATH}"
     try:
         response = httpx.get(
             url, headers={SUBSCRIPTION_KEY_HEADER: spec.key}, verify=verify, timeout=10
@@ -272,15 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restore-at", type=float, default=None)
     parser.add_argument("--restore-command", default=None)
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
-    for flag, kind in (
-        ("--max-failure-ratio", float),
-        ("--max-failed-gets", int),
-        ("--max-recovery-seconds", float),
-        ("--max-failback-seconds", float),
-        ("--max-p95-ms", float),
-        ("--min-rps", float),
-    ):
-        parser.add_argument(flag, type=kind, default=None)
+    for name, (_, kind, _) in analysis.THRESHOLDS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
     return parser
 
 
@@ -293,17 +286,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         raise RunError("--restore-at and --restore-command go together")
     if args.restore_at is not None and (args.fault_at is None or args.restore_at <= args.fault_at):
         raise RunError("--restore-at must come after --fault-at")
-    thresholds = {
-        name: getattr(args, name)
-        for name in (
-            "max_failure_ratio",
-            "max_failed_gets",
-            "max_recovery_seconds",
-            "max_failback_seconds",
-            "max_p95_ms",
-            "min_rps",
-        )
-    }
+    thresholds = {name: getattr(args, name) for name in analysis.THRESHOLDS}
     if args.scenario == "security" and thresholds["max_failure_ratio"] is None:
         thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
     report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")

@@ -28,7 +28,8 @@ from pathlib import Path
 from string import Template
 from typing import Self
 
-from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER
+from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from loadtests.processes import (
     HOST,
     ManagedProcess,
@@ -47,7 +48,6 @@ DEFAULT_CERTS = ROOT / ".certs"
 STATE_FILE = "state.json"
 PRIMARY_SITE = "todo-api-australiaeast"
 SECONDARY_SITE = "todo-api-australiasoutheast"
-CLIENT_CERT_HEADER = "X-ARR-ClientCert"
 CHECK_INTERVAL_MS = 250
 HAPROXY = "haproxy"
 
@@ -358,7 +358,7 @@ def describe(state: dict) -> str:
         f"health key   {state['health_key']}",
         (
             f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' "
-            f"{state['gateway_url']}/api/TodoItem"
+            f"{state['gateway_url']}{TODO_PATH}"
         ),
         "stop:        Ctrl-C, or python -m loadtests.topology down",
     ]
