@@ -365,3 +365,12 @@ def _app_profile_id(stack: dict) -> str:
 
 def _app_profile(stack: dict) -> dict:
     return blocks(stack, "azurerm_traffic_manager_profile")[_app_profile_id(stack)]
+
+
+def test_generated_health_key_fits_what_the_app_accepts(case):
+    from app.settings import HEALTH_CHECK_KEY_PATTERN
+
+    _, _, stack = case
+    (key,) = [b for i, b in blocks(stack, "random_password").items() if "health-key" in i]
+    assert key["special"] is False  # letters and digits only: URL-safe in /health/<key>
+    assert HEALTH_CHECK_KEY_PATTERN.fullmatch("a" * key["length"])
