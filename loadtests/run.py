@@ -209,14 +209,16 @@ def drive(
 def summarise(spec: RunSpec, fault_time: float | None, restore_time: float | None) -> dict:
     records = analysis.load_records(spec.report_dir / "records")
     if not records:
-        raise RunError(f"Locust recorded no requests; see {spec.report_dir / 'locust.log'}")
+        raise RunError(f"no request records in {spec.report_dir / 'records'}/ (see locust.log)")
     summary = {"scenario": spec.scenario, "host": spec.host, **analysis.request_stats(records)}
     start = records[0]["t"]
     if fault_time is not None:
+        summary["fault_time"], summary["restore_time"] = fault_time, restore_time
         summary["fault_at_s"] = round(fault_time - start, 3)
         summary["restore_at_s"] = round(restore_time - start, 3) if restore_time else None
         summary["failover"] = analysis.failover_summary(records, fault_time, restore_time)
-        summary["items"] = analysis.items_lost(records, fault_time, present_items(spec))
+        if spec.host:  # ask the API which items survived
+            summary["items"] = analysis.items_lost(records, fault_time, present_items(spec))
         summary["recovery_s"] = summary["failover"]["recovery_s"]
         summary["failback_s"] = summary["failover"]["failback_s"]
     summary["per_second"] = analysis.per_second(records, start)
