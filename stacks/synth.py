@@ -49,7 +49,8 @@ def synthesize(
     configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None
 ) -> list[Path]:
     """Write cdktf.out/ (manifest + stacks/<stack>/cdk.tf.json); return the stack files."""
-    # The cdktf CLI asks the app to keep going on error annotations; we stop instead.
+    # The cdktf CLI asks the app to keep going on error annotations; we stop instead. Node reads
+    # the variable when the jsii kernel starts, which is later (build_app imports cdktf).
     os.environ.pop("CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS", None)
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
