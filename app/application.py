@@ -18,7 +18,7 @@ from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
 from app.middleware import ClientCertificateMiddleware, ResponseHeadersMiddleware
 from app.openapi import build_openapi
 from app.problems import http_exception, server_error
-from app.routes import todo_routes
+from app.routes import api_routes
 from app.settings import CLIENT_CERT_VALIDATION, Settings
 from app.store import InMemoryTodoStore, TodoStore
 from app.swagger_ui import swagger_ui_routes
@@ -52,7 +52,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
 
 
 def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
-    routes = [*todo_routes(), _openapi_route()]
+    store = store if store is not None else InMemoryTodoStore()
+    routes = [*api_routes(store, settings.health_check_key), _openapi_route()]
     if settings.development:
         routes += swagger_ui_routes()
     starlette = Starlette(
@@ -61,7 +62,5 @@ def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
         exception_handlers={HTTPException: http_exception, Exception: server_error},
     )
     starlette.router.redirect_slashes = False
-    starlette.state.settings = settings
-    starlette.state.store = store if store is not None else InMemoryTodoStore()
     # Outermost, so that 500s made by Starlette's error middleware carry the headers too.
     return ResponseHeadersMiddleware(starlette, settings.site_name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections.abc import Awaitable, Callable
 
-from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.contract import (
@@ -24,6 +24,8 @@ from app.contract import (
 from app.problems import Problem
 from app.store import TodoItem, TodoStore, new_item_id
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
 _NON_BLANK = re.compile(NON_BLANK_PATTERN)
 
 
@@ -33,10 +35,6 @@ class CaseInsensitiveRoute(Route):
     def __init__(self, path: str, endpoint, **kwargs) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
-
-
-def _store(request: Request) -> TodoStore:
-    return request.app.state.store
 
 
 async def _read_body(request: Request) -> bytes:
@@ -99,58 +97,77 @@ def _not_found() -> Problem:
     return Problem(404, "No TodoItem has this id.")
 
 
-class TodoItems(HTTPEndpoint):
-    """GET (list) and POST (create) on /api/TodoItem."""
+def _json(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
 
-    async def get(self, request: Request) -> Response:
-        items = await _store(request).list()
-        return JSONResponse([item.to_json() for item in items])
 
-    async def post(self, request: Request) -> Response:
+class TodoItemsApi:
+    """The TodoItem endpoints over one store; items carry their JSON, encoded once."""
+
+    def __init__(self, store: TodoStore) -> None:
+        self.store = store
+
+    async def list(self, request: Request) -> Response:
+        items = await self.store.list()
+        return _json(b"[" + b",".join(item.json for item in items) + b"]")
+
+    async def create(self, request: Request) -> Response:
         data = await _read_object(request)
         _body_id(data)  # validated, then ignored: the server assigns ids
         item = TodoItem(id=new_item_id(), name=_name(data), is_completed=_is_completed(data))
-        await _store(request).add(item)
-        location = {"Location": f"{TODO_PATH}/{item.id}"}
-        return JSONResponse(item.to_json(), status_code=201, headers=location)
-
-
-class TodoItemById(HTTPEndpoint):
-    """GET, PUT and DELETE on /api/TodoItem/{id}."""
+        await self.store.add(item)
+        return _json(item.json, 201, {"Location": f"{TODO_PATH}/{item.id}"})
 
     async def get(self, request: Request) -> Response:
-        item = await _store(request).get(request.path_params["id"])
+        item = await self.store.get(request.path_params["id"])
         if item is None:
             raise _not_found()
-        return JSONResponse(item.to_json())
+        return _json(item.json)
 
-    async def put(self, request: Request) -> Response:
+    async def replace(self, request: Request) -> Response:
         item_id = request.path_params["id"]
         data = await _read_object(request)
         if _body_id(data) != item_id:
             raise Problem(400, "The field 'id' must equal the id in the path.")
         item = TodoItem(id=item_id, name=_name(data), is_completed=_is_completed(data))
-        if await _store(request).replace(item) is None:
+        if await self.store.replace(item) is None:
             raise _not_found()
-        return JSONResponse(item.to_json())
+        return _json(item.json)
 
     async def delete(self, request: Request) -> Response:
-        if not await _store(request).delete(request.path_params["id"]):
+        if not await self.store.delete(request.path_params["id"]):
             raise _not_found()
         return Response(status_code=204)
 
 
-async def health(request: Request) -> Response:
-    expected = request.app.state.settings.health_check_key
-    key = request.path_params["key"]
-    if expected is None or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise Problem(403, "The health check key was rejected.")
-    return PlainTextResponse(HEALTH_OK_TEXT)
+def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
+    """One endpoint per path, so a 405 lists every allowed method in Allow."""
+    handlers = {**handlers, "HEAD": handlers["GET"]}
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return dispatch
 
 
-def todo_routes() -> list[Route]:
+def _health(expected_key: str | None) -> Endpoint:
+    expected = expected_key.encode() if expected_key else None
+
+    async def health(request: Request) -> Response:
+        key = request.path_params["key"].encode()
+        if expected is None or not hmac.compare_digest(key, expected):
+            raise Problem(403, "The health check key was rejected.")
+        return PlainTextResponse(HEALTH_OK_TEXT)
+
+    return health
+
+
+def api_routes(store: TodoStore, health_check_key: str | None) -> list[Route]:
+    api = TodoItemsApi(store)
+    items = {"GET": api.list, "POST": api.create}
+    item = {"GET": api.get, "PUT": api.replace, "DELETE": api.delete}
     return [
-        CaseInsensitiveRoute(TODO_PATH, TodoItems),
-        CaseInsensitiveRoute(TODO_ITEM_PATH, TodoItemById),
-        CaseInsensitiveRoute(HEALTH_PATH, health, methods=["GET"]),
+        CaseInsensitiveRoute(TODO_PATH, _by_method(items), methods=list(items)),
+        CaseInsensitiveRoute(TODO_ITEM_PATH, _by_method(item), methods=list(item)),
+        CaseInsensitiveRoute(HEALTH_PATH, _health(health_check_key), methods=["GET"]),
     ]

@@ -9,6 +9,9 @@
 #   WEB_CONCURRENCY  worker processes (default 1: the in-memory store lives in one process)
 #   PYTHON           interpreter with the app's requirements (default: python3 on PATH)
 #
+# An optional argument names another ASGI app (module:attribute) to serve with exactly these server
+# settings; the benchmark uses it for its bare-Starlette baseline. Production passes none.
+#
 # The settings are checked first, so a bad value stops the start with one line naming it.
 # SIGTERM stops gracefully: workers finish in-flight requests (up to 30 s). Access log on stdout.
 set -euo pipefail
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -m app.settings
 
-exec "$PYTHON" -m gunicorn app.main:app \
+exec "$PYTHON" -m gunicorn "${1:-app.main:app}" \
     --worker-class uvicorn_worker.UvicornWorker \
     --workers "${WEB_CONCURRENCY:-1}" \
     --bind "${HOST:-0.0.0.0}:${PORT:-8000}" \

@@ -7,6 +7,8 @@ process: with several workers each has its own (a durable backend replaces it la
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +22,11 @@ class TodoItem:
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "isCompleted": self.is_completed}
+
+    @functools.cached_property
+    def json(self) -> bytes:
+        """The item as compact UTF-8 JSON, encoded once (items never change; updates replace them)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def new_item_id() -> str:

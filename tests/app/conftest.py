@@ -55,8 +55,9 @@ def settings(environment) -> Settings:
     return load_settings(environment)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def cert_header(client_certificate) -> dict[str, str]:
+    """A fresh dict each time: Starlette's TestClient adds its user-agent to the dict it is given."""
     return {"X-ARR-ClientCert": certs.header_value(client_certificate)}
 
 

@@ -121,9 +121,15 @@ def start(
             time.sleep(0.05)
 
 
-def start_production(app_settings: dict[str, str], log: Path, ready_path: str) -> Server:
-    """app/startup.sh, exactly as App Service runs it (HOST/PORT from the environment)."""
-    return start(["bash", str(STARTUP_SCRIPT)], app_settings, log, ready_path)
+def start_production(
+    app_settings: dict[str, str], log: Path, ready_path: str, app_path: str | None = None
+) -> Server:
+    """app/startup.sh, as App Service runs it (HOST/PORT from the environment).
+
+    app_path serves another ASGI app with the same server settings (the benchmark's baseline).
+    """
+    command = ["bash", str(STARTUP_SCRIPT), *([app_path] if app_path else [])]
+    return start(command, app_settings, log, ready_path)
 
 
 def start_uvicorn(app_settings: dict[str, str], log: Path, ready_path: str) -> Server:

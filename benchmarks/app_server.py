@@ -1,0 +1,199 @@
+"""Benchmark: the production server with the full middleware vs a bare Starlette app, side by side.
+
+Both run under app/startup.sh (gunicorn + uvicorn workers, the same worker count and flags); wrk
+drives GET list (10 items), GET item and POST against each in turn, on 127.0.0.1 only. Prints
+requests/s and p99 latency for both and their ratio per case. Goal: ratio >= 0.90 on each.
+
+    python -m benchmarks.app_server [--duration 10] [--threads 2] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+GOAL = 0.90
+LIST_SIZE = 10
+HEALTH_KEY = "benchmark-health-key-0123456789"
+POST_BODY = '{"name": "benchmark item", "isCompleted": false}'
+BASELINE_APP = "benchmarks.app_server:baseline"
+
+# The bare baseline: same paths, same payloads, no middleware, no validation, no store.
+_ITEMS = [
+    {"id": uuid.UUID(int=n).hex, "name": f"item {n}", "isCompleted": n % 2 == 0}
+    for n in range(LIST_SIZE)
+]
+
+
+async def _list(request: Request) -> JSONResponse:
+    return JSONResponse(_ITEMS)
+
+
+async def _item(request: Request) -> JSONResponse:
+    return JSONResponse(_ITEMS[0])
+
+
+async def _create(request: Request) -> JSONResponse:
+    data = json.loads(await request.body())
+    item = {"id": uuid.uuid4().hex, "name": data["name"], "isCompleted": data["isCompleted"]}
+    return JSONResponse(item, status_code=201, headers={"Location": f"/api/TodoItem/{item['id']}"})
+
+
+baseline = Starlette(
+    routes=[
+        Route("/api/TodoItem", _list, methods=["GET"]),
+        Route("/api/TodoItem", _create, methods=["POST"]),
+        Route("/api/TodoItem/{id}", _item, methods=["GET"]),
+        Route("/health/{key}", _list, methods=["GET"]),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    requests_per_second: float
+    p99_ms: float
+
+
+def _milliseconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> Result:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if not rps or not p99:
+        raise SystemExit(f"benchmark: could not read wrk output:\n{output}")
+    if errors:
+        raise SystemExit(
+            f"benchmark: {errors.group(1)} error responses; the run is not valid:\n{output}"
+        )
+    return Result(float(rps.group(1)), _milliseconds(p99.group(1)))
+
+
+def run_wrk(url: str, header: str, args: argparse.Namespace, script: Path | None) -> Result:
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+    ]
+    command += ["-H", header, *(["-s", str(script)] if script else []), url]
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=args.duration + 60
+    )
+    return parse_wrk(output.stdout)
+
+
+def _environment(work: Path) -> tuple[dict[str, str], str]:
+    from tests.app import certs  # test-certificate factory (cryptography), shared with the suite
+
+    authority = certs.make_authority()
+    client = certs.make_client(authority)
+    (work / "ca.pem").write_bytes(authority.pem)
+    settings = {
+        "APP_ENV": "production",
+        "WEBSITE_SITE_NAME": "benchmark",
+        "HEALTH_CHECK_KEY": HEALTH_KEY,
+        "CLIENT_CERT_SUBJECT": certs.CLIENT_SUBJECT,
+        "CLIENT_CERT_ISSUER": certs.CA_SUBJECT,
+        "CLIENT_CERT_THUMBPRINTS": certs.sha1(client),
+        "CLIENT_CERT_CA": str(work / "ca.pem"),
+    }
+    return settings, f"X-ARR-ClientCert: {certs.header_value(client)}"
+
+
+def _seed(server, header: str) -> str:
+    name, value = header.split(": ", 1)
+    item_id = ""
+    for n in range(LIST_SIZE):
+        body = json.dumps({"name": f"item {n}", "isCompleted": n % 2 == 0}).encode()
+        status, _, created = server.request(
+            "POST", "/api/TodoItem", body, {name: value, "Content-Type": "application/json"}
+        )
+        assert status == 201, (status, created)
+        item_id = item_id or json.loads(created)["id"]
+    return item_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per case and app (default 10)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("benchmark: wrk is not installed (Debian package wrk)", file=sys.stderr)
+        return 2
+
+    from tests.app import servers
+
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        work = Path(tmp)
+        settings, header = _environment(work)
+        post_script = work / "post.lua"
+        post_script.write_text(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(POST_BODY)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        ready = f"/health/{HEALTH_KEY}"
+        candidate = servers.start_production(settings, work / "candidate.log", ready)
+        bare = servers.start_production(settings, work / "baseline.log", ready, BASELINE_APP)
+        try:
+            item_id = _seed(candidate, header)
+            cases = [
+                (f"GET list ({LIST_SIZE} items)", "/api/TodoItem", None, "/api/TodoItem"),
+                ("GET item", f"/api/TodoItem/{item_id}", None, f"/api/TodoItem/{_ITEMS[0]['id']}"),
+                ("POST", "/api/TodoItem", post_script, "/api/TodoItem"),
+            ]
+            rows = []
+            for label, candidate_path, script, baseline_path in cases:
+                base = run_wrk(f"http://127.0.0.1:{bare.port}{baseline_path}", header, args, script)
+                full = run_wrk(
+                    f"http://127.0.0.1:{candidate.port}{candidate_path}", header, args, script
+                )
+                rows.append((label, base, full))
+        finally:
+            candidate.stop()
+            bare.stop()
+    _print_table(rows, args)
+    return 0
+
+
+def _print_table(rows, args: argparse.Namespace) -> None:
+    print(
+        f"app/startup.sh, 1 worker each; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        "127.0.0.1; baseline = bare Starlette, same payloads"
+    )
+    print(
+        f"{'case':<20} {'baseline req/s':>15} {'app req/s':>11} {'ratio':>6} {'baseline p99':>13} {'app p99':>9}  goal"
+    )
+    for label, base, full in rows:
+        ratio = full.requests_per_second / base.requests_per_second
+        verdict = "met" if ratio >= GOAL else f"missed (< {GOAL:.2f})"
+        print(
+            f"{label:<20} {base.requests_per_second:>15.0f} {full.requests_per_second:>11.0f} {ratio:>6.2f} "
+            f"{base.p99_ms:>11.2f}ms {full.p99_ms:>7.2f}ms  {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
