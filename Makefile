@@ -10,8 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 CHECKOV_VENV := .tools/checkov
-# jsii prints an end-of-life banner on Node 20; CI pins a supported Node instead.
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# jsii prints an end-of-life banner on Node 20 (this machine); CI pins Node 22 instead.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway lint package clean
