@@ -410,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     except TopologyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting: Topology.start has stopped its part
+        print("interrupted: stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

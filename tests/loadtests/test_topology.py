@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from loadtests.processes import TopologyError, group_alive
+from loadtests.topology import Topology, TopologyConfig
 from tests.loadtests.conftest import call, tls_context
 
 TODO = "/api/TodoItem"
@@ -72,7 +73,8 @@ def test_after_the_primary_is_restored_traffic_fails_back(start_topology):
     call(topology.gateway_url, TODO, key(topology))
     topology.restore_app("primary")
     topology.gateway.wait_ready(lambda: topology.serving_site() == topology.config.primary_site)
-    assert call(topology.gateway_url, TODO, key(topology)) == (200, topology.config.primary_site)
+    result = call(topology.gateway_url, TODO, key(topology))
+    assert result == (200, topology.config.primary_site), (topology.gateway.log.read_text())
 
 
 def test_stopping_leaves_no_process_running(start_topology):
@@ -94,21 +96,29 @@ def test_a_taken_gateway_port_is_named_and_nothing_is_started(start_topology):
             start_topology(gateway_port=port)
 
 
-def test_an_app_dying_at_start_is_named_and_the_rest_is_stopped(certs_dir, tmp_path):
-    from loadtests.topology import Topology, TopologyConfig
-
+def test_an_app_dying_at_start_is_named(certs_dir, tmp_path):
     broken = tmp_path / "certs"
     shutil.copytree(certs_dir, broken)
     summary = json.loads((broken / "client.json").read_text())
     (broken / "client.json").write_text(json.dumps({**summary, "sha256": "not-a-thumbprint"}))
-    topology = Topology(TopologyConfig(certs_dir=broken, workdir=tmp_path / "topology"))
+    config = TopologyConfig(certs_dir=broken, workdir=tmp_path / "topology")
     with pytest.raises(TopologyError, match=r"primary app \(todo-api-australiaeast\) exited"):
-        try:
-            topology._start()
-        finally:
-            started = [p.pid for p in topology.processes if p.pid]
-            topology.stop()
-    assert started and [g for g in started if group_alive(g)] == []
+        Topology.start(config)
+
+
+def test_a_failed_start_stops_what_it_had_started(certs_dir, tmp_path):
+    started: list[int] = []
+
+    class GatewayFailing(Topology):
+        def _start_gateway(self) -> None:
+            started.extend(process.pid for process in self.processes)
+            raise TopologyError("gateway: failed on purpose")
+
+    config = TopologyConfig(certs_dir=certs_dir, workdir=tmp_path / "topology")
+    with pytest.raises(TopologyError, match="gateway: failed on purpose"):
+        GatewayFailing.start(config)
+    assert len(started) == 4
+    assert [g for g in started if group_alive(g)] == []
 
 
 def test_topology_cli_up_then_down_stops_everything(certs_dir, tmp_path):
