@@ -2,6 +2,7 @@
 two-region stand-in, with a results table and reports. Unattended; exit 0 when it all works.
 
     python -m loadtests.demo [--duration 60] [--fault-at 20] [--restore-at 40] [--users 20]
+        [--fault app|frontend]
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tools.cli import CliError
 
 STACKS_DIR = ROOT / "cdktf.out" / "stacks"
 # The issue's goals, applied as thresholds: a run that misses one exits non-zero.
+# What the fault kills in the primary region, and how it comes back.
+FAULTS = {"app": ("kill_app", "restore_app"), "frontend": ("stop_frontend", "restore_frontend")}
 GOALS = {"max_recovery_seconds": 2.0, "max_failure_ratio": 0.001}
 
 
@@ -73,8 +76,8 @@ def failover_run(args: argparse.Namespace, report_dir: Path) -> int:
         for role, region in state["regions"].items():
             print(f"{role:<9} {region['site']}  front end {region['frontend_url']}")
         step(
-            f"failover under load: {args.users} users, {args.duration:g} s, primary app "
-            f"SIGKILLed at {args.fault_at:g} s, restarted at {args.restore_at:g} s"
+            f"failover under load: {args.users} users, {args.duration:g} s, primary "
+            f"{args.fault} SIGKILLed at {args.fault_at:g} s, restarted at {args.restore_at:g} s"
         )
         spec = RunSpec(
             scenario="failover",
@@ -88,7 +91,8 @@ def failover_run(args: argparse.Namespace, report_dir: Path) -> int:
             restore_at=args.restore_at,
             thresholds=dict(GOALS),
         )
-        summary = run_scenario(spec, topology.kill_app, topology.restore_app)
+        fault, restore = FAULTS[args.fault]
+        summary = run_scenario(spec, getattr(topology, fault), getattr(topology, restore))
         step("results")
         code = conclude(summary, report_dir)
         step("stopping the topology")
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-at", type=float, default=20.0)
     parser.add_argument("--restore-at", type=float, default=40.0)
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--fault", choices=FAULTS, default="app", help="what to SIGKILL")
     parser.add_argument("--certs", type=Path, default=DEFAULT_CERTS)
     parser.add_argument("--skip-synth", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@
     python -m loadtests.topology down      stop the running one (state in .local/topology/)
     python -m loadtests.topology fault     SIGKILL the primary app of the running one
     python -m loadtests.topology restore   start the primary app again (failback)
+    python -m loadtests.topology fault-frontend / restore-frontend   the same for its front end
 
 From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
 """
@@ -322,22 +323,31 @@ def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict:
         raise TopologyError(f"no running topology ({path} is missing)") from None
 
 
+# Actions the running `up` process performs when another command signals it.
+ACTIONS = {
+    "fault": (signal.SIGUSR1, "kill_app", "primary app SIGKILLed"),
+    "restore": (signal.SIGUSR2, "restore_app", "primary app started again"),
+    "fault-frontend": (signal.SIGRTMIN, "stop_frontend", "primary front end SIGKILLed"),
+    "restore-frontend": (signal.SIGRTMIN + 1, "restore_frontend", "primary front end started"),
+}
+
+
 def _up(args: argparse.Namespace) -> int:
     config = TopologyConfig(
         gateway_port=args.gateway_port, certs_dir=args.certs, workdir=args.workdir
     )
     requests: list[str] = []
-    signal.signal(signal.SIGUSR1, lambda *_: requests.append("fault"))
-    signal.signal(signal.SIGUSR2, lambda *_: requests.append("restore"))
+    for name, (signum, _, _) in ACTIONS.items():
+        signal.signal(signum, lambda *_, name=name: requests.append(name))
     signal.signal(signal.SIGTERM, lambda *_: requests.append("stop"))
     with Topology.start(config) as topology:
         print(describe(topology.state()), flush=True)
         try:
             while "stop" not in requests:
                 while requests and requests[0] != "stop":
-                    action = requests.pop(0)
-                    getattr(topology, f"{'kill' if action == 'fault' else 'restore'}_app")()
-                    print(f"{action}: primary app {'killed' if action == 'fault' else 'started'}")
+                    _, method, done = ACTIONS[requests.pop(0)]
+                    getattr(topology, method)()
+                    print(done, flush=True)
                 time.sleep(0.05)
         except KeyboardInterrupt:
             pass
@@ -390,7 +400,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadtests.topology", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "fault", "restore"))
+    parser.add_argument("command", choices=("up", "down", *ACTIONS))
     parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
     parser.add_argument("--certs", type=Path, default=DEFAULT_CERTS, help="default: .certs")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=argparse.SUPPRESS)
@@ -404,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             return _up(args)
         if args.command == "down":
             return _down(args)
-        signum = signal.SIGUSR1 if args.command == "fault" else signal.SIGUSR2
-        print(f"{args.command}: signalled the topology (pid {_signal_owner(signum, args.workdir)})")
+        owner = _signal_owner(ACTIONS[args.command][0], args.workdir)
+        print(f"{args.command}: signalled the topology (pid {owner})")
         return 0
     except TopologyError as error:
         print(f"error: {error}", file=sys.stderr)
