@@ -37,33 +37,45 @@ class CaseInsensitiveRoute(Route):
         self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
 
 
+_TOO_LARGE = f"The request body must be at most {MAX_BODY_BYTES} bytes."
+
+
 async def _read_body(request: Request) -> bytes:
     """The request body, refusing (413) more than MAX_BODY_BYTES and (415) anything but JSON."""
-    declared = request.headers.get("content-length")
+    headers = request.headers
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Problem(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+        raise Problem(413, _TOO_LARGE)
+    body = b""
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise Problem(400, "The client disconnected before sending the whole body.")
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
         if len(body) > MAX_BODY_BYTES:
-            raise Problem(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
+            raise Problem(413, _TOO_LARGE)
     if not body:
         raise Problem(400, "The request body is missing.")
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != JSON_MEDIA_TYPE:
         raise Problem(415, f"The request body must be {JSON_MEDIA_TYPE}.")
-    return bytes(body)
+    return body
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # NaN and Infinity are not JSON
+
+
 async def _read_object(request: Request) -> dict:
     body = await _read_body(request)
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        data = _DECODER.decode(body.decode("utf-8"))
+    except ValueError:  # includes UnicodeDecodeError: JSON bodies are UTF-8 (RFC 8259)
         raise Problem(400, "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise Problem(400, "The request body must be a JSON object.")
