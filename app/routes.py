@@ -22,7 +22,7 @@ from app.contract import (
     TODO_PATH,
 )
 from app.problems import Problem
-from app.store import TodoItem, TodoStore, new_item_id
+from app.store import TodoStore, new_item_id, todo_item
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -126,7 +126,7 @@ class TodoItemsApi:
     async def create(self, request: Request) -> Response:
         data = await _read_object(request)
         _body_id(data)  # validated, then ignored: the server assigns ids
-        item = TodoItem(id=new_item_id(), name=_name(data), is_completed=_is_completed(data))
+        item = todo_item(new_item_id(), _name(data), _is_completed(data))
         await self.store.add(item)
         return _json(item.json, 201, {"Location": f"{TODO_PATH}/{item.id}"})
 
@@ -141,7 +141,7 @@ class TodoItemsApi:
         data = await _read_object(request)
         if _body_id(data) != item_id:
             raise Problem(400, "The field 'id' must equal the id in the path.")
-        item = TodoItem(id=item_id, name=_name(data), is_completed=_is_completed(data))
+        item = todo_item(item_id, _name(data), _is_completed(data))
         if await self.store.replace(item) is None:
             raise _not_found()
         return _json(item.json)

@@ -7,26 +7,30 @@ process: with several workers each has its own (a durable backend replaces it la
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class TodoItem:
+class TodoItem(NamedTuple):
+    """One item, with its JSON encoded once (items never change; an update replaces the item).
+
+    Make one with todo_item().
+    """
+
     id: str
     name: str
-    is_completed: bool = False
+    is_completed: bool
+    json: bytes
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "isCompleted": self.is_completed}
 
-    @functools.cached_property
-    def json(self) -> bytes:
-        """The item as compact UTF-8 JSON, encoded once (items never change; updates replace them)."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+
+def todo_item(item_id: str, name: str, is_completed: bool = False) -> TodoItem:
+    fields = {"id": item_id, "name": name, "isCompleted": is_completed}
+    encoded = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    return TodoItem(item_id, name, is_completed, encoded)
 
 
 def new_item_id() -> str:
@@ -48,25 +52,29 @@ class TodoStore(Protocol):
 
 
 class InMemoryTodoStore:
+    """Items kept as plain tuples: the garbage collector untracks those (not TodoItem, a tuple
+    subclass), so a large store adds nothing to the cost of later collections."""
+
     def __init__(self) -> None:
-        self._items: dict[str, TodoItem] = {}
+        self._items: dict[str, tuple] = {}
 
     async def list(self) -> list[TodoItem]:
-        return list(self._items.values())
+        return [TodoItem._make(fields) for fields in self._items.values()]
 
     async def get(self, item_id: str) -> TodoItem | None:
-        return self._items.get(item_id)
+        fields = self._items.get(item_id)
+        return None if fields is None else TodoItem._make(fields)
 
     async def add(self, item: TodoItem) -> TodoItem:
         if item.id in self._items:
             raise KeyError(item.id)
-        self._items[item.id] = item
+        self._items[item.id] = tuple(item)
         return item
 
     async def replace(self, item: TodoItem) -> TodoItem | None:
         if item.id not in self._items:
             return None
-        self._items[item.id] = item
+        self._items[item.id] = tuple(item)
         return item
 
     async def delete(self, item_id: str) -> bool:

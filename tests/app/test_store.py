@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 
 from app.application import create_app
-from app.store import InMemoryTodoStore, TodoItem
+from app.store import InMemoryTodoStore, todo_item
 
 CONCURRENCY = 200
 
@@ -71,11 +72,23 @@ def test_store_refuses_a_duplicate_id():
     store = InMemoryTodoStore()
 
     async def main():
-        await store.add(TodoItem(id="a" * 32, name="first"))
+        await store.add(todo_item("a" * 32, "first"))
         try:
-            await store.add(TodoItem(id="a" * 32, name="second"))
+            await store.add(todo_item("a" * 32, "second"))
         except KeyError:
             return (await store.get("a" * 32)).name
         return None
 
     assert asyncio.run(main()) == "first"
+
+
+def test_stored_items_cost_the_garbage_collector_nothing():
+    store = InMemoryTodoStore()
+
+    async def fill():
+        for n in range(1000):
+            await store.add(todo_item(f"{n:032x}", f"item {n}"))
+
+    asyncio.run(fill())
+    gc.collect()
+    assert not any(gc.is_tracked(fields) for fields in store._items.values())
