@@ -57,6 +57,7 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_WEB_CONCURRENCY = 1  # the in-memory store lives in one process
 HEALTH_CHECK_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
+HEADER_VALUE_PATTERN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # visible ASCII, inner spaces
 
 
 class SettingsError(ValueError):
@@ -158,6 +159,15 @@ def _health_check_key(environ: Mapping[str, str], environment: str) -> str | Non
     return key
 
 
+def _site_name(environ: Mapping[str, str]) -> str:
+    site_name = _value(environ, WEBSITE_SITE_NAME) or DEFAULT_SITE_NAME
+    if not HEADER_VALUE_PATTERN.fullmatch(site_name):
+        raise SettingsError(
+            WEBSITE_SITE_NAME, "must be visible ASCII (it is sent as a header value)"
+        )
+    return site_name
+
+
 def _client_cert_header(environ: Mapping[str, str]) -> str:
     header = _value(environ, CLIENT_CERT_HEADER) or DEFAULT_CLIENT_CERT_HEADER
     if not HEADER_NAME_PATTERN.fullmatch(header):
@@ -172,7 +182,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         raise SettingsError(CLIENT_CERT_VALIDATION, "may be off only with APP_ENV=development")
     return Settings(
         environment=environment,
-        site_name=_value(environ, WEBSITE_SITE_NAME) or DEFAULT_SITE_NAME,
+        site_name=_site_name(environ),
         health_check_key=_health_check_key(environ, environment),
         client_cert_header=_client_cert_header(environ),
         client_certificate=_client_certificate_rules(environ) if validation == "on" else None,

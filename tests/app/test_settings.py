@@ -48,6 +48,8 @@ def test_production_refuses_a_missing_required_setting(environment, variable):
     ("variable", "value"),
     [
         ("APP_ENV", "staging"),
+        ("WEBSITE_SITE_NAME", "région-est"),
+        ("WEBSITE_SITE_NAME", "two\nlines"),
         ("CLIENT_CERT_VALIDATION", "maybe"),
         ("CLIENT_CERT_VALIDATION", "off"),
         ("HEALTH_CHECK_KEY", "short"),
