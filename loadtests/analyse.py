@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from loadtests import analysis
-from loadtests.run import RunError, RunSpec, conclude, summarise
+from loadtests.run import RunError, RunSpec, add_threshold_flags, conclude, summarise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report_dir", type=Path)
     parser.add_argument("--fault-time", type=float, default=None, help="epoch seconds")
     parser.add_argument("--restore-time", type=float, default=None, help="epoch seconds")
-    for name, (_, kind, _) in analysis.THRESHOLDS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    add_threshold_flags(parser)
     args = parser.parse_args(argv)
     spec = RunSpec(
         scenario="records",

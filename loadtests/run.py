@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -274,9 +274,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restore-at", type=float, default=None)
     parser.add_argument("--restore-command", default=None)
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
+    add_threshold_flags(parser)
+    return parser
+
+
+def add_threshold_flags(parser: argparse.ArgumentParser) -> None:
     for name, (_, kind, _) in analysis.THRESHOLDS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
-    return parser
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
@@ -292,25 +296,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     if args.scenario == "security" and thresholds["max_failure_ratio"] is None:
         thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
     report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
-    return RunSpec(
-        scenario=args.scenario,
-        host=args.host,
-        key=args.key,
-        report_dir=report_dir,
-        users=args.users,
-        spawn_rate=args.spawn_rate,
-        duration=args.duration,
-        user_rate=args.user_rate,
-        processes=args.processes,
-        cert=args.cert,
-        cert_key=args.cert_key,
-        ca_bundle=args.ca_bundle,
-        api_path=args.api_path,
-        frontend_urls=args.frontend_urls,
-        fault_at=args.fault_at,
-        restore_at=args.restore_at,
-        thresholds=thresholds,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(RunSpec) if hasattr(args, f.name)}
+    return RunSpec(**{**given, "report_dir": report_dir, "thresholds": thresholds})
 
 
 def conclude(summary: dict, report_dir: Path) -> int:
