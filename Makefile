@@ -55,7 +55,7 @@ local-down: $(VENV)/.synced
 	$(PY) -m loadtests.topology down
 
 bench-app: $(VENV)/.synced system-packages
-	$(PY) -m benchmarks.app_server
+	$(PY) -m benchmarks.app_server --rounds 3
 
 bench-synth: $(VENV)/.synced
 	$(PY) -m benchmarks.synth
@@ -70,4 +70,4 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf cdktf.out reports dist .pytest_cache
+	rm -rf cdktf.out reports dist .local .pytest_cache

@@ -7,16 +7,9 @@ synthesized exactly once per session through the same path as `python main.py`
 """
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-# pytest runs with --import-mode=importlib, which leaves sys.path alone: make the repository's
-# packages (app, stacks, tools, loadtests, tests) importable for every test module.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, topology_overrides
 
