@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from benchmarks import wrk
+from benchmarks.wrk import Result
 
 GOAL = 0.90
 WARM_UP_SECONDS = 2  # per case and app, not measured
@@ -67,43 +67,16 @@ baseline = Starlette(
 )
 
 
-@dataclass(frozen=True)
-class Result:
-    requests_per_second: float
-    p99_ms: float
-
-
-def _milliseconds(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def parse_wrk(output: str) -> Result:
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if not rps or not p99:
-        raise SystemExit(f"benchmark: could not read wrk output:\n{output}")
-    if errors:
-        raise SystemExit(
-            f"benchmark: {errors.group(1)} error responses; the run is not valid:\n{output}"
-        )
-    return Result(float(rps.group(1)), _milliseconds(p99.group(1)))
-
-
 def run_wrk(url: str, header: str, args: argparse.Namespace, script: Path | None) -> Result:
-    command = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{args.duration}s",
-        "--latency",
-    ]
-    command += ["-H", header, *(["-s", str(script)] if script else []), url]
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=args.duration + 60
+    name, value = header.split(": ", 1)
+    return wrk.run(
+        url,
+        seconds=args.duration,
+        threads=args.threads,
+        connections=args.connections,
+        headers={name: value},
+        script=script,
     )
-    return parse_wrk(output.stdout)
 
 
 def _best(results: list[Result]) -> Result:

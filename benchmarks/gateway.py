@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,25 +26,9 @@ from cryptography.hazmat.primitives import serialization
 
 from app.contract import SUBSCRIPTION_KEY_HEADER
 from app.contract import TODO_PATH as PATH
+from benchmarks import wrk
 from loadtests.topology import CLIENT_CERT_HEADER, Topology, TopologyConfig
 from tools import certs
-
-RPS_PATTERN = re.compile(r"Requests/sec:\s+([\d.]+)")
-NON_2XX_PATTERN = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-
-
-def wrk(url: str, seconds: float, connections: int, headers: dict[str, str]) -> float:
-    """Requests/s of one bounded wrk run; refuses runs with errors or non-2xx answers."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=seconds + 30
-    ).stdout
-    bad = NON_2XX_PATTERN.search(output)
-    if bad:
-        raise SystemExit(f"error: {bad.group(1)} non-2xx responses from {url}")
-    return float(RPS_PATTERN.search(output).group(1))
 
 
 def certificate_header(config: TopologyConfig) -> dict[str, str]:
@@ -76,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             results: dict[str, list[float]] = {name: [] for name in paths}
             for round_number in range(1, args.rounds + 1):
                 for name, (url, headers) in paths.items():
-                    rps = wrk(url, args.seconds, args.connections, headers)
+                    rps = wrk.run(
+                        url,
+                        seconds=args.seconds,
+                        threads=1,
+                        connections=args.connections,
+                        headers=headers,
+                    ).requests_per_second
                     results[name].append(rps)
                     print(f"round {round_number}  {name:<8} {rps:9.0f} req/s", flush=True)
     gateway, direct = (statistics.median(results[name]) for name in ("gateway", "direct"))
