@@ -1,13 +1,16 @@
 """Typed configuration: embedded defaults, one TOML file per environment, `--set` overrides.
 
-`load_environments()` reads `config/<env>.toml` for every environment, applies dotted
-overrides (`gateway.topology=dual`) and validates everything before any construct exists.
+`load_environments()` reads `config/<env>.toml` for every environment, applies the
+environment variable `TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_<ENV>` (CI sets it from a
+repository variable), then dotted overrides (`gateway.topology=dual`), and validates everything
+before any construct exists.
 Any problem raises `ConfigError` whose message is one line naming the file, the field and
 the reason.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +18,15 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stacks.regions import REGIONS
 
@@ -26,6 +37,9 @@ TOPOLOGIES = ("single", "multi-region", "dual")
 Topology = Literal["single", "multi-region", "dual"]
 PlanSku = Literal["S1", "S2", "S3", "P0v3", "P1v3", "P2v3", "P3v3"]
 REQUIRED_TAGS = ("project", "environment", "managed-by")
+# Per environment, e.g. TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_DEV="<guid>,<guid>".
+KEY_VAULT_ADMINISTRATORS_ENV = "TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_{}"
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # API Management tiers that have a static public IP per region (needed for the web apps'
 # allow lists) and the capacity range of each. Consumption and the v2 tiers have neither.
@@ -152,6 +166,37 @@ class Certificate(_Model):
         return self.issuer or self.subject
 
 
+class KeyVault(_Model):
+    # Entra object ids that get Key Vault Administrator on the vault: the deploy identities and
+    # optionally an admin group. Empty: whoever runs Terraform (fine on a laptop; CI must set
+    # it, or every plan run by another identity shows the assignment as a replacement).
+    administrator_object_ids: tuple[str, ...] = ()
+
+    @field_validator("administrator_object_ids", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """A string is a comma- or space-separated list (environment variables, `--set`)."""
+        return tuple(re.split(r"[\s,]+", value.strip())) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _guids(self) -> KeyVault:
+        seen: set[str] = set()
+        for object_id in self.administrator_object_ids:
+            if not GUID.fullmatch(object_id.lower()):
+                raise ValueError(
+                    f"administrator_object_ids: not an Entra object id (GUID): {object_id!r}"
+                )
+            if object_id.lower() in seen:
+                raise ValueError(f"administrator_object_ids: listed twice: {object_id!r}")
+            seen.add(object_id.lower())
+        return self
+
+    @property
+    def administrators(self) -> tuple[str, ...]:
+        """The object ids, lowercase (as Azure returns them, so plans stay quiet)."""
+        return tuple(object_id.lower() for object_id in self.administrator_object_ids)
+
+
 class State(_Model):
     backend: Literal["local", "azurerm"] = "local"
     resource_group_name: str | None = None
@@ -177,6 +222,7 @@ class EnvironmentConfig(_Model):
     gateway: Gateway = Field(default_factory=Gateway)
     traffic_manager: TrafficManager = Field(default_factory=TrafficManager)
     certificate: Certificate = Field(default_factory=Certificate)
+    key_vault: KeyVault = Field(default_factory=KeyVault)
     tags: dict[str, str] = Field(
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )
@@ -201,8 +247,12 @@ def load_environments(
 
 
 def load_environment(
-    environment: str, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR
+    environment: str,
+    overrides: Mapping[str, Any] | None = None,
+    config_dir: Path = CONFIG_DIR,
+    environ: Mapping[str, str] | None = None,
 ) -> EnvironmentConfig:
+    """File, then `TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_<ENV>` if not empty, then overrides."""
     path = config_dir / f"{environment}.toml"
     where = _display(path)
     try:
@@ -213,6 +263,11 @@ def load_environment(
         raise ConfigError(f"{where}: invalid TOML: {error}") from None
     if "environment" in data:
         raise ConfigError(f"{where}: environment: set by the file name, not in the file")
+    variable = KEY_VAULT_ADMINISTRATORS_ENV.format(environment.upper())
+    from_environ = (os.environ if environ is None else environ).get(variable, "").strip()
+    if from_environ:
+        where = f"{where} (with ${variable})"
+        _set_dotted(data, "key_vault.administrator_object_ids", from_environ)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:

@@ -4,6 +4,11 @@ The certificate is generated inside Key Vault (issuer `Self`, EKU clientAuth, ex
 API Management can present it), so no private key ever exists in the repository, in
 `cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.certs
 generate`) is imported instead; its password comes from a sensitive Terraform variable.
+
+Key Vault Administrator goes to `key_vault.administrator_object_ids` (the deploy identities,
+an admin group), one assignment per object id, or, when that list is empty, to whoever runs
+Terraform (`data.azurerm_client_config`): right for a laptop deploy, but a plan run by another
+identity (the CI plan identity) would then show that assignment as a replacement.
 """
 
 from cdktf import Fn, TerraformStack, TerraformVariable
@@ -27,12 +32,13 @@ from cdktf_cdktf_provider_random.password import Password
 from constructs import Construct
 
 from stacks.config import Certificate
+from stacks.config import KeyVault as KeyVaultConfig
 from stacks.naming import Names
 
 CLIENT_AUTH_EKU = "1.3.6.1.5.5.7.3.2"
 PFX_CONTENT_TYPE = "application/x-pkcs12"
 SECRET_READER_ROLE = "Key Vault Secrets User"
-DEPLOYER_ROLE = "Key Vault Administrator"
+ADMINISTRATOR_ROLE = "Key Vault Administrator"
 HEALTH_KEY_LENGTH = 40
 PFX_PASSWORD_VARIABLE = "client_certificate_password"
 
@@ -48,6 +54,7 @@ class SecretStore(Construct):
         resource_group_name: str,
         certificate: Certificate,
         tags: dict[str, str],
+        key_vault: KeyVaultConfig | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.client = DataAzurermClientConfig(self, "deployer")
@@ -66,13 +73,7 @@ class SecretStore(Construct):
             network_acls=KeyVaultNetworkAcls(bypass="AzureServices", default_action="Allow"),
             tags=tags,
         )
-        self.deployer_access = RoleAssignment(
-            self,
-            "deployer-access",
-            scope=self.vault.id,
-            role_definition_name=DEPLOYER_ROLE,
-            principal_id=self.client.object_id,
-        )
+        self.administrator_access = self._administrators(key_vault or KeyVaultConfig())
         self.health_key = Password(self, "health-key", length=HEALTH_KEY_LENGTH, special=False)
         self.health_key_secret = KeyVaultSecret(
             self,
@@ -82,7 +83,7 @@ class SecretStore(Construct):
             value=self.health_key.result,
             content_type="text/plain",
             tags=tags,
-            depends_on=[self.deployer_access],
+            depends_on=self.administrator_access,
         )
         self.certificate = self._client_certificate(certificate, tags)
 
@@ -90,6 +91,25 @@ class SecretStore(Construct):
     def health_key_reference(self) -> str:
         """App Service resolves this app setting from Key Vault with the app's identity."""
         return f"@Microsoft.KeyVault(SecretUri={self.health_key_secret.versionless_id})"
+
+    def _administrators(self, config: KeyVaultConfig) -> list[RoleAssignment]:
+        """Key Vault Administrator for the configured object ids, else for the caller."""
+        if not config.administrators:
+            # Same address as before the setting existed: existing states keep their assignment.
+            return [self._administrator("deployer-access", self.client.object_id)]
+        return [
+            self._administrator(f"administrator-{object_id}", object_id)
+            for object_id in config.administrators
+        ]
+
+    def _administrator(self, id_: str, principal_id: str) -> RoleAssignment:
+        return RoleAssignment(
+            self,
+            id_,
+            scope=self.vault.id,
+            role_definition_name=ADMINISTRATOR_ROLE,
+            principal_id=principal_id,
+        )
 
     def grant_secret_read(self, scope: Construct, id_: str, principal_id: str) -> RoleAssignment:
         return RoleAssignment(
@@ -105,7 +125,7 @@ class SecretStore(Construct):
             "name": "apim-client-certificate",
             "key_vault_id": self.vault.id,
             "tags": tags,
-            "depends_on": [self.deployer_access],
+            "depends_on": self.administrator_access,
         }
         if config.pfx_path:
             password = TerraformVariable(  # at stack level: TF_VAR_client_certificate_password

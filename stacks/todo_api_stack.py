@@ -66,6 +66,7 @@ class TodoApiStack(TerraformStack):
             location=primary,
             resource_group_name=self.global_group.name,
             certificate=config.certificate,
+            key_vault=config.key_vault,
             tags=tags,
         )
         send_diagnostics(

@@ -9,6 +9,9 @@
 #   GITHUB_REPO=contoso/todo-api STATE_ACCOUNT=todoapitfstate42 PROD_REVIEWER=alice \
 #     tools/azure-bootstrap.sh
 #
+# Optional: KEY_VAULT_ADMIN_GROUP=<object id of an Entra group> also makes that group Key Vault
+# Administrator on both vaults (for people who must manage secrets by hand).
+#
 # Creates: the Terraform state storage account (Entra ID auth only, versioned blobs), three
 # identities with federated credentials (no client secrets anywhere):
 #   todo-api-github-plan   read-only: PR plans (subject pull_request) and nightly drift
@@ -22,6 +25,7 @@ set -euo pipefail
 : "${GITHUB_REPO:?set GITHUB_REPO=owner/name}"
 : "${STATE_ACCOUNT:?set STATE_ACCOUNT to a globally unique storage account name (3-24 a-z0-9)}"
 : "${PROD_REVIEWER:?set PROD_REVIEWER to the GitHub login that approves prod deploys}"
+KEY_VAULT_ADMIN_GROUP="${KEY_VAULT_ADMIN_GROUP:-}"
 LOCATION="${LOCATION:-australiaeast}"
 STATE_RESOURCE_GROUP="${STATE_RESOURCE_GROUP:-todo-api-tfstate}"
 STATE_CONTAINER="${STATE_CONTAINER:-tfstate}"
@@ -117,7 +121,7 @@ az role assignment create --assignee "$PLAN_APP_ID" --role "Storage Blob Data Re
 
 echo "== roles: deploy identities (dev, prod)"
 # Contributor creates the resource groups and everything in them. The stacks also assign Key
-# Vault roles (the deployer on the vault, each web app's identity as secret reader): Role Based
+# Vault roles (the deploy identities on the vault, each web app's identity as secret reader): Role Based
 # Access Control Administrator, limited by a condition to exactly those two roles.
 KV_ADMIN=00482a5a-887f-4fb3-b363-3b7fe8e74483    # Key Vault Administrator
 KV_SECRETS_USER=4633458b-17de-408a-b874-0445c86b69e6  # Key Vault Secrets User
@@ -129,6 +133,12 @@ for app_id in "$DEV_APP_ID" "$PROD_APP_ID"; do
   az role assignment create --assignee "$app_id" --role "Storage Blob Data Contributor" \
     --scope "$CONTAINER_SCOPE" --output none
 done
+
+# Key Vault Administrator goes to these object ids (config key_vault.administrator_object_ids,
+# set by the workflows from AZURE_DEPLOYER_OBJECT_IDS_<ENV>), not to whoever runs Terraform:
+# otherwise PR and drift plans, run by the plan identity, would show it as a replacement.
+DEV_OBJECT_ID=$(az ad sp show --id "$DEV_APP_ID" --query id --output tsv)
+PROD_OBJECT_ID=$(az ad sp show --id "$PROD_APP_ID" --query id --output tsv)
 
 echo "== GitHub: environments, variables, label (${GITHUB_REPO})"
 REVIEWER_ID=$(gh api "users/${PROD_REVIEWER}" --jq .id)
@@ -146,6 +156,10 @@ gh variable set AZURE_PLAN_CLIENT_ID --repo "$GITHUB_REPO" --body "$PLAN_APP_ID"
 gh variable set TFSTATE_RESOURCE_GROUP --repo "$GITHUB_REPO" --body "$STATE_RESOURCE_GROUP"
 gh variable set TFSTATE_STORAGE_ACCOUNT --repo "$GITHUB_REPO" --body "$STATE_ACCOUNT"
 gh variable set TFSTATE_CONTAINER --repo "$GITHUB_REPO" --body "$STATE_CONTAINER"
+gh variable set AZURE_DEPLOYER_OBJECT_IDS_DEV --repo "$GITHUB_REPO" \
+  --body "${DEV_OBJECT_ID}${KEY_VAULT_ADMIN_GROUP:+,${KEY_VAULT_ADMIN_GROUP}}"
+gh variable set AZURE_DEPLOYER_OBJECT_IDS_PROD --repo "$GITHUB_REPO" \
+  --body "${PROD_OBJECT_ID}${KEY_VAULT_ADMIN_GROUP:+,${KEY_VAULT_ADMIN_GROUP}}"
 gh variable set AZURE_CLIENT_ID --repo "$GITHUB_REPO" --env dev --body "$DEV_APP_ID"
 gh variable set AZURE_CLIENT_ID --repo "$GITHUB_REPO" --env prod --body "$PROD_APP_ID"
 gh label create drift --repo "$GITHUB_REPO" --color D93F0B --force \

@@ -10,6 +10,7 @@ import pytest
 from stacks.config import ConfigError, load_environment, load_environments, parse_overrides
 
 REPO = Path(__file__).resolve().parents[2]
+DEPLOYER_ID = "11111111-2222-3333-4444-555555555555"
 
 BAD_SETTINGS = {
     "unknown key": (["gateway.colour=blue"], "gateway.colour: unknown key"),
@@ -47,6 +48,14 @@ BAD_SETTINGS = {
     "remote state incomplete": (
         ["state.backend=azurerm"],
         "state.resource_group_name: required with backend = 'azurerm'",
+    ),
+    "malformed Key Vault administrator": (
+        ["key_vault.administrator_object_ids=1111-2222"],
+        "key_vault.administrator_object_ids: not an Entra object id (GUID): '1111-2222'",
+    ),
+    "Key Vault administrator twice": (
+        ["key_vault.administrator_object_ids=" + ",".join([DEPLOYER_ID] * 2)],
+        "key_vault.administrator_object_ids: listed twice",
     ),
     "malformed --set": (["gateway.topology"], "--set gateway.topology: expected KEY=VALUE"),
 }

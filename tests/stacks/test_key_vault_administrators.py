@@ -1,0 +1,93 @@
+"""Key Vault Administrator: the configured object ids (the deploy identities), never the
+identity that happens to run Terraform, so plans run by the read-only plan identity stay quiet;
+the caller only when nothing is configured (a laptop `cdktf deploy`)."""
+
+import json
+
+import pytest
+
+from stacks.config import ConfigError, load_environment
+from tests.stacks.synthesized import blocks
+
+DEPLOYER = "11111111-2222-3333-4444-555555555555"
+ADMIN_GROUP = "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"
+VARIABLE = "TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_DEV"
+
+
+def administrator_assignments(stack: dict) -> dict[str, dict]:
+    return {
+        logical_id: block
+        for logical_id, block in blocks(stack, "azurerm_role_assignment").items()
+        if block["role_definition_name"] == "Key Vault Administrator"
+    }
+
+
+@pytest.fixture(scope="module")
+def configured_stack(tmp_path_factory) -> dict:
+    from stacks.synth import synthesize
+
+    config = load_environment(
+        "dev", {"key_vault.administrator_object_ids": [DEPLOYER, ADMIN_GROUP]}, environ={}
+    )
+    (path,) = synthesize([config], tmp_path_factory.mktemp("kv-admins"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_configured_object_ids_are_exactly_the_administrators(configured_stack):
+    principals = [a["principal_id"] for a in administrator_assignments(configured_stack).values()]
+    assert sorted(principals) == sorted([DEPLOYER, ADMIN_GROUP.lower()])
+
+
+def test_no_role_assignment_depends_on_who_runs_terraform(configured_stack):
+    for block in blocks(configured_stack, "azurerm_role_assignment").values():
+        assert "azurerm_client_config" not in block["principal_id"]
+
+
+def test_secret_and_certificate_wait_for_the_configured_administrators(configured_stack):
+    expected = sorted(
+        f"azurerm_role_assignment.{logical_id}"
+        for logical_id in administrator_assignments(configured_stack)
+    )
+    for kind in ("azurerm_key_vault_secret", "azurerm_key_vault_certificate"):
+        for block in blocks(configured_stack, kind).values():
+            assert sorted(block["depends_on"]) == expected
+
+
+def test_without_object_ids_the_caller_is_the_administrator(synthesized_stacks):
+    stack = synthesized_stacks[("dev", "single")]
+    ((logical_id, assignment),) = administrator_assignments(stack).items()
+    assert assignment["principal_id"].startswith("${data.azurerm_client_config.")
+    assert assignment["principal_id"].endswith(".object_id}")
+    secret = next(iter(blocks(stack, "azurerm_key_vault_secret").values()))
+    assert secret["depends_on"] == [f"azurerm_role_assignment.{logical_id}"]
+
+
+def test_environment_variable_sets_the_object_ids_per_environment():
+    environ = {VARIABLE: f" {DEPLOYER}, {ADMIN_GROUP} "}
+    dev = load_environment("dev", environ=environ)
+    prod = load_environment("prod", environ=environ)
+    assert dev.key_vault.administrators == (DEPLOYER, ADMIN_GROUP.lower())
+    assert prod.key_vault.administrators == ()
+
+
+def test_empty_environment_variable_keeps_the_file_value():
+    # GitHub expands an unset repository variable to "".
+    assert load_environment("dev", environ={VARIABLE: ""}).key_vault.administrators == ()
+
+
+def test_override_wins_over_the_environment_variable():
+    config = load_environment(
+        "dev", {"key_vault.administrator_object_ids": [DEPLOYER]}, environ={VARIABLE: ADMIN_GROUP}
+    )
+    assert config.key_vault.administrators == (DEPLOYER,)
+
+
+def test_malformed_object_id_from_the_environment_names_field_and_variable():
+    with pytest.raises(ConfigError) as raised:
+        load_environment("dev", environ={VARIABLE: f"{DEPLOYER},not-a-guid"})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert VARIABLE in message
+    assert "key_vault.administrator_object_ids: not an Entra object id (GUID): 'not-a-guid'" in (
+        message
+    )
