@@ -231,6 +231,7 @@ class TodoApiStack(TerraformStack):
             "web_app_names": [app.name for app in apps],
             "web_app_hostnames": [app.default_hostname for app in apps],
             "resource_group_names": groups,
+            "web_app_resource_group_names": groups[1:],
             "api_path": self.config.gateway.api_path,
         }
         for name, value in values.items():

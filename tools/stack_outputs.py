@@ -7,9 +7,9 @@
 `github-env` masks the sensitive values in the Actions log (`::add-mask::`) and writes
 GATEWAY_URL (the first gateway), API_PATH, PRIMARY_WEB_APP, PRIMARY_RESOURCE_GROUP,
 SUBSCRIPTION_KEY and HEALTH_CHECK_KEY for the following steps of the same job.
-The output names are fixed by the stacks (see stacks/): one fact, one place. The regional
-resource groups are the last entries of `resource_group_names` (the stacks put the global
-group first), in the order of `web_app_names` (primary first).
+The output names are fixed by the stacks (see stacks/): one fact, one place.
+`web_app_resource_group_names` pairs each web app with its resource group, in the order of
+`web_app_names` (primary first).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ LIST_OUTPUTS = (
     "web_app_names",
     "web_app_hostnames",
     "resource_group_names",
+    "web_app_resource_group_names",
 )
 TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
 SENSITIVE_OUTPUTS = ("subscription_key", "health_check_key")
@@ -46,6 +47,7 @@ class StackOutputs:
     web_app_names: list[str]
     web_app_hostnames: list[str]
     resource_group_names: list[str]
+    web_app_resource_group_names: list[str]
     subscription_key: str
     health_check_key: str
     api_path: str
@@ -53,11 +55,13 @@ class StackOutputs:
     @property
     def web_apps(self) -> list[WebApp]:
         """The regional web apps, primary first, each with its resource group and base URL."""
-        groups = self.resource_group_names[-len(self.web_app_names):]
         return [
             WebApp(name, group, _url(host))
             for name, group, host in zip(
-                self.web_app_names, groups, self.web_app_hostnames, strict=True
+                self.web_app_names,
+                self.web_app_resource_group_names,
+                self.web_app_hostnames,
+                strict=True,
             )
         ]
 
@@ -84,10 +88,10 @@ def parse(raw: dict) -> StackOutputs:
         values[name] = value
     outputs = StackOutputs(**values)
     apps = len(outputs.web_app_names)
-    if len(outputs.web_app_hostnames) != apps or len(outputs.resource_group_names) < apps:
+    if len(outputs.web_app_hostnames) != apps or len(outputs.web_app_resource_group_names) != apps:
         raise CliError(
-            "outputs web_app_names, web_app_hostnames and resource_group_names must pair up"
-            " (one web app per region, primary first; the last resource groups are theirs)"
+            "outputs web_app_names, web_app_hostnames and web_app_resource_group_names must pair"
+            " up (one web app per region, primary first)"
         )
     return outputs
 

@@ -333,6 +333,7 @@ def test_outputs_have_the_fixed_names(case):
         "web_app_names",
         "web_app_hostnames",
         "resource_group_names",
+        "web_app_resource_group_names",
         "subscription_key",
         "health_check_key",
         "api_path",
@@ -344,6 +345,10 @@ def test_outputs_have_the_fixed_names(case):
     assert outputs["web_app_names"]["value"][0].startswith(
         "${azurerm_linux_web_app.app-australiaeast_"
     )  # primary first
+    assert [g.split(".")[1] for g in outputs["web_app_resource_group_names"]["value"]] == [
+        "group-australiaeast",
+        "group-australiasoutheast",
+    ]  # each web app's own group, in web_app_names order
     assert outputs["api_path"]["value"] == "todo"
     urls = {"single": 1, "multi-region": 3, "dual": 3}[topology]
     assert len(outputs["gateway_urls"]["value"]) == urls

@@ -22,7 +22,8 @@ def run(tmp_path, fail_for="nobody", *extra):
     outputs = {name: {"value": value} for name, value in {
         "gateway_urls": ["https://gw"], "traffic_manager_fqdns": ["tm"],
         "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
-        "resource_group_names": ["rg-global", "rg-weu", "rg-neu"], "subscription_key": "k",
+        "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
+        "web_app_resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "k",
         "health_check_key": "h", "api_path": "todo"}.items()}
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     (tmp_path / "app.zip").write_bytes(b"PK")

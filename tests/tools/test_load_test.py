@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RAW = {name: {"value": value} for name, value in {
     "gateway_urls": ["https://apim.example"], "traffic_manager_fqdns": ["tm"],
     "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
-    "resource_group_names": ["rg-global", "rg-weu", "rg-neu"], "subscription_key": "sub-key",
+    "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
+    "web_app_resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "sub-key",
     "health_check_key": "h", "api_path": "todo"}.items()}
 
 

@@ -15,6 +15,7 @@ def raw(**overrides):
         "web_app_names": ["app-weu", "app-neu"],
         "web_app_hostnames": ["app-weu.azurewebsites.net", "app-neu.azurewebsites.net"],
         "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
+        "web_app_resource_group_names": ["rg-weu", "rg-neu"],
         "subscription_key": "sub-key-0123",
         "health_check_key": "health-key-0123456789",
         "api_path": "todo",
@@ -45,11 +46,11 @@ def test_missing_output_is_named():
 
 def test_lists_that_do_not_pair_up_are_rejected():
     with pytest.raises(CliError, match="must pair up"):
-        stack_outputs.parse(raw(resource_group_names=["rg-weu"]))
+        stack_outputs.parse(raw(web_app_resource_group_names=["rg-weu"]))
 
 
-def test_web_apps_pair_with_the_last_resource_groups_when_there_is_no_global_group():
-    apps = stack_outputs.parse(raw(resource_group_names=["rg-weu", "rg-neu"])).web_apps
+def test_web_apps_take_their_own_resource_groups_whatever_the_order_of_all_groups():
+    apps = stack_outputs.parse(raw(resource_group_names=["rg-neu", "rg-weu", "rg-global"])).web_apps
     assert [a.resource_group for a in apps] == ["rg-weu", "rg-neu"]
 
 
