@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.tools.stack_outputs_data import raw_outputs
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_AZ = """#!/usr/bin/env bash
 echo "$*" >> "$AZ_LOG"
@@ -19,12 +21,7 @@ def run(tmp_path, fail_for="nobody", *extra):
     bin_dir.mkdir()
     (bin_dir / "az").write_text(FAKE_AZ)
     (bin_dir / "az").chmod(0o755)
-    outputs = {name: {"value": value} for name, value in {
-        "gateway_urls": ["https://gw"], "traffic_manager_fqdns": ["tm"],
-        "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
-        "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
-        "web_app_resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "k",
-        "health_check_key": "h", "api_path": "todo"}.items()}
+    outputs = raw_outputs()
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     (tmp_path / "app.zip").write_bytes(b"PK")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",

@@ -7,16 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.tools.stack_outputs_data import raw_outputs
 from tools import load_test
 from tools.stack_outputs import parse
 
 ROOT = Path(__file__).resolve().parents[2]
-RAW = {name: {"value": value} for name, value in {
-    "gateway_urls": ["https://apim.example"], "traffic_manager_fqdns": ["tm"],
-    "web_app_names": ["app-weu", "app-neu"], "web_app_hostnames": ["a", "b"],
-    "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
-    "web_app_resource_group_names": ["rg-weu", "rg-neu"], "subscription_key": "sub-key",
-    "health_check_key": "h", "api_path": "todo"}.items()}
+RAW = raw_outputs(gateway_urls=["https://apim.example"], subscription_key="sub-key")
 
 
 def option(command: list[str], name: str) -> str:

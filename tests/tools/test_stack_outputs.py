@@ -4,24 +4,9 @@ import json
 
 import pytest
 
+from tests.tools.stack_outputs_data import raw_outputs as raw
 from tools import stack_outputs
 from tools.cli import CliError
-
-
-def raw(**overrides):
-    values = {
-        "gateway_urls": ["https://apim-todo-dev.azure-api.net"],
-        "traffic_manager_fqdns": ["todo-dev.trafficmanager.net"],
-        "web_app_names": ["app-weu", "app-neu"],
-        "web_app_hostnames": ["app-weu.azurewebsites.net", "app-neu.azurewebsites.net"],
-        "resource_group_names": ["rg-global", "rg-weu", "rg-neu"],
-        "web_app_resource_group_names": ["rg-weu", "rg-neu"],
-        "subscription_key": "sub-key-0123",
-        "health_check_key": "health-key-0123456789",
-        "api_path": "todo",
-    }
-    values.update(overrides)
-    return {k: {"sensitive": k.endswith("_key"), "type": "x", "value": v} for k, v in values.items()}
 
 
 def test_web_apps_pair_name_group_and_https_url_primary_first():
