@@ -63,4 +63,9 @@ def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
     )
     starlette.router.redirect_slashes = False
     # Outermost, so that 500s made by Starlette's error middleware carry the headers too.
-    return ResponseHeadersMiddleware(starlette, settings.site_name)
+    app = ResponseHeadersMiddleware(starlette, settings.site_name)
+    if settings.telemetry.enabled:  # imported only then: telemetry off costs nothing
+        from app.telemetry import RequestTelemetryMiddleware
+
+        app = RequestTelemetryMiddleware(app)
+    return app

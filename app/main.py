@@ -1,6 +1,7 @@
 """Entry point: `uvicorn app.main:app` locally, app/startup.sh (gunicorn) in production.
 
-Wiring only: logging, settings from the environment (a bad value exits with one line), the app.
+Wiring only: logging, settings from the environment (a bad value exits with one line),
+telemetry when it is on, the app.
 """
 
 from __future__ import annotations
@@ -21,4 +22,9 @@ def _configure_logging() -> None:
 
 
 _configure_logging()
-app = create_app(load_settings_or_exit())
+settings = load_settings_or_exit()
+if settings.telemetry.enabled:  # OpenTelemetry is imported only then (app/telemetry.py)
+    from app.telemetry import configure_telemetry
+
+    configure_telemetry(settings)
+app = create_app(settings)

@@ -31,6 +31,10 @@ CLIENT_CERT_VALIDATION = "CLIENT_CERT_VALIDATION"
 PORT = "PORT"
 HOST = "HOST"
 WEB_CONCURRENCY = "WEB_CONCURRENCY"
+# Telemetry (app/telemetry.py): on when a connection string or a local exporter is set.
+APPLICATIONINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+TELEMETRY_SAMPLING_RATIO = "TELEMETRY_SAMPLING_RATIO"
+TELEMETRY_EXPORTER = "TELEMETRY_EXPORTER"
 
 # Every variable the app reads (the stacks set these as app settings).
 APP_SETTING_NAMES = (
@@ -46,6 +50,9 @@ APP_SETTING_NAMES = (
     PORT,
     HOST,
     WEB_CONCURRENCY,
+    APPLICATIONINSIGHTS_CONNECTION_STRING,
+    TELEMETRY_SAMPLING_RATIO,
+    TELEMETRY_EXPORTER,
 )
 
 PRODUCTION = "production"
@@ -58,6 +65,24 @@ DEFAULT_WEB_CONCURRENCY = 1  # the in-memory store lives in one process
 HEALTH_CHECK_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
 HEADER_VALUE_PATTERN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # visible ASCII, inner spaces
+# 1 request in 10 traced by default: counts stay right (each kept request stands for 10, the
+# itemCount in Application Insights) at a fraction of the cost (docs/operations.md, benchmark).
+DEFAULT_TELEMETRY_SAMPLING_RATIO = 0.1
+CONSOLE_EXPORTER = "console"
+FILE_EXPORTER_PREFIX = "file:"
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Off unless a connection string (Azure Monitor) or a local exporter is set."""
+
+    connection_string: str | None = None
+    sampling_ratio: float = DEFAULT_TELEMETRY_SAMPLING_RATIO
+    exporter: str | None = None  # "console" or "file:<path>": local copy of the same telemetry
+
+    @property
+    def enabled(self) -> bool:
+        return self.connection_string is not None or self.exporter is not None
 
 
 class SettingsError(ValueError):
@@ -72,6 +97,7 @@ class SettingsError(ValueError):
 class Settings:
     environment: str = PRODUCTION
     site_name: str = DEFAULT_SITE_NAME
+    telemetry: TelemetrySettings = TelemetrySettings()
     health_check_key: str | None = None
     client_cert_header: str = DEFAULT_CLIENT_CERT_HEADER
     client_certificate: ClientCertificateRules | None = None  # None: validation off (development)
@@ -175,6 +201,27 @@ def _client_cert_header(environ: Mapping[str, str]) -> str:
     return header
 
 
+def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
+    connection_string = _value(environ, APPLICATIONINSIGHTS_CONNECTION_STRING)
+    if connection_string is not None and "instrumentationkey=" not in connection_string.lower():
+        raise SettingsError(APPLICATIONINSIGHTS_CONNECTION_STRING, "must hold InstrumentationKey=...")
+    ratio = _value(environ, TELEMETRY_SAMPLING_RATIO)
+    try:
+        sampling_ratio = DEFAULT_TELEMETRY_SAMPLING_RATIO if ratio is None else float(ratio)
+    except ValueError:
+        sampling_ratio = -1.0
+    if not 0.0 <= sampling_ratio <= 1.0:  # NaN fails too
+        raise SettingsError(TELEMETRY_SAMPLING_RATIO, f"must be a number from 0 to 1, got {ratio!r}")
+    exporter = _value(environ, TELEMETRY_EXPORTER)
+    if exporter is not None and exporter != CONSOLE_EXPORTER and not (
+        exporter.startswith(FILE_EXPORTER_PREFIX) and exporter.removeprefix(FILE_EXPORTER_PREFIX)
+    ):
+        raise SettingsError(
+            TELEMETRY_EXPORTER, f"must be {CONSOLE_EXPORTER} or {FILE_EXPORTER_PREFIX}<path>, got {exporter!r}"
+        )
+    return TelemetrySettings(connection_string, sampling_ratio, exporter)
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     environment = _choice(environ, APP_ENV, (PRODUCTION, DEVELOPMENT), PRODUCTION)
     validation = _choice(environ, CLIENT_CERT_VALIDATION, ("on", "off"), "on")
@@ -183,6 +230,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     return Settings(
         environment=environment,
         site_name=_site_name(environ),
+        telemetry=_telemetry(environ),
         health_check_key=_health_check_key(environ, environment),
         client_cert_header=_client_cert_header(environ),
         client_certificate=_client_certificate_rules(environ) if validation == "on" else None,
