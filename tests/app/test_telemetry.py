@@ -1,0 +1,241 @@
+"""Telemetry: off and not even imported without settings; on, the real server sends request
+spans named by route template, with the region, correlated logs, and no secret or item content,
+through the real Azure Monitor exporter (to a stand-in ingestion endpoint) or a local file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+from tests.app import servers
+from tests.app.conftest import HEALTH_KEY
+from tests.app.fake_ingestion import EXPORTER_QUIET, FakeIngestion
+
+SITE = "todo-api-test-region"  # WEBSITE_SITE_NAME in tests/app/conftest.py
+ITEM_CONTENT = "item content that must stay out of telemetry 7f3a"
+SUBSCRIPTION_KEY = "subscription-key-that-must-stay-out-0123"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100"}
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_telemetry_is_off_by_default(environment):
+    assert load_settings(environment).telemetry.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TELEMETRY_SAMPLING_RATIO", "1.5"),
+        ("TELEMETRY_SAMPLING_RATIO", "-0.1"),
+        ("TELEMETRY_SAMPLING_RATIO", "nan"),
+        ("TELEMETRY_SAMPLING_RATIO", "ten percent"),
+        ("TELEMETRY_EXPORTER", "otlp"),
+        ("TELEMETRY_EXPORTER", "file:"),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", "IngestionEndpoint=https://example/"),
+    ],
+)
+def test_bad_telemetry_setting_names_the_variable(environment, variable, value):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**environment, variable: value})
+    assert raised.value.name == variable
+    assert "\n" not in str(raised.value)
+
+
+def test_bad_sampling_ratio_stops_the_server_with_one_line(environment):
+    result = servers.run_to_exit(
+        ["bash", str(servers.STARTUP_SCRIPT)], {**environment, "TELEMETRY_SAMPLING_RATIO": "2"}
+    )
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0 and len(output) == 1
+    assert output[0].startswith("configuration error: TELEMETRY_SAMPLING_RATIO")
+
+
+def test_sampling_ratio_and_local_exporter_are_read(environment):
+    telemetry = load_settings(
+        {**environment, "TELEMETRY_SAMPLING_RATIO": "0.25", "TELEMETRY_EXPORTER": "console"}
+    ).telemetry
+    assert (telemetry.enabled, telemetry.sampling_ratio, telemetry.exporter) == (
+        True, 0.25, "console",
+    )
+
+
+def test_telemetry_off_imports_no_opentelemetry(environment):
+    """The app as the server loads it, without telemetry settings: nothing of OpenTelemetry or
+    the distro is imported, so the request path cannot pay for it."""
+    probe = (
+        "import sys, app.main; "
+        "print(sorted({m.split('.')[0] for m in sys.modules "
+        "if m.startswith(('opentelemetry', 'azure'))}))"
+    )
+    env = servers.server_environment(environment, servers.free_port())
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=servers.REPO, env=env, capture_output=True, text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# -- the real server, exporting to a stand-in Application Insights -------------------------
+
+
+@pytest.fixture(scope="module")
+def ingestion():
+    with FakeIngestion() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def traced_server(environment, ingestion, tmp_path_factory):
+    settings = {
+        **environment,
+        **EXPORTER_QUIET,
+        **FAST_EXPORT,
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
+        "TELEMETRY_SAMPLING_RATIO": "1",
+    }
+    log = tmp_path_factory.mktemp("traced") / "server.log"
+    server = servers.start_production(settings, log, f"/health/{HEALTH_KEY}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def exchange(traced_server, ingestion, cert_header_value):
+    """One of each request a caller makes, then the telemetry the server sent about them."""
+    headers = {
+        "X-ARR-ClientCert": cert_header_value,
+        "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY,
+        "Content-Type": "application/json",
+    }
+    body = json.dumps({"name": ITEM_CONTENT}).encode()
+    status, _, created = traced_server.request("POST", "/api/TodoItem?code=q", body, headers)
+    assert status == 201
+    item_id = json.loads(created)["id"]
+    parent = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+    assert traced_server.request("GET", f"/api/TodoItem/{item_id}", None,
+                                 {**headers, **parent})[0] == 200
+    assert traced_server.request("GET", f"/health/{HEALTH_KEY}")[0] == 200
+    assert traced_server.request("GET", "/api/TodoItem")[0] == 403  # no certificate: logged
+    wanted = {"POST /api/TodoItem", "GET /api/TodoItem/{id}", "GET /health/{key}"}
+
+    def arrived(envelopes):
+        names = {e["data"]["baseData"].get("name") for e in envelopes
+                 if e["data"]["baseType"] == "RequestData"}
+        rejected = [e for e in envelopes if e["data"]["baseType"] == "MessageData"
+                    and "rejected" in e["data"]["baseData"]["message"]]
+        return wanted <= names and rejected
+
+    ingestion.wait_for("the three requests and the rejection log", arrived)
+    return item_id
+
+
+@pytest.fixture(scope="module")
+def cert_header_value(client_certificate):
+    from tests.app import certs
+
+    return certs.header_value(client_certificate)
+
+
+def _requests(ingestion) -> dict[str, dict]:
+    return {e["data"]["baseData"]["name"]: e for e in ingestion.of_type("RequestData")}
+
+
+def test_requests_are_named_by_route_template_never_the_id(exchange, ingestion):
+    requests = _requests(ingestion)
+    item = requests["GET /api/TodoItem/{id}"]
+    assert item["tags"]["ai.operation.name"] == "GET /api/TodoItem/{id}"
+    assert item["data"]["baseData"]["responseCode"] == "200"
+    assert item["data"]["baseData"]["success"] is True
+    assert requests["POST /api/TodoItem"]["data"]["baseData"]["responseCode"] == "201"
+    assert all(exchange not in name for name in requests)
+
+
+def test_every_request_carries_the_region_as_cloud_role_instance(exchange, ingestion):
+    for envelope in ingestion.of_type("RequestData"):
+        assert envelope["tags"]["ai.cloud.roleInstance"] == SITE
+        assert envelope["tags"]["ai.cloud.role"] == "todo-api"
+
+
+def test_the_callers_trace_is_continued(exchange, ingestion):
+    item = _requests(ingestion)["GET /api/TodoItem/{id}"]
+    assert item["tags"]["ai.operation.id"] == TRACE_ID
+    assert item["tags"]["ai.operation.parentId"] == "00f067aa0ba902b7"
+
+
+def test_logs_are_correlated_with_their_request(exchange, ingestion):
+    (rejection,) = [e for e in ingestion.of_type("MessageData")
+                    if "rejected" in e["data"]["baseData"]["message"]]
+    rejected_request = [e for e in ingestion.of_type("RequestData")
+                        if e["data"]["baseData"]["responseCode"] == "403"]
+    assert rejection["tags"]["ai.operation.id"] in {
+        e["tags"]["ai.operation.id"] for e in rejected_request
+    }
+    assert rejection["tags"]["ai.cloud.roleInstance"] == SITE
+
+
+def test_health_key_is_neither_in_the_name_nor_in_the_url(exchange, ingestion):
+    health = _requests(ingestion)["GET /health/{key}"]
+    assert health["data"]["baseData"]["url"].endswith("/health/{key}")
+
+
+def test_no_secret_or_item_content_reaches_ingestion(exchange, ingestion, cert_header_value):
+    sent = ingestion.all_bytes()
+    for secret in (HEALTH_KEY, SUBSCRIPTION_KEY, cert_header_value[:40], ITEM_CONTENT, "code=q"):
+        assert secret.encode() not in sent, secret
+
+
+# -- the same telemetry to a local file ----------------------------------------------------
+
+
+def _spans(path, wanted: set[str]) -> dict[str, dict]:
+    deadline = time.monotonic() + servers.READY_TIMEOUT
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        spans = {s["name"]: s for s in map(json.loads, lines) if "kind" in s}
+        if wanted <= set(spans):
+            return spans
+        if time.monotonic() > deadline:
+            raise AssertionError(f"spans {wanted - set(spans)} never written; got {sorted(spans)}")
+        time.sleep(0.05)
+
+
+def test_file_exporter_writes_the_same_spans_locally(environment, tmp_path, cert_header_value):
+    path = tmp_path / "telemetry.jsonl"
+    settings = {
+        **environment, **FAST_EXPORT,
+        "TELEMETRY_EXPORTER": f"file:{path}",
+        "TELEMETRY_SAMPLING_RATIO": "1",
+    }
+    server = servers.start_production(settings, tmp_path / "server.log", f"/health/{HEALTH_KEY}")
+    try:
+        headers = {"X-ARR-ClientCert": cert_header_value}
+        assert server.request("GET", "/api/TodoItem/0123", None, headers)[0] == 404
+    finally:
+        server.stop()
+    spans = _spans(path, {"GET /api/TodoItem/{id}", "GET /health/{key}"})
+    item = spans["GET /api/TodoItem/{id}"]
+    assert item["kind"] == "SpanKind.SERVER"
+    assert item["attributes"]["http.route"] == "/api/TodoItem/{id}"
+    assert item["attributes"]["http.response.status_code"] == 404
+    assert item["resource"]["attributes"]["service.instance.id"] == SITE
+    assert HEALTH_KEY not in path.read_text()
+
+
+def test_sampling_ratio_zero_sends_no_request_spans(environment, tmp_path):
+    path = tmp_path / "telemetry.jsonl"
+    settings = {**environment, **FAST_EXPORT, "TELEMETRY_EXPORTER": f"file:{path}",
+                "TELEMETRY_SAMPLING_RATIO": "0"}
+    server = servers.start_production(settings, tmp_path / "server.log", f"/health/{HEALTH_KEY}")
+    for _ in range(20):
+        assert server.request("GET", f"/health/{HEALTH_KEY}")[0] == 200
+    assert server.stop() == 0  # the exporter flushes at exit: whatever was kept is written
+    spans = [line for line in path.read_text().splitlines() if '"kind"' in line]
+    assert spans == []
