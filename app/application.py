@@ -65,7 +65,7 @@ def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
     # Outermost, so that 500s made by Starlette's error middleware carry the headers too.
     app = ResponseHeadersMiddleware(starlette, settings.site_name)
     if settings.telemetry.enabled:  # imported only then: telemetry off costs nothing
-        from app.telemetry import RequestTelemetryMiddleware
+        from app.telemetry import RequestTelemetryMiddleware, request_sampler
 
-        app = RequestTelemetryMiddleware(app)
+        app = RequestTelemetryMiddleware(app, request_sampler(settings.telemetry))
     return app

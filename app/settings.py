@@ -34,6 +34,7 @@ WEB_CONCURRENCY = "WEB_CONCURRENCY"
 # Telemetry (app/telemetry.py): on when a connection string or a local exporter is set.
 APPLICATIONINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 TELEMETRY_SAMPLING_RATIO = "TELEMETRY_SAMPLING_RATIO"
+TELEMETRY_TRACES_PER_SECOND = "TELEMETRY_TRACES_PER_SECOND"
 TELEMETRY_EXPORTER = "TELEMETRY_EXPORTER"
 
 # Every variable the app reads (the stacks set these as app settings).
@@ -52,6 +53,7 @@ APP_SETTING_NAMES = (
     WEB_CONCURRENCY,
     APPLICATIONINSIGHTS_CONNECTION_STRING,
     TELEMETRY_SAMPLING_RATIO,
+    TELEMETRY_TRACES_PER_SECOND,
     TELEMETRY_EXPORTER,
 )
 
@@ -65,9 +67,12 @@ DEFAULT_WEB_CONCURRENCY = 1  # the in-memory store lives in one process
 HEALTH_CHECK_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
 HEADER_VALUE_PATTERN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # visible ASCII, inner spaces
-# 1 request in 10 traced by default: counts stay right (each kept request stands for 10, the
-# itemCount in Application Insights) at a fraction of the cost (docs/operations.md, benchmark).
-DEFAULT_TELEMETRY_SAMPLING_RATIO = 0.1
+# Sampling: by default at most 5 traced requests per second and process (the distro's
+# rate-limited sampler), whatever the load: exporting one request costs ~0.6 ms of CPU, so a
+# fixed ratio costs more the busier the app is (docs/operations.md has the measurements). Each
+# kept request carries how many it stands for (itemCount), so counts stay right.
+DEFAULT_TELEMETRY_TRACES_PER_SECOND = 5.0
+MAX_TELEMETRY_TRACES_PER_SECOND = 1000.0
 CONSOLE_EXPORTER = "console"
 FILE_EXPORTER_PREFIX = "file:"
 
@@ -77,7 +82,8 @@ class TelemetrySettings:
     """Off unless a connection string (Azure Monitor) or a local exporter is set."""
 
     connection_string: str | None = None
-    sampling_ratio: float = DEFAULT_TELEMETRY_SAMPLING_RATIO
+    sampling_ratio: float | None = None  # a fixed ratio; None: rate-limited (below)
+    traces_per_second: float = DEFAULT_TELEMETRY_TRACES_PER_SECOND
     exporter: str | None = None  # "console" or "file:<path>": local copy of the same telemetry
 
     @property
@@ -129,6 +135,20 @@ def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high
     if not value.isdigit() or not low <= int(value) <= high:
         raise SettingsError(name, f"must be a whole number from {low} to {high}, got {value!r}")
     return int(value)
+
+
+def _number(environ: Mapping[str, str], name: str, default, high: float):
+    """A number from 0 to `high` (decimal point allowed), or `default` when unset."""
+    value = _value(environ, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= high:  # NaN fails too
+        raise SettingsError(name, f"must be a number from 0 to {high:g}, got {value!r}")
+    return number
 
 
 def _required(environ: Mapping[str, str], name: str, why: str) -> str:
@@ -205,13 +225,17 @@ def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
     connection_string = _value(environ, APPLICATIONINSIGHTS_CONNECTION_STRING)
     if connection_string is not None and "instrumentationkey=" not in connection_string.lower():
         raise SettingsError(APPLICATIONINSIGHTS_CONNECTION_STRING, "must hold InstrumentationKey=...")
-    ratio = _value(environ, TELEMETRY_SAMPLING_RATIO)
-    try:
-        sampling_ratio = DEFAULT_TELEMETRY_SAMPLING_RATIO if ratio is None else float(ratio)
-    except ValueError:
-        sampling_ratio = -1.0
-    if not 0.0 <= sampling_ratio <= 1.0:  # NaN fails too
-        raise SettingsError(TELEMETRY_SAMPLING_RATIO, f"must be a number from 0 to 1, got {ratio!r}")
+    sampling_ratio = _number(environ, TELEMETRY_SAMPLING_RATIO, None, 1.0)
+    traces_per_second = _number(
+        environ,
+        TELEMETRY_TRACES_PER_SECOND,
+        DEFAULT_TELEMETRY_TRACES_PER_SECOND,
+        MAX_TELEMETRY_TRACES_PER_SECOND,
+    )
+    if sampling_ratio is not None and _value(environ, TELEMETRY_TRACES_PER_SECOND) is not None:
+        raise SettingsError(
+            TELEMETRY_SAMPLING_RATIO, f"set it or {TELEMETRY_TRACES_PER_SECOND}, not both"
+        )
     exporter = _value(environ, TELEMETRY_EXPORTER)
     if exporter is not None and exporter != CONSOLE_EXPORTER and not (
         exporter.startswith(FILE_EXPORTER_PREFIX) and exporter.removeprefix(FILE_EXPORTER_PREFIX)
@@ -219,7 +243,7 @@ def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
         raise SettingsError(
             TELEMETRY_EXPORTER, f"must be {CONSOLE_EXPORTER} or {FILE_EXPORTER_PREFIX}<path>, got {exporter!r}"
         )
-    return TelemetrySettings(connection_string, sampling_ratio, exporter)
+    return TelemetrySettings(connection_string, sampling_ratio, traces_per_second, exporter)
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:

@@ -19,11 +19,14 @@ are exported from the `app` logger tree only, not from the servers' access logs.
 from __future__ import annotations
 
 import os
+import random
 import sys
+import time
 import traceback
 from typing import IO
 
-from opentelemetry import trace
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +53,8 @@ INSTRUMENTATION_OPTIONS = {
 RESOURCE_DETECTORS_ENV = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
 RESOURCE_DETECTORS = "azure_app_service"
 
+# The span attribute the Azure Monitor exporter reads as the envelope's sample rate (percent).
+SAMPLE_RATE_ATTRIBUTE = "_MS.sampleRate"
 _TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -59,28 +64,85 @@ def reported_path(path: str) -> str:
     return HEALTH_PATH if HEALTH_PREFIX in path.lower() else path
 
 
+class RequestSampler:
+    """Which requests are traced, decided once per request for a few hundred nanoseconds.
+
+    A fixed ratio (TELEMETRY_SAMPLING_RATIO), or by default at most `per_second` traced requests
+    per second and process: each second's ratio is the limit over the previous second's request
+    count. Every traced request carries its ratio as `_MS.sampleRate` (percent), from which
+    Application Insights counts how many requests it stands for (itemCount), so sums stay right.
+    The distro's own samplers hash every request's trace id in Python (~20-30 us, about as much
+    as the whole request), which alone cost a quarter of the throughput (docs/operations.md).
+    """
+
+    def __init__(self, ratio: float | None, per_second: float) -> None:
+        self.fixed = ratio
+        self.per_second = per_second
+        self._second = int(time.monotonic())
+        self._requests = 0
+        self._traced = 0
+        self._ratio = 1.0 if ratio is None else ratio
+
+    def sample(self) -> float | None:
+        """The ratio this request is traced at, or None when it is not traced."""
+        if self.fixed is None:
+            self._adapt()
+        if self._ratio <= 0.0 or random.random() >= self._ratio:
+            return None
+        self._traced += 1
+        return self._ratio
+
+    def _adapt(self) -> None:
+        second = int(time.monotonic())
+        if second != self._second:
+            seconds = second - self._second
+            self._ratio = min(1.0, self.per_second * seconds / max(self._requests, 1))
+            self._second, self._requests, self._traced = second, 0, 0
+        self._requests += 1
+        if self._traced >= self.per_second:  # a burst inside the second: the limit holds
+            self._ratio = 0.0
+
+
 class RequestTelemetryMiddleware:
-    """One SERVER span per HTTP request, continuing the caller's W3C trace (API Management's).
+    """One SERVER span per sampled HTTP request, continuing the caller's W3C trace (API
+    Management's); an unsampled request runs under a non-recording span context, so the store's
+    dependency spans are dropped with it and its log records still carry the trace id.
 
     Attributes (semantic conventions the Azure Monitor exporter maps to a request): method,
     scheme, url.full and url.path without query, http.route, response status code. 5xx marks
     the span (the request) failed; 4xx are the caller's and stay successful.
     """
 
-    def __init__(self, app: ASGIApp, tracer_provider: trace.TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sampler: RequestSampler,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
         self.app = app
+        self.sampler = sampler
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
-        span = self.tracer.start_span(method, _parent(scope), SpanKind.SERVER)
-        if not span.is_recording():  # not sampled: no attributes, no clock reads beyond start
-            with trace.use_span(span, end_on_exit=True):
+        parent = _parent(scope)
+        ratio = self.sampler.sample()
+        if ratio is None:
+            token = context.attach(trace.set_span_in_context(_unsampled(parent)))
+            try:
                 await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
             return
+        await self._traced(scope, receive, send, parent, ratio)
+
+    async def _traced(self, scope, receive, send, parent, ratio: float) -> None:
+        method = scope["method"]
+        span = self.tracer.start_span(
+            method, parent, SpanKind.SERVER, {SAMPLE_RATE_ATTRIBUTE: ratio * 100.0}
+        )
         _request_attributes(span, scope)
         status = 500
 
@@ -106,6 +168,34 @@ class RequestTelemetryMiddleware:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
+
+
+class FollowTheRequestSampler(Sampler):
+    """The tracer provider's sampler: the middleware has decided for the request; a span inside
+    a request follows it (and carries its sample rate), a span outside any request is kept."""
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None,
+                      links=None, trace_state=None) -> SamplingResult:
+        parent = trace.get_current_span(parent_context)
+        span_context = parent.get_span_context()
+        if span_context.is_valid and not span_context.is_remote:
+            if not span_context.trace_flags.sampled:
+                return SamplingResult(Decision.DROP)
+            rate = getattr(parent, "attributes", {}).get(SAMPLE_RATE_ATTRIBUTE)
+            if rate is not None:
+                attributes = {**(attributes or {}), SAMPLE_RATE_ATTRIBUTE: rate}
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "FollowTheRequestSampler"
+
+
+def _unsampled(parent) -> trace.NonRecordingSpan:
+    remote = trace.get_current_span(parent).get_span_context() if parent else None
+    trace_id = remote.trace_id if remote and remote.is_valid else random.getrandbits(128)
+    return trace.NonRecordingSpan(
+        trace.SpanContext(trace_id, random.getrandbits(64), is_remote=False)
+    )
 
 
 def _parent(scope: Scope):
@@ -169,65 +259,76 @@ def _local_processors(telemetry: TelemetrySettings) -> tuple[list, list]:
     return [BatchSpanProcessor(spans)], [BatchLogRecordProcessor(logs)]
 
 
+def request_sampler(telemetry: TelemetrySettings) -> RequestSampler:
+    return RequestSampler(telemetry.sampling_ratio, telemetry.traces_per_second)
+
+
 def configure_telemetry(settings: Settings) -> None:
-    """Set the global tracer and logger providers (call once per process, before serving)."""
+    """Set the global tracer and logger providers (call once per process, before serving).
+
+    With a connection string: the distro (`configure_azure_monitor`) sets up logs, metrics and
+    its instrumentations; the tracer provider is ours only so that the sampling decision is the
+    middleware's (RequestSampler), and it exports through the distro's AzureMonitorTraceExporter.
+    Without one: the same providers, exporting to the local file or console only.
+    """
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     telemetry = settings.telemetry
     os.environ.setdefault(RESOURCE_DETECTORS_ENV, RESOURCE_DETECTORS)
+    resource = Resource.create(_resource_attributes(settings))
     span_processors, log_processors = _local_processors(telemetry)
+    tracer_provider = TracerProvider(sampler=FollowTheRequestSampler(), resource=resource)
     if telemetry.connection_string is not None:
-        _configure_azure_monitor(settings, span_processors, log_processors)
+        from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter
+
+        exporter = AzureMonitorTraceExporter(connection_string=telemetry.connection_string)
+        span_processors.append(BatchSpanProcessor(exporter))
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
+    trace.set_tracer_provider(tracer_provider)
+    if telemetry.connection_string is not None:
+        _configure_azure_monitor(settings, resource, log_processors)
     else:
-        _configure_local_only(settings, span_processors, log_processors)
+        _configure_local_logs(resource, log_processors)
+    _enable_azure_sdk_tracing()
 
 
-def _configure_azure_monitor(settings: Settings, span_processors, log_processors) -> None:
+def _configure_azure_monitor(settings: Settings, resource, log_processors) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
-    from opentelemetry.sdk.resources import Resource
 
     configure_azure_monitor(
         connection_string=settings.telemetry.connection_string,
-        sampling_ratio=settings.telemetry.sampling_ratio,
-        resource=Resource.create(_resource_attributes(settings)),
+        disable_tracing=True,  # set up above, with the distro's trace exporter
+        resource=resource,
         logger_name=LOGGER_NAME,
         instrumentation_options=INSTRUMENTATION_OPTIONS,
         enable_live_metrics=False,
         enable_performance_counters=False,
-        span_processors=span_processors,
         log_record_processors=log_processors,
     )
 
 
-def _configure_local_only(settings: Settings, span_processors, log_processors) -> None:
-    """The distro's pipeline minus its exporters: same sampler, resource, logger, Azure SDK
-    tracing; only the local processors export."""
+def _configure_local_logs(resource, log_processors) -> None:
+    """What the distro does for logs, with the local processors as the only exporters."""
     import logging
 
-    from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
 
-    resource = Resource.create(_resource_attributes(settings))
-    tracer_provider = TracerProvider(
-        sampler=ApplicationInsightsSampler(sampling_ratio=settings.telemetry.sampling_ratio),
-        resource=resource,
-    )
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
-    trace.set_tracer_provider(tracer_provider)
     logger_provider = LoggerProvider(resource=resource)
     for processor in log_processors:
         logger_provider.add_log_record_processor(processor)
     set_logger_provider(logger_provider)
     logging.getLogger(LOGGER_NAME).addHandler(LoggingHandler(logger_provider=logger_provider))
-    _enable_azure_sdk_tracing()
 
 
 def _enable_azure_sdk_tracing() -> None:
-    """What the distro's `azure_sdk` option does: Azure SDK clients (the table store) report
-    each call as a dependency span under the current request."""
+    """What the distro's `azure_sdk` instrumentation option does (inside its tracing setup,
+    which is ours here): Azure SDK clients (the table store) report each call as a dependency
+    span under the current request."""
     from azure.core.settings import settings as azure_settings
     from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan
 

@@ -83,7 +83,7 @@ def _best(results: list[Result]) -> Result:
     return max(results, key=lambda result: result.requests_per_second)
 
 
-def _environment(work: Path) -> tuple[dict[str, str], str]:
+def environment(work: Path) -> tuple[dict[str, str], str]:
     from tests.app import certs  # test-certificate factory (cryptography), shared with the suite
 
     authority = certs.make_authority()
@@ -101,7 +101,7 @@ def _environment(work: Path) -> tuple[dict[str, str], str]:
     return settings, f"X-ARR-ClientCert: {certs.header_value(client)}"
 
 
-def _seed(server, header: str) -> str:
+def seed(server, header: str) -> str:
     name, value = header.split(": ", 1)
     item_id = ""
     for n in range(LIST_SIZE):
@@ -112,6 +112,16 @@ def _seed(server, header: str) -> str:
         assert status == 201, (status, created)
         item_id = item_id or json.loads(created)["id"]
     return item_id
+
+
+def write_post_script(work: Path) -> Path:
+    """A wrk script that POSTs POST_BODY as JSON."""
+    script = work / "post.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(POST_BODY)}\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,17 +141,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         work = Path(tmp)
-        settings, header = _environment(work)
-        post_script = work / "post.lua"
-        post_script.write_text(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(POST_BODY)}\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
+        settings, header = environment(work)
+        post_script = write_post_script(work)
         ready = f"/health/{HEALTH_KEY}"
         candidate = servers.start_production(settings, work / "candidate.log", ready)
         bare = servers.start_production(settings, work / "baseline.log", ready, BASELINE_APP)
         try:
-            item_id = _seed(candidate, header)
+            item_id = seed(candidate, header)
             cases = [
                 (f"GET list ({LIST_SIZE} items)", "/api/TodoItem", None, "/api/TodoItem"),
                 ("GET item", f"/api/TodoItem/{item_id}", None, f"/api/TodoItem/{_ITEMS[0]['id']}"),

@@ -1,0 +1,127 @@
+"""Benchmark: the production server with telemetry on (default sampling) vs off, side by side.
+
+Both servers run app/startup.sh with the same settings and one worker, pinned to core 0
+(`taskset -c 0`); wrk is pinned to core 1 (`taskset -c 1`) and so is this process, which also
+serves the stand-in Application Insights ingestion endpoint (127.0.0.1) that the "on" server's
+real Azure Monitor exporter sends to. Each round measures off then on, then on then off, so
+drift on the shared machine hits both; every round is printed, then the ratio of the medians
+(on / off) per case. Goal: >= 0.90.
+
+    python -m benchmarks.telemetry [--duration 10] [--rounds 4] [--connections 32]
+        [--sampling-ratio R]   (default: the app's default sampling, rate-limited)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from app.settings import DEFAULT_TELEMETRY_TRACES_PER_SECOND
+from benchmarks import wrk
+from benchmarks.app_server import GOAL, HEALTH_KEY, LIST_SIZE, environment, seed, write_post_script
+
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+WARM_UP_SECONDS = 2
+
+
+def _start(settings: dict[str, str], log: Path):
+    from tests.app import servers
+
+    command = ["taskset", "-c", SERVER_CPU, "bash", str(servers.STARTUP_SCRIPT)]
+    return servers.start(command, settings, log, f"/health/{HEALTH_KEY}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per case (default 4)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sampling-ratio", help="a fixed ratio instead of the default")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("benchmark: needs wrk (Debian package wrk) and taskset", file=sys.stderr)
+        return 2
+    if len(os.sched_getaffinity(0)) < 2:
+        print("benchmark: needs 2 cores (server on core 0, load on core 1)", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+
+    from tests.app.fake_ingestion import EXPORTER_QUIET, FakeIngestion
+
+    with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp, FakeIngestion() as fake:
+        work = Path(tmp)
+        settings, header = environment(work)
+        traced = {
+            **settings,
+            **EXPORTER_QUIET,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": fake.connection_string,
+        }
+        if args.sampling_ratio is not None:
+            traced["TELEMETRY_SAMPLING_RATIO"] = args.sampling_ratio
+        sampling = (
+            f"ratio {args.sampling_ratio}"
+            if args.sampling_ratio is not None
+            else f"default (at most {DEFAULT_TELEMETRY_TRACES_PER_SECOND:g} traces/s per process)"
+        )
+        post = write_post_script(work)
+        servers = {"off": _start(settings, work / "off.log"), "on": _start(traced, work / "on.log")}
+        try:
+            ids = {name: seed(server, header) for name, server in servers.items()}
+            cases = [
+                (f"GET list ({LIST_SIZE} items)", lambda name: "/api/TodoItem", None),
+                ("GET item", lambda name: f"/api/TodoItem/{ids[name]}", None),
+                ("POST", lambda name: "/api/TodoItem", post),
+            ]
+            print(
+                f"app/startup.sh, 1 worker each, taskset -c {SERVER_CPU}; wrk -t1 "
+                f"-c{args.connections} -d{args.duration}s, taskset -c {LOAD_CPU}; telemetry on ="
+                f" Azure Monitor exporter to a local ingestion stand-in, sampling {sampling}",
+                flush=True,
+            )
+            summary = [_case(label, path, script, servers, header, args)
+                       for label, path, script in cases]
+        finally:
+            for server in servers.values():
+                server.stop()
+        requests = len(fake.of_type("RequestData"))
+    print(f"\n{'case':<20} {'off req/s':>10} {'on req/s':>10} {'ratio':>6}  goal (median of rounds)")
+    for label, off, on in summary:
+        ratio = on / off
+        verdict = "met" if ratio >= GOAL else f"missed (< {GOAL:.2f})"
+        print(f"{label:<20} {off:>10.0f} {on:>10.0f} {ratio:>6.2f}  {verdict}")
+    print(f"request telemetry items received by the ingestion stand-in: {requests}")
+    return 0
+
+
+def _case(label, path, script, servers, header, args) -> tuple[str, float, float]:
+    name, value = header.split(": ", 1)
+
+    def run(which: str, seconds: float) -> wrk.Result:
+        url = f"http://127.0.0.1:{servers[which].port}{path(which)}"
+        return wrk.run(url, seconds=seconds, threads=1, connections=args.connections,
+                       headers={name: value}, script=script, cpus=LOAD_CPU)
+
+    for which in servers:
+        run(which, WARM_UP_SECONDS)
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for round_number in range(1, args.rounds + 1):
+        order = ("off", "on") if round_number % 2 else ("on", "off")
+        for which in order:
+            result = run(which, args.duration)
+            results[which].append(result.requests_per_second)
+            print(f"{label:<20} round {round_number}  {which:<3} "
+                  f"{result.requests_per_second:9.0f} req/s  p99 {result.p99_ms:6.2f} ms",
+                  flush=True)
+        print(f"{label:<20} round {round_number}  ratio on/off "
+              f"{results['on'][-1] / results['off'][-1]:.2f}", flush=True)
+    return label, statistics.median(results["off"]), statistics.median(results["on"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
