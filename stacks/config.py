@@ -197,6 +197,35 @@ class KeyVault(_Model):
         return tuple(object_id.lower() for object_id in self.administrator_object_ids)
 
 
+class Alerts(_Model):
+    """Azure Monitor alerts and who hears of them (docs/operations.md explains each alert).
+
+    Thresholds are per evaluation window (`window_minutes`, evaluated every minute).
+    """
+
+    email_receivers: tuple[EmailStr, ...] = ()  # none by default: alerts show in the portal only
+    window_minutes: Literal[5, 15, 30, 60] = 5
+    gateway_failed_requests: int = Field(10, ge=1, le=1_000_000)  # APIM 5xx answers per window
+    health_check_percent: int = Field(100, ge=1, le=100)  # alert below this share of healthy instances
+    store_availability_percent: float = Field(99.9, ge=90.0, le=100.0)  # per hour (the metric's grain)
+    store_throttled_requests: int = Field(10, ge=1, le=1_000_000)  # 429 answers per window
+
+    @field_validator("email_receivers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """A string is a comma- or space-separated list (`--set alerts.email_receivers=...`)."""
+        return tuple(v for v in re.split(r"[\s,]+", value.strip()) if v) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Alerts:
+        seen: set[str] = set()
+        for address in self.email_receivers:
+            if address.lower() in seen:
+                raise ValueError(f"email_receivers: listed twice: {address!r}")
+            seen.add(address.lower())
+        return self
+
+
 class State(_Model):
     backend: Literal["local", "azurerm"] = "local"
     resource_group_name: str | None = None
@@ -223,6 +252,7 @@ class EnvironmentConfig(_Model):
     traffic_manager: TrafficManager = Field(default_factory=TrafficManager)
     certificate: Certificate = Field(default_factory=Certificate)
     key_vault: KeyVault = Field(default_factory=KeyVault)
+    alerts: Alerts = Field(default_factory=Alerts)
     tags: dict[str, str] = Field(
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )

@@ -38,7 +38,9 @@ TRAFFIC_MANAGER_SERVICE_TAG = "AzureTrafficManager"
 PLATFORM_SETTINGS = {
     "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
     "ENABLE_ORYX_BUILD": "true",
-    "ApplicationInsightsAgent_EXTENSION_VERSION": "~3",
+    # The app sends its own telemetry (app/telemetry.py, the Azure Monitor distro); App
+    # Service's auto-instrumentation on top would send every request twice.
+    "ApplicationInsightsAgent_EXTENSION_VERSION": "disabled",
 }
 
 

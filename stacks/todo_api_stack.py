@@ -13,6 +13,7 @@ from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
+from stacks.alerts import OperationsAlerts
 from stacks.aspects import RequiredTagsPolicy, TrafficManagerProbePolicy, WebAppSecurityPolicy
 from stacks.config import EnvironmentConfig
 from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
@@ -22,6 +23,7 @@ from stacks.naming import Names
 from stacks.regional_app import RegionalApp, health_check_path
 from stacks.regions import REGIONS
 from stacks.traffic_manager import TrafficManager
+from stacks.workbook import FailoverWorkbook
 
 SUBSCRIPTION_KEY_LENGTH = 32
 
@@ -119,6 +121,7 @@ class TodoApiStack(TerraformStack):
         self.gateway_traffic = (
             self._gateway_traffic(names, tags) if len(self.gateways) > 1 else None
         )
+        self.alerts, self.workbook = self._operations(names, tags)
 
         Aspects.of(self).add(WebAppSecurityPolicy())
         Aspects.of(self).add(
@@ -215,6 +218,39 @@ class TodoApiStack(TerraformStack):
             )
         return traffic
 
+    def _operations(self, names: Names, tags: dict[str, str]):
+        """Alerts (docs/operations.md) and the failover workbook over what the stack made."""
+        alerts = OperationsAlerts(
+            self,
+            "alerts",
+            names=names,
+            resource_group_name=self.global_group.name,
+            settings=self.config.alerts,
+            tags=tags,
+        )
+        profiles = {"apps": self.app_traffic}
+        if self.gateway_traffic is not None:
+            profiles["gateways"] = self.gateway_traffic
+        probed = {"apps": "the web apps' /health/{key}", "gateways": "the gateways' status path"}
+        for key, profile in profiles.items():
+            alerts.traffic_manager_endpoints(key, profile.profile.id, probed[key])
+        for gateway in self.gateways:
+            alerts.gateway_failures(REGIONS[gateway.location].short, gateway.service.id)
+        for region, app in self.apps.items():
+            alerts.web_app_health(REGIONS[region].short, app.web_app.id)
+        workbook = FailoverWorkbook(
+            self,
+            "workbook",
+            names=names,
+            location=self.global_group.location,
+            resource_group_name=self.global_group.name,
+            workspace_id=self.monitoring.workspace.id,
+            web_app_ids={REGIONS[r].short: app.web_app.id for r, app in self.apps.items()},
+            traffic_manager_ids={key: p.profile.id for key, p in profiles.items()},
+            tags=tags,
+        )
+        return alerts, workbook
+
     def _outputs(self, primary: str, secondary: str) -> None:
         gateway_urls = [url for g in self.gateways for url in g.gateway_urls]
         fqdns = [self.app_traffic.fqdn]
@@ -233,6 +269,8 @@ class TodoApiStack(TerraformStack):
             "resource_group_names": groups,
             "web_app_resource_group_names": groups[1:],
             "api_path": self.config.gateway.api_path,
+            "workbook_id": self.workbook.id,
+            "workbook_url": self.workbook.portal_url,
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)

@@ -31,6 +31,9 @@ LIST_OUTPUTS = (
 )
 TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
 SENSITIVE_OUTPUTS = ("subscription_key", "health_check_key")
+# Read by tools/workbook_link.py (the failover workbook), not needed by the deploy helpers.
+WORKBOOK_ID_OUTPUT, WORKBOOK_URL_OUTPUT = "workbook_id", "workbook_url"
+WORKBOOK_OUTPUTS = (WORKBOOK_ID_OUTPUT, WORKBOOK_URL_OUTPUT)
 
 
 @dataclass(frozen=True)

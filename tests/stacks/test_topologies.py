@@ -50,6 +50,10 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_role_assignment": 1 + 2 + gateways,
         # web apps, Key Vault, each Traffic Manager, each gateway
         "azurerm_monitor_diagnostic_setting": 2 + 1 + (1 + (gateways == 2)) + gateways,
+        "azurerm_monitor_action_group": 1,
+        # each Traffic Manager, each gateway, each web app (docs/operations.md)
+        "azurerm_monitor_metric_alert": (1 + (gateways == 2)) + gateways + 2,
+        "azurerm_application_insights_workbook": 1,
     }
     counts = {kind: len(blocks(stack, kind)) for kind in expected}
     assert counts == expected
@@ -329,7 +333,9 @@ def test_outputs_have_the_fixed_names(case):
     _, topology, stack = case
     outputs = stack["output"]
     # exactly the outputs the deploy helpers read (tools/stack_outputs.py), secrets sensitive
-    assert set(outputs) == {*stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS}
+    assert set(outputs) == {
+        *stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS, *stack_outputs.WORKBOOK_OUTPUTS
+    }
     sensitive = {name for name, o in outputs.items() if o.get("sensitive")}
     assert sensitive == set(stack_outputs.SENSITIVE_OUTPUTS)
     assert outputs["web_app_names"]["value"][0].startswith(
