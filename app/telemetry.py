@@ -75,10 +75,11 @@ class RequestSampler:
     as the whole request), which alone cost a quarter of the throughput (docs/operations.md).
     """
 
-    def __init__(self, ratio: float | None, per_second: float) -> None:
+    def __init__(self, ratio: float | None, per_second: float, clock=time.monotonic) -> None:
         self.fixed = ratio
         self.per_second = per_second
-        self._second = int(time.monotonic())
+        self._clock = clock
+        self._second = int(clock())
         self._requests = 0
         self._traced = 0
         self._ratio = 1.0 if ratio is None else ratio
@@ -93,7 +94,7 @@ class RequestSampler:
         return self._ratio
 
     def _adapt(self) -> None:
-        second = int(time.monotonic())
+        second = int(self._clock())
         if second != self._second:
             seconds = second - self._second
             self._ratio = min(1.0, self.per_second * seconds / max(self._requests, 1))

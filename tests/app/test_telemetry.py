@@ -239,3 +239,124 @@ def test_sampling_ratio_zero_sends_no_request_spans(environment, tmp_path):
     assert server.stop() == 0  # the exporter flushes at exit: whatever was kept is written
     spans = [line for line in path.read_text().splitlines() if '"kind"' in line]
     assert spans == []
+
+
+# -- sampling ------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_default_sampling_traces_at_most_the_limit_per_second_and_says_at_what_rate():
+    from app.telemetry import RequestSampler
+
+    clock = Clock()
+    sampler = RequestSampler(None, 5.0, clock)
+    first_second = [sampler.sample() for _ in range(1000)]
+    assert sum(rate is not None for rate in first_second) == 5  # a burst: the limit holds
+    clock.now += 1
+    rates = [sampler.sample() for _ in range(1000)]
+    kept = [rate for rate in rates if rate is not None]
+    assert set(kept) == {5 / 1000}  # last second's 1000 requests: each kept one stands for 200
+    assert 0 < len(kept) <= 5
+
+
+def test_fixed_ratio_sampling_keeps_its_ratio():
+    from app.telemetry import RequestSampler
+
+    assert {RequestSampler(1.0, 5.0).sample() for _ in range(100)} == {1.0}
+    assert {RequestSampler(0.0, 5.0).sample() for _ in range(100)} == {None}
+
+
+def test_spans_carry_their_sample_rate_and_children_follow_the_request(
+    settings, make_client, cert_header
+):
+    """In process: the middleware over the real app, its spans in memory."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from app.application import create_app
+    from app.telemetry import (
+        SAMPLE_RATE_ATTRIBUTE,
+        FollowTheRequestSampler,
+        RequestSampler,
+        RequestTelemetryMiddleware,
+    )
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=FollowTheRequestSampler())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("store")
+
+    async def store_call(scope, receive, send):  # stands for a store call inside the request
+        with tracer.start_as_current_span("TableClient.get_entity"):
+            await app(scope, receive, send)
+
+    app = create_app(settings)
+    traced = RequestTelemetryMiddleware(store_call, RequestSampler(0.5, 5.0), provider)
+    from starlette.testclient import TestClient
+
+    client = TestClient(traced, headers=cert_header)
+    for _ in range(40):
+        assert client.get("/api/TodoItem").status_code == 200
+    spans = exporter.get_finished_spans()
+    requests = [s for s in spans if s.name == "GET /api/TodoItem"]
+    children = [s for s in spans if s.name == "TableClient.get_entity"]
+    assert 0 < len(requests) < 40 and len(children) == len(requests)
+    assert {s.attributes[SAMPLE_RATE_ATTRIBUTE] for s in requests + children} == {50.0}
+    assert {c.parent.span_id for c in children} == {r.context.span_id for r in requests}
+
+
+def test_azure_sdk_calls_become_dependencies_of_the_request(environment, tmp_path, ingestion):
+    """The store (azure-data-tables) calls through azure-core; with telemetry on, each call is
+    a CLIENT span under the request's span. Checked with azure-core itself against the
+    stand-in endpoint (the table store is not on this branch)."""
+    path = tmp_path / "telemetry.jsonl"
+    script = f"""
+import asyncio
+from azure.core import PipelineClient
+from azure.core.pipeline.policies import DistributedTracingPolicy
+from azure.core.rest import HttpRequest
+from opentelemetry import trace
+from app.settings import load_settings
+from app.telemetry import RequestTelemetryMiddleware, configure_telemetry, request_sampler
+
+settings = load_settings()
+configure_telemetry(settings)
+client = PipelineClient("http://127.0.0.1", policies=[DistributedTracingPolicy()])
+
+async def endpoint(scope, receive, send):
+    request = HttpRequest("POST", "{ingestion.connection_string.split('=')[-1]}v2.1/track", json=[])
+    assert client.send_request(request).status_code == 200
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b""}})
+
+async def main():
+    app = RequestTelemetryMiddleware(endpoint, request_sampler(settings.telemetry))
+    scope = {{"type": "http", "method": "GET", "path": "/api/TodoItem", "headers": []}}
+    async def receive():
+        return {{"type": "http.request", "body": b""}}
+    async def send(message):
+        pass
+    await app(scope, receive, send)
+
+asyncio.run(main())
+trace.get_tracer_provider().force_flush()
+"""
+    env = servers.server_environment(
+        {**environment, "TELEMETRY_EXPORTER": f"file:{path}", "TELEMETRY_SAMPLING_RATIO": "1"},
+        servers.free_port(),
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=servers.REPO, env=env, check=True,
+                   timeout=servers.READY_TIMEOUT)
+    spans = [s for s in map(json.loads, path.read_text().splitlines()) if "kind" in s]
+    (request,) = [s for s in spans if s["kind"] == "SpanKind.SERVER"]
+    (dependency,) = [s for s in spans if s["kind"] == "SpanKind.CLIENT"]
+    assert dependency["parent_id"] == request["context"]["span_id"]
+    assert dependency["context"]["trace_id"] == request["context"]["trace_id"]
