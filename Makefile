@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway lint package clean
+.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry lint package clean
 
 demo: $(VENV)/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -64,6 +64,9 @@ bench-synth: $(VENV)/.synced
 
 bench-gateway: $(VENV)/.synced system-packages
 	$(PY) -m benchmarks.gateway
+
+bench-telemetry: $(VENV)/.synced system-packages
+	$(PY) -m benchmarks.telemetry
 
 package: $(VENV)/.synced
 	$(PY) -m tools.package_app
