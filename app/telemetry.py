@@ -52,10 +52,10 @@ INSTRUMENTATION_OPTIONS = {
 # asks the instance metadata endpoint (169.254.169.254) over the network at every start.
 RESOURCE_DETECTORS_ENV = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
 RESOURCE_DETECTORS = "azure_app_service"
+TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 
 # The span attribute the Azure Monitor exporter reads as the envelope's sample rate (percent).
 SAMPLE_RATE_ATTRIBUTE = "_MS.sampleRate"
-_TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -128,15 +128,16 @@ class RequestTelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parent = _parent(scope)
+        traceparent = _traceparent(scope)
         ratio = self.sampler.sample()
         if ratio is None:
-            token = context.attach(trace.set_span_in_context(_unsampled(parent)))
+            token = context.attach(trace.set_span_in_context(_unsampled(traceparent)))
             try:
                 await self.app(scope, receive, send)
             finally:
                 context.detach(token)
             return
+        parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
         await self._traced(scope, receive, send, parent, ratio)
 
     async def _traced(self, scope, receive, send, parent, ratio: float) -> None:
@@ -191,21 +192,26 @@ class FollowTheRequestSampler(Sampler):
         return "FollowTheRequestSampler"
 
 
-def _unsampled(parent) -> trace.NonRecordingSpan:
-    remote = trace.get_current_span(parent).get_span_context() if parent else None
-    trace_id = remote.trace_id if remote and remote.is_valid else random.getrandbits(128)
+def _unsampled(traceparent: str | None) -> trace.NonRecordingSpan:
+    """A span context for a request that is not traced: the caller's trace id when it sent a
+    well-formed `traceparent` (so the request's log records join the caller's trace), else a
+    new one; never sampled, so spans started inside it are dropped."""
+    trace_id = 0
+    if traceparent and len(traceparent) == 55 and traceparent[2] == "-":
+        try:
+            trace_id = int(traceparent[3:35], 16)
+        except ValueError:
+            trace_id = 0
     return trace.NonRecordingSpan(
-        trace.SpanContext(trace_id, random.getrandbits(64), is_remote=False)
+        trace.SpanContext(trace_id or random.getrandbits(128), random.getrandbits(64), False)
     )
 
 
-def _parent(scope: Scope):
-    carrier = {
-        _TRACE_HEADERS[name]: value.decode("latin-1")
-        for name, value in scope["headers"]
-        if name in _TRACE_HEADERS
-    }
-    return _PROPAGATOR.extract(carrier) if carrier else None
+def _traceparent(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return value.decode("latin-1")
+    return None
 
 
 def _request_attributes(span: trace.Span, scope: Scope) -> None:
@@ -299,9 +305,12 @@ def configure_telemetry(settings: Settings) -> None:
 def _configure_azure_monitor(settings: Settings, resource, log_processors) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
+    # Tracing is set up above (with the distro's trace exporter). The distro takes "tracing
+    # off" only from OTEL_TRACES_EXPORTER=none (it overrides its disable_tracing argument);
+    # without it, it builds a second tracer provider with its own exporter threads.
+    os.environ[TRACES_EXPORTER_ENV] = "none"
     configure_azure_monitor(
         connection_string=settings.telemetry.connection_string,
-        disable_tracing=True,  # set up above, with the distro's trace exporter
         resource=resource,
         logger_name=LOGGER_NAME,
         instrumentation_options=INSTRUMENTATION_OPTIONS,
