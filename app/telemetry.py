@@ -5,10 +5,12 @@ imports OpenTelemetry or the Azure Monitor distro, so it costs nothing.
 
 - `configure_telemetry(settings)` (app/main.py, once per worker process) sets up the global
   providers: Microsoft's distro (`azure-monitor-opentelemetry`) when
-  APPLICATIONINSIGHTS_CONNECTION_STRING is set, plus a local copy of the same spans and logs
+  APPLICATIONINSIGHTS_CONNECTION_STRING is set (logs, metrics, the Azure SDK instrumentation;
+  spans through its AzureMonitorTraceExporter), plus a local copy of the same spans and logs
   when TELEMETRY_EXPORTER is `console` or `file:<path>` (JSON, one span or log record a line).
-- `RequestTelemetryMiddleware` (pure ASGI, outermost) makes one SERVER span per request, named
-  by the route template (`GET /api/TodoItem/{id}`, never the id) once the router has matched.
+- `RequestTelemetryMiddleware` (pure ASGI, outermost) decides per request whether it is traced
+  (`RequestSampler`) and makes one SERVER span per traced request, named by the route template
+  (`GET /api/TodoItem/{id}`, never the id) once the router has matched.
 
 What never lands in telemetry: request headers (the client certificate, the subscription key),
 the query string, bodies (item content), the health key (any path with `/health` in it is
@@ -71,8 +73,8 @@ class RequestSampler:
     per second and process: each second's ratio is the limit over the previous second's request
     count. Every traced request carries its ratio as `_MS.sampleRate` (percent), from which
     Application Insights counts how many requests it stands for (itemCount), so sums stay right.
-    The distro's own samplers hash every request's trace id in Python (~20-30 us, about as much
-    as the whole request), which alone cost a quarter of the throughput (docs/operations.md).
+    The distro's own samplers hash every request's trace id in Python (~20-30 us per request,
+    measured in process: as much as the app's own work on a small request; docs/operations.md).
     """
 
     def __init__(self, ratio: float | None, per_second: float, clock=time.monotonic) -> None:
