@@ -1,8 +1,10 @@
-"""TodoItem storage behind a small async interface; the in-memory store is the first backend.
+"""TodoItem storage behind a small async interface, and the in-memory backend.
 
-Each in-memory operation runs without an await inside, so on one event loop it is atomic: no
-lock is needed and concurrent requests never see a half-made change. The store lives in one
-process: with several workers each has its own (a durable backend replaces it later).
+Backends: InMemoryTodoStore (development and tests) and app.table_store.TableTodoStore (Cosmos DB
+for Table on Azure, Azurite locally). Each in-memory operation runs without an await inside, so
+on one event loop it is atomic: no lock is needed and concurrent requests never see a half-made
+change. The in-memory store lives in one process: with several workers each would have its own,
+so the settings allow it only with one worker.
 """
 
 from __future__ import annotations
@@ -37,18 +39,37 @@ def new_item_id() -> str:
     return uuid.uuid4().hex
 
 
+class StoreUnavailable(Exception):
+    """The store cannot serve now (down, throttled, too slow); the caller may retry later."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"store unavailable; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class ConcurrentUpdate(Exception):
+    """A replace met a change made by another writer since the item was read."""
+
+
 class TodoStore(Protocol):
     async def list(self) -> list[TodoItem]: ...
 
     async def get(self, item_id: str) -> TodoItem | None: ...
 
-    async def add(self, item: TodoItem) -> TodoItem: ...
+    async def add(self, item: TodoItem) -> TodoItem:
+        """Store a new item. Adding the very same item again succeeds (a retried create);
+        another item with a taken id raises KeyError."""
 
     async def replace(self, item: TodoItem) -> TodoItem | None:
-        """Replace the stored item with the same id; None if there is none."""
+        """Replace the stored item with the same id; None if there is none.
+
+        Raises ConcurrentUpdate when another writer changed the item meanwhile."""
 
     async def delete(self, item_id: str) -> bool:
         """Delete the item; False if there was none."""
+
+    async def close(self) -> None:
+        """Release connections (at shutdown)."""
 
 
 class InMemoryTodoStore:
@@ -66,7 +87,8 @@ class InMemoryTodoStore:
         return None if fields is None else TodoItem._make(fields)
 
     async def add(self, item: TodoItem) -> TodoItem:
-        if item.id in self._items:
+        existing = self._items.get(item.id)
+        if existing is not None and existing != tuple(item):  # the same item again: a retry
             raise KeyError(item.id)
         self._items[item.id] = tuple(item)
         return item
@@ -79,3 +101,6 @@ class InMemoryTodoStore:
 
     async def delete(self, item_id: str) -> bool:
         return self._items.pop(item_id, None) is not None
+
+    async def close(self) -> None:
+        pass

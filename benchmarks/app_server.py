@@ -91,6 +91,7 @@ def _environment(work: Path) -> tuple[dict[str, str], str]:
     (work / "ca.pem").write_bytes(authority.pem)
     settings = {
         "APP_ENV": "production",
+        "STORE": "memory",
         "WEBSITE_SITE_NAME": "benchmark",
         "HEALTH_CHECK_KEY": HEALTH_KEY,
         "CLIENT_CERT_SUBJECT": certs.CLIENT_SUBJECT,
