@@ -169,9 +169,7 @@ class TableTodoStore:
                 operation, f"table {self.table_name!r}: {_error_code(error)}"
             ) from None
         except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
-            raise self._unavailable(
-                operation, f"{type(error).__name__}: {error.message}"
-            ) from None
+            raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
         except HttpResponseError as error:
             if error.status_code in _UNAVAILABLE_STATUSES:
                 raise self._unavailable(
@@ -179,9 +177,7 @@ class TableTodoStore:
                 ) from None
             raise
         except AzureError as error:  # credential and transport failures outside HTTP
-            raise self._unavailable(
-                operation, f"{type(error).__name__}: {error.message}"
-            ) from None
+            raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
 
     def _unavailable(
         self, operation: str, reason: str, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS

@@ -40,10 +40,11 @@ def test_an_incomplete_table_store_is_named_in_the_one_line_start_error(environm
     result = servers.run_to_exit(STARTUP, {**environment, "STORE": "table"})
     output = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode != 0
-    assert output == [
+    expected = (
         "configuration error: TABLE_ENDPOINT: is required with STORE=table "
         "(or TABLE_CONNECTION_STRING for Azurite or a key-based account)"
-    ]
+    )
+    assert output == [expected]
 
 
 @pytest.mark.parametrize("variable", ["PORT", "WEB_CONCURRENCY"])

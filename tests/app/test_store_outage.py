@@ -87,9 +87,7 @@ def test_a_hung_store_gets_503_within_the_deadline(settings, cert_header, own_az
         assert client.get("/api/TodoItem").json() == [created.json()]
 
 
-def test_a_missing_table_is_a_503_that_names_the_table(
-    settings, cert_header, own_azurite, caplog
-):
+def test_a_missing_table_is_a_503_that_names_the_table(settings, cert_header, own_azurite, caplog):
     caplog.set_level(logging.WARNING, logger="app.store")
     with api(settings, cert_header, store_for(own_azurite, table="NeverCreated")) as client:
         assert_unavailable(client.get("/api/TodoItem"))
@@ -108,9 +106,10 @@ def test_a_put_that_races_another_writer_gets_409_and_theirs_is_kept(
 ):
     store = store_for(own_azurite)
     store.__class__ = InterleavingTableStore
-    with api(settings, cert_header, store) as client, api(
-        settings, cert_header, store_for(own_azurite)
-    ) as other_region:
+    with (
+        api(settings, cert_header, store) as client,
+        api(settings, cert_header, store_for(own_azurite)) as other_region,
+    ):
         item = client.post("/api/TodoItem", json={"name": "start"}).json()
         path = f"/api/TodoItem/{item['id']}"
         theirs = {"id": item["id"], "name": "theirs", "isCompleted": False}
