@@ -13,7 +13,12 @@ from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
-from stacks.aspects import RequiredTagsPolicy, TrafficManagerProbePolicy, WebAppSecurityPolicy
+from stacks.aspects import (
+    CosmosAccountPolicy,
+    RequiredTagsPolicy,
+    TrafficManagerProbePolicy,
+    WebAppSecurityPolicy,
+)
 from stacks.config import EnvironmentConfig
 from stacks.data_store import TableStore, store_app_settings
 from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
@@ -137,6 +142,7 @@ class TodoApiStack(TerraformStack):
         )
 
         Aspects.of(self).add(WebAppSecurityPolicy())
+        Aspects.of(self).add(CosmosAccountPolicy())
         Aspects.of(self).add(
             TrafficManagerProbePolicy([health_check_path(self.secrets), APIM_STATUS_PATH])
         )
