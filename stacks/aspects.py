@@ -83,6 +83,16 @@ def _fail(node: IConstruct, message: str) -> None:
     Annotations.of(node).add_error(message)
 
 
+def _require(
+    node: IConstruct, config: dict[str, Any], kind: str, settings: tuple[tuple[str, Any], ...]
+) -> None:
+    """One error per (path, required value) the resource's configuration does not have."""
+    for path, required in settings:
+        actual = _lookup(config, path)
+        if actual != required:
+            _fail(node, f"{kind}: {path} must be {required!r}, got {actual!r}")
+
+
 @jsii.implements(IAspect)
 class WebAppSecurityPolicy:
     """Every Linux web app has the security settings the design requires."""
@@ -91,10 +101,7 @@ class WebAppSecurityPolicy:
         if not isinstance(node, LinuxWebApp):
             return
         config = resolved_config(node)
-        for path, required in WEB_APP_SETTINGS:
-            actual = _lookup(config, path)
-            if actual != required:
-                _fail(node, f"linux web app: {path} must be {required!r}, got {actual!r}")
+        _require(node, config, "linux web app", WEB_APP_SETTINGS)
         health = _lookup(config, "site_config.health_check_path") or ""
         if not health.startswith(f"{HEALTH_PATH_PREFIX}/") or health == f"{HEALTH_PATH_PREFIX}/":
             _fail(
@@ -119,10 +126,7 @@ class CosmosAccountPolicy:
         if not isinstance(node, CosmosdbAccount):
             return
         config = resolved_config(node)
-        for path, required in COSMOS_ACCOUNT_SETTINGS:
-            actual = _lookup(config, path)
-            if actual != required:
-                _fail(node, f"cosmos db account: {path} must be {required!r}, got {actual!r}")
+        _require(node, config, "cosmos db account", COSMOS_ACCOUNT_SETTINGS)
         public = config.get("public_network_access_enabled", True)
         if public and not (config.get("ip_range_filter") or config.get("virtual_network_rule")):
             _fail(
