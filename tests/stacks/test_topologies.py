@@ -12,10 +12,6 @@ from tools import stack_outputs
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
 GATEWAYS = {"single": 1, "multi-region": 1, "dual": 2}
 REPO = Path(__file__).resolve().parents[2]
-# Settings for the table store (issue 8) that app/settings.py gains in a parallel change: until
-# that lands here, only exactly these names may be missing from APP_SETTING_NAMES.
-# Reconcile on merge: delete this set and its use below.
-PENDING_APP_SETTINGS = {"STORE", "TABLE_ENDPOINT", "TABLE_NAME", "TABLE_CONNECTION_STRING"}
 # Outputs for the Cosmos DB store (issue 8) that tools/stack_outputs.py does not read yet.
 # Reconcile on merge: move them into tools/stack_outputs.py and delete this set.
 DATA_STORE_OUTPUTS = {
@@ -194,7 +190,7 @@ def test_app_settings_are_what_the_app_reads(case):
     platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
     for app in blocks(stack, "azurerm_linux_web_app").values():
         settings = app["app_settings"]
-        assert app_owned - PENDING_APP_SETTINGS <= set(APP_SETTING_NAMES)
+        assert app_owned <= set(APP_SETTING_NAMES)
         assert set(settings) - platform == app_owned
         assert settings["APP_ENV"] == "production"
         assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
