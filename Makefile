@@ -51,7 +51,7 @@ certs: $(VENV)/.synced
 	$(PY) -m tools.certs generate
 
 local-up: $(VENV)/.synced node_modules/.synced system-packages
-	$(PY) -m loadtests.topology up
+	$(PY) -m loadtests.topology up $(ARGS)
 
 local-down: $(VENV)/.synced
 	$(PY) -m loadtests.topology down
