@@ -35,11 +35,8 @@ _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 def todo_item(item_id: str, name: str, is_completed: bool = False) -> TodoItem:
     # The same bytes as json.dumps(fields, ensure_ascii=False, separators=(",", ":")), built
     # field by field: a third of the cost on the POST path.
-    encoded = '{"id":%s,"name":%s,"isCompleted":%s}' % (
-        _encode_string(item_id),
-        _encode_string(name),
-        "true" if is_completed else "false",
-    )
+    completed = "true" if is_completed else "false"
+    encoded = f'{{"id":{_encode_string(item_id)},"name":{_encode_string(name)},"isCompleted":{completed}}}'
     return TodoItem(item_id, name, is_completed, encoded.encode())
 
 
