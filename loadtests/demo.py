@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--fault-at", type=float, default=20.0)
     parser.add_argument("--restore-at", type=float, default=40.0)
-    parser.add_argument("--users", type=int, default=20)
+    # 10 users x 10 requests/s: the shared Azurite (one Node process) and both apps fit on 2 cores.
+    parser.add_argument("--users", type=int, default=10)
     parser.add_argument(
         "--fault", choices=FAULTS, default=None, help="one drill only (default: app, then store)"
     )
