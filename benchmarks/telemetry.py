@@ -15,11 +15,13 @@ keeps with telemetry on).
 
     python -m benchmarks.telemetry [--duration 10] [--rounds 4] [--connections 32]
         [--sampling-ratio R]   (default: the app's default sampling, rate-limited)
+        [--store memory|table] (table: Azurite, pinned to core 1 like wrk)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -29,18 +31,18 @@ from pathlib import Path
 
 from app.settings import DEFAULT_TELEMETRY_TRACES_PER_SECOND
 from benchmarks import wrk
-from benchmarks.app_server import GOAL, HEALTH_KEY, LIST_SIZE, environment, seed, write_post_script
-
-SERVER_CPU = "0"
-LOAD_CPU = "1"
-WARM_UP_SECONDS = 2
-
-
-def _start(settings: dict[str, str], log: Path):
-    from tests.app import servers
-
-    command = ["taskset", "-c", SERVER_CPU, "bash", str(servers.STARTUP_SCRIPT)]
-    return servers.start(command, settings, log, f"/health/{HEALTH_KEY}")
+from benchmarks.app_server import (
+    GOAL,
+    LIST_SIZE,
+    LOAD_CPU,
+    SERVER_CPU,
+    WARM_UP_SECONDS,
+    _seed,
+    _settings,
+    _start,
+    _store,
+    write_post_script,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="rounds per case (default 4)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sampling-ratio", help="a fixed ratio instead of the default")
+    parser.add_argument(
+        "--store", choices=("memory", "table"), default="memory",
+        help="the app's store (table: on Azurite, its calls traced as dependencies)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("benchmark: needs wrk (Debian package wrk) and taskset", file=sys.stderr)
@@ -58,11 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.sched_setaffinity(0, {int(LOAD_CPU)})
 
+    from tests.app import servers as processes
     from tests.app.fake_ingestion import EXPORTER_QUIET, FakeIngestion
 
-    with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp, FakeIngestion() as fake:
-        work = Path(tmp)
-        settings, header = environment(work)
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-telemetry-")))
+        fake = stack.enter_context(FakeIngestion())
+        settings, header = _settings(work)
+        settings.update(stack.enter_context(_store(args.store, work)))
         traced = {
             **settings,
             **EXPORTER_QUIET,
@@ -76,18 +85,25 @@ def main(argv: list[str] | None = None) -> int:
             else f"default (at most {DEFAULT_TELEMETRY_TRACES_PER_SECOND:g} traces/s per process)"
         )
         post = write_post_script(work)
-        servers = {"off": _start(settings, work / "off.log"), "on": _start(traced, work / "on.log")}
+        servers = {
+            "off": _start(processes, settings, work / "off.log"),
+            "on": _start(processes, traced, work / "on.log"),
+        }
         try:
-            ids = {name: seed(server, header) for name, server in servers.items()}
+            # The memory store is per server; a table is shared by both (seed it once).
+            seeded = servers if args.store == "memory" else {"off": servers["off"]}
+            ids = {name: _seed(server, header)[0]["id"] for name, server in seeded.items()}
+            ids.setdefault("on", ids["off"])
             cases = [
                 (f"GET list ({LIST_SIZE} items)", lambda name: "/api/TodoItem", None),
                 ("GET item", lambda name: f"/api/TodoItem/{ids[name]}", None),
                 ("POST", lambda name: "/api/TodoItem", post),
             ]
             print(
-                f"app/startup.sh, 1 worker each, taskset -c {SERVER_CPU}; wrk -t1 "
-                f"-c{args.connections} -d{args.duration}s, taskset -c {LOAD_CPU}; telemetry on ="
-                f" Azure Monitor exporter to a local ingestion stand-in, sampling {sampling}",
+                f"store={args.store}; app/startup.sh, 1 worker each, taskset -c {SERVER_CPU}; "
+                f"wrk -t1 -c{args.connections} -d{args.duration}s, taskset -c {LOAD_CPU}; "
+                f"telemetry on = Azure Monitor exporter to a local ingestion stand-in, "
+                f"sampling {sampling}",
                 flush=True,
             )
             summary = [_case(label, path, script, servers, header, args)

@@ -47,7 +47,7 @@ def run(
     script: Path | None = None,
     cpus: str | None = None,
 ) -> Result:
-    """`cpus` pins wrk to those cores (`taskset -c`), away from the server's."""
+    """`cpus` pins wrk (taskset -c): on 2 cores an unpinned wrk takes CPU from the server."""
     command = ["taskset", "-c", cpus] if cpus else []
     command += ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     for name, value in headers.items():

@@ -360,3 +360,41 @@ trace.get_tracer_provider().force_flush()
     (dependency,) = [s for s in spans if s["kind"] == "SpanKind.CLIENT"]
     assert dependency["parent_id"] == request["context"]["span_id"]
     assert dependency["context"]["trace_id"] == request["context"]["trace_id"]
+
+
+def test_table_store_calls_are_dependencies_of_their_request(
+    environment, azurite, tmp_path, cert_header_value
+):
+    """The durable store (azure-data-tables on a real Azurite): each of its calls is a CLIENT
+    span under the request that made it, and the item's content is in none of them."""
+    azurite.create_table("TelemetryItems")
+    path = tmp_path / "telemetry.jsonl"
+    settings = {
+        **environment, **FAST_EXPORT,
+        "STORE": "table",
+        "TABLE_NAME": "TelemetryItems",
+        "TABLE_CONNECTION_STRING": azurite.connection_string,
+        "TELEMETRY_EXPORTER": f"file:{path}",
+        "TELEMETRY_SAMPLING_RATIO": "1",
+    }
+    server = servers.start_production(settings, tmp_path / "server.log", f"/health/{HEALTH_KEY}")
+    try:
+        headers = {"X-ARR-ClientCert": cert_header_value, "Content-Type": "application/json"}
+        body = json.dumps({"name": ITEM_CONTENT}).encode()
+        status, _, created = server.request("POST", "/api/TodoItem", body, headers)
+        assert status == 201
+        item_id = json.loads(created)["id"]
+        assert server.request("GET", f"/api/TodoItem/{item_id}", None, headers)[0] == 200
+    finally:
+        server.stop()
+    spans = _spans(path, {"POST /api/TodoItem", "GET /api/TodoItem/{id}"})
+    everything = [s for s in map(json.loads, path.read_text().splitlines()) if "kind" in s]
+    for name in ("POST /api/TodoItem", "GET /api/TodoItem/{id}"):
+        request = spans[name]
+        dependencies = [
+            s for s in everything
+            if s["kind"] == "SpanKind.CLIENT"
+            and s["context"]["trace_id"] == request["context"]["trace_id"]
+        ]
+        assert dependencies, f"no store call under {name}"
+    assert ITEM_CONTENT not in path.read_text()
