@@ -279,6 +279,10 @@ def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
             TELEMETRY_EXPORTER,
             f"must be {CONSOLE_EXPORTER} or {FILE_EXPORTER_PREFIX}<path>, got {exporter!r}",
         )
+    if exporter is not None and exporter.startswith(FILE_EXPORTER_PREFIX):
+        folder = os.path.dirname(exporter.removeprefix(FILE_EXPORTER_PREFIX)) or "."
+        if not os.path.isdir(folder):
+            raise SettingsError(TELEMETRY_EXPORTER, f"folder {folder} does not exist")
     return TelemetrySettings(connection_string, sampling_ratio, traces_per_second, exporter)
 
 

@@ -39,12 +39,15 @@ def test_telemetry_is_off_by_default(environment):
         ("TELEMETRY_SAMPLING_RATIO", "ten percent"),
         ("TELEMETRY_EXPORTER", "otlp"),
         ("TELEMETRY_EXPORTER", "file:"),
+        ("TELEMETRY_EXPORTER", "file:/no/such/folder/telemetry.jsonl"),
+        ("TELEMETRY_SAMPLING_RATIO", "0.5"),  # with TELEMETRY_TRACES_PER_SECOND below
         ("APPLICATIONINSIGHTS_CONNECTION_STRING", "IngestionEndpoint=https://example/"),
     ],
 )
 def test_bad_telemetry_setting_names_the_variable(environment, variable, value):
+    both = {"TELEMETRY_TRACES_PER_SECOND": "5"} if value == "0.5" else {}
     with pytest.raises(SettingsError) as raised:
-        load_settings({**environment, variable: value})
+        load_settings({**environment, **both, variable: value})
     assert raised.value.name == variable
     assert "\n" not in str(raised.value)
 
