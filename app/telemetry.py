@@ -27,7 +27,7 @@ import time
 import traceback
 from typing import IO
 
-from opentelemetry import context, trace
+from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -108,8 +108,9 @@ class RequestSampler:
 
 class RequestTelemetryMiddleware:
     """One SERVER span per sampled HTTP request, continuing the caller's W3C trace (API
-    Management's); an unsampled request runs under a non-recording span context, so the store's
-    dependency spans are dropped with it and its log records still carry the trace id.
+    Management's). An untraced request costs one sampling decision and nothing else: the
+    store's spans inside it are dropped (they have no traced parent) and its log records carry
+    no trace id (logs are correlated for traced requests).
 
     Attributes (semantic conventions the Azure Monitor exporter maps to a request): method,
     scheme, url.full and url.path without query, http.route, response status code. 5xx marks
@@ -130,15 +131,11 @@ class RequestTelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = _traceparent(scope)
         ratio = self.sampler.sample()
-        if ratio is None:
-            token = context.attach(trace.set_span_in_context(_unsampled(traceparent)))
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                context.detach(token)
+        if ratio is None:  # not traced: nothing else to do (spans started inside are dropped)
+            await self.app(scope, receive, send)
             return
+        traceparent = _traceparent(scope)
         parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
         await self._traced(scope, receive, send, parent, ratio)
 
@@ -175,8 +172,9 @@ class RequestTelemetryMiddleware:
 
 
 class FollowTheRequestSampler(Sampler):
-    """The tracer provider's sampler: the middleware has decided for the request; a span inside
-    a request follows it (and carries its sample rate), a span outside any request is kept."""
+    """The tracer provider's sampler: the middleware decides for each request and starts its
+    span with a sample rate; a span inside a traced request follows it (and carries its rate);
+    any other span (inside an untraced request, or outside a request) is dropped."""
 
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None,
                       links=None, trace_state=None) -> SamplingResult:
@@ -188,25 +186,13 @@ class FollowTheRequestSampler(Sampler):
             rate = getattr(parent, "attributes", {}).get(SAMPLE_RATE_ATTRIBUTE)
             if rate is not None:
                 attributes = {**(attributes or {}), SAMPLE_RATE_ATTRIBUTE: rate}
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        if attributes and SAMPLE_RATE_ATTRIBUTE in attributes:  # a request the middleware traces
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return SamplingResult(Decision.DROP)
 
     def get_description(self) -> str:
         return "FollowTheRequestSampler"
-
-
-def _unsampled(traceparent: str | None) -> trace.NonRecordingSpan:
-    """A span context for a request that is not traced: the caller's trace id when it sent a
-    well-formed `traceparent` (so the request's log records join the caller's trace), else a
-    new one; never sampled, so spans started inside it are dropped."""
-    trace_id = 0
-    if traceparent and len(traceparent) == 55 and traceparent[2] == "-":
-        try:
-            trace_id = int(traceparent[3:35], 16)
-        except ValueError:
-            trace_id = 0
-    return trace.NonRecordingSpan(
-        trace.SpanContext(trace_id or random.getrandbits(128), random.getrandbits(64), False)
-    )
 
 
 def _traceparent(scope: Scope) -> str | None:
