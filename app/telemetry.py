@@ -324,10 +324,11 @@ def _configure_local_logs(resource, log_processors) -> None:
 
 
 def _enable_azure_sdk_tracing() -> None:
-    """What the distro's `azure_sdk` instrumentation option does (inside its tracing setup,
-    which is ours here): Azure SDK clients (the table store) report each call as a dependency
-    span under the current request."""
+    """Azure SDK clients (the table store) report each call as a span under the current
+    request, through azure-core's native OpenTelemetry tracing (`tracing_enabled`). The distro's
+    `azure_sdk` option sets the older plugin instead (`tracing_implementation =
+    OpenTelemetrySpan`), which builds a tracer and a span wrapper for every call, traced request
+    or not: ~0.4 ms of CPU per store call, measured; the native path reuses one tracer."""
     from azure.core.settings import settings as azure_settings
-    from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan
 
-    azure_settings.tracing_implementation = OpenTelemetrySpan
+    azure_settings.tracing_enabled = True
