@@ -38,8 +38,10 @@ from app.settings import CONSOLE_EXPORTER, FILE_EXPORTER_PREFIX, Settings, Telem
 
 SERVICE_NAME = "todo-api"
 LOGGER_NAME = "app"  # exported logs: this logger and its children only
-# The distro's instrumentations: only the Azure SDK one (the store's calls as dependencies).
-# The rest would double-count the store's HTTP calls (requests, urllib3) or do nothing here.
+# The distro's instrumentations: only the Azure SDK one. Its tracing hook sits in the distro's
+# tracing setup, which the app replaces; `_enable_azure_sdk_tracing` turns on azure-core's
+# native tracing instead. The rest would double-count the store's HTTP calls (requests,
+# urllib3) or do nothing here.
 INSTRUMENTATION_OPTIONS = {
     "azure_sdk": {"enabled": True},
     **{
