@@ -1,0 +1,129 @@
+"""The rehearsal: every job of ci, plan, deploy, load test and drift runs under `act` on this
+host, against recording fakes of terraform, az and the GitHub API (see rehearsal.py).
+
+Run it alone with `.venv/bin/pytest -m rehearsal`. Each workflow runs once per scenario in a
+module fixture; the tests read what the fakes recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.github.fake_azure import Gateway, WebApp
+from tests.github.rehearsal import Rehearsal, Run, prepare_source
+from tests.tools.conftest import FakeGitHub, make_handler
+from tests.tools.stack_outputs_data import raw_outputs
+
+pytestmark = pytest.mark.rehearsal
+
+PLANS = Path(__file__).resolve().parents[1] / "tools" / "data" / "plans"
+STACKS = ("todo-api-dev", "todo-api-prod")
+SUBSCRIPTION_KEY = "sub-key-0123"
+WEB_APPS = [{"name": "app-weu", "resource_group": "rg-weu"},
+            {"name": "app-neu", "resource_group": "rg-neu"}]
+PR = {"pull_request": {"number": 7, "head": {"repo": {"full_name": "contoso/todo-api"}}}}
+
+
+def plan(name: str) -> dict:
+    return json.loads((PLANS / f"{name}.json").read_text())
+
+
+@dataclass
+class World:
+    rehearsal: Rehearsal
+    github: FakeGitHub
+    gateway: Gateway
+    web_apps: list[WebApp]
+
+    def scenario(self, plan_name: str = "mixed", exitcode: int = 2, **stack_overrides) -> dict:
+        outputs = raw_outputs(
+            gateway_urls=[self.gateway.url],
+            web_app_hostnames=[app.url for app in self.web_apps],
+            subscription_key=SUBSCRIPTION_KEY,
+        )
+        stack = {"plan": plan(plan_name), "exitcode": exitcode, "outputs": outputs,
+                 "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
+                 **stack_overrides}
+        return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
+                "read_only_client_ids": ["plan-client"]}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("rehearsal")
+    source = prepare_source(workdir / "src")
+    github = FakeGitHub()
+    base = [""]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(github, base))
+    base[0] = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+    web_apps = [WebApp(), WebApp()]
+    try:
+        yield World(Rehearsal(source, workdir, base[0], gateway), github, gateway, web_apps)
+    finally:
+        for fake in [gateway, *web_apps]:
+            fake.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def terraform_calls(run: Run, command: str) -> list[dict]:
+    return [c for c in run.calls("terraform") if c["args"][0] == command]
+
+
+# ci ------------------------------------------------------------------------------------------
+
+
+def test_ci_job_gets_as_far_as_make_test_in_a_prepared_workspace(world):
+    run = world.rehearsal.run("ci", "pull_request", world.scenario(), payload=PR)
+    run.assert_green()
+    [make] = run.calls("make")
+    assert make["args"] == ["test"] and make["env"]["GITHUB_JOB"] == "test"
+    assert [c["args"] for c in run.calls("actions/setup-python")] == [["python-version=3.11"]]
+
+
+# plan ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan_runs(world) -> list[Run]:
+    first = world.rehearsal.run("plan", "pull_request", world.scenario("mixed"), payload=PR)
+    second = world.rehearsal.run("plan", "pull_request", world.scenario("update"), payload=PR)
+    return [first, second]
+
+
+def test_every_plan_job_succeeds(plan_runs):
+    for run in plan_runs:
+        run.assert_green()
+
+
+def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
+    plans = terraform_calls(plan_runs[0], "plan")
+    assert sorted(c["stack"] for c in plans) == sorted(STACKS)
+    for call in plans:
+        assert call["cwd"].endswith(f"cdktf.out/stacks/{call['stack']}")
+        assert "-lock=false" in call["args"] and call["env"]["ARM_CLIENT_ID"] == "plan-client"
+
+
+def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
+    comments = world.github.comments[7]
+    assert sorted(c["body"].split("\n", 1)[0] for c in comments) == sorted(
+        f"<!-- todo-api-plan:{stack} -->" for stack in STACKS)
+    assert [m for m, _ in world.github.calls].count("POST") == 2
+    assert [m for m, _ in world.github.calls].count("PATCH") == 2
+    assert all("| 0 | 1 | 0 | 0 |" in c["body"] for c in comments)  # the second plan's counts
+
+
+def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
+    artifacts = plan_runs[0].state / "artifacts"
+    for stack in STACKS:
+        assert sorted(p.name for p in (artifacts / f"plan-{stack}").iterdir()) == ["plan.txt"]
