@@ -8,7 +8,7 @@ Stops at the first failure, naming the web app.
 
 The stacks deny the deployment (SCM/Kudu) site to everyone by default, and GitHub-hosted runners
 have no fixed address: with `--runner-ip`, an Allow rule for that one address (`auto`: looked up
-at RUNNER_IP_URL) is added to the web app's SCM access restrictions just for its deploy and
+at $RUNNER_IP_URL, default https://api.ipify.org) is added to the web app's SCM access restrictions just for its deploy and
 removed afterwards, whatever happens, so the managed configuration (and the next plan) is
 unchanged.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import subprocess
 import sys
 import urllib.request
@@ -26,7 +27,7 @@ from pathlib import Path
 from tools.cli import CliError, run_cli
 from tools.stack_outputs import WebApp, load
 
-RUNNER_IP_URL = "https://api.ipify.org"
+DEFAULT_RUNNER_IP_URL = "https://api.ipify.org"
 SCM_RULE = "github-actions-deploy"
 SCM_RULE_PRIORITY = "50"
 
@@ -83,11 +84,12 @@ def runner_ip(value: str | None) -> str | None:
     if value is None:
         return None
     if value == "auto":
+        url = os.environ.get("RUNNER_IP_URL") or DEFAULT_RUNNER_IP_URL
         try:
-            with urllib.request.urlopen(RUNNER_IP_URL, timeout=30) as response:
+            with urllib.request.urlopen(url, timeout=30) as response:
                 value = response.read().decode().strip()
         except OSError as error:
-            raise CliError(f"cannot look up the runner's address at {RUNNER_IP_URL}: {error}") from None
+            raise CliError(f"cannot look up the runner's address at {url}: {error}") from None
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
