@@ -7,6 +7,7 @@ module fixture; the tests read what the fakes recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -127,3 +128,43 @@ def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
     artifacts = plan_runs[0].state / "artifacts"
     for stack in STACKS:
         assert sorted(p.name for p in (artifacts / f"plan-{stack}").iterdir()) == ["plan.txt"]
+
+
+# deploy --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deploy_run(world) -> Run:
+    return world.rehearsal.run("deploy", "push", world.scenario("mixed"))
+
+
+def test_every_deploy_job_succeeds(deploy_run):
+    deploy_run.assert_green()
+
+
+def test_deploy_applies_exactly_the_plan_it_made_from_the_stack_folder(deploy_run):
+    [made] = terraform_calls(deploy_run, "plan")
+    [applied] = terraform_calls(deploy_run, "apply")
+    assert applied["plan_id"] == made["plan_id"]
+    assert applied["cwd"] == made["cwd"] and made["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
+    assert applied["env"]["ARM_CLIENT_ID"] == "dev-client"
+
+
+def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):
+    package = deploy_run.state / "artifacts" / "app-package" / "todo-api-app.zip"
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    deploys = [c for c in deploy_run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
+    assert [(c["app"], c["package_sha256"]) for c in deploys] == [
+        ("app-neu", digest), ("app-weu", digest)]
+
+
+def test_deploy_closes_each_scm_site_it_opened(deploy_run):
+    azure = json.loads((deploy_run.state / "azure.json").read_text())
+    assert azure["scm_rules"] == {"app-weu": [], "app-neu": []}
+
+
+def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
+    assert "ok   gateway" in deploy_run.log
+    todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
+    assert {(m, p, s) for m, p, s in world.gateway.calls if p == todo} >= {
+        ("GET", todo, 200), ("GET", todo, 401)}
