@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -160,7 +161,9 @@ class Rehearsal:
         state = self.workdir / f"run-{self.runs}-{workflow}"
         state.mkdir(parents=True)
         (state / "scenario.json").write_text(json.dumps(scenario))
-        (state / "event.json").write_text(json.dumps(payload or {}))
+        # act reads workflow_dispatch inputs from the event payload when one is given
+        event_payload = {**(payload or {}), **({"inputs": inputs} if inputs else {})}
+        (state / "event.json").write_text(json.dumps(event_payload))
         self.gateway.state_dir = state
         self.gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
         variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment]}
@@ -191,10 +194,16 @@ class Rehearsal:
         env = {**os.environ, "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
                "REHEARSAL_DIR": str(state)}
         started = time.monotonic()
-        result = subprocess.run(command, cwd=self.source, env=env, capture_output=True,
-                                text=True, timeout=ACT_TIMEOUT_SECONDS, check=False)
-        log = result.stdout + result.stderr
+        # A session of its own: on timeout the whole tree (act, its steps, Locust) is killed.
+        with subprocess.Popen(command, cwd=self.source, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) as process:
+            try:
+                log, _ = process.communicate(timeout=ACT_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                log = process.communicate()[0] + f"\nrehearsal: act killed after {ACT_TIMEOUT_SECONDS} s"
         (state / "act.log").write_text(log)
         print(f"rehearsal {workflow} ({event}): {time.monotonic() - started:.1f} s,"
-              f" exit {result.returncode}, log {state / 'act.log'}")
-        return Run(result.returncode, log, state)
+              f" exit {process.returncode}, log {state / 'act.log'}")
+        return Run(process.returncode, log, state)

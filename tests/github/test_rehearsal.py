@@ -168,3 +168,64 @@ def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
     todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
     assert {(m, p, s) for m, p, s in world.gateway.calls if p == todo} >= {
         ("GET", todo, 200), ("GET", todo, 401)}
+
+
+# drift ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def drift_runs(world) -> list[tuple[Run, list[dict]]]:
+    """Three nights: drift, still drift, in sync; the open drift issues after each."""
+    nights = []
+    for exitcode in (2, 2, 0):
+        run = world.rehearsal.run("drift", "schedule", world.scenario("update", exitcode))
+        nights.append((run, [dict(i) for i in world.github.issues]))
+    return nights
+
+
+def test_every_drift_job_succeeds(drift_runs):
+    for run, _ in drift_runs:
+        run.assert_green()
+
+
+def test_drift_opens_updates_and_closes_one_issue(drift_runs):
+    states = [[(i["number"], i["state"]) for i in issues] for _, issues in drift_runs]
+    [(number, _)] = states[0]
+    assert states == [[(number, "open")], [(number, "open")], [(number, "closed")]]
+
+
+def test_drift_plans_each_stack_read_only(drift_runs):
+    run, _ = drift_runs[0]
+    plans = terraform_calls(run, "plan")
+    assert sorted(c["stack"] for c in plans) == sorted(STACKS)
+    assert all("-detailed-exitcode" in c["args"] and "-lock=false" in c["args"]
+               and c["env"]["ARM_CLIENT_ID"] == "plan-client" for c in plans)
+
+
+# load test -----------------------------------------------------------------------------------
+
+LOAD = {"environment": "dev", "users": "2", "duration": "30", "failover": "true"}
+
+
+def app_events(run: Run) -> list[tuple[str, str]]:
+    return [(c["args"][1], c["app"]) for c in run.calls("az")
+            if c["args"][:2] in (["webapp", "stop"], ["webapp", "start"])]
+
+
+@pytest.fixture(scope="module")
+def drill_run(world) -> Run:
+    return world.rehearsal.run("load-test", "workflow_dispatch", world.scenario(), inputs=LOAD)
+
+
+def test_failover_drill_succeeds_and_uploads_the_reports(drill_run):
+    drill_run.assert_green()
+    report = json.loads(
+        next((drill_run.state / "artifacts").glob("load-test-dev-*/summary.json")).read_text())
+    assert report["scenario"] == "failover" and report["failover"]["recovery_s"] is not None
+
+
+def test_failover_drill_restarts_what_it_stopped(drill_run):
+    events = app_events(drill_run)
+    assert events[0] == ("stop", "app-weu") and events[-1] == ("start", "app-weu")
+    azure = json.loads((drill_run.state / "azure.json").read_text())
+    assert azure["stopped"] == []
