@@ -2,6 +2,7 @@
 
     python -m tools.load_test outputs.json --users 50 --duration 300 [--failover] \
         [--report-dir reports/load]
+    python -m tools.load_test outputs.json --restore   # start the primary web app (idempotent)
 
 Reads the gateway URL, API path, subscription key and primary web app from the stack outputs,
 then runs `python -m loadtests.run throughput|failover ...` (the key goes through
@@ -9,6 +10,12 @@ $LOCUST_SUBSCRIPTION_KEY, not the command line). The failover drill stops the
 primary web app (`az webapp stop`) a third of the way in and starts it again two thirds of the
 way in; whatever happens (thresholds broken, Locust crashed, run cancelled), the primary is
 started again before this program exits. Exits with the load test's exit code.
+
+`--restore` only starts the primary web app (`az webapp start` of a running app is a no-op).
+The load-test workflow runs it in a step of its own under `if: always()`: when a run is
+cancelled, the runner signals this program and kills it a few seconds later, which may be
+before its own restart finished; the always-step runs after the cancellation, whatever
+happened before.
 """
 
 from __future__ import annotations
@@ -74,6 +81,19 @@ def run(command: list[str], key: str, restore: list[str] | None) -> int:
                       file=sys.stderr)
 
 
+def start_primary(outputs: StackOutputs) -> int:
+    command = az_webapp("start", outputs.web_apps[0])
+    print(f"restoring: {shlex.join(command)}", flush=True)
+    try:
+        code = subprocess.run(command, check=False).returncode
+    except FileNotFoundError:
+        raise CliError("Azure CLI `az` not found on PATH") from None
+    if code != 0:
+        raise CliError(f"starting {outputs.web_apps[0].name} failed (az exit code {code}):"
+                       " start it by hand")
+    return 0
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -81,11 +101,17 @@ def _raise_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
-    parser.add_argument("--users", type=int, required=True)
-    parser.add_argument("--duration", type=int, required=True, help="seconds")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--duration", type=int, help="seconds")
     parser.add_argument("--failover", action="store_true", help="stop the primary mid-run")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/load"))
+    parser.add_argument("--restore", action="store_true",
+                        help="only start the primary web app again (after a drill)")
     args = parser.parse_args(argv)
+    if args.restore:
+        return start_primary(load(args.outputs))
+    if args.users is None or args.duration is None:
+        raise CliError("--users and --duration are required (or --restore)")
     if args.users < 1 or args.duration < 30:
         raise CliError("--users must be at least 1 and --duration at least 30 seconds")
     outputs = load(args.outputs)

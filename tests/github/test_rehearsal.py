@@ -229,3 +229,19 @@ def test_failover_drill_restarts_what_it_stopped(drill_run):
     assert events[0] == ("stop", "app-weu") and events[-1] == ("start", "app-weu")
     azure = json.loads((drill_run.state / "azure.json").read_text())
     assert azure["stopped"] == []
+
+
+@pytest.fixture(scope="module")
+def crashed_drill_run(world) -> Run:
+    """The load test dies (SIGKILL) the moment the drill stops the primary."""
+    scenario = {**world.scenario(), "crash_load_test_on_stop": True}
+    return world.rehearsal.run("load-test", "workflow_dispatch", scenario, inputs=LOAD)
+
+
+def test_failover_drill_restarts_the_primary_when_the_load_test_fails(crashed_drill_run):
+    assert [f.split(": ")[1] for f in crashed_drill_run.steps_failed()] == ["Main Run the load test"]
+    assert app_events(crashed_drill_run)[0] == ("stop", "app-weu")
+    # restarted twice: by tools.load_test itself, then by the always-step
+    assert app_events(crashed_drill_run)[1:] == [("start", "app-weu"), ("start", "app-weu")]
+    azure = json.loads((crashed_drill_run.state / "azure.json").read_text())
+    assert azure["stopped"] == []
