@@ -23,6 +23,7 @@ itself, forever (see tests/github/fakes/bin/make).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -57,15 +58,17 @@ TOKEN = "test-token"  # what the fake GitHub API accepts
 # Repository and environment variables, as tools/azure-bootstrap.sh sets them.
 VARIABLES = {
     "AZURE_TENANT_ID": "tenant-0000",
-    "AZURE_SUBSCRIPTION_ID": "subscription-0000",
+    "AZURE_SUBSCRIPTION_ID_DEV": "subscription-dev",
+    "AZURE_SUBSCRIPTION_ID_PROD": "subscription-prod",
     "AZURE_PLAN_CLIENT_ID": "plan-client",
     "TFSTATE_RESOURCE_GROUP": "todo-api-tfstate",
     "TFSTATE_STORAGE_ACCOUNT": "todoapitfstate42",
-    "TFSTATE_CONTAINER": "tfstate",
     "AZURE_DEPLOYER_OBJECT_IDS_DEV": "00000000-0000-0000-0000-00000000d001",
     "AZURE_DEPLOYER_OBJECT_IDS_PROD": "00000000-0000-0000-0000-00000000f001",
 }
+# Environment variables of the GitHub environments dev and prod.
 ENVIRONMENT_CLIENT_IDS = {"dev": "dev-client", "prod": "prod-client"}
+PLAN_BUNDLE_KEY = base64.b64encode(b"rehearsal-plan-bundle-key-32-byt").decode()  # a test key
 
 
 def source_files() -> list[str]:
@@ -166,14 +169,15 @@ class Rehearsal:
         (state / "event.json").write_text(json.dumps(event_payload))
         self.gateway.state_dir = state
         self.gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
-        variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment]}
+        variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment],
+                     "AZURE_SUBSCRIPTION_ID": f"subscription-{environment}"}
         command = [
             str(ACT), event, "-W", f".github/workflows/{workflow}.yml",
             "-e", str(state / "event.json"),
             "-P", "ubuntu-24.04=-self-hosted", "--no-skip-checkout",
             "--no-cache-server", "--action-cache-path", str(state / "act"),
             "--concurrent-jobs", "2",
-            "-s", f"GITHUB_TOKEN={TOKEN}",
+            "-s", f"GITHUB_TOKEN={TOKEN}", "-s", f"PLAN_BUNDLE_KEY={PLAN_BUNDLE_KEY}",
         ]
         for local in local_repositories(self.source):
             command += ["--local-repository", local]

@@ -146,8 +146,17 @@ def test_deploy_applies_exactly_the_plan_it_made_from_the_stack_folder(deploy_ru
     [made] = terraform_calls(deploy_run, "plan")
     [applied] = terraform_calls(deploy_run, "apply")
     assert applied["plan_id"] == made["plan_id"]
-    assert applied["cwd"] == made["cwd"] and made["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
-    assert applied["env"]["ARM_CLIENT_ID"] == "dev-client"
+    assert (made["env"]["GITHUB_JOB"], applied["env"]["GITHUB_JOB"]) == ("plan", "deploy")
+    for call in (made, applied):
+        assert call["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
+    # planned read-only before the gate, applied by the environment's deploy identity after it
+    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
+        "plan-client", "dev-client")
+
+
+def test_deploy_hands_the_plan_on_encrypted(deploy_run):
+    [bundle] = (deploy_run.state / "artifacts" / "plan-bundle").iterdir()
+    assert b"rehearsal_plan" not in bundle.read_bytes()
 
 
 def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):

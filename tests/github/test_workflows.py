@@ -144,12 +144,27 @@ def test_deploy_targets_a_protected_github_environment():
     assert job["environment"] == "${{ github.event_name == 'push' && 'dev' || inputs.environment }}"
 
 
-def test_deploy_applies_exactly_the_saved_plan():
+def test_deploy_applies_exactly_the_saved_plan_after_the_approval_gate():
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    def commands(job):
+        return "\n".join(s.get("run", "") for s in jobs[job]["steps"])
+    assert "terraform plan -input=false -lock=false -out=tfplan" in commands("plan")
+    assert "environment" not in jobs["plan"]  # the plan is made (and shown) before the gate
+    assert "plan" in jobs["deploy"]["needs"] and "environment" in jobs["deploy"]
+    assert "terraform apply -input=false tfplan" in commands("deploy")
+    assert "terraform plan" not in commands("deploy") and "-auto-approve" not in commands("deploy")
+
+
+def test_the_plan_travels_encrypted_never_as_a_plain_artifact():
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    uploads = [s["with"]["path"] for s in jobs["plan"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert uploads == ["${{ runner.temp }}/plan-bundle/plan.bundle"]
+
+
+def test_deploy_job_outlasts_api_managements_create_timeout():
+    hours = re.search(r'APIM_TIMEOUT = "(\d+)h"', (ROOT / "stacks" / "gateway.py").read_text())
     job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
-    commands = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "terraform plan -input=false -out=tfplan" in commands
-    assert "terraform apply -input=false tfplan" in commands
-    assert "-auto-approve" not in commands
+    assert job["timeout-minutes"] >= int(hours[1]) * 60 + 30
 
 
 @pytest.mark.parametrize(("tool", "pattern"), [
