@@ -71,8 +71,8 @@ done
 # Shared keys are off: you need a data-plane role to create the containers.
 az role assignment create --assignee-object-id "$ME" --assignee-principal-type User \
   --role "Storage Blob Data Contributor" --scope "$STATE_ACCOUNT_ID" --output none
-echo "   waiting a minute for the role assignment to reach the storage data plane"
-sleep 60
+echo "   waiting for the role assignment to reach the storage data plane"
+sleep "${ROLE_PROPAGATION_SECONDS:-60}"
 EMPTY_STATE=$(mktemp)
 trap 'rm -f "$EMPTY_STATE"' EXIT
 for env in "${ENVIRONMENTS[@]}"; do
