@@ -22,6 +22,10 @@ class FakeGitHub:
         self.issues: list[dict] = []
         self.calls: list[tuple[str, str]] = []  # (method, path) of writes
         self.next_id = 1000
+        # answers to give before any real one: (status, headers, message)
+        self.failures: list[tuple[int, dict, str]] = []
+        self.attempts = 0
+        self.waits: list[float] = []  # what the client slept (tests never sleep)
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -34,6 +38,20 @@ def make_handler(state: FakeGitHub, base: list[str]):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
+
+        def injected_failure(self) -> bool:
+            state.attempts += 1
+            if not state.failures:
+                return False
+            status, headers, message = state.failures.pop(0)
+            data = json.dumps({"message": message}).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
 
         def reply(self, status: int, body, link: str | None = None):
             data = json.dumps(body).encode()
@@ -61,6 +79,8 @@ def make_handler(state: FakeGitHub, base: list[str]):
             self.reply(200, chunk, link)
 
         def do_GET(self):
+            if self.injected_failure():
+                return None
             if self.headers.get("Authorization") != "Bearer test-token":
                 return self.reply(401, {"message": "Bad credentials"})
             url = urlparse(self.path)
@@ -76,6 +96,9 @@ def make_handler(state: FakeGitHub, base: list[str]):
             return self.reply(404, {"message": "Not Found"})
 
         def do_POST(self):
+            if self.injected_failure():
+                self.rfile.read(int(self.headers["Content-Length"]))
+                return None
             path = urlparse(self.path).path.removeprefix(prefix)
             body = self.body()
             state.calls.append(("POST", path))
@@ -122,7 +145,7 @@ def github():
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield state, GitHubApi("test-token", REPO, base[0])
+        yield state, GitHubApi("test-token", REPO, base[0], sleep=state.waits.append)
     finally:
         server.shutdown()
         server.server_close()

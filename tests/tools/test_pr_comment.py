@@ -65,3 +65,33 @@ def test_api_error_is_one_line_naming_the_status(github):
     bad = GitHubApi("wrong-token", api.repository, api.api_url)
     with pytest.raises(CliError, match=r"HTTP 401: .*Bad credentials"):
         upsert_comment(bad, 7, MARKER + "\nplan")
+
+
+def test_a_server_error_is_retried_with_backoff(github):
+    state, api = github
+    state.failures = [(502, {}, "Bad Gateway"), (503, {}, "unavailable")]
+    assert upsert_comment(api, 7, MARKER + "\nplan")[0] == "created"
+    assert state.waits == [1.0, 2.0] and len(state.comments[7]) == 1
+
+
+def test_a_secondary_rate_limit_waits_retry_after(github):
+    state, api = github
+    state.failures = [(403, {"Retry-After": "7"}, "You have exceeded a secondary rate limit")]
+    assert upsert_comment(api, 7, MARKER + "\nplan")[0] == "created"
+    assert state.waits == [7.0]
+
+
+def test_a_plain_403_is_not_retried(github):
+    state, api = github
+    state.failures = [(403, {}, "Resource not accessible by integration")]
+    with pytest.raises(CliError, match="HTTP 403: .*Resource not accessible"):
+        upsert_comment(api, 7, MARKER + "\nplan")
+    assert state.waits == []
+
+
+def test_retries_give_up_after_five_attempts(github):
+    state, api = github
+    state.failures = [(500, {}, "boom")] * 6
+    with pytest.raises(CliError, match=r"HTTP 500: .*boom.* \(after 5 attempts\)"):
+        upsert_comment(api, 7, MARKER + "\nplan")
+    assert state.waits == [1.0, 2.0, 4.0, 8.0] and state.attempts == 5
