@@ -178,3 +178,8 @@ def test_terraform_wrapper_is_off_so_exit_codes_are_real():
     action = load(GITHUB / "actions" / "setup-toolchain" / "action.yml")
     [setup] = [s for s in action["runs"]["steps"] if "setup-terraform" in s.get("uses", "")]
     assert setup["with"]["terraform_wrapper"] is False
+
+
+def test_dependabot_proposes_updates_for_actions_python_lock_and_npm_lock():
+    updates = load(GITHUB / "dependabot.yml")["updates"]
+    assert {u["package-ecosystem"] for u in updates} == {"github-actions", "uv", "npm"}
