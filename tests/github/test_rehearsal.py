@@ -99,11 +99,15 @@ def test_ci_job_gets_as_far_as_make_test_in_a_prepared_workspace(world):
 def plan_runs(world) -> list[Run]:
     first = world.rehearsal.run("plan", "pull_request", world.scenario("mixed"), payload=PR)
     second = world.rehearsal.run("plan", "pull_request", world.scenario("update"), payload=PR)
-    return [first, second]
+    bodies = {c["body"].split("\n", 1)[0]: c["body"] for c in world.github.comments[7]}
+    scenario = world.scenario("update")
+    scenario["stacks"]["todo-api-prod"] = {**scenario["stacks"]["todo-api-prod"], "plan_fails": True}
+    third = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
+    return [first, second, third, bodies]
 
 
 def test_every_plan_job_succeeds(plan_runs):
-    for run in plan_runs:
+    for run in plan_runs[:2]:
         run.assert_green()
 
 
@@ -116,12 +120,19 @@ def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
 
 
 def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
-    comments = world.github.comments[7]
-    assert sorted(c["body"].split("\n", 1)[0] for c in comments) == sorted(
-        f"<!-- todo-api-plan:{stack} -->" for stack in STACKS)
+    after_second = plan_runs[3]
+    assert sorted(after_second) == sorted(f"<!-- todo-api-plan:{stack} -->" for stack in STACKS)
+    assert all("| 0 | 1 | 0 | 0 |" in body for body in after_second.values())  # second plan
+    assert len(world.github.comments[7]) == 2
     assert [m for m, _ in world.github.calls].count("POST") == 2
-    assert [m for m, _ in world.github.calls].count("PATCH") == 2
-    assert all("| 0 | 1 | 0 | 0 |" in c["body"] for c in comments)  # the second plan's counts
+
+
+def test_a_failed_plan_replaces_its_stacks_stale_comment(world, plan_runs):
+    failed = plan_runs[2]
+    assert [f.split(": ")[1] for f in failed.steps_failed()] == ["Main terraform plan"]
+    bodies = {c["body"].split("\n", 1)[0]: c["body"] for c in world.github.comments[7]}
+    assert ":x: failed" in bodies["<!-- todo-api-plan:todo-api-prod -->"]
+    assert "| 0 | 1 | 0 | 0 |" in bodies["<!-- todo-api-plan:todo-api-dev -->"]
 
 
 def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
