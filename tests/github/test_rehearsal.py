@@ -97,18 +97,21 @@ def test_ci_job_gets_as_far_as_make_test_in_a_prepared_workspace(world):
 
 @pytest.fixture(scope="module")
 def plan_runs(world) -> list[Run]:
+    """Two pushes to PR 7: both plans; then dev changes and prod's plan fails."""
     first = world.rehearsal.run("plan", "pull_request", world.scenario("mixed"), payload=PR)
-    second = world.rehearsal.run("plan", "pull_request", world.scenario("update"), payload=PR)
-    bodies = {c["body"].split("\n", 1)[0]: c["body"] for c in world.github.comments[7]}
     scenario = world.scenario("update")
     scenario["stacks"]["todo-api-prod"] = {**scenario["stacks"]["todo-api-prod"], "plan_fails": True}
-    third = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
-    return [first, second, third, bodies]
+    second = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
+    return [first, second]
+
+
+def comments_by_stack(world) -> dict[str, str]:
+    return {c["body"].split("\n", 1)[0].split(":")[1].split(" ")[0]: c["body"]
+            for c in world.github.comments[7]}
 
 
 def test_every_plan_job_succeeds(plan_runs):
-    for run in plan_runs[:2]:
-        run.assert_green()
+    plan_runs[0].assert_green()
 
 
 def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
@@ -120,19 +123,15 @@ def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
 
 
 def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
-    after_second = plan_runs[3]
-    assert sorted(after_second) == sorted(f"<!-- todo-api-plan:{stack} -->" for stack in STACKS)
-    assert all("| 0 | 1 | 0 | 0 |" in body for body in after_second.values())  # second plan
-    assert len(world.github.comments[7]) == 2
-    assert [m for m, _ in world.github.calls].count("POST") == 2
+    assert sorted(comments_by_stack(world)) == sorted(STACKS)
+    assert [m for m, _ in world.github.calls] == ["POST", "POST", "PATCH", "PATCH"]
+    assert "| 0 | 1 | 0 | 0 |" in comments_by_stack(world)["todo-api-dev"]  # the second plan
 
 
 def test_a_failed_plan_replaces_its_stacks_stale_comment(world, plan_runs):
-    failed = plan_runs[2]
-    assert [f.split(": ")[1] for f in failed.steps_failed()] == ["Main terraform plan"]
-    bodies = {c["body"].split("\n", 1)[0]: c["body"] for c in world.github.comments[7]}
-    assert ":x: failed" in bodies["<!-- todo-api-plan:todo-api-prod -->"]
-    assert "| 0 | 1 | 0 | 0 |" in bodies["<!-- todo-api-plan:todo-api-dev -->"]
+    assert [f.split(": ")[:2] for f in plan_runs[1].steps_failed()] == [
+        ["plan/plan todo-api-prod-2", "Main terraform plan"]]
+    assert ":x: failed" in comments_by_stack(world)["todo-api-prod"]
 
 
 def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
