@@ -180,6 +180,8 @@ def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):
 def test_deploy_closes_each_scm_site_it_opened(deploy_run):
     azure = json.loads((deploy_run.state / "azure.json").read_text())
     assert azure["scm_rules"] == {"app-weu": [], "app-neu": []}
+    checked = [c["app"] for c in deploy_run.calls("az") if "show" in c["args"][:4]]
+    assert sorted(checked) == ["app-neu", "app-weu"]  # the always-step looked again
 
 
 def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
