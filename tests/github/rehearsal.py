@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,20 +156,25 @@ class Rehearsal:
         self.github_url = github_url
         self.gateway = gateway
         self.runs = 0
+        self.lock = threading.Lock()
         (workdir / "cache").mkdir(exist_ok=True)
 
     def run(self, workflow: str, event: str, scenario: dict, *, payload: dict | None = None,
             inputs: dict | None = None, job: str | None = None,
-            environment: str = "dev") -> Run:
-        self.runs += 1
-        state = self.workdir / f"run-{self.runs}-{workflow}"
+            environment: str = "dev", gateway=None) -> Run:
+        """One act run; `gateway`: the fake API Management this run's outputs point at (one
+        per run when runs go side by side)."""
+        gateway = gateway or self.gateway
+        with self.lock:
+            self.runs += 1
+            state = self.workdir / f"run-{self.runs}-{workflow}"
         state.mkdir(parents=True)
         (state / "scenario.json").write_text(json.dumps(scenario))
         # act reads workflow_dispatch inputs from the event payload when one is given
         event_payload = {**(payload or {}), **({"inputs": inputs} if inputs else {})}
         (state / "event.json").write_text(json.dumps(event_payload))
-        self.gateway.state_dir = state
-        self.gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
+        gateway.state_dir = state
+        gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
         variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment],
                      "AZURE_SUBSCRIPTION_ID": f"subscription-{environment}"}
         command = [
@@ -191,7 +197,7 @@ class Rehearsal:
             "REHEARSAL_DIR": state, "REHEARSAL_SOURCE": self.source,
             "REHEARSAL_ACTIONS": STAND_INS, "REHEARSAL_FAKES": FAKES,
             "REHEARSAL_CACHE": self.workdir / "cache",
-            "GITHUB_API_URL": self.github_url, "RUNNER_IP_URL": f"{self.gateway.url}/ip",
+            "GITHUB_API_URL": self.github_url, "RUNNER_IP_URL": f"{gateway.url}/ip",
         }
         for name, value in env_for_steps.items():
             command += ["--env", f"{name}={value}"]

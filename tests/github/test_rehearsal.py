@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from tests.github.fake_azure import Gateway, WebApp
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
 from tests.tools.conftest import FakeGitHub, make_handler
-from tests.tools.stack_outputs_data import raw_outputs
+from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, raw_outputs
 
 pytestmark = pytest.mark.rehearsal
 
@@ -42,17 +43,22 @@ class World:
     gateway: Gateway
     web_apps: list[WebApp]
 
-    def scenario(self, plan_name: str = "mixed", exitcode: int = 2, **stack_overrides) -> dict:
+    def scenario(self, plan_name: str = "mixed", exitcode: int = 2, gateway: Gateway | None = None,
+                 **stack_overrides) -> dict:
         outputs = raw_outputs(
-            gateway_urls=[self.gateway.url],
+            gateway_urls=[(gateway or self.gateway).url],
             web_app_hostnames=[app.url for app in self.web_apps],
             subscription_key=SUBSCRIPTION_KEY,
+            **COSMOS_OUTPUTS,
         )
         stack = {"plan": plan(plan_name), "exitcode": exitcode, "outputs": outputs,
                  "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
                  **stack_overrides}
         return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
-                "read_only_client_ids": ["plan-client"]}
+                "read_only_client_ids": ["plan-client"],
+                "cosmos": {"name": COSMOS_OUTPUTS["cosmos_account_name"],
+                           "resource_group": COSMOS_OUTPUTS["cosmos_resource_group_name"],
+                           "regions": COSMOS_OUTPUTS["cosmos_regions"]}}
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +231,9 @@ def test_drift_plans_each_stack_read_only(drift_runs):
 
 # load test -----------------------------------------------------------------------------------
 
-LOAD = {"environment": "dev", "users": "2", "duration": "30", "failover": "true"}
+LOAD = {"environment": "dev", "users": "2", "duration": "30", "failover": "true",
+        "database_failover": "false"}
+DATABASE_LOAD = {**LOAD, "failover": "false", "database_failover": "true"}
 
 
 def app_events(run: Run) -> list[tuple[str, str]]:
@@ -234,35 +242,80 @@ def app_events(run: Run) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def drill_run(world) -> Run:
-    return world.rehearsal.run("load-test", "workflow_dispatch", world.scenario(), inputs=LOAD)
+def load_runs(world) -> dict[str, Run]:
+    """Three load-test runs side by side (Locust mostly waits), each against its own gateway:
+    the web app drill, the same drill whose load test dies (SIGKILL) the moment the primary
+    stops, and the database failover drill."""
+    cases = {
+        "drill": ({}, LOAD),
+        "crashed drill": ({"crash_load_test_on_stop": True}, LOAD),
+        "database drill": ({}, DATABASE_LOAD),
+    }
+    gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+                for name in cases}
+    try:
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {
+                name: pool.submit(world.rehearsal.run, "load-test", "workflow_dispatch",
+                                  {**world.scenario(gateway=gateways[name]), **extra},
+                                  inputs=inputs, gateway=gateways[name])
+                for name, (extra, inputs) in cases.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
 
 
-def test_failover_drill_succeeds_and_uploads_the_reports(drill_run):
-    drill_run.assert_green()
-    report = json.loads(
-        next((drill_run.state / "artifacts").glob("load-test-dev-*/summary.json")).read_text())
+def reports(run: Run) -> Path:
+    return next((run.state / "artifacts").glob("load-test-dev-*"))
+
+
+def test_failover_drill_succeeds_and_uploads_the_reports(load_runs):
+    run = load_runs["drill"]
+    run.assert_green()
+    report = json.loads((reports(run) / "summary.json").read_text())
     assert report["scenario"] == "failover" and report["failover"]["recovery_s"] is not None
 
 
-def test_failover_drill_restarts_what_it_stopped(drill_run):
-    events = app_events(drill_run)
+def test_failover_drill_restarts_what_it_stopped(load_runs):
+    run = load_runs["drill"]
+    events = app_events(run)
     assert events[0] == ("stop", "app-weu") and events[-1] == ("start", "app-weu")
-    azure = json.loads((drill_run.state / "azure.json").read_text())
-    assert azure["stopped"] == []
+    assert json.loads((run.state / "azure.json").read_text())["stopped"] == []
 
 
-@pytest.fixture(scope="module")
-def crashed_drill_run(world) -> Run:
-    """The load test dies (SIGKILL) the moment the drill stops the primary."""
-    scenario = {**world.scenario(), "crash_load_test_on_stop": True}
-    return world.rehearsal.run("load-test", "workflow_dispatch", scenario, inputs=LOAD)
-
-
-def test_failover_drill_restarts_the_primary_when_the_load_test_fails(crashed_drill_run):
-    assert [f.split(": ")[1] for f in crashed_drill_run.steps_failed()] == ["Main Run the load test"]
-    assert app_events(crashed_drill_run)[0] == ("stop", "app-weu")
+def test_failover_drill_restarts_the_primary_when_the_load_test_fails(load_runs):
+    run = load_runs["crashed drill"]
+    assert [f.split(": ")[1] for f in run.steps_failed()] == ["Main Run the load test"]
+    assert app_events(run)[0] == ("stop", "app-weu")
     # restarted twice: by tools.load_test itself, then by the always-step
-    assert app_events(crashed_drill_run)[1:] == [("start", "app-weu"), ("start", "app-weu")]
-    azure = json.loads((crashed_drill_run.state / "azure.json").read_text())
-    assert azure["stopped"] == []
+    assert app_events(run)[1:] == [("start", "app-weu"), ("start", "app-weu")]
+    assert json.loads((run.state / "azure.json").read_text())["stopped"] == []
+
+
+def cosmos_calls(run: Run) -> list[tuple[str, ...]]:
+    return [tuple(a for a in c["args"][:2] + [x for x in c["args"] if "=" in x])
+            + ((c["args"][c["args"].index("--enable-automatic-failover") + 1],)
+               if "--enable-automatic-failover" in c["args"] else ())
+            for c in run.calls("az") if c["args"][0] == "cosmosdb" and c["args"][1] != "show"]
+
+
+def test_database_drill_moves_the_write_region_and_back(load_runs):
+    run = load_runs["database drill"]
+    run.assert_green()
+    primary, secondary = COSMOS_OUTPUTS["cosmos_regions"]
+    assert cosmos_calls(run)[:5] == [
+        ("cosmosdb", "update", "false"),
+        ("cosmosdb", "failover-priority-change", f"{secondary}=0", f"{primary}=1"),
+        ("cosmosdb", "failover-priority-change", f"{primary}=0", f"{secondary}=1"),
+        ("cosmosdb", "update", "true"),
+        ("cosmosdb", "update", "true"),  # the always-step found it home and confirmed
+    ]
+    cosmos = json.loads((run.state / "azure.json").read_text())["cosmos"]
+    assert (cosmos["write"], cosmos["automatic_failover"]) == (primary, True)
+
+
+def test_database_drill_reports_items_lost_and_the_write_pause(load_runs):
+    result = json.loads((reports(load_runs["database drill"]) / "database-failover.json").read_text())
+    assert result["items_lost"] == 0
+    assert result["seconds_without_successful_writes"] > 0  # writes paused while it moved

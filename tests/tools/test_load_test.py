@@ -101,3 +101,21 @@ def test_a_load_run_needs_users_and_duration(tmp_path, capsys):
     path.write_text(json.dumps(RAW))
     assert load_test.run_cli(lambda: load_test.main([str(path)])) == 2
     assert "--users and --duration are required" in capsys.readouterr().err
+
+
+def test_database_drill_moves_the_write_region_mid_run_and_back():
+    command = load_test.load_test_command(parse(RAW), 20, 300, False, Path("r"),
+                                          database_failover=Path("out.json"))
+    assert command[3] == "failover" and "--max-failure-ratio" not in command
+    move = shlex.split(option(command, "--fault-command"))
+    assert move[2:5] == ["tools.db_failover", "out.json", "move"]
+    assert (option(move, "--timeout"), option(move, "--poll-seconds")) == ("100", "10")
+    assert shlex.split(option(command, "--restore-command"))[-1] == "back"
+
+
+def test_one_drill_per_run(tmp_path, capsys):
+    (tmp_path / "outputs.json").write_text(json.dumps(RAW))
+    argv = [str(tmp_path / "outputs.json"), "--users", "2", "--duration", "30", "--failover",
+            "--database-failover"]
+    assert load_test.run_cli(lambda: load_test.main(argv)) == 2
+    assert "one drill per run" in capsys.readouterr().err
