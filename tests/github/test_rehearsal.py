@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.github.fake_azure import Gateway, WebApp
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
-from tests.tools.conftest import FakeGitHub, make_handler
+from tests.tools.conftest import FakeGitHub, serving
 from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, raw_outputs
 
 pytestmark = pytest.mark.rehearsal
@@ -66,21 +64,14 @@ def world(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rehearsal")
     source = prepare_source(workdir / "src")
     github = FakeGitHub()
-    base = [""]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(github, base))
-    base[0] = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     web_apps = [WebApp(), WebApp()]
     try:
-        yield World(Rehearsal(source, workdir, base[0], gateway), github, gateway, web_apps)
+        with serving(github) as github_url:
+            yield World(Rehearsal(source, workdir, github_url, gateway), github, gateway, web_apps)
     finally:
         for fake in [gateway, *web_apps]:
             fake.close()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def terraform_calls(run: Run, command: str) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -135,18 +136,25 @@ def make_handler(state: FakeGitHub, base: list[str]):
     return Handler
 
 
-@pytest.fixture
-def github():
-    """(state, api client pointed at the fake server)."""
-    state = FakeGitHub()
+@contextmanager
+def serving(state: FakeGitHub):
+    """The fake API for `state` on 127.0.0.1, in a thread; yields its base URL."""
     base = [""]
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, base))
     base[0] = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield state, GitHubApi("test-token", REPO, base[0], sleep=state.waits.append)
+        yield base[0]
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def github():
+    """(state, api client pointed at the fake server)."""
+    state = FakeGitHub()
+    with serving(state) as url:
+        yield state, GitHubApi("test-token", REPO, url, sleep=state.waits.append)
