@@ -226,5 +226,12 @@ gh variable set AZURE_SUBSCRIPTION_ID --repo "$GITHUB_REPO" --env dev --body "$D
 gh variable set AZURE_SUBSCRIPTION_ID --repo "$GITHUB_REPO" --env prod --body "$PROD_SUBSCRIPTION_ID"
 gh label create drift --repo "$GITHUB_REPO" --color D93F0B --force \
   --description "Infrastructure drift found by the nightly terraform plan"
+# The plan labels the plan workflow puts on pull requests (tools/pr_comment.py --label-file).
+for env in "${ENVIRONMENTS[@]}"; do
+  for kind in "no changes:0E8A16" "changes:FBCA04" "destroys:B60205" "failed:5319E7"; do
+    gh label create "plan/todo-api-${env}: ${kind%%:*}" --repo "$GITHUB_REPO" \
+      --color "${kind##*:}" --force --description "Latest terraform plan of todo-api-${env}"
+  done
+done
 
 echo "done: push to main deploys dev; Actions > deploy > Run workflow (prod) deploys prod."

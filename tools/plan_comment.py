@@ -5,6 +5,7 @@
         [--artifact-url URL] --out comment.md [--summary-out "$GITHUB_STEP_SUMMARY"]
 
     python -m tools.plan_comment --stack todo-api-dev --failed [--run-url URL] --out comment.md
+    ... [--label-out label.txt]   # the PR label for the kind of change (see `label`)
 
 The comment starts with a hidden marker (`<!-- todo-api-plan:<stack> -->`) so the workflow
 finds and updates it in place, then: a summary table, a loud warning when anything is destroyed
@@ -226,6 +227,25 @@ def summary(stack: str, plan: dict) -> str:
     return "\n\n".join(parts)
 
 
+LABEL_KINDS = ("no changes", "changes", "destroys", "failed")
+
+
+def label_prefix(stack: str) -> str:
+    return f"plan/{stack}: "
+
+
+def label(stack: str, plan: dict | None) -> str:
+    """The pull request's label for this stack's plan: `plan/<stack>: no changes`, `changes`,
+    `destroys` (anything destroyed, replaced or forgotten) or `failed` (no plan)."""
+    if plan is None:
+        kind = "failed"
+    else:
+        counts = count(resource_changes(plan), len(output_changes(plan)))
+        kind = ("destroys" if counts.dangerous or counts.forget
+                else "changes" if counts.has_changes else "no changes")
+    return label_prefix(stack) + kind
+
+
 def failed_comment(stack: str, run_url: str | None) -> str:
     """Replaces the stack's previous plan comment when a new plan did not finish."""
     where = f"[the workflow run]({run_url})" if run_url else "the workflow run"
@@ -345,6 +365,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--artifact-url")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--summary-out", type=Path, help="append the summary here")
+    parser.add_argument("--label-out", type=Path, help="write the PR label for this plan here")
     return parser.parse_args(argv)
 
 
@@ -352,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.failed:
         write_atomic(args.out, failed_comment(args.stack, args.run_url))
+        if args.label_out:
+            write_atomic(args.label_out, label(args.stack, None) + "\n")
         print(f"{args.out}: failed-plan comment for {args.stack}")
         return 0
     if args.plan_json is None:
@@ -361,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     text = _read_text(args.plan_text) if args.plan_text else None
     comment = render_comment(args.stack, plan, text, synth, args.artifact_url)
     write_atomic(args.out, comment)
+    if args.label_out:
+        write_atomic(args.label_out, label(args.stack, plan) + "\n")
     if args.summary_out:
         with args.summary_out.open("a", encoding="utf-8") as out:
             out.write(summary(args.stack, plan) + "\n\n" + diagram_section(synth) + "\n")

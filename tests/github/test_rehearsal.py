@@ -121,8 +121,14 @@ def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
 
 def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
     assert sorted(comments_by_stack(world)) == sorted(STACKS)
-    assert [m for m, _ in world.github.calls] == ["POST", "POST", "PATCH", "PATCH"]
+    comment_calls = [m for m, path in world.github.calls if "/labels" not in path]
+    assert comment_calls == ["POST", "POST", "PATCH", "PATCH"]
     assert "| 0 | 1 | 0 | 0 |" in comments_by_stack(world)["todo-api-dev"]  # the second plan
+
+
+def test_the_pr_is_labelled_with_each_stacks_latest_kind_of_change(world, plan_runs):
+    assert sorted(world.github.labels[7]) == ["plan/todo-api-dev: changes",
+                                              "plan/todo-api-prod: failed"]
 
 
 def test_a_failed_plan_replaces_its_stacks_stale_comment(world, plan_runs):

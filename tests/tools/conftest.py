@@ -7,7 +7,7 @@ import re
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -21,6 +21,7 @@ class FakeGitHub:
     def __init__(self):
         self.comments: dict[int, list[dict]] = {}  # pr -> comments
         self.issues: list[dict] = []
+        self.labels: dict[int, list[str]] = {}  # issue or pr -> label names
         self.calls: list[tuple[str, str]] = []  # (method, path) of writes
         self.next_id = 1000
         # answers to give before any real one: (status, headers, message)
@@ -88,6 +89,8 @@ def make_handler(state: FakeGitHub, base: list[str]):
             path = url.path.removeprefix(prefix)
             if match := re.fullmatch(r"/issues/(\d+)/comments", path):
                 return self.page(state.comments.get(int(match[1]), []), url)
+            if match := re.fullmatch(r"/issues/(\d+)/labels", path):
+                return self.page([{"name": n} for n in state.labels.get(int(match[1]), [])], url)
             if path == "/issues":
                 query = parse_qs(url.query)
                 label = query.get("labels", [None])[0]
@@ -108,6 +111,10 @@ def make_handler(state: FakeGitHub, base: list[str]):
                            "user": {"login": "github-actions[bot]"}}
                 state.comments.setdefault(int(match[1]), []).append(comment)
                 return self.reply(201, comment)
+            if match := re.fullmatch(r"/issues/(\d+)/labels", path):
+                labels = state.labels.setdefault(int(match[1]), [])
+                labels += [n for n in body["labels"] if n not in labels]
+                return self.reply(200, [{"name": n} for n in labels])
             if path == "/issues":
                 issue = {"number": state.new_id(), "title": body["title"], "body": body["body"],
                          "labels": body.get("labels", []), "state": "open",
@@ -115,6 +122,16 @@ def make_handler(state: FakeGitHub, base: list[str]):
                 state.issues.append(issue)
                 return self.reply(201, issue)
             return self.reply(404, {"message": "Not Found"})
+
+        def do_DELETE(self):
+            path = unquote(urlparse(self.path).path.removeprefix(prefix))
+            state.calls.append(("DELETE", path))
+            if match := re.fullmatch(r"/issues/(\d+)/labels/(.+)", path):
+                labels = state.labels.get(int(match[1]), [])
+                if match[2] in labels:
+                    labels.remove(match[2])
+                    return self.reply(200, [{"name": n} for n in labels])
+            return self.reply(404, {"message": "Label does not exist"})
 
         def do_PATCH(self):
             path = urlparse(self.path).path.removeprefix(prefix)

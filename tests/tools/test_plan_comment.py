@@ -258,3 +258,17 @@ def test_a_failed_plan_replaces_the_stale_comment_of_its_stack(tmp_path):
     body = out.read_text()
     assert body.startswith("<!-- todo-api-plan:todo-api-prod -->\n")
     assert ":x: failed" in body and "(https://run)" in body
+
+
+@pytest.mark.parametrize(("plan", "kind"), [
+    ("no_changes.json", "no changes"), ("update.json", "changes"), ("delete.json", "destroys"),
+    ("replace.json", "destroys"), (None, "failed"),
+])
+def test_the_pr_label_names_the_kind_of_change(plan, kind):
+    assert plan_comment.label("todo-api-dev", load(plan) if plan else None) == (
+        f"plan/todo-api-dev: {kind}")
+
+
+def test_forgetting_is_labelled_destroys():
+    assert plan_comment.label("todo-api-dev", plan_of(entry("x.y", ["forget"]))).endswith(
+        "destroys")

@@ -95,3 +95,23 @@ def test_retries_give_up_after_five_attempts(github):
     with pytest.raises(CliError, match=r"HTTP 500: .*boom.* \(after 5 attempts\)"):
         upsert_comment(api, 7, MARKER + "\nplan")
     assert state.waits == [1.0, 2.0, 4.0, 8.0] and state.attempts == 5
+
+
+def test_the_plan_label_replaces_the_stacks_previous_one_and_keeps_others(github):
+    from tools.pr_comment import sync_label
+
+    state, api = github
+    state.labels[7] = ["plan/todo-api-dev: no changes", "plan/todo-api-prod: changes", "bug"]
+    assert sync_label(api, 7, "plan/todo-api-dev: destroys") == (
+        ["plan/todo-api-dev: destroys"], ["plan/todo-api-dev: no changes"])
+    assert sorted(state.labels[7]) == [
+        "bug", "plan/todo-api-dev: destroys", "plan/todo-api-prod: changes"]
+    assert sync_label(api, 7, "plan/todo-api-dev: destroys") == ([], [])  # already right
+
+
+def test_a_label_that_is_not_a_plan_label_is_refused(github):
+    from tools.pr_comment import sync_label
+
+    _, api = github
+    with pytest.raises(CliError, match="label must look like"):
+        sync_label(api, 7, "bug")
