@@ -172,6 +172,55 @@ def test_deploy_hands_the_plan_on_encrypted(deploy_run):
     assert b"rehearsal_plan" not in bundle.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def other_deploy_runs(world) -> dict[str, Run]:
+    """Side by side, each against its own gateway: prod by hand, and a dev deploy whose state
+    another apply changed between its plan and its apply."""
+    def stale(scenario):
+        for stack in scenario["stacks"].values():
+            stack["applied_elsewhere_after_plan"] = True
+        return scenario
+    cases = {
+        "prod": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, "prod"),
+        "stale": (stale, "push", None, "dev"),
+    }
+    gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+                for name in cases}
+    try:
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {
+                name: pool.submit(world.rehearsal.run, "deploy", event,
+                                  change(world.scenario("mixed", gateway=gateways[name])),
+                                  inputs=inputs, environment=environment,
+                                  gateway=gateways[name])
+                for name, (change, event, inputs, environment) in cases.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
+
+
+def test_prod_is_planned_and_applied_in_prods_subscription_and_state(other_deploy_runs):
+    run = other_deploy_runs["prod"]
+    run.assert_green()
+    [init_plan, init_apply] = terraform_calls(run, "init")
+    [made], [applied] = terraform_calls(run, "plan"), terraform_calls(run, "apply")
+    assert made["plan_id"] == applied["plan_id"] and applied["stack"] == "todo-api-prod"
+    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
+        "plan-client", "prod-client")
+    for call in (init_plan, init_apply, made, applied):
+        assert call["env"]["ARM_SUBSCRIPTION_ID"] == "subscription-prod"
+    assert "-backend-config=container_name=tfstate-prod" in init_apply["args"]
+
+
+def test_a_stale_plan_is_refused_and_nothing_is_deployed(other_deploy_runs):
+    run = other_deploy_runs["stale"]
+    [failure] = run.steps_failed()
+    assert "Main terraform apply (exactly the saved plan)" in failure
+    assert "Saved plan is stale" in failure
+    assert not [c for c in run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
+
+
 def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):
     package = deploy_run.state / "artifacts" / "app-package" / "todo-api-app.zip"
     digest = hashlib.sha256(package.read_bytes()).hexdigest()

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 STATE = Path(os.environ["REHEARSAL_DIR"])
-JOB_ENV = ("GITHUB_WORKFLOW", "GITHUB_JOB", "STACK", "ARM_CLIENT_ID", "ARM_USE_OIDC")
+JOB_ENV = ("GITHUB_WORKFLOW", "GITHUB_JOB", "STACK", "ARM_CLIENT_ID", "ARM_SUBSCRIPTION_ID",
+           "ARM_USE_OIDC")
 
 
 def scenario() -> dict:
