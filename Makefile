@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway lint package clean
 
-demo: $(VENV)/.synced system-packages
+demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
 
 test: $(VENV)/.synced $(CHECKOV_VENV)/.synced node_modules/.synced system-packages
@@ -50,19 +50,19 @@ synth: $(VENV)/.synced
 certs: $(VENV)/.synced
 	$(PY) -m tools.certs generate
 
-local-up: $(VENV)/.synced system-packages
-	$(PY) -m loadtests.topology up
+local-up: $(VENV)/.synced node_modules/.synced system-packages
+	$(PY) -m loadtests.topology up $(ARGS)
 
 local-down: $(VENV)/.synced
 	$(PY) -m loadtests.topology down
 
-bench-app: $(VENV)/.synced system-packages
+bench-app: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m benchmarks.app_server --rounds 3
 
 bench-synth: $(VENV)/.synced
 	$(PY) -m benchmarks.synth
 
-bench-gateway: $(VENV)/.synced system-packages
+bench-gateway: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m benchmarks.gateway
 
 package: $(VENV)/.synced

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -17,10 +18,10 @@ from app.certificates import ClientCertificatePolicy
 from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
 from app.middleware import ClientCertificateMiddleware, ResponseHeadersMiddleware
 from app.openapi import build_openapi
-from app.problems import http_exception, server_error
+from app.problems import http_exception, server_error, store_unavailable
 from app.routes import api_routes
-from app.settings import CLIENT_CERT_VALIDATION, Settings
-from app.store import InMemoryTodoStore, TodoStore
+from app.settings import CLIENT_CERT_VALIDATION, TABLE_STORE, Settings
+from app.store import InMemoryTodoStore, StoreUnavailable, TodoStore
 from app.swagger_ui import swagger_ui_routes
 
 logger = logging.getLogger("app")
@@ -51,15 +52,35 @@ def _middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+def open_store(settings: Settings) -> TodoStore:
+    """The store the settings name; the table client is imported only when it is used."""
+    if settings.store.kind == TABLE_STORE:
+        from app.table_store import table_store
+
+        return table_store(settings.store)
+    return InMemoryTodoStore()
+
+
 def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
-    store = store if store is not None else InMemoryTodoStore()
+    store = store if store is not None else open_store(settings)
     routes = [*api_routes(store, settings.health_check_key), _openapi_route()]
     if settings.development:
         routes += swagger_ui_routes()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await store.close()
+
     starlette = Starlette(
         routes=routes,
         middleware=_middleware(settings),
-        exception_handlers={HTTPException: http_exception, Exception: server_error},
+        exception_handlers={
+            HTTPException: http_exception,
+            StoreUnavailable: store_unavailable,
+            Exception: server_error,
+        },
+        lifespan=lifespan,
     )
     starlette.router.redirect_slashes = False
     # Outermost, so that 500s made by Starlette's error middleware carry the headers too.

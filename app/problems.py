@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.contract import PROBLEM_MEDIA_TYPE
+from app.store import StoreUnavailable
 
 
 def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -35,6 +36,15 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc, Problem) else _generic_detail(exc.status_code)
     return problem_response(exc.status_code, detail, exc.headers)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    return problem_response(
+        503,
+        "The item store is unavailable right now; retry after Retry-After seconds.",
+        {"Retry-After": str(exc.retry_after)},
+    )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

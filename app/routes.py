@@ -22,7 +22,7 @@ from app.contract import (
     TODO_PATH,
 )
 from app.problems import Problem
-from app.store import TodoStore, new_item_id, todo_item
+from app.store import ConcurrentUpdate, TodoStore, new_item_id, todo_item
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -142,7 +142,13 @@ class TodoItemsApi:
         if _body_id(data) != item_id:
             raise Problem(400, "The field 'id' must equal the id in the path.")
         item = todo_item(item_id, _name(data), _is_completed(data))
-        if await self.store.replace(item) is None:
+        try:
+            replaced = await self.store.replace(item)
+        except ConcurrentUpdate:
+            raise Problem(
+                409, "The item was changed by another request meanwhile; read it and try again."
+            ) from None
+        if replaced is None:
             raise _not_found()
         return _json(item.json)
 

@@ -6,11 +6,14 @@ the environment and prints that one line (startup.sh runs it before starting the
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
 import sys
+from base64 import b64decode
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from app.certificates import (
     ClientCertificateRules,
@@ -31,6 +34,11 @@ CLIENT_CERT_VALIDATION = "CLIENT_CERT_VALIDATION"
 PORT = "PORT"
 HOST = "HOST"
 WEB_CONCURRENCY = "WEB_CONCURRENCY"
+STORE = "STORE"
+TABLE_ENDPOINT = "TABLE_ENDPOINT"
+TABLE_NAME = "TABLE_NAME"
+TABLE_CONNECTION_STRING = "TABLE_CONNECTION_STRING"
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 # Every variable the app reads (the stacks set these as app settings).
 APP_SETTING_NAMES = (
@@ -46,6 +54,11 @@ APP_SETTING_NAMES = (
     PORT,
     HOST,
     WEB_CONCURRENCY,
+    STORE,
+    TABLE_ENDPOINT,
+    TABLE_NAME,
+    TABLE_CONNECTION_STRING,
+    AZURE_CLIENT_ID,
 )
 
 PRODUCTION = "production"
@@ -54,7 +67,13 @@ DEFAULT_SITE_NAME = "localhost"
 DEFAULT_CLIENT_CERT_HEADER = "X-ARR-ClientCert"
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "0.0.0.0"
-DEFAULT_WEB_CONCURRENCY = 1  # the in-memory store lives in one process
+DEFAULT_WEB_CONCURRENCY = 1  # the stacks set more with the table store
+MEMORY_STORE = "memory"
+TABLE_STORE = "table"
+DEFAULT_TABLE_NAME = "TodoItems"
+# Azure Table / Cosmos DB for Table: a letter, then letters and digits, 3-63 in all.
+TABLE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 HEALTH_CHECK_KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
 HEADER_VALUE_PATTERN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # visible ASCII, inner spaces
@@ -69,6 +88,19 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where the items live. `table` reaches the account by `endpoint` with the process's Entra
+    identity (managed identity on Azure; `client_id` picks a user-assigned one), or by a
+    `connection_string` (Azurite, key-based accounts), which never appears in a repr or log."""
+
+    kind: str = MEMORY_STORE
+    table_name: str = DEFAULT_TABLE_NAME
+    endpoint: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     environment: str = PRODUCTION
     site_name: str = DEFAULT_SITE_NAME
@@ -78,6 +110,7 @@ class Settings:
     port: int = DEFAULT_PORT
     host: str = DEFAULT_HOST
     web_concurrency: int = DEFAULT_WEB_CONCURRENCY
+    store: StoreSettings = StoreSettings()
 
     @property
     def development(self) -> bool:
@@ -175,11 +208,86 @@ def _client_cert_header(environ: Mapping[str, str]) -> str:
     return header
 
 
+def _table_endpoint(environ: Mapping[str, str]) -> str | None:
+    endpoint = _value(environ, TABLE_ENDPOINT)
+    if endpoint is None:
+        return None
+    url = urlsplit(endpoint)
+    loopback = url.hostname in LOOPBACK_HOSTS
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise SettingsError(TABLE_ENDPOINT, "must be an https:// URL (http only on loopback)")
+    if not url.hostname or url.query or url.fragment:
+        raise SettingsError(TABLE_ENDPOINT, f"{endpoint!r} is not a table endpoint URL")
+    return endpoint
+
+
+def _connection_string(environ: Mapping[str, str]) -> str | None:
+    """Checked for shape only; the message names the part at fault, never a value."""
+    text = _value(environ, TABLE_CONNECTION_STRING)
+    if text is None:
+        return None
+    parts: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(";"))):
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise SettingsError(TABLE_CONNECTION_STRING, "must be Name=value pairs joined by ';'")
+        parts[name.strip().lower()] = value.strip()
+    if not parts.get("accountname"):
+        raise SettingsError(TABLE_CONNECTION_STRING, "has no AccountName")
+    key = parts.get("accountkey")
+    if not key and not parts.get("sharedaccesssignature"):
+        raise SettingsError(TABLE_CONNECTION_STRING, "has no AccountKey or SharedAccessSignature")
+    if key:
+        try:
+            b64decode(key, validate=True)
+        except binascii.Error:
+            raise SettingsError(TABLE_CONNECTION_STRING, "AccountKey is not base64") from None
+    return text
+
+
+def _store(environ: Mapping[str, str], environment: str, workers: int) -> StoreSettings:
+    if _value(environ, STORE) is None and environment == PRODUCTION:
+        raise SettingsError(STORE, f"is required in production ({TABLE_STORE} or {MEMORY_STORE})")
+    kind = _choice(environ, STORE, (MEMORY_STORE, TABLE_STORE), MEMORY_STORE)
+    if kind == MEMORY_STORE:
+        if workers > 1:
+            raise SettingsError(
+                WEB_CONCURRENCY,
+                f"must be 1 with {STORE}={MEMORY_STORE} (each worker would keep its own items)",
+            )
+        return StoreSettings()
+    table_name = _value(environ, TABLE_NAME) or DEFAULT_TABLE_NAME
+    if not TABLE_NAME_PATTERN.fullmatch(table_name) or table_name.lower() == "tables":
+        raise SettingsError(
+            TABLE_NAME, "must be 3-63 letters and digits, starting with a letter (not 'tables')"
+        )
+    endpoint = _table_endpoint(environ)
+    connection_string = _connection_string(environ)
+    if endpoint is None and connection_string is None:
+        raise SettingsError(
+            TABLE_ENDPOINT,
+            f"is required with {STORE}={TABLE_STORE} "
+            f"(or {TABLE_CONNECTION_STRING} for Azurite or a key-based account)",
+        )
+    if endpoint is not None and connection_string is not None:
+        raise SettingsError(
+            TABLE_CONNECTION_STRING, f"must not be set together with {TABLE_ENDPOINT}"
+        )
+    return StoreSettings(
+        kind=kind,
+        table_name=table_name,
+        endpoint=endpoint,
+        connection_string=connection_string,
+        client_id=_value(environ, AZURE_CLIENT_ID),
+    )
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     environment = _choice(environ, APP_ENV, (PRODUCTION, DEVELOPMENT), PRODUCTION)
     validation = _choice(environ, CLIENT_CERT_VALIDATION, ("on", "off"), "on")
     if validation == "off" and environment != DEVELOPMENT:
         raise SettingsError(CLIENT_CERT_VALIDATION, "may be off only with APP_ENV=development")
+    web_concurrency = _integer(environ, WEB_CONCURRENCY, DEFAULT_WEB_CONCURRENCY, 1, 64)
     return Settings(
         environment=environment,
         site_name=_site_name(environ),
@@ -188,7 +296,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         client_certificate=_client_certificate_rules(environ) if validation == "on" else None,
         port=_integer(environ, PORT, DEFAULT_PORT, 1, 65535),
         host=_value(environ, HOST) or DEFAULT_HOST,
-        web_concurrency=_integer(environ, WEB_CONCURRENCY, DEFAULT_WEB_CONCURRENCY, 1, 64),
+        web_concurrency=web_concurrency,
+        store=_store(environ, environment, web_concurrency),
     )
 
 

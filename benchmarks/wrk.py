@@ -45,8 +45,11 @@ def run(
     connections: int,
     headers: dict[str, str],
     script: Path | None = None,
+    cpus: str | None = None,
 ) -> Result:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    """`cpus` pins wrk (taskset -c): on 2 cores an unpinned wrk takes CPU from the server."""
+    command = ["taskset", "-c", cpus] if cpus else []
+    command += ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     command += [*(["-s", str(script)] if script else []), url]

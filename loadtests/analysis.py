@@ -52,6 +52,7 @@ def main_site(records: Iterable[Record]) -> str | None:
 def request_stats(records: list[Record]) -> dict:
     if not records:
         return {
+            "server_errors": 0,
             "requests": 0,
             "rps": 0.0,
             "p50_ms": None,
@@ -78,6 +79,7 @@ def request_stats(records: list[Record]) -> dict:
         "failure_ratio": failures / len(records),
         "get_requests": len(gets),
         "failed_gets": sum(failed(r) for r in gets),
+        "server_errors": sum(r["status"] == 500 for r in records),
     }
 
 
@@ -133,15 +135,18 @@ def per_second(records: list[Record], start: float) -> list[dict]:
 
 
 def items_lost(records: list[Record], fault_at: float, present: set[str]) -> dict:
-    """Items created (201) before the fault and not deleted, that are not `present` after the run."""
-    created = {
-        r["item"]
-        for r in records
-        if r["method"] == "POST" and r["outcome"] == "ok" and r["item"] and end_time(r) < fault_at
-    }
-    deleted = {r["item"] for r in records if r["method"] == "DELETE" and r["outcome"] == "ok"}
+    """Items created (201) before the fault and not deleted before it, that did not survive it.
+
+    An item survived when the API lists it after the run, or when a read, update or delete of
+    it succeeded after the fault (users keep deleting their oldest items, so an item deleted
+    after the fault was evidently still there)."""
+    ok = [r for r in records if r["outcome"] == "ok" and r["item"]]
+    created = {r["item"] for r in ok if r["method"] == "POST" and end_time(r) < fault_at}
+    # A delete that began before the fault may end after it: it was the user's, not the fault's.
+    deleted = {r["item"] for r in ok if r["method"] == "DELETE" and r["t"] < fault_at}
+    seen_after = {r["item"] for r in ok if r["method"] != "POST" and end_time(r) >= fault_at}
     expected = created - deleted
-    missing = expected - present
+    missing = expected - present - seen_after
     return {
         "created_before_fault": len(expected),
         "missing_after": len(missing),
@@ -175,6 +180,34 @@ def failover_summary(
     return summary
 
 
+def store_fault_summary(records: list[Record], fault_at: float, restore_at: float | None) -> dict:
+    """What callers saw while the shared store was away: the window of 503s (the store is
+    unavailable, retry later), 500s (never acceptable), and the time from the store's restart
+    to the first success and to the last failure."""
+    after = [r for r in records if end_time(r) >= fault_at]
+    unavailable = [r for r in after if r["status"] == 503]
+    summary = {
+        "unavailable_responses": len(unavailable),
+        "first_503_s": round(unavailable[0]["t"] - fault_at, 3) if unavailable else None,
+        "unavailable_window_s": (
+            round(max(end_time(r) for r in unavailable) - unavailable[0]["t"], 3)
+            if unavailable
+            else 0.0
+        ),
+        "other_failures": sum(failed(r) and r["status"] != 503 for r in after),
+        "recovery_after_restore_s": None,
+        "last_failure_after_restore_s": None,
+    }
+    if restore_at is not None:
+        summary["recovery_after_restore_s"] = first_success_from(
+            records, restore_at, lambda site: True
+        )
+        summary["last_failure_after_restore_s"] = error_window(records, restore_at)[
+            "last_failure_s"
+        ]
+    return summary
+
+
 def _above(value, limit) -> bool:
     return value is not None and value > limit
 
@@ -192,6 +225,9 @@ THRESHOLDS = {
     "min_rps": ("rps", float, lambda value, limit: value < limit),
     "max_recovery_seconds": ("recovery_s", float, _missing_or_above),
     "max_failback_seconds": ("failback_s", float, _missing_or_above),
+    "max_server_errors": ("server_errors", int, _above),
+    "max_items_lost": ("items_lost", int, _missing_or_above),
+    "max_lost_item_responses": ("lost_item_responses", int, _missing_or_above),
 }
 
 

@@ -1,8 +1,13 @@
-"""`make demo`: certificates, the synthesized stacks, then failover under load on the local
-two-region stand-in, with a results table and reports. Unattended; exit 0 when it all works.
+"""`make demo`: certificates, the synthesized stacks, then two drills under load on the local
+two-region stand-in (apps sharing one Azurite table account), each with a results table and
+reports. Unattended; exit 0 when every goal holds.
+
+1. region failover: the primary app is SIGKILLed and restarted; nothing created is lost.
+2. store fault: the shared table store (Azurite) is stopped and started a few seconds later;
+   callers get 503 + Retry-After meanwhile, never a 500, and nothing is lost.
 
     python -m loadtests.demo [--duration 60] [--fault-at 20] [--restore-at 40] [--users 20]
-        [--fault app|frontend]
+        [--fault app|frontend|store] [--store table|memory]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from app.settings import MEMORY_STORE, TABLE_STORE
 from loadtests.processes import TopologyError
 from loadtests.run import RunError, RunSpec, conclude, run_scenario
 from loadtests.topology import DEFAULT_CERTS, ROOT, Topology, TopologyConfig
@@ -23,10 +29,25 @@ from tools import certs
 from tools.cli import CliError
 
 STACKS_DIR = ROOT / "cdktf.out" / "stacks"
-# The issue's goals, applied as thresholds: a run that misses one exits non-zero.
-# What the fault kills in the primary region, and how it comes back.
-FAULTS = {"app": ("kill_app", "restore_app"), "frontend": ("stop_frontend", "restore_frontend")}
-GOALS = {"max_recovery_seconds": 2.0, "max_failure_ratio": 0.001}
+# What each fault takes away, how it comes back, and what it hits (a region or the store).
+FAULTS = {
+    "app": ("kill_app", "restore_app", "region"),
+    "frontend": ("stop_frontend", "restore_frontend", "region"),
+    "store": ("stop_store", "restore_store", "store"),
+}
+# The goals, applied as thresholds: a run that misses one exits non-zero.
+NOTHING_LOST = {"max_items_lost": 0, "max_lost_item_responses": 0}
+GOALS = {
+    "region": {"max_recovery_seconds": 2.0, "max_failure_ratio": 0.001, **NOTHING_LOST},
+    "store": {"max_server_errors": 0, **NOTHING_LOST},
+}
+# The store drill: short, the store away for a few seconds.
+STORE_DRILL = {"duration": 30.0, "fault_at": 10.0, "restore_at": 15.0}
+DESCRIBE = {
+    "app": "primary app SIGKILLed",
+    "frontend": "primary front end SIGKILLed",
+    "store": "table store (Azurite) stopped",
+}
 
 
 def step(text: str) -> None:
@@ -69,35 +90,58 @@ def synthesize() -> None:
             print(f"    {count:3d}  {kind}")
 
 
-def failover_run(args: argparse.Namespace, report_dir: Path) -> int:
-    with Topology.start(TopologyConfig(certs_dir=args.certs)) as topology:
+def drill(topology: Topology, args: argparse.Namespace, fault: str, report_dir: Path) -> int:
+    timing = (
+        {"duration": args.duration, "fault_at": args.fault_at, "restore_at": args.restore_at}
+        if fault != "store" or args.fault == "store"
+        else STORE_DRILL
+    )
+    step(
+        f"{fault} fault under load: {args.users} users, {timing['duration']:g} s, "
+        f"{DESCRIBE[fault]} at {timing['fault_at']:g} s, back at {timing['restore_at']:g} s"
+    )
+    take, bring_back, target = FAULTS[fault]
+    thresholds = dict(GOALS[target])
+    if args.store == MEMORY_STORE:  # shown on purpose: the in-memory store loses the items
+        thresholds = {k: v for k, v in thresholds.items() if k not in NOTHING_LOST}
+    spec = RunSpec(
+        scenario="failover",
+        host=topology.gateway_url,
+        key=topology.config.subscription_key,
+        report_dir=report_dir,
+        users=args.users,
+        user_rate=10.0,
+        fault_target=target,
+        thresholds=thresholds,
+        **timing,
+    )
+    summary = run_scenario(spec, getattr(topology, take), getattr(topology, bring_back))
+    step(f"results: {fault} fault")
+    return conclude(summary, report_dir)
+
+
+def drills(args: argparse.Namespace, report_root: Path) -> int:
+    faults = (
+        [args.fault] if args.fault else (["app", "store"] if args.store == TABLE_STORE else ["app"])
+    )
+    config = TopologyConfig(certs_dir=args.certs, store=args.store)
+    with Topology.start(config) as topology:
         state = topology.state()
         print(f"gateway {state['gateway_url']}")
         for role, region in state["regions"].items():
             print(f"{role:<9} {region['site']}  front end {region['frontend_url']}")
-        step(
-            f"failover under load: {args.users} users, {args.duration:g} s, primary "
-            f"{args.fault} SIGKILLed at {args.fault_at:g} s, restarted at {args.restore_at:g} s"
+        store = state["store"]
+        print(
+            f"store     {store['kind']}"
+            + (f"  Azurite {store['endpoint']}" if "endpoint" in store else "")
         )
-        spec = RunSpec(
-            scenario="failover",
-            host=topology.gateway_url,
-            key=topology.config.subscription_key,
-            report_dir=report_dir,
-            users=args.users,
-            duration=args.duration,
-            user_rate=10.0,
-            fault_at=args.fault_at,
-            restore_at=args.restore_at,
-            thresholds=dict(GOALS),
-        )
-        fault, restore = FAULTS[args.fault]
-        summary = run_scenario(spec, getattr(topology, fault), getattr(topology, restore))
-        step("results")
-        code = conclude(summary, report_dir)
+        codes = [
+            drill(topology, args, fault, report_root / fault if len(faults) > 1 else report_root)
+            for fault in faults
+        ]
         step("stopping the topology")
     print("stopped: nothing left running")
-    return code
+    return max(codes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--fault-at", type=float, default=20.0)
     parser.add_argument("--restore-at", type=float, default=40.0)
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--fault", choices=FAULTS, default="app", help="what to SIGKILL")
+    # 10 users x 10 requests/s: the shared Azurite (one Node process) and both apps fit on 2 cores.
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument(
+        "--fault", choices=FAULTS, default=None, help="one drill only (default: app, then store)"
+    )
+    parser.add_argument(
+        "--store",
+        choices=(TABLE_STORE, MEMORY_STORE),
+        default=TABLE_STORE,
+        help="memory: each app keeps its own items, to see what a failover loses without a store",
+    )
     parser.add_argument("--certs", type=Path, default=DEFAULT_CERTS)
     parser.add_argument("--skip-synth", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -117,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_synth:
             step("synthesizing the stacks (python main.py)")
             synthesize()
-        step("starting the local two-region topology (HAProxy gateway, front ends, apps)")
-        return failover_run(args, report_dir)
+        if args.fault == "store" and args.store == MEMORY_STORE:
+            raise RunError("--fault store needs --store table")
+        step("starting the local two-region topology (HAProxy gateway, front ends, apps, store)")
+        return drills(args, report_dir)
     except (CliError, TopologyError, RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,11 @@ def free_ports(count: int) -> list[int]:
 
 
 def ensure_port_free(port: int, owner: str) -> None:
+    """Fail, naming the owner, when something listens on the port. Connections left in
+    TIME_WAIT by an earlier run of the same server do not count (servers bind with
+    SO_REUSEADDR, so they do not stop a restart)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -69,11 +73,19 @@ def tail(path: Path, lines: int = 3) -> str:
 class ManagedProcess:
     """One child process in its own session (process group), logging into a file."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ):
         self.name = name
         self.argv = argv
         self.log = log
         self.env = env
+        self.stop_signal = stop_signal  # the signal that makes the program shut down cleanly
         self.process: subprocess.Popen | None = None
 
     @property
@@ -121,10 +133,10 @@ class ManagedProcess:
             self.process.wait()
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """SIGTERM the group, SIGKILL it if it lingers, and reap the child."""
+        """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
         if self.process is None:
             return
-        self.signal_group(signal.SIGTERM)
+        self.signal_group(self.stop_signal)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -31,8 +31,9 @@ def results_table(summary: dict) -> str:
         ("failed requests", f"{summary['failures']} ({summary['failure_ratio']:.3%})"),
         ("failed GETs", f"{summary['failed_gets']} of {summary['get_requests']}"),
     ]
+    store = summary.get("store_fault")
     failover = summary.get("failover")
-    if failover:
+    if failover and not store:
         rows += [
             ("primary region", failover["primary_site"] or "-"),
             (
@@ -52,6 +53,25 @@ def results_table(summary: dict) -> str:
                     _number(failover["failback_s"], " s", 3),
                 )
             )
+    if store:
+        rows += [
+            ("503s while the store was away", _number(store["unavailable_responses"])),
+            ("503 window (first -> last)", _number(store["unavailable_window_s"], " s", 3)),
+            ("failures other than 503", _number(store["other_failures"])),
+            (
+                "store restart took (until it listens)",
+                _number(summary.get("restore_took_s"), " s", 3),
+            ),
+            (
+                "store restart -> 1st success",
+                _number(store["recovery_after_restore_s"], " s", 3),
+            ),
+            (
+                "store restart -> last failure",
+                _number(store["last_failure_after_restore_s"], " s", 3),
+            ),
+        ]
+    rows.append(("500s (server errors)", _number(summary.get("server_errors", 0))))
     lost = summary.get("items")
     if lost:
         rows += [

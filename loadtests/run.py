@@ -61,6 +61,7 @@ class RunSpec:
     frontend_urls: str = ""
     fault_at: float | None = None
     restore_at: float | None = None
+    fault_target: str = "region"  # or "store": the shared table store is what fails
     thresholds: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -171,8 +172,10 @@ def drive(
     fault: Callable[[], None] | None,
     restore: Callable[[], None] | None,
     say: Callable[[str], None],
-) -> tuple[int, float | None, float | None]:
-    """Run Locust; call `fault`/`restore` at their times. Returns (exit code, fault, restore)."""
+) -> tuple[int, float | None, float | None, float | None]:
+    """Run Locust; call `fault`/`restore` at their times.
+
+    Returns (exit code, fault time, restore time, time the restore call returned)."""
     (spec.report_dir / "records").mkdir(parents=True, exist_ok=True)
     progress = Progress(spec.report_dir / "records", say)
     with open(spec.report_dir / "locust.log", "wb") as log:
@@ -180,7 +183,7 @@ def drive(
             locust_command(spec), env=locust_environment(spec), stdout=log, stderr=subprocess.STDOUT
         )
         started = time.time()
-        fault_time = restore_time = None
+        fault_time = restore_time = restored_time = None
         next_progress = PROGRESS_SECONDS
         try:
             while process.poll() is None:
@@ -192,7 +195,8 @@ def drive(
                 if restore and restore_time is None and elapsed >= spec.restore_at:
                     restore_time = time.time()
                     restore()
-                    say(f"  {elapsed:5.0f} s  primary restored")
+                    restored_time = time.time()
+                    say(f"  {elapsed:5.0f} s  restored ({restored_time - restore_time:.1f} s)")
                 if elapsed >= next_progress:
                     progress.report(elapsed)
                     next_progress += PROGRESS_SECONDS
@@ -203,10 +207,15 @@ def drive(
             if process.poll() is None:
                 process.kill()
             process.wait()
-    return process.returncode, fault_time, restore_time
+    return process.returncode, fault_time, restore_time, restored_time
 
 
-def summarise(spec: RunSpec, fault_time: float | None, restore_time: float | None) -> dict:
+def summarise(
+    spec: RunSpec,
+    fault_time: float | None,
+    restore_time: float | None,
+    restored_time: float | None = None,
+) -> dict:
     records = analysis.load_records(spec.report_dir / "records")
     if not records:
         raise RunError(f"no request records in {spec.report_dir / 'records'}/ (see locust.log)")
@@ -216,9 +225,15 @@ def summarise(spec: RunSpec, fault_time: float | None, restore_time: float | Non
         summary["fault_time"], summary["restore_time"] = fault_time, restore_time
         summary["fault_at_s"] = round(fault_time - start, 3)
         summary["restore_at_s"] = round(restore_time - start, 3) if restore_time else None
+        if restore_time and restored_time:
+            summary["restore_took_s"] = round(restored_time - restore_time, 3)
         summary["failover"] = analysis.failover_summary(records, fault_time, restore_time)
+        if spec.fault_target == "store":
+            summary["store_fault"] = analysis.store_fault_summary(records, fault_time, restore_time)
         if spec.host:  # ask the API which items survived
             summary["items"] = analysis.items_lost(records, fault_time, present_items(spec))
+            summary["items_lost"] = summary["items"]["missing_after"]
+            summary["lost_item_responses"] = summary["items"]["lost_item_responses"]
         summary["recovery_s"] = summary["failover"]["recovery_s"]
         summary["failback_s"] = summary["failover"]["failback_s"]
     summary["per_second"] = analysis.per_second(records, start)
@@ -240,10 +255,10 @@ def run_scenario(
     say: Callable[[str], None] = print,
 ) -> dict:
     spec.report_dir.mkdir(parents=True, exist_ok=True)
-    code, fault_time, restore_time = drive(spec, fault, restore, say)
+    code, fault_time, restore_time, restored_time = drive(spec, fault, restore, say)
     if code != 0:
         raise RunError(f"Locust exited with status {code}; see {spec.report_dir / 'locust.log'}")
-    return summarise(spec, fault_time, restore_time)
+    return summarise(spec, fault_time, restore_time, restored_time)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -273,6 +288,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-command", default=None, help="shell command injecting the fault")
     parser.add_argument("--restore-at", type=float, default=None)
     parser.add_argument("--restore-command", default=None)
+    parser.add_argument(
+        "--fault-target",
+        choices=("region", "store"),
+        default="region",
+        help="what the fault takes away: a region (default) or the shared store (adds the "
+        "503 window and the recovery after the restart to the report)",
+    )
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
     add_threshold_flags(parser)
     return parser

@@ -1,14 +1,17 @@
 """The local two-region stand-in, built from real processes on 127.0.0.1 (DESIGN.md section 2):
 
-    client -> HAProxy gateway (subscription key, health-checked failover, mTLS to the regions)
+    client -> HAProxy gateway (subscription key, only the operations of app/openapi.json,
+              health-checked failover, mTLS to the regions)
            -> HAProxy front end per region (TLS, client certificate, X-ARR-ClientCert)
            -> app/startup.sh per region (gunicorn + uvicorn, WEBSITE_SITE_NAME = region)
+           -> Azurite, the one table account both regions share (data on disk in the workdir)
 
     python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
     python -m loadtests.topology down      stop the running one (state in .local/topology/)
     python -m loadtests.topology fault     SIGKILL the primary app of the running one
     python -m loadtests.topology restore   start the primary app again (failback)
     python -m loadtests.topology fault-frontend / restore-frontend   the same for its front end
+    python -m loadtests.topology fault-store / restore-store         stop / start Azurite
 
 From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
 """
@@ -19,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -31,6 +35,8 @@ from typing import Self
 
 from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
+from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
+from loadtests.azurite import Azurite
 from loadtests.processes import (
     HOST,
     ManagedProcess,
@@ -51,6 +57,10 @@ PRIMARY_SITE = "todo-api-australiaeast"
 SECONDARY_SITE = "todo-api-australiasoutheast"
 CHECK_INTERVAL_MS = 250
 HAPROXY = "haproxy"
+OPENAPI_FILE = ROOT / "app" / "openapi.json"
+# Asked through the gateway to learn which region serves: a published operation that reads one
+# item (404 for this id) and writes nothing.
+PROBE_PATH = f"{TODO_PATH}/serving-region-probe"
 
 
 @dataclass
@@ -63,6 +73,8 @@ class TopologyConfig:
     subscription_key: str = field(default_factory=lambda: secrets.token_hex(16))
     health_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     check_interval_ms: int = CHECK_INTERVAL_MS
+    store: str = TABLE_STORE  # or MEMORY_STORE: each app keeps its own items (lost on failover)
+    workers: int = 1  # per region; more than 1 needs the table store
 
 
 @dataclass
@@ -74,7 +86,33 @@ class Region:
     frontend: ManagedProcess
 
 
-def _app_environment(config: TopologyConfig, site: str, port: int) -> dict[str, str]:
+def _store_environment(config: TopologyConfig, store: Azurite | None) -> dict[str, str]:
+    if store is None:
+        return {"STORE": MEMORY_STORE}
+    return {
+        "STORE": TABLE_STORE,
+        "TABLE_NAME": DEFAULT_TABLE_NAME,
+        "TABLE_CONNECTION_STRING": store.connection_string,
+    }
+
+
+def published_operations(openapi: dict) -> str:
+    """An HAProxy condition true for exactly the operations of the OpenAPI document (as API
+    Management publishes them): `{ path_reg ... } { method ... } || ...`."""
+    terms = []
+    for path, operations in openapi["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"
+        methods = " ".join(m.upper() for m in operations if m.upper() in HTTP_METHODS)
+        terms.append(f"{{ path_reg -i {pattern} }} {{ method {methods} }}")
+    return " || ".join(terms)
+
+
+HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+
+def _app_environment(
+    config: TopologyConfig, site: str, port: int, store: Azurite | None
+) -> dict[str, str]:
     summary_path = config.certs_dir / "client.json"
     try:
         client = json.loads(summary_path.read_text())
@@ -95,8 +133,9 @@ def _app_environment(config: TopologyConfig, site: str, port: int) -> dict[str, 
         "CLIENT_CERT_CA": str(config.certs_dir / "ca.pem"),
         "HOST": HOST,
         "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
+        "WEB_CONCURRENCY": str(config.workers),
         "PYTHON": sys.executable,
+        **_store_environment(config, store),
     }
 
 
@@ -132,6 +171,7 @@ class Topology:
         self.regions: dict[str, Region] = {}
         self.gateway: ManagedProcess | None = None
         self.gateway_port = 0
+        self.store: Azurite | None = None
 
     # -- facts the clients need -------------------------------------------------------------
 
@@ -147,8 +187,10 @@ class Topology:
 
     @property
     def processes(self) -> list[ManagedProcess]:
+        """Every process, in start order (stop() goes in reverse: the store last)."""
+        store = [self.store.process] if self.store and self.store.process else []
         parts = [p for r in self.regions.values() for p in (r.app, r.frontend)]
-        return parts + ([self.gateway] if self.gateway else [])
+        return store + parts + ([self.gateway] if self.gateway else [])
 
     def state(self) -> dict:
         return {
@@ -157,6 +199,11 @@ class Topology:
             "subscription_key": self.config.subscription_key,
             "health_key": self.config.health_key,
             "certs_dir": str(self.config.certs_dir),
+            "store": (
+                {"kind": TABLE_STORE, "endpoint": self.store.endpoint}
+                if self.store
+                else {"kind": MEMORY_STORE}
+            ),
             "regions": {
                 role: {
                     "site": r.site,
@@ -193,6 +240,10 @@ class Topology:
         ports = free_ports(4)
         self.gateway_port = self.config.gateway_port or free_ports(1)[0]
         ensure_port_free(self.gateway_port, "gateway")
+        if self.config.store == TABLE_STORE:
+            self.store = Azurite(self.workdir)
+            self.store.start()
+            self.store.create_table(DEFAULT_TABLE_NAME)  # Terraform's part on Azure
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
         for (role, site), app_port, frontend_port in zip(roles, ports[0::2], ports[1::2]):
             self.regions[role] = self._region(role, site, app_port, frontend_port)
@@ -206,7 +257,7 @@ class Topology:
         self._write_state()
 
     def _region(self, role: str, site: str, app_port: int, frontend_port: int) -> Region:
-        env = _app_environment(self.config, site, app_port)
+        env = _app_environment(self.config, site, app_port, self.store)
         app = ManagedProcess(
             f"{role} app ({site})",
             ["bash", str(ROOT / "app" / "startup.sh")],
@@ -242,6 +293,7 @@ class Topology:
             port=self.gateway_port,
             key_header=SUBSCRIPTION_KEY_HEADER,
             subscription_key=self.config.subscription_key,
+            published=published_operations(json.loads(OPENAPI_FILE.read_text())),
             health_key=self.config.health_key,
             check_interval_ms=self.config.check_interval_ms,
             ca_file=self.config.certs_dir / "ca.pem",
@@ -259,16 +311,15 @@ class Topology:
         return self.serving_site() == self.config.primary_site
 
     def serving_site(self) -> str | None:
-        """The region answering the gateway's health path now (None if none does)."""
+        """The region whose app answers through the gateway now (None if none does)."""
         connection = http.client.HTTPConnection(HOST, self.gateway_port, timeout=2)
         try:
             connection.request(
-                "GET",
-                f"/health/{self.config.health_key}",
-                headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key},
+                "GET", PROBE_PATH, headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key}
             )
             response = connection.getresponse()
-            return response.getheader(SITE_NAME_HEADER) if response.status == 200 else None
+            answered = response.status in (200, 404)
+            return response.getheader(SITE_NAME_HEADER) if answered else None
         except OSError:
             return None
         finally:
@@ -311,6 +362,17 @@ class Topology:
             region.frontend.start()
             region.frontend.wait_ready(lambda: port_open(region.frontend_port))
 
+    def stop_store(self) -> None:
+        """Take the shared table store away (both regions lose it; acknowledged writes stay)."""
+        if self.store is None:
+            raise TopologyError(f"store: this topology runs with STORE={MEMORY_STORE}")
+        self.store.stop()
+
+    def restore_store(self) -> None:
+        if self.store is None:
+            raise TopologyError(f"store: this topology runs with STORE={MEMORY_STORE}")
+        self.store.restart()
+
 
 # -- command line -----------------------------------------------------------------------------
 
@@ -329,12 +391,18 @@ ACTIONS = {
     "restore": (signal.SIGUSR2, "restore_app", "primary app started again"),
     "fault-frontend": (signal.SIGRTMIN, "stop_frontend", "primary front end SIGKILLed"),
     "restore-frontend": (signal.SIGRTMIN + 1, "restore_frontend", "primary front end started"),
+    "fault-store": (signal.SIGRTMIN + 2, "stop_store", "table store (Azurite) stopped"),
+    "restore-store": (signal.SIGRTMIN + 3, "restore_store", "table store (Azurite) started"),
 }
 
 
 def _up(args: argparse.Namespace) -> int:
     config = TopologyConfig(
-        gateway_port=args.gateway_port, certs_dir=args.certs, workdir=args.workdir
+        gateway_port=args.gateway_port,
+        certs_dir=args.certs,
+        workdir=args.workdir,
+        store=args.store,
+        workers=args.workers,
     )
     requests: list[str] = []
     for name, (signum, _, _) in ACTIONS.items():
@@ -364,6 +432,11 @@ def describe(state: dict) -> str:
             f"{role:<12} {region['site']}: front end {region['frontend_url']}, "
             f"app {region['app_url']}"
         )
+    store = state["store"]
+    lines.append(
+        f"store        {store['kind']}"
+        + (f" (Azurite, {store['endpoint']})" if "endpoint" in store else "")
+    )
     lines += [
         f"health key   {state['health_key']}",
         (
@@ -403,6 +476,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", choices=("up", "down", *ACTIONS))
     parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
     parser.add_argument("--certs", type=Path, default=DEFAULT_CERTS, help="default: .certs")
+    parser.add_argument(
+        "--store",
+        choices=(TABLE_STORE, MEMORY_STORE),
+        default=TABLE_STORE,
+        help="table: one Azurite both regions share (default); memory: each app its own",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="app workers per region")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=argparse.SUPPRESS)
     return parser
 

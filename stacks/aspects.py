@@ -16,11 +16,13 @@ from cdktf import (
     TerraformResource,
     Tokenization,
 )
+from cdktf_cdktf_provider_azurerm.cosmosdb_account import CosmosdbAccount
 from cdktf_cdktf_provider_azurerm.linux_web_app import LinuxWebApp
 from cdktf_cdktf_provider_azurerm.traffic_manager_profile import TrafficManagerProfile
 from constructs import IConstruct
 
 from stacks.config import REQUIRED_TAGS
+from stacks.data_store import BACKUP_TYPE, CONSISTENCY
 from stacks.regional_app import HEALTH_PATH_PREFIX, TRAFFIC_MANAGER_SERVICE_TAG
 
 # (path in the resource's Terraform config, required value)
@@ -41,6 +43,16 @@ WEB_APP_SETTINGS: tuple[tuple[str, Any], ...] = (
     ("site_config.ip_restriction_default_action", "Deny"),
     ("site_config.scm_ip_restriction_default_action", "Deny"),
     ("site_config.scm_use_main_ip_restriction", False),
+)
+
+# RPO 0 on a region outage: one write region, Strong, failover on; no keys; restorable.
+COSMOS_ACCOUNT_SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("consistency_policy.consistency_level", CONSISTENCY),
+    ("multiple_write_locations_enabled", False),
+    ("automatic_failover_enabled", True),
+    ("local_authentication_disabled", True),
+    ("access_key_metadata_writes_enabled", False),
+    ("backup.type", BACKUP_TYPE),
 )
 
 
@@ -71,6 +83,16 @@ def _fail(node: IConstruct, message: str) -> None:
     Annotations.of(node).add_error(message)
 
 
+def _require(
+    node: IConstruct, config: dict[str, Any], kind: str, settings: tuple[tuple[str, Any], ...]
+) -> None:
+    """One error per (path, required value) the resource's configuration does not have."""
+    for path, required in settings:
+        actual = _lookup(config, path)
+        if actual != required:
+            _fail(node, f"{kind}: {path} must be {required!r}, got {actual!r}")
+
+
 @jsii.implements(IAspect)
 class WebAppSecurityPolicy:
     """Every Linux web app has the security settings the design requires."""
@@ -79,10 +101,7 @@ class WebAppSecurityPolicy:
         if not isinstance(node, LinuxWebApp):
             return
         config = resolved_config(node)
-        for path, required in WEB_APP_SETTINGS:
-            actual = _lookup(config, path)
-            if actual != required:
-                _fail(node, f"linux web app: {path} must be {required!r}, got {actual!r}")
+        _require(node, config, "linux web app", WEB_APP_SETTINGS)
         health = _lookup(config, "site_config.health_check_path") or ""
         if not health.startswith(f"{HEALTH_PATH_PREFIX}/") or health == f"{HEALTH_PATH_PREFIX}/":
             _fail(
@@ -95,6 +114,25 @@ class WebAppSecurityPolicy:
             _fail(
                 node,
                 f"linux web app: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}",
+            )
+
+
+@jsii.implements(IAspect)
+class CosmosAccountPolicy:
+    """Every Cosmos DB account keeps acknowledged writes through a region outage and takes no
+    keys, and its firewall is on (public access off, or an IP or VNet rule list)."""
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, CosmosdbAccount):
+            return
+        config = resolved_config(node)
+        _require(node, config, "cosmos db account", COSMOS_ACCOUNT_SETTINGS)
+        public = config.get("public_network_access_enabled", True)
+        if public and not (config.get("ip_range_filter") or config.get("virtual_network_rule")):
+            _fail(
+                node,
+                "cosmos db account: public network access needs ip_range_filter or "
+                "virtual_network_rule (an empty filter admits every network)",
             )
 
 

@@ -36,6 +36,9 @@ ENVIRONMENTS = ("dev", "prod")
 TOPOLOGIES = ("single", "multi-region", "dual")
 Topology = Literal["single", "multi-region", "dual"]
 PlanSku = Literal["S1", "S2", "S3", "P0v3", "P1v3", "P2v3", "P3v3"]
+# vCPUs per instance of each plan SKU (App Service pricing page); sizes the default worker count.
+PLAN_CORES = {"S1": 1, "S2": 2, "S3": 4, "P0v3": 1, "P1v3": 2, "P2v3": 4, "P3v3": 8}
+WORKERS_PER_CORE = 2
 REQUIRED_TAGS = ("project", "environment", "managed-by")
 # Per environment, e.g. TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_DEV="<guid>,<guid>".
 KEY_VAULT_ADMINISTRATORS_ENV = "TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_{}"
@@ -79,10 +82,12 @@ class Regions(_Model):
 
 class AppService(_Model):
     plan_sku: PlanSku = "S1"
-    instances: int = Field(1, ge=1, le=30)
+    # Items live in Cosmos DB, not in the process: two instances per region so one instance's
+    # restart or platform maintenance does not take the region out of Traffic Manager.
+    instances: int = Field(2, ge=1, le=30)
     zone_balancing: bool = False
-    # 1: the app's in-memory store lives in one process (app/store.py); raise with a durable store.
-    web_concurrency: int = Field(1, ge=1, le=32)
+    # gunicorn workers per instance; unset: WORKERS_PER_CORE x the plan's vCPUs (see `workers`).
+    web_concurrency: int | None = Field(None, ge=1, le=32)
     health_check_eviction_minutes: int = Field(2, ge=2, le=10)
     scm_allowed_cidrs: tuple[IPv4Network, ...] = ()
 
@@ -93,6 +98,11 @@ class AppService(_Model):
         if self.zone_balancing and self.instances < 2:
             raise ValueError("instances: zone balancing needs at least 2 instances")
         return self
+
+    @property
+    def workers(self) -> int:
+        """`web_concurrency`, or two async workers per vCPU: requests mostly wait on Cosmos DB."""
+        return self.web_concurrency or WORKERS_PER_CORE * PLAN_CORES[self.plan_sku]
 
 
 class Gateway(_Model):
@@ -197,6 +207,46 @@ class KeyVault(_Model):
         return tuple(object_id.lower() for object_id in self.administrator_object_ids)
 
 
+# Cosmos DB for Table: throughput per table in RU/s, (lowest, highest, step) per mode; billed in
+# every region of the account. Autoscale scales between 10 % of its maximum and the maximum.
+THROUGHPUT_LIMITS = {"provisioned": (400, 1_000_000, 100), "autoscale": (1_000, 1_000_000, 1_000)}
+# Table names as the Table service protocol defines them (Cosmos DB for Table and Azurite alike):
+# 3-63 letters and digits, starting with a letter; `tables` is reserved.
+TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+RESERVED_TABLE_NAMES = ("tables",)
+
+
+class DataStore(_Model):
+    """The Cosmos DB for Table account: write region = regions.primary (failover priority 0),
+    regions.secondary next, then the optional third region."""
+
+    table_name: str = "TodoItems"
+    throughput_mode: Literal["provisioned", "autoscale"] = "autoscale"
+    throughput: int = 1_000
+    third_region: str | None = None
+    zone_redundant_regions: tuple[str, ...] = ()
+    backup_tier: Literal["Continuous7Days", "Continuous30Days"] = "Continuous7Days"
+
+    @model_validator(mode="after")
+    def _checked(self) -> DataStore:
+        if not TABLE_NAME.fullmatch(self.table_name):
+            raise ValueError(
+                f"table_name: must be 3-63 letters and digits starting with a letter, "
+                f"got {self.table_name!r}"
+            )
+        if self.table_name.lower() in RESERVED_TABLE_NAMES:
+            raise ValueError(f"table_name: {self.table_name!r} is reserved")
+        low, high, step = THROUGHPUT_LIMITS[self.throughput_mode]
+        if not low <= self.throughput <= high or self.throughput % step:
+            raise ValueError(
+                f"throughput: {self.throughput_mode} needs {low:,}-{high:,} RU/s in steps of "
+                f"{step:,}, got {self.throughput}"
+            )
+        if self.third_region is not None and self.third_region not in REGIONS:
+            raise ValueError(f"third_region: unknown region {self.third_region!r}")
+        return self
+
+
 class State(_Model):
     backend: Literal["local", "azurerm"] = "local"
     resource_group_name: str | None = None
@@ -223,10 +273,31 @@ class EnvironmentConfig(_Model):
     traffic_manager: TrafficManager = Field(default_factory=TrafficManager)
     certificate: Certificate = Field(default_factory=Certificate)
     key_vault: KeyVault = Field(default_factory=KeyVault)
+    data_store: DataStore = Field(default_factory=DataStore)
     tags: dict[str, str] = Field(
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )
     state: State = Field(default_factory=State)
+
+    @model_validator(mode="after")
+    def _data_store_regions(self) -> EnvironmentConfig:
+        third = self.data_store.third_region
+        for field in ("primary", "secondary"):
+            if third == getattr(self.regions, field):
+                raise ValueError(f"data_store.third_region: {third} is already regions.{field}")
+        for region in self.data_store.zone_redundant_regions:
+            if region not in self.data_store_regions:
+                raise ValueError(
+                    f"data_store.zone_redundant_regions: {region!r} is not one of the "
+                    f"account's regions ({', '.join(self.data_store_regions)})"
+                )
+        return self
+
+    @property
+    def data_store_regions(self) -> tuple[str, ...]:
+        """The Cosmos DB account's regions in failover priority order: the write region first."""
+        third = self.data_store.third_region
+        return self.regions.both + ((third,) if third else ())
 
     @property
     def stack_name(self) -> str:
@@ -312,7 +383,7 @@ def _one_line(error: ValidationError) -> str:
         return f"{field}: unknown key"
     message = first["msg"].removeprefix("Value error, ")
     inner, sep, reason = message.partition(": ")
-    if sep and re.fullmatch(r"[a-z_]+", inner):
+    if sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", inner):
         field, message = f"{field}.{inner}" if field else inner, reason
     if first["type"] not in ("value_error",) and "input" in first and _short(first["input"]):
         message = f"{message} (got {first['input']!r})"

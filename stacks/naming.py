@@ -24,3 +24,8 @@ class Names:
     def key_vault(self) -> str:
         """Key Vault names are 3-24 characters (config limits prefix and environment)."""
         return f"{self.base}-kv"
+
+    @property
+    def cosmos_account(self) -> str:
+        """Cosmos DB account names are global, 3-44 lowercase letters, digits and hyphens."""
+        return self.global_("cosmos")

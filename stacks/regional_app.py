@@ -4,9 +4,11 @@ Secure defaults live here, not in the caller: HTTPS only, TLS 1.2 minimum with H
 (a client-certificate exclusion path forces TLS renegotiation), client certificate Required
 except under /health, FTP/WebDeploy basic auth off, FTPS disabled, default-Deny access
 restrictions that allow only the API Management gateways and Traffic Manager's probes, an SCM
-site that is Deny by default, and a system identity that reads the health key from Key Vault.
+site that is Deny by default, and a system identity that reads the health key from Key Vault
+(and, granted by stacks/data_store.py, the TodoItem table: `store_settings` tell the app where).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_azurerm.application_insights import ApplicationInsights
@@ -63,6 +65,7 @@ class RegionalApp(Construct):
         certificate: Certificate,
         secrets: SecretStore,
         gateway_addresses: list[GatewayAddress],
+        store_settings: Mapping[str, str],
         app_insights: ApplicationInsights,
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
@@ -97,7 +100,10 @@ class RegionalApp(Construct):
             webdeploy_publish_basic_authentication_enabled=False,
             public_network_access_enabled=True,
             identity=LinuxWebAppIdentity(type="SystemAssigned"),
-            app_settings=_app_settings(app_service, certificate, secrets, app_insights),
+            app_settings={
+                **_app_settings(app_service, certificate, secrets, app_insights),
+                **store_settings,
+            },
             site_config=_site_config(app_service, secrets, gateway_addresses),
             logs=LinuxWebAppLogs(
                 detailed_error_messages=True,
@@ -134,7 +140,7 @@ def _app_settings(
         "CLIENT_CERT_SUBJECT": certificate.subject,
         "CLIENT_CERT_ISSUER": certificate.expected_issuer,
         "CLIENT_CERT_THUMBPRINTS": secrets.certificate.thumbprint,
-        "WEB_CONCURRENCY": str(app_service.web_concurrency),
+        "WEB_CONCURRENCY": str(app_service.workers),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights.connection_string,
         **PLATFORM_SETTINGS,
     }

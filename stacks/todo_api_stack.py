@@ -1,5 +1,5 @@
 """One environment's whole topology: two regions, Traffic Manager, API Management, Key Vault,
-monitoring, outputs, policy aspects. Wiring only: each piece is a construct of its own."""
+the Cosmos DB table store, monitoring, outputs, policy aspects. Wiring only: each piece is a construct of its own."""
 
 from cdktf import Aspects, AzurermBackend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_azurerm.provider import (
@@ -13,8 +13,14 @@ from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
 from constructs import Construct
 
-from stacks.aspects import RequiredTagsPolicy, TrafficManagerProbePolicy, WebAppSecurityPolicy
+from stacks.aspects import (
+    CosmosAccountPolicy,
+    RequiredTagsPolicy,
+    TrafficManagerProbePolicy,
+    WebAppSecurityPolicy,
+)
 from stacks.config import EnvironmentConfig
+from stacks.data_store import TableStore, store_app_settings
 from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
 from stacks.key_vault import SecretStore
 from stacks.monitoring import Monitoring, send_diagnostics
@@ -79,6 +85,9 @@ class TodoApiStack(TerraformStack):
             self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
         )
         self.gateways = self._gateways(names, tags)
+        # The apps get the store's endpoint from the account's configured name, not from the
+        # account resource: the account's firewall needs the apps' outbound IPs (no cycle).
+        store_settings = store_app_settings(names.cosmos_account, config.data_store.table_name)
         self.apps = {
             region: RegionalApp(
                 self,
@@ -90,12 +99,24 @@ class TodoApiStack(TerraformStack):
                 certificate=config.certificate,
                 secrets=self.secrets,
                 gateway_addresses=[a for g in self.gateways for a in g.addresses],
+                store_settings=store_settings,
                 app_insights=self.monitoring.app_insights[region],
                 workspace=workspace,
                 tags=tags,
             )
             for region in config.regions.both
         }
+        self.store = TableStore(
+            self,
+            "store",
+            account_name=names.cosmos_account,
+            regions=config.data_store_regions,
+            resource_group_name=self.global_group.name,
+            settings=config.data_store,
+            web_apps={region: app.web_app for region, app in self.apps.items()},
+            workspace=workspace,
+            tags=tags,
+        )
         self.app_traffic = TrafficManager(
             self,
             "app-traffic",
@@ -121,6 +142,7 @@ class TodoApiStack(TerraformStack):
         )
 
         Aspects.of(self).add(WebAppSecurityPolicy())
+        Aspects.of(self).add(CosmosAccountPolicy())
         Aspects.of(self).add(
             TrafficManagerProbePolicy([health_check_path(self.secrets), APIM_STATUS_PATH])
         )
@@ -233,6 +255,10 @@ class TodoApiStack(TerraformStack):
             "resource_group_names": groups,
             "web_app_resource_group_names": groups[1:],
             "api_path": self.config.gateway.api_path,
+            "cosmos_account_name": self.store.account.name,
+            "cosmos_resource_group_name": self.global_group.name,
+            "cosmos_regions": list(self.store.regions),
+            "table_name": self.store.table.name,
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)

@@ -38,3 +38,14 @@ def synthesized_stacks(synthesized_stack_files) -> dict[tuple[str, str], dict]:
         key: json.loads(path.read_text(encoding="utf-8"))
         for key, path in synthesized_stack_files.items()
     }
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """One real Azurite Table service for the session (stopped at the end, nothing left)."""
+    from loadtests.azurite import Azurite
+
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.stop()

@@ -41,6 +41,7 @@ def environment(client_certificate, ca_file) -> dict[str, str]:
     """App settings admitting `client_certificate`, as the stacks would set them."""
     return {
         "APP_ENV": "production",
+        "STORE": "memory",
         "WEBSITE_SITE_NAME": "todo-api-test-region",
         "HEALTH_CHECK_KEY": HEALTH_KEY,
         "CLIENT_CERT_SUBJECT": certs.CLIENT_SUBJECT,

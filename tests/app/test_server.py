@@ -24,6 +24,7 @@ UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1
         ("HEALTH_CHECK_KEY", ""),
         ("CLIENT_CERT_THUMBPRINTS", "not-hex"),
         ("CLIENT_CERT_VALIDATION", "off"),
+        ("STORE", ""),
     ],
 )
 def test_bad_setting_stops_the_start_with_one_line(environment, command, variable, value):
@@ -33,6 +34,17 @@ def test_bad_setting_stops_the_start_with_one_line(environment, command, variabl
     assert len(output) == 1, output
     assert output[0].startswith(f"configuration error: {variable}")
     assert "Traceback" not in output[0]
+
+
+def test_an_incomplete_table_store_is_named_in_the_one_line_start_error(environment):
+    result = servers.run_to_exit(STARTUP, {**environment, "STORE": "table"})
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0
+    expected = (
+        "configuration error: TABLE_ENDPOINT: is required with STORE=table "
+        "(or TABLE_CONNECTION_STRING for Azurite or a key-based account)"
+    )
+    assert output == [expected]
 
 
 @pytest.mark.parametrize("variable", ["PORT", "WEB_CONCURRENCY"])
@@ -49,9 +61,22 @@ def test_startup_sh_serves_the_api_with_access_log_on_stdout(production_server, 
     production_server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200')
 
 
-def test_startup_sh_runs_the_configured_worker_count(environment, tmp_path):
+def table_settings(environment, azurite, table: str) -> dict[str, str]:
+    azurite.create_table(table)
+    return {
+        **environment,
+        "STORE": "table",
+        "TABLE_NAME": table,
+        "TABLE_CONNECTION_STRING": azurite.connection_string,
+    }
+
+
+def test_startup_sh_runs_the_configured_worker_count_over_one_table(
+    environment, azurite, tmp_path, cert_header
+):
+    settings = table_settings(environment, azurite, "WorkerCount")
     server = servers.start_production(
-        {**environment, "WEB_CONCURRENCY": "2"}, tmp_path / "log", f"/health/{HEALTH_KEY}"
+        {**settings, "WEB_CONCURRENCY": "2"}, tmp_path / "log", f"/health/{HEALTH_KEY}"
     )
     try:
         server.wait_for_output("Application startup complete")
@@ -61,6 +86,16 @@ def test_startup_sh_runs_the_configured_worker_count(environment, tmp_path):
             if "Booting worker" in line
         }
         assert len(worker_pids) == 2
+        headers = {**cert_header, "Content-Type": "application/json"}
+        created = [
+            json.loads(server.request("POST", "/api/TodoItem", b'{"name": "n"}', headers)[2])
+            for _ in range(6)
+        ]
+        # Whichever worker answers, every item is there: the store is outside the process.
+        for _ in range(4):
+            status, _, body = server.request("GET", "/api/TodoItem", headers=cert_header)
+            assert status == 200
+            assert sorted(i["id"] for i in json.loads(body)) == sorted(i["id"] for i in created)
     finally:
         assert server.stop() == 0
 

@@ -115,6 +115,105 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 12
+    assert len(app_settings.APP_SETTING_NAMES) == 17
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+SECRET_KEY = "c2VjcmV0LWtleS1uZXZlci1pbi1hLWxvZw=="
+CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=todoapi;"
+    f"AccountKey={SECRET_KEY};TableEndpoint=http://127.0.0.1:10002/todoapi;"
+)
+
+
+def test_production_refuses_to_start_without_an_explicit_store(environment):
+    without = {k: v for k, v in environment.items() if k != "STORE"}
+    error = error_for(without)
+    assert str(error) == "STORE: is required in production (table or memory)"
+
+
+def test_development_defaults_to_the_memory_store():
+    loaded = load_settings({"APP_ENV": "development", "CLIENT_CERT_VALIDATION": "off"})
+    assert loaded.store.kind == "memory"
+
+
+def test_table_store_by_endpoint_uses_the_default_table_name(environment):
+    endpoint = "https://todo-dev-cosmos.table.cosmos.azure.com:443/"
+    loaded = load_settings(
+        {**environment, "STORE": "table", "TABLE_ENDPOINT": endpoint, "AZURE_CLIENT_ID": "abc"}
+    )
+    assert loaded.store == app_settings.StoreSettings(
+        kind="table", table_name="TodoItems", endpoint=endpoint, client_id="abc"
+    )
+
+
+def test_table_store_without_a_way_to_the_account_names_the_endpoint(environment):
+    error = error_for(environment, STORE="table")
+    assert error.name == "TABLE_ENDPOINT"
+    assert "TABLE_CONNECTION_STRING" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TABLE_ENDPOINT", "http://todo.table.cosmos.azure.com/"),
+        ("TABLE_ENDPOINT", "todo.table.cosmos.azure.com"),
+        ("TABLE_ENDPOINT", "https:///no-host"),
+        ("TABLE_NAME", "to"),
+        ("TABLE_NAME", "1Todo"),
+        ("TABLE_NAME", "Todo-Items"),
+        ("TABLE_NAME", "tables"),
+        ("TABLE_NAME", "T" * 64),
+    ],
+)
+def test_a_bad_table_setting_names_its_variable(environment, variable, value):
+    changes = {"STORE": "table", "TABLE_ENDPOINT": "https://a.table.cosmos.azure.com/"}
+    error = error_for(environment, **{**changes, variable: value})
+    assert error.name == variable
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("just-a-key", "must be Name=value pairs joined by ';'"),
+        (f"AccountKey={SECRET_KEY}", "has no AccountName"),
+        ("AccountName=todoapi;TableEndpoint=http://127.0.0.1:1/x", "has no AccountKey"),
+        ("AccountName=todoapi;AccountKey=not base64!", "AccountKey is not base64"),
+    ],
+)
+def test_a_bad_connection_string_is_named_and_never_echoed(environment, text, problem):
+    error = error_for(environment, STORE="table", TABLE_CONNECTION_STRING=text)
+    assert error.name == "TABLE_CONNECTION_STRING"
+    assert problem in str(error)
+    assert "todoapi" not in str(error) and SECRET_KEY not in str(error)
+
+
+def test_endpoint_and_connection_string_together_are_refused(environment):
+    error = error_for(
+        environment,
+        STORE="table",
+        TABLE_ENDPOINT="https://a.table.cosmos.azure.com/",
+        TABLE_CONNECTION_STRING=CONNECTION_STRING,
+    )
+    assert error.name == "TABLE_CONNECTION_STRING"
+
+
+def test_the_connection_string_never_appears_in_the_settings_repr(environment):
+    loaded = load_settings(
+        {**environment, "STORE": "table", "TABLE_CONNECTION_STRING": CONNECTION_STRING}
+    )
+    assert loaded.store.connection_string == CONNECTION_STRING
+    assert SECRET_KEY not in repr(loaded)
+
+
+def test_the_memory_store_refuses_more_than_one_worker(environment):
+    error = error_for(environment, STORE="memory", WEB_CONCURRENCY="2")
+    assert error.name == "WEB_CONCURRENCY"
+    assert "STORE=memory" in str(error)
+    assert load_settings(
+        {**environment, "STORE": "table", "TABLE_CONNECTION_STRING": CONNECTION_STRING,
+         "WEB_CONCURRENCY": "4"}
+    ).web_concurrency == 4

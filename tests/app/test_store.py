@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 
 import httpx
 
@@ -92,3 +93,14 @@ def test_stored_items_cost_the_garbage_collector_nothing():
     asyncio.run(fill())
     gc.collect()
     assert not any(gc.is_tracked(fields) for fields in store._items.values())
+
+
+def test_an_item_carries_exactly_the_json_of_its_fields():
+    for name in ('plain', 'quote " and \\ backslash', "ünïcode ✓ \u2028", "\x00 control"):
+        for done in (True, False):
+            item = todo_item("0123abcd", name, done)
+            expected = {"id": "0123abcd", "name": name, "isCompleted": done}
+            assert json.loads(item.json) == expected
+            assert item.json == json.dumps(
+                expected, ensure_ascii=False, separators=(",", ":")
+            ).encode()

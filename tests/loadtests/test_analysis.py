@@ -97,14 +97,17 @@ def test_items_created_before_the_fault_and_not_listed_after_are_lost():
         record(2.0, "POST", 201, item="lost"),
         record(3.0, "POST", 201, item="deleted"),
         record(4.0, "DELETE", 204, item="deleted"),
+        record(5.0, "POST", 201, item="deleted-after-the-fault"),
         record(12.0, "POST", 201, site=SECONDARY, item="after-fault"),
         record(13.0, "GET", 404, site=SECONDARY, outcome="lost", item="lost"),
+        record(14.0, "DELETE", 204, site=SECONDARY, item="deleted-after-the-fault"),
     ]
     lost = analysis.items_lost(records, fault_at=10.0, present={"kept", "after-fault"})
+    # "deleted-after-the-fault" is not listed at the end, but its delete proves it survived.
     assert lost == {
-        "created_before_fault": 2,
+        "created_before_fault": 3,
         "missing_after": 1,
-        "lost_ratio": 0.5,
+        "lost_ratio": 0.3333,
         "lost_item_responses": 1,
     }
 
@@ -125,3 +128,27 @@ def test_breaches_name_the_broken_threshold():
 
 def test_a_missing_recovery_breaks_the_recovery_threshold():
     assert analysis.breaches({"recovery_s": None}, {"max_recovery_seconds": 2.0})
+
+
+def test_a_store_fault_reports_the_503_window_and_the_recovery_after_restart():
+    records = [record(t / 10) for t in range(100)]
+    records += [record(10.0 + t / 10, status=503, outcome="fail") for t in range(30)]
+    records += [record(12.5, method="POST", status=0, site=None, outcome="fail")]
+    records += [record(13.5 + t / 10) for t in range(20)]
+    records += [record(13.2, status=500, outcome="fail")]
+    summary = analysis.store_fault_summary(records, fault_at=10.0, restore_at=13.0)
+    assert summary == {
+        "unavailable_responses": 30,
+        "first_503_s": 0.0,
+        "unavailable_window_s": 2.91,
+        "other_failures": 2,
+        "recovery_after_restore_s": 0.51,
+        "last_failure_after_restore_s": 0.21,
+    }
+    assert analysis.request_stats(records)["server_errors"] == 1
+
+
+def test_items_lost_and_server_errors_are_thresholds():
+    summary = {"items_lost": 1, "server_errors": 0, "lost_item_responses": 0}
+    thresholds = {"max_items_lost": 0, "max_server_errors": 0, "max_lost_item_responses": 0}
+    assert analysis.breaches(summary, thresholds) == ["max-items-lost 0 broken: items_lost = 1"]

@@ -98,7 +98,7 @@ def test_after_the_primary_is_restored_traffic_fails_back(start_topology):
 def test_stopping_leaves_no_process_running(start_topology):
     topology = start_topology()
     groups = [process.pid for process in topology.processes]
-    assert len(groups) == 5 and all(group_alive(g) for g in groups)
+    assert len(groups) == 6 and all(group_alive(g) for g in groups)
     topology.stop()
     assert [g for g in groups if group_alive(g)] == []
 
@@ -135,7 +135,7 @@ def test_a_failed_start_stops_what_it_had_started(certs_dir, tmp_path):
     config = TopologyConfig(certs_dir=certs_dir, workdir=tmp_path / "topology")
     with pytest.raises(TopologyError, match="gateway: failed on purpose"):
         GatewayFailing.start(config)
-    assert len(started) == 4
+    assert len(started) == 5
     assert [g for g in started if group_alive(g)] == []
 
 
@@ -181,3 +181,94 @@ def test_topology_cli_up_then_down_stops_everything(certs_dir, tmp_path):
             up.wait()
     assert "stopped: nothing left running" in up.stdout.read()
     assert [g for g in groups if group_alive(g)] == []
+
+
+def test_gateway_publishes_only_the_openapi_operations(topology):
+    headers = key(topology)
+    health = f"/health/{topology.config.health_key}"
+    for path in (health, "/swagger/v1/swagger.json", "/", "/api/TodoItem/a/b"):
+        assert call(topology.gateway_url, path, headers) == (404, None), path
+    assert call(topology.gateway_url, "/api/todoitem", headers) == (
+        200,
+        topology.config.primary_site,
+    )
+
+
+def test_gateway_refuses_a_method_the_openapi_does_not_list(topology):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=10)
+    try:
+        connection.request("PATCH", TODO, body=b"{}", headers=key(topology))
+        response = connection.getresponse()
+        assert (response.status, response.getheader("APP-SERVICE-SITE-NAME")) == (404, None)
+    finally:
+        connection.close()
+
+
+def test_published_operations_follow_the_openapi_document():
+    from loadtests.topology import published_operations
+
+    openapi = {
+        "paths": {
+            "/api/TodoItem": {"get": {}, "post": {}},
+            "/api/TodoItem/{id}": {"get": {}, "delete": {}, "parameters": []},
+        }
+    }
+    assert published_operations(openapi) == (
+        "{ path_reg -i ^/api/TodoItem$ } { method GET POST } || "
+        "{ path_reg -i ^/api/TodoItem/[^/]+$ } { method GET DELETE }"
+    )
+
+
+def post(url: str, name: str, headers: dict, context=None) -> tuple[int, dict, str | None]:
+    import http.client
+
+    host, port = url.partition("://")[2].split(":")
+    if context is None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    else:
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+    headers = {**headers, "Content-Type": "application/json"}
+    try:
+        connection.request("POST", TODO, body=json.dumps({"name": name}), headers=headers)
+        response = connection.getresponse()
+        site = response.getheader("APP-SERVICE-SITE-NAME")
+        return response.status, json.loads(response.read()), site
+    finally:
+        connection.close()
+
+
+def test_an_item_created_in_the_primary_is_read_through_the_secondary(start_topology, certs_dir):
+    topology = start_topology()
+    context = tls_context(certs_dir, with_client_cert=True)
+    status, item, site = post(topology.frontend_url("primary"), "survives", {}, context)
+    assert (status, site) == (201, topology.config.primary_site)
+    topology.kill_app("primary")
+    # The gateway can reach only the secondary now; it reads what the primary wrote.
+    path = f"{TODO}/{item['id']}"
+    assert call(topology.gateway_url, path, key(topology)) == (
+        200,
+        topology.config.secondary_site,
+    )
+
+
+def test_with_the_store_stopped_the_gateway_answers_503_and_nothing_is_lost(start_topology):
+    import http.client
+
+    topology = start_topology()
+    status, item, _ = post(topology.gateway_url, "written before the outage", key(topology))
+    assert status == 201
+    topology.stop_store()
+    connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=10)
+    try:
+        connection.request("GET", TODO, headers=key(topology))
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 503
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert int(response.getheader("Retry-After")) >= 1, body
+    topology.restore_store()
+    assert call(topology.gateway_url, f"{TODO}/{item['id']}", key(topology))[0] == 200

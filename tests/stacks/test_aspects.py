@@ -77,6 +77,30 @@ def test_traffic_manager_probe_without_the_key_fails_naming_it(dev_stack):
     )
 
 
+def test_cosmos_account_with_keys_fails_naming_it(dev_stack):
+    app, stack = dev_stack
+    find(stack, "store/account").add_override("local_authentication_disabled", False)
+    assert synth_error(app) == (
+        "[todo-api-dev/store/account] cosmos db account: local_authentication_disabled "
+        "must be True, got False"
+    )
+
+
+def test_cosmos_account_writing_in_several_regions_fails_naming_it(dev_stack):
+    app, stack = dev_stack
+    find(stack, "store/account").add_override("multiple_write_locations_enabled", True)
+    assert "cosmos db account: multiple_write_locations_enabled must be False" in synth_error(app)
+
+
+def test_cosmos_account_without_firewall_rules_fails_naming_it(dev_stack):
+    app, stack = dev_stack
+    find(stack, "store/account").reset_ip_range_filter()
+    assert synth_error(app) == (
+        "[todo-api-dev/store/account] cosmos db account: public network access needs "
+        "ip_range_filter or virtual_network_rule (an empty filter admits every network)"
+    )
+
+
 def test_resource_without_required_tags_fails_naming_it(dev_stack):
     from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 

@@ -53,3 +53,25 @@ def test_every_skip_is_still_needed(checkov_report):
 @pytest.mark.parametrize("check_id", sorted(SKIPS))
 def test_every_skip_gives_a_design_reason(check_id):
     assert len(SKIPS[check_id].split()) >= 8
+
+
+def test_cosmos_account_passes_the_key_and_network_checks_and_fails_only_skipped_ones(
+    checkov_report, synthesized_stacks
+):
+    """No keys (CKV_AZURE_140, _132) and a firewall (CKV_AZURE_99) in every stack; what fails
+    is only the public endpoint and the Microsoft-managed key, each with its skip reason."""
+    accounts = {
+        f"resource.{logical_id}"
+        for stack in synthesized_stacks.values()
+        for logical_id in stack["resource"]["azurerm_cosmosdb_account"]
+    }
+    results = {"passed": defaultdict(set), "failed": defaultdict(set)}
+    for outcome in results:
+        for check in checkov_report["results"][f"{outcome}_checks"]:
+            if check["resource"] in accounts:
+                results[outcome][check["check_id"]].add(check["file_abs_path"])
+    stacks = len(synthesized_stacks)
+    for check_id in ("CKV_AZURE_99", "CKV_AZURE_132", "CKV_AZURE_140"):
+        assert len(results["passed"][check_id]) == stacks, check_id
+    assert set(results["failed"]) == {"CKV_AZURE_100", "CKV_AZURE_101"}
+    assert set(results["failed"]) <= set(SKIPS)

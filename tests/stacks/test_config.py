@@ -58,6 +58,42 @@ BAD_SETTINGS = {
         "key_vault.administrator_object_ids: listed twice",
     ),
     "malformed --set": (["gateway.topology"], "--set gateway.topology: expected KEY=VALUE"),
+    "throughput below the minimum": (
+        ['data_store.throughput_mode="provisioned"', "data_store.throughput=300"],
+        "data_store.throughput: provisioned needs 400-1,000,000 RU/s in steps of 100, got 300",
+    ),
+    "autoscale throughput off its step": (
+        ['data_store.throughput_mode="autoscale"', "data_store.throughput=1500"],
+        "data_store.throughput: autoscale needs 1,000-1,000,000 RU/s in steps of 1,000, got 1500",
+    ),
+    "third region equal to the primary": (
+        ["data_store.third_region=australiaeast"],
+        "data_store.third_region: australiaeast is already regions.primary",
+    ),
+    "third region equal to the secondary": (
+        ["data_store.third_region=australiasoutheast"],
+        "data_store.third_region: australiasoutheast is already regions.secondary",
+    ),
+    "unknown third region": (
+        ["data_store.third_region=atlantis"],
+        "data_store.third_region: unknown region 'atlantis'",
+    ),
+    "table name with a dash": (
+        ["data_store.table_name=todo-items"],
+        "data_store.table_name: must be 3-63 letters and digits starting with a letter",
+    ),
+    "table name starting with a digit": (
+        ["data_store.table_name=1Todo"],
+        "starting with a letter, got '1Todo'",
+    ),
+    "reserved table name": (
+        ["data_store.table_name=Tables"],
+        "data_store.table_name: 'Tables' is reserved",
+    ),
+    "zones in a region the account is not in": (
+        ['data_store.zone_redundant_regions=["westeurope"]'],
+        "data_store.zone_redundant_regions: 'westeurope' is not one of the account's regions (",
+    ),
 }
 
 
@@ -147,3 +183,16 @@ def test_overrides_are_parsed_as_toml_values():
 
 def test_required_tags_always_include_the_environment():
     assert load_environment("prod").resource_tags["environment"] == "prod"
+
+
+def test_workers_default_to_two_per_vcpu_of_the_plan():
+    assert load_environment("prod").app_service.workers == 2  # S1: 1 vCPU
+    assert load_environment("prod", {"app_service.plan_sku": "P1v3"}).app_service.workers == 4
+    explicit = {"app_service.plan_sku": "P1v3", "app_service.web_concurrency": 3}
+    assert load_environment("prod", explicit).app_service.workers == 3
+
+
+def test_data_store_regions_put_the_write_region_first():
+    config = load_environment("prod", {"data_store.third_region": "southeastasia"})
+    assert config.data_store_regions == ("australiaeast", "australiasoutheast", "southeastasia")
+    assert load_environment("dev").data_store_regions == ("australiaeast", "australiasoutheast")

@@ -1,5 +1,6 @@
 """Optional configuration, synthesized once with every option on: remote state, an imported
-PFX, a backend custom domain (name validation on), zone-balanced Premium v3 plans."""
+PFX, a backend custom domain (name validation on), zone-balanced Premium v3 plans, a third
+Cosmos DB region with zones, provisioned throughput and another table name."""
 
 import json
 
@@ -20,6 +21,11 @@ OPTIONS = {
     "app_service.instances": 2,
     "app_service.zone_balancing": True,
     "app_service.scm_allowed_cidrs": ["203.0.113.0/24"],
+    "data_store.third_region": "southeastasia",
+    "data_store.zone_redundant_regions": ["australiaeast", "southeastasia"],
+    "data_store.throughput_mode": "provisioned",
+    "data_store.throughput": 1200,
+    "data_store.table_name": "Todos2",
 }
 
 
@@ -72,9 +78,34 @@ def test_premium_plans_balance_across_zones(stack):
     for plan in blocks(stack, "azurerm_service_plan").values():
         assert (plan["sku_name"], plan["worker_count"]) == ("P1v3", 2)
         assert plan["zone_balancing_enabled"] is True
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        assert app["app_settings"]["WEB_CONCURRENCY"] == "4"  # 2 per vCPU
 
 
 def test_scm_site_allows_only_the_configured_deploy_ranges(stack):
     for app in blocks(stack, "azurerm_linux_web_app").values():
         rules = app["site_config"]["scm_ip_restriction"]
         assert [(r["ip_address"], r["action"]) for r in rules] == [("203.0.113.0/24", "Allow")]
+
+
+def test_third_region_is_the_last_failover_target(stack):
+    _, cosmos = only(stack, "azurerm_cosmosdb_account")
+    assert [
+        (g["location"], g["failover_priority"], g["zone_redundant"]) for g in cosmos["geo_location"]
+    ] == [
+        ("australiaeast", 0, True),
+        ("australiasoutheast", 1, False),
+        ("southeastasia", 2, True),
+    ]
+    assert stack["output"]["cosmos_regions"]["value"] == [
+        "australiaeast",
+        "australiasoutheast",
+        "southeastasia",
+    ]
+
+
+def test_configured_table_name_and_throughput_reach_the_table_and_the_apps(stack):
+    _, table = only(stack, "azurerm_cosmosdb_table")
+    assert (table["name"], table["throughput"]) == ("Todos2", 1200)
+    for app in blocks(stack, "azurerm_linux_web_app").values():
+        assert app["app_settings"]["TABLE_NAME"] == "Todos2"

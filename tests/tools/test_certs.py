@@ -84,6 +84,7 @@ def test_client_json_lets_the_app_admit_the_client_certificate(generated):
     summary = json.loads((generated / "client.json").read_text())
     settings = load_settings(
         {
+            "STORE": "memory",
             "HEALTH_CHECK_KEY": "a-health-check-key-0123",
             "CLIENT_CERT_SUBJECT": summary["subject"],
             "CLIENT_CERT_ISSUER": summary["issuer"],

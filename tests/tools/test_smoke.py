@@ -110,7 +110,7 @@ def deployments(package_dir):
     certificate = client_certificate()
     cert_b64 = base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()
     app_env = {
-        "PYTHON": PYTHON, "APP_ENV": "production", "HEALTH_CHECK_KEY": HEALTH_KEY,
+        "PYTHON": PYTHON, "APP_ENV": "production", "STORE": "memory", "HEALTH_CHECK_KEY": HEALTH_KEY,
         "CLIENT_CERT_SUBJECT": SUBJECT, "CLIENT_CERT_ISSUER": SUBJECT,
         "CLIENT_CERT_THUMBPRINTS": certificate.fingerprint(hashes.SHA1()).hex(),
     }

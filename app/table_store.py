@@ -1,0 +1,290 @@
+"""TodoItems in Azure Cosmos DB for Table (Azure) or Azurite (locally), on azure-data-tables' async
+client. One client per process, opened on first use and closed at shutdown.
+
+Entities: PartitionKey = the item id (point reads and writes hit one partition each and spread
+across the account), RowKey = ENTITY_ROW_KEY (one entity per partition), Name, IsCompleted.
+The table is created by Terraform (Azure) or by the local topology (Azurite), never here.
+
+Failures have two outcomes the API can name:
+- StoreUnavailable: the store did not answer in time, refused the connection, throttled (429),
+  failed (5xx), refused our identity (401/403, e.g. a role assignment still propagating) or has
+  no such table. The route answers 503 + Retry-After; every write is one entity operation, so
+  nothing is ever half-written.
+- ConcurrentUpdate: a replace lost an ETag race against another writer (the route answers 409).
+
+Every operation, retries included, runs under one deadline (OPERATION_DEADLINE_SECONDS), well
+inside API Management's forward timeout (20 s) and the local gateway's (10 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableErrorCode, UpdateMode
+from azure.data.tables.aio import TableClient
+
+from app.settings import StoreSettings
+from app.store import ConcurrentUpdate, StoreUnavailable, TodoItem, todo_item
+
+logger = logging.getLogger("app.store")
+
+ENTITY_ROW_KEY = "item"
+NAME = "Name"
+IS_COMPLETED = "IsCompleted"
+SELECT = ["PartitionKey", NAME, IS_COMPLETED]
+
+# Bounds of one store operation. The SDK's defaults (300 s read timeout, 3 retries backing off
+# up to 2 minutes) would outlive any gateway: a caller would see a gateway timeout instead of a
+# clear 503 it can retry.
+OPERATION_DEADLINE_SECONDS = 5.0
+CONNECTION_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 3
+RETRY_TOTAL = 2
+RETRY_BACKOFF_FACTOR = 0.2
+RETRY_BACKOFF_MAX_SECONDS = 1
+DEFAULT_RETRY_AFTER_SECONDS = 1
+PAGE_SIZE = 1000  # the service's maximum; the pager follows continuation tokens past it
+
+CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+    "read_timeout": READ_TIMEOUT_SECONDS,
+    "retry_total": RETRY_TOTAL,
+    "retry_backoff_factor": RETRY_BACKOFF_FACTOR,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
+}
+
+# Characters a PartitionKey may not hold: an id with one of them cannot name a stored item.
+_FORBIDDEN_IN_KEYS = frozenset("/\\#?") | frozenset(map(chr, range(0x20))) | {"\x7f"}
+_MAX_KEY_BYTES = 1024
+# Status codes that mean "not now" rather than "never": throttling, timeouts, server faults,
+# and an identity the service does not (yet) accept.
+_UNAVAILABLE_STATUSES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+_ERROR_CODE = re.compile(r'"code"\s*:\s*"(\w+)"')
+
+
+def _storable_key(item_id: str) -> bool:
+    return (
+        bool(item_id)
+        and len(item_id.encode()) <= _MAX_KEY_BYTES
+        and _FORBIDDEN_IN_KEYS.isdisjoint(item_id)
+    )
+
+
+def _entity(item: TodoItem) -> dict[str, Any]:
+    return {
+        "PartitionKey": item.id,
+        "RowKey": ENTITY_ROW_KEY,
+        NAME: item.name,
+        IS_COMPLETED: item.is_completed,
+    }
+
+
+def _item(entity: dict[str, Any]) -> TodoItem:
+    return todo_item(entity["PartitionKey"], entity[NAME], bool(entity.get(IS_COMPLETED, False)))
+
+
+def _error_code(error: HttpResponseError) -> str:
+    """The service's error code (TableNotFound, ...): the SDK sets it on some errors only."""
+    code = getattr(error, "error_code", None)
+    if code is None:
+        found = _ERROR_CODE.search(str(error.message))
+        code = found.group(1) if found else "unknown"
+    return str(getattr(code, "value", code))
+
+
+def _retry_after(error: HttpResponseError) -> int:
+    """Seconds a caller should wait, from the service's hint (Cosmos sends milliseconds)."""
+    headers = error.response.headers if error.response is not None else {}
+    milliseconds = headers.get("x-ms-retry-after-ms")
+    seconds = headers.get("Retry-After")
+    try:
+        if milliseconds is not None:
+            return max(1, -(-int(float(milliseconds)) // 1000))
+        if seconds is not None:
+            return max(1, int(seconds))
+    except ValueError:
+        pass
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+class TableTodoStore:
+    """The TodoStore interface over one TableClient (one per process, opened on first use)."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], TableClient],
+        table_name: str,
+        page_size: int = PAGE_SIZE,
+        deadline: float = OPERATION_DEADLINE_SECONDS,
+        credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: TableClient | None = None
+        self._credential = credential
+        self.table_name = table_name
+        self.page_size = page_size
+        self.deadline = deadline
+
+    @property
+    def client(self) -> TableClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+    async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one store operation under the deadline; map outages to StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await call()
+        except TimeoutError:
+            raise self._unavailable(operation, f"no answer within {self.deadline:g} s") from None
+        except ResourceNotFoundError as error:
+            # Item-level 404s are handled inside the calls; this one is the table itself.
+            raise self._unavailable(
+                operation, f"table {self.table_name!r}: {_error_code(error)}"
+            ) from None
+        except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
+            raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
+        except HttpResponseError as error:
+            if error.status_code in _UNAVAILABLE_STATUSES:
+                raise self._unavailable(
+                    operation, f"HTTP {error.status_code} {_error_code(error)}", _retry_after(error)
+                ) from None
+            raise
+        except AzureError as error:  # credential and transport failures outside HTTP
+            raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
+
+    def _unavailable(
+        self, operation: str, reason: str, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS
+    ) -> StoreUnavailable:
+        logger.warning("store unavailable during %s: %s", operation, reason)
+        return StoreUnavailable(retry_after)
+
+    # -- the TodoStore interface ----------------------------------------------------------------
+
+    async def list(self) -> list[TodoItem]:
+        async def call() -> list[TodoItem]:
+            entities = self.client.list_entities(select=SELECT, results_per_page=self.page_size)
+            return [_item(entity) async for entity in entities]
+
+        return await self._run("list", call)
+
+    async def _read(self, item_id: str):
+        try:
+            return await self.client.get_entity(item_id, ENTITY_ROW_KEY, select=SELECT)
+        except ResourceNotFoundError as error:
+            if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
+                return None
+            raise
+
+    async def get(self, item_id: str) -> TodoItem | None:
+        if not _storable_key(item_id):
+            return None
+
+        async def call() -> TodoItem | None:
+            entity = await self._read(item_id)
+            return None if entity is None else _item(entity)
+
+        return await self._run("get", call)
+
+    async def add(self, item: TodoItem) -> TodoItem:
+        async def call() -> TodoItem:
+            try:
+                await self.client.create_entity(_entity(item))
+            except ResourceExistsError:
+                # The SDK retries a create whose answer was lost; if the first attempt was
+                # applied, the retry meets our own item: that is success, not a conflict.
+                existing = await self._read(item.id)
+                if existing is None or _item(existing) != item:
+                    raise KeyError(item.id) from None
+            return item
+
+        return await self._run("add", call)
+
+    async def replace(self, item: TodoItem) -> TodoItem | None:
+        if not _storable_key(item.id):
+            return None
+
+        async def call() -> TodoItem | None:
+            current = await self._read(item.id)
+            if current is None:
+                return None
+            try:
+                await self.client.update_entity(
+                    _entity(item),
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                raise ConcurrentUpdate(item.id) from None
+            except ResourceNotFoundError as error:
+                if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:  # deleted meanwhile
+                    return None
+                raise
+            return item
+
+        return await self._run("replace", call)
+
+    async def delete(self, item_id: str) -> bool:
+        if not _storable_key(item_id):
+            return False
+
+        async def call() -> bool:
+            # The SDK's delete_entity does not report a missing entity: read first. Two
+            # concurrent deletes of one item may therefore both succeed (DELETE is idempotent).
+            if await self._read(item_id) is None:
+                return False
+            await self.client.delete_entity(item_id, ENTITY_ROW_KEY)
+            return True
+
+        return await self._run("delete", call)
+
+
+def table_store(settings: StoreSettings, **options: Any) -> TableTodoStore:
+    """The store the settings name: by connection string (Azurite, key-based accounts) or by
+    endpoint with the process's Entra identity (DefaultAzureCredential: the managed identity on
+    App Service, `AZURE_CLIENT_ID` choosing a user-assigned one; `az login` on a laptop)."""
+    name = settings.table_name
+    if settings.connection_string is not None:
+        connection_string = settings.connection_string
+
+        def by_connection_string() -> TableClient:
+            return TableClient.from_connection_string(connection_string, name, **CLIENT_OPTIONS)
+
+        return TableTodoStore(by_connection_string, name, **options)
+
+    from azure.identity.aio import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
+    endpoint = settings.endpoint
+
+    def by_identity() -> TableClient:
+        return TableClient(endpoint, name, credential=credential, **CLIENT_OPTIONS)
+
+    return TableTodoStore(by_identity, name, credential=credential, **options)

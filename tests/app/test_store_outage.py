@@ -1,0 +1,193 @@
+"""The API over the table store when the store fails: a clear 503 (never a 500 or a traceback),
+nothing lost, and service again as soon as the store is back. Each test owns its Azurite."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import warnings
+from pathlib import Path
+
+import pytest
+
+from app.application import create_app
+from app.settings import StoreSettings
+from app.table_store import table_store
+from loadtests.azurite import Azurite
+from tests.app.test_store_contract import InterleavingTableStore
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+TABLE = "TodoItems"
+
+
+@pytest.fixture
+def own_azurite(tmp_path):
+    server = Azurite(tmp_path / "azurite")
+    server.start()
+    server.create_table(TABLE)
+    yield server
+    if server.process is not None:
+        server.process.signal_group(signal.SIGCONT)
+    server.stop()
+
+
+def api(settings, cert_header, store) -> TestClient:
+    """A client over the app; `with` it, so that one event loop serves every request."""
+    return TestClient(
+        create_app(settings, store=store), headers=cert_header, raise_server_exceptions=False
+    )
+
+
+def store_for(azurite: Azurite, table: str = TABLE, **options):
+    settings = StoreSettings(
+        kind="table", table_name=table, connection_string=azurite.connection_string
+    )
+    return table_store(settings, **options)
+
+
+def assert_unavailable(response) -> None:
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) >= 1
+    problem = response.json()
+    assert problem["status"] == 503 and "unavailable" in problem["detail"]
+    assert "Traceback" not in response.text
+
+
+def test_a_stopped_store_gets_503_then_everything_is_back(settings, cert_header, own_azurite):
+    with api(settings, cert_header, store_for(own_azurite)) as client:
+        item = client.post("/api/TodoItem", json={"name": "kept"}).json()
+        own_azurite.stop()
+        for response in (
+            client.get(f"/api/TodoItem/{item['id']}"),
+            client.get("/api/TodoItem"),
+            client.post("/api/TodoItem", json={"name": "refused"}),
+            client.put(f"/api/TodoItem/{item['id']}", json={"id": item["id"], "name": "x"}),
+            client.delete(f"/api/TodoItem/{item['id']}"),
+        ):
+            assert_unavailable(response)
+        own_azurite.restart()
+        assert client.get("/api/TodoItem").json() == [item]
+
+
+def test_a_hung_store_gets_503_within_the_deadline(settings, cert_header, own_azurite):
+    # SIGSTOP: the store still accepts connections (the kernel does) but never answers.
+    with api(settings, cert_header, store_for(own_azurite, deadline=1.0)) as client:
+        created = client.post("/api/TodoItem", json={"name": "before the hang"})
+        assert created.status_code == 201
+        own_azurite.process.signal_group(signal.SIGSTOP)
+        try:
+            assert_unavailable(client.get("/api/TodoItem"))
+        finally:
+            own_azurite.process.signal_group(signal.SIGCONT)
+        assert client.get("/api/TodoItem").json() == [created.json()]
+
+
+def test_a_missing_table_is_a_503_that_names_the_table(settings, cert_header, own_azurite, caplog):
+    caplog.set_level(logging.WARNING, logger="app.store")
+    with api(settings, cert_header, store_for(own_azurite, table="NeverCreated")) as client:
+        assert_unavailable(client.get("/api/TodoItem"))
+        assert_unavailable(client.post("/api/TodoItem", json={"name": "nowhere"}))
+    assert "table 'NeverCreated': TableNotFound" in caplog.text
+
+
+def test_a_wrong_account_key_is_a_503_not_a_500(settings, cert_header, own_azurite):
+    wrong = Azurite(own_azurite.workdir, port=own_azurite.port)  # same account, another key
+    with api(settings, cert_header, store_for(wrong)) as client:
+        assert_unavailable(client.get("/api/TodoItem"))
+
+
+def test_a_put_that_races_another_writer_gets_409_and_theirs_is_kept(
+    settings, cert_header, own_azurite
+):
+    store = store_for(own_azurite)
+    store.__class__ = InterleavingTableStore
+    with (
+        api(settings, cert_header, store) as client,
+        api(settings, cert_header, store_for(own_azurite)) as other_region,
+    ):
+        item = client.post("/api/TodoItem", json={"name": "start"}).json()
+        path = f"/api/TodoItem/{item['id']}"
+        theirs = {"id": item["id"], "name": "theirs", "isCompleted": False}
+
+        async def other_writer():
+            # The other region's PUT lands between our read and our conditional write.
+            response = await other_region_put()
+            assert response.status_code == 200
+
+        async def other_region_put():
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(lambda: other_region.put(path, json=theirs))
+
+        store.between = other_writer
+        response = client.put(path, json={"id": item["id"], "name": "ours"})
+        assert response.status_code == 409
+        assert response.headers["content-type"] == "application/problem+json"
+        assert json.loads(response.text)["detail"].startswith("The item was changed")
+        assert client.get(path).json() == theirs
+
+
+def test_process_has_no_azurite_left_after_stop(own_azurite):
+    pid = own_azurite.process.pid
+    own_azurite.stop()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
+class ThrottlingAccount:
+    """A local HTTP server that answers every call as a throttled Cosmos DB account does: 429
+    with `x-ms-retry-after-ms` (Cosmos DB does not run here; Azurite never throttles)."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        import http.server
+        import threading
+
+        retry_after = str(retry_after_ms)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _throttle(self) -> None:
+                body = b'{"odata.error":{"code":"TooManyRequests","message":{"value":"429"}}}'
+                self.send_response(429)
+                self.send_header("x-ms-retry-after-ms", retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.server.calls += 1
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _throttle
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.calls = 0
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttled_store_is_a_503_with_the_service_retry_hint(settings, cert_header):
+    account = ThrottlingAccount(retry_after_ms=1500)
+    try:
+        throttled = Azurite(Path("."), port=account.port)  # only its connection string is used
+        with api(settings, cert_header, store_for(throttled)) as client:
+            response = client.get("/api/TodoItem")
+        assert_unavailable(response)
+        assert response.headers["retry-after"] == "2"  # 1.5 s, rounded up
+        assert account.server.calls == 3  # the first try and the SDK's two retries
+    finally:
+        account.close()
