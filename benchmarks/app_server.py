@@ -83,6 +83,8 @@ def _table_baseline() -> Starlette:
     """The same SDK calls the table store makes, with nothing around them."""
     from azure.data.tables.aio import TableClient
 
+    from app.table_store import PAGE_SIZE, SELECT
+
     client: list[TableClient] = []
 
     def table() -> TableClient:
@@ -102,10 +104,12 @@ def _table_baseline() -> Starlette:
         }
 
     async def list_(request: Request) -> JSONResponse:
-        return JSONResponse([as_item(e) async for e in table().list_entities()])
+        entities = table().list_entities(select=SELECT, results_per_page=PAGE_SIZE)
+        return JSONResponse([as_item(e) async for e in entities])
 
     async def item(request: Request) -> JSONResponse:
-        return JSONResponse(as_item(await table().get_entity(request.path_params["id"], "item")))
+        entity = await table().get_entity(request.path_params["id"], "item", select=SELECT)
+        return JSONResponse(as_item(entity))
 
     async def create(request: Request) -> JSONResponse:
         data = json.loads(await request.body())

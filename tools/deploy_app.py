@@ -8,15 +8,20 @@ Stops at the first failure, naming the web app.
 
 The stacks deny the deployment (SCM/Kudu) site to everyone by default, and GitHub-hosted runners
 have no fixed address: with `--runner-ip`, an Allow rule for that one address (`auto`: looked up
-at RUNNER_IP_URL) is added to the web app's SCM access restrictions just for its deploy and
-removed afterwards, whatever happens, so the managed configuration (and the next plan) is
-unchanged.
+at $RUNNER_IP_URL, default https://api.ipify.org) is added to the web app's SCM access restrictions just for its deploy and
+removed afterwards, whatever happens (a cancelled job's SIGTERM included), so the managed
+configuration (and the next plan) is unchanged. `--close-scm` only removes that rule from every
+web app that still has it: the deploy workflow runs it in an `always()` step, for the case where
+the runner killed this program before its own cleanup finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -26,7 +31,7 @@ from pathlib import Path
 from tools.cli import CliError, run_cli
 from tools.stack_outputs import WebApp, load
 
-RUNNER_IP_URL = "https://api.ipify.org"
+DEFAULT_RUNNER_IP_URL = "https://api.ipify.org"
 SCM_RULE = "github-actions-deploy"
 SCM_RULE_PRIORITY = "50"
 
@@ -79,15 +84,48 @@ def scm_opened_for(app: WebApp, ip: str | None):
         az(access_rule_command("remove", app, ip), f"closing the SCM site of {app.name}")
 
 
+def scm_rule_present(app: WebApp) -> bool:
+    command = ["az", "webapp", "config", "access-restriction", "show",
+               "--resource-group", app.resource_group, "--name", app.name,
+               "--only-show-errors", "--output", "json"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CliError("Azure CLI `az` not found on PATH") from None
+    if result.returncode != 0:
+        raise CliError(f"reading the access restrictions of {app.name} failed"
+                       f" (az exit code {result.returncode})")
+    try:
+        rules = json.loads(result.stdout).get("scmIpSecurityRestrictions") or []
+    except (ValueError, AttributeError):
+        raise CliError(f"unexpected answer from az for {app.name}'s access restrictions") from None
+    return any(rule.get("name") == SCM_RULE for rule in rules)
+
+
+def close_scm_sites(web_apps: list[WebApp]) -> list[str]:
+    """Remove this workflow's SCM rule wherever it is still present; the apps closed."""
+    closed = []
+    for app in web_apps:
+        if scm_rule_present(app):
+            az(access_rule_command("remove", app, ""), f"closing the SCM site of {app.name}")
+            closed.append(app.name)
+    return closed
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def runner_ip(value: str | None) -> str | None:
     if value is None:
         return None
     if value == "auto":
+        url = os.environ.get("RUNNER_IP_URL") or DEFAULT_RUNNER_IP_URL
         try:
-            with urllib.request.urlopen(RUNNER_IP_URL, timeout=30) as response:
+            with urllib.request.urlopen(url, timeout=30) as response:
                 value = response.read().decode().strip()
         except OSError as error:
-            raise CliError(f"cannot look up the runner's address at {RUNNER_IP_URL}: {error}") from None
+            raise CliError(f"cannot look up the runner's address at {url}: {error}") from None
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
@@ -97,13 +135,23 @@ def runner_ip(value: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
-    parser.add_argument("package", type=Path, help="zip built by tools.package_app")
+    parser.add_argument("package", type=Path, nargs="?", help="zip built by tools.package_app")
     parser.add_argument("--runner-ip", help="open the SCM site to this address (or 'auto')")
+    parser.add_argument("--close-scm", action="store_true",
+                        help="only remove the deploy rule from every SCM site that has it")
     args = parser.parse_args(argv)
+    if args.close_scm:
+        closed = close_scm_sites(load(args.outputs).web_apps)
+        print(f"SCM sites closed: {', '.join(closed) or 'none was open'}")
+        return 0
+    if args.package is None:
+        raise CliError("the package is required (or --close-scm)")
     if not args.package.is_file():
         raise CliError(f"package {args.package} not found: build it with `make package`")
     web_apps = load(args.outputs).web_apps
     ip = runner_ip(args.runner_ip)
+    # A cancelled job gets SIGTERM: turn it into an exception so the SCM rule is removed.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     for app in deploy_order(web_apps):
         print(f"deploying {args.package} to {app.name} ({app.resource_group})", flush=True)
         with scm_opened_for(app, ip):

@@ -9,9 +9,16 @@ initialised stack folder and records `stack`, `exitcode` and, when the plan ran,
 (`terraform show -json`) in its output folder; it exits 0 even on a failed plan, so every
 stack gets a result. `report` reads one such folder per stack (the downloaded artifacts).
 
-Drift (any exit code 2): open the issue, or update the open one (found by its hidden marker).
-No drift: close the open issue with a comment. A failed plan (exit code 1) touches nothing and
-exits 1, so the run shows red.
+Two kinds of difference, told apart in the issue, per stack:
+- changed outside Terraform: the plan's refresh found Azure differing from the state
+  (`resource_drift`, what `terraform plan -refresh-only` shows), also when the configuration
+  ignores the difference and the plan itself is empty (exit code 0);
+- planned changes: the code on main differs from Azure (`resource_changes`, exit code 2): not
+  deployed yet (prod waiting for approval), or what the next apply would revert.
+
+Either kind: open the issue, or update the open one (found by its hidden marker). Neither: close
+the open issue with a comment. A failed plan (exit code 1) touches nothing and exits 1, so the
+run shows red.
 """
 
 from __future__ import annotations
@@ -56,6 +63,19 @@ def load_results(folder: Path) -> list[StackResult]:
     return results
 
 
+def outside_changes(result: StackResult) -> list[str]:
+    """Addresses changed outside Terraform (the refresh part of the plan)."""
+    return [entry["address"] for entry in (result.plan or {}).get("resource_drift") or []]
+
+
+def planned(result: StackResult) -> bool:
+    return result.exit_code == EXIT_CHANGES
+
+
+def drifted(result: StackResult) -> bool:
+    return planned(result) or bool(outside_changes(result))
+
+
 def decide(open_issue: dict | None, drifted: bool) -> str:
     """'open' | 'update' | 'close' | 'none'."""
     if drifted:
@@ -63,14 +83,29 @@ def decide(open_issue: dict | None, drifted: bool) -> str:
     return "close" if open_issue else "none"
 
 
-def drift_list(plan: dict) -> str:
-    changed = [entry["address"] for entry in plan.get("resource_drift") or []]
-    if not changed:
+def drift_list(addresses: list[str]) -> str:
+    if not addresses:
         return ""
-    lines = [f"- `{address}`" for address in changed[: plan_comment.MAX_CALLED_OUT]]
-    if len(changed) > plan_comment.MAX_CALLED_OUT:
-        lines.append(f"- ... and {len(changed) - plan_comment.MAX_CALLED_OUT} more")
-    return "Changed outside Terraform:\n\n" + "\n".join(lines)
+    lines = [f"- `{address}`" for address in addresses[: plan_comment.MAX_CALLED_OUT]]
+    if len(addresses) > plan_comment.MAX_CALLED_OUT:
+        lines.append(f"- ... and {len(addresses) - plan_comment.MAX_CALLED_OUT} more")
+    return ("**Changed outside Terraform** (Azure differs from the state: someone or something"
+            " changed these by hand, the portal or another tool):\n\n" + "\n".join(lines))
+
+
+def stack_section(result: StackResult) -> list[str]:
+    if not drifted(result) or result.plan is None:
+        return [f"### `{result.stack}`: in sync"]
+    parts = []
+    if planned(result):
+        parts.append(plan_comment.summary(result.stack, result.plan).replace(
+            "### Terraform plan:", "### Planned changes:", 1))
+        parts.append("The code on main differs from Azure: changes not deployed yet (for prod,"
+                     " a deploy waiting for approval), or what the next apply would revert.")
+    else:
+        parts.append(f"### `{result.stack}`: no planned changes")
+    parts.append(drift_list(outside_changes(result)))
+    return parts
 
 
 def render_body(results: list[StackResult], run_url: str | None) -> str:
@@ -78,24 +113,19 @@ def render_body(results: list[StackResult], run_url: str | None) -> str:
         MARKER,
         "## Infrastructure drift",
         "The nightly `terraform plan -detailed-exitcode` found differences between the code on"
-        " main and what runs in Azure: either something was changed outside Terraform (listed"
-        " under *Changed outside Terraform*), or main holds changes not deployed yet (for prod,"
-        " a deploy waiting for approval)."
+        " main and what runs in Azure. Per stack: what was **changed outside Terraform** (the"
+        " plan's refresh) and the **planned changes** (what an apply of main would do)."
         + (f" Run: {run_url}" if run_url else ""),
     ]
     for result in results:
-        if result.exit_code == EXIT_CHANGES and result.plan is not None:
-            parts.append(plan_comment.summary(result.stack, result.plan))
-            parts.append(drift_list(result.plan))
-        else:
-            parts.append(f"### `{result.stack}`: in sync")
+        parts += stack_section(result)
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
 def sync_issue(api: GitHubApi, results: list[StackResult], run_url: str | None) -> str:
     issues = [i for i in api.list(f"/issues?state=open&labels={LABEL}") if "pull_request" not in i]
     issue = find_marked(issues, MARKER)
-    action = decide(issue, any(r.exit_code == EXIT_CHANGES for r in results))
+    action = decide(issue, any(drifted(r) for r in results))
     body = render_body(results, run_url)
     if action == "open":
         api.request("POST", "/issues", {"title": TITLE, "body": body, "labels": [LABEL]})

@@ -4,10 +4,17 @@
         [--plan-text plan.txt] [--synth cdktf.out/stacks/todo-api-dev/cdk.tf.json] \
         [--artifact-url URL] --out comment.md [--summary-out "$GITHUB_STEP_SUMMARY"]
 
+    python -m tools.plan_comment --stack todo-api-dev --failed [--run-url URL] --out comment.md
+    ... [--label-out label.txt]   # the PR label for the kind of change (see `label`)
+
 The comment starts with a hidden marker (`<!-- todo-api-plan:<stack> -->`) so the workflow
 finds and updates it in place, then: a summary table, a loud warning when anything is destroyed
-or replaced, the changed resources by address and action, the topology diagram and the full plan
-text in a collapsed section cut (head and tail kept) to fit GitHub's 65,536-character limit.
+or replaced, a warning when resources are forgotten (removed from the state, not destroyed),
+the imports and moves (state-only changes, which Terraform's own summary counts apart), the
+output changes (names only: values may be sensitive), the changed resources by address and
+action, the topology diagram and the full plan text in a collapsed section cut (head and tail
+kept) to fit GitHub's 65,536-character limit. `--failed` renders the comment of a plan that
+did not finish, so it replaces the previous (now stale) plan of the same stack.
 
 Plan format: https://developer.hashicorp.com/terraform/internals/json-format
 (`resource_changes[].change.actions`).
@@ -38,6 +45,8 @@ ACTIONS = {
     ("delete", "create"): "replace",
     ("create", "delete"): "replace",
     ("delete",): "delete",
+    ("forget",): "forget",  # `removed { lifecycle { destroy = false } }`: leaves the object
+    ("create", "forget"): "create-forget",  # a replacement that forgets the old object
 }
 ACTION_SYMBOLS = {
     "create": "+ create",
@@ -45,6 +54,16 @@ ACTION_SYMBOLS = {
     "replace": "-/+ replace",
     "delete": "- destroy",
     "read": "<= read",
+    "forget": ". forget",
+    "create-forget": "+/. create, forget old",
+    "import": "<- import",
+    "move": "-> move",
+}
+OUTPUT_ACTIONS = {
+    ("create",): "create",
+    ("update",): "update",
+    ("delete",): "delete",
+    ("no-op",): "no-op",
 }
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -52,8 +71,10 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 @dataclass(frozen=True)
 class ResourceChange:
     address: str
-    action: str
+    action: str  # a value of ACTIONS, or "import" / "move" for a state-only change
     replace_paths: tuple[str, ...] = ()
+    importing: bool = False
+    previous_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +83,15 @@ class Counts:
     change: int
     replace: int
     destroy: int
+    forget: int = 0
+    imports: int = 0
+    moves: int = 0
+    outputs: int = 0
 
     @property
     def has_changes(self) -> bool:
-        return any((self.add, self.change, self.replace, self.destroy))
+        return any((self.add, self.change, self.replace, self.destroy, self.forget,
+                    self.imports, self.moves, self.outputs))
 
     @property
     def dangerous(self) -> bool:
@@ -90,24 +116,43 @@ def resource_changes(plan: dict) -> list[ResourceChange]:
     changes = []
     for entry in plan.get("resource_changes") or []:
         action = classify(entry["change"]["actions"])
+        importing = bool(entry["change"].get("importing"))
+        previous = entry.get("previous_address")
         if action == "no-op":
-            continue
+            if not (importing or previous):
+                continue
+            action = "import" if importing else "move"
         paths = tuple(_path_text(p) for p in entry["change"].get("replace_paths") or [])
-        changes.append(ResourceChange(entry["address"], action, paths))
+        changes.append(ResourceChange(entry["address"], action, paths, importing, previous))
     return changes
+
+
+def output_changes(plan: dict) -> list[tuple[str, str]]:
+    """(output name, action) of the outputs the plan changes (no-op dropped)."""
+    changed = []
+    for name, change in sorted((plan.get("output_changes") or {}).items()):
+        actions = tuple(change.get("actions") or ())
+        action = OUTPUT_ACTIONS.get(actions, "update" if actions else "no-op")
+        if action != "no-op":
+            changed.append((name, action))
+    return changed
 
 
 def _path_text(path: list) -> str:
     return ".".join(str(step) for step in path)
 
 
-def count(changes: list[ResourceChange]) -> Counts:
+def count(changes: list[ResourceChange], outputs: int = 0) -> Counts:
     actions = [c.action for c in changes]
     return Counts(
-        add=actions.count("create"),
+        add=actions.count("create") + actions.count("create-forget"),
         change=actions.count("update"),
         replace=actions.count("replace"),
         destroy=actions.count("delete"),
+        forget=actions.count("forget") + actions.count("create-forget"),
+        imports=sum(c.importing for c in changes),
+        moves=sum(c.previous_address is not None for c in changes),
+        outputs=outputs,
     )
 
 
@@ -142,19 +187,74 @@ def warning(changes: list[ResourceChange], counts: Counts) -> str:
     return "\n".join(lines)
 
 
+def state_only(changes: list[ResourceChange], counts: Counts) -> str:
+    """Imports, moves and forgets: what the table's columns do not show."""
+    lines = []
+    if counts.forget:
+        lines += ["> [!WARNING]",
+                  (f"> **{counts.forget} resource(s) will be forgotten**: removed from the Terraform"
+                  " state and left running, unmanaged (a `removed` block with `destroy = false`).")]
+        lines += [f"> - `{c.address}`" for c in changes
+                  if c.action in ("forget", "create-forget")][:MAX_CALLED_OUT]
+    also = [f"{counts.imports} to import" if counts.imports else "",
+            f"{counts.moves} moved" if counts.moves else ""]
+    if any(also):
+        lines.append(("\n" if lines else "") + "State only: " + ", ".join(a for a in also if a)
+                     + " (listed below).")
+    return "\n".join(lines)
+
+
+def outputs_section(plan: dict) -> str:
+    changed = output_changes(plan)
+    if not changed:
+        return ""
+    names = ", ".join(f"`{name}` ({ACTION_SYMBOLS.get(action, action)})" for name, action in changed)
+    return f"Outputs changing: {names}."
+
+
 def summary(stack: str, plan: dict) -> str:
     """The part that goes to both the comment and the job summary."""
     changes = resource_changes(plan)
-    counts = count(changes)
+    counts = count(changes, len(output_changes(plan)))
     parts = [f"### Terraform plan: `{stack}`", summary_table(stack, counts)]
     if plan.get("errored"):
         parts.append("> [!WARNING]\n> Terraform reported an error while planning: see the plan text.")
     if not counts.has_changes:
         parts.append("No changes. Infrastructure matches the configuration.")
-    danger = warning(changes, counts)
-    if danger:
-        parts.append(danger)
+    for part in (warning(changes, counts), state_only(changes, counts), outputs_section(plan)):
+        if part:
+            parts.append(part)
     return "\n\n".join(parts)
+
+
+LABEL_KINDS = ("no changes", "changes", "destroys", "failed")
+
+
+def label_prefix(stack: str) -> str:
+    return f"plan/{stack}: "
+
+
+def label(stack: str, plan: dict | None) -> str:
+    """The pull request's label for this stack's plan: `plan/<stack>: no changes`, `changes`,
+    `destroys` (anything destroyed, replaced or forgotten) or `failed` (no plan)."""
+    if plan is None:
+        kind = "failed"
+    else:
+        counts = count(resource_changes(plan), len(output_changes(plan)))
+        kind = ("destroys" if counts.dangerous or counts.forget
+                else "changes" if counts.has_changes else "no changes")
+    return label_prefix(stack) + kind
+
+
+def failed_comment(stack: str, run_url: str | None) -> str:
+    """Replaces the stack's previous plan comment when a new plan did not finish."""
+    where = f"[the workflow run]({run_url})" if run_url else "the workflow run"
+    return "\n\n".join([
+        marker(stack),
+        f"### Terraform plan: `{stack}` :x: failed",
+        ("> [!CAUTION]\n> The plan of the latest commit did not finish, so there is no plan to"
+        f" review: the plan shown here before was for an older commit. See {where} for the error."),
+    ]) + "\n"
 
 
 def changes_list(changes: list[ResourceChange], budget: int) -> str:
@@ -166,7 +266,12 @@ def changes_list(changes: list[ResourceChange], budget: int) -> str:
     for index, change in enumerate(changes[:MAX_LISTED_RESOURCES]):
         forced = f" (forced by {', '.join(f'`{p}`' for p in change.replace_paths)})"
         row = f"| {ACTION_SYMBOLS[change.action]} | `{change.address}`"
-        row += (forced if change.replace_paths else "") + " |"
+        row += (forced if change.replace_paths else "")
+        if change.previous_address:
+            row += f" (moved from `{change.previous_address}`)"
+        if change.importing and change.action != "import":
+            row += " (imported)"
+        row += " |"
         if used + len(row) + 1 > budget:
             break
         rows.append(row)
@@ -251,22 +356,36 @@ def _render(stack, plan, plan_text, synth, artifact_url, limit) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
-    parser.add_argument("--plan-json", type=Path, required=True)
+    parser.add_argument("--plan-json", type=Path)
+    parser.add_argument("--failed", action="store_true",
+                        help="render the comment of a plan that did not finish")
+    parser.add_argument("--run-url", help="link to the run (with --failed)")
     parser.add_argument("--plan-text", type=Path)
     parser.add_argument("--synth", type=Path, help="cdk.tf.json of the stack, for the diagram")
     parser.add_argument("--artifact-url")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--summary-out", type=Path, help="append the summary here")
+    parser.add_argument("--label-out", type=Path, help="write the PR label for this plan here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.failed:
+        write_atomic(args.out, failed_comment(args.stack, args.run_url))
+        if args.label_out:
+            write_atomic(args.label_out, label(args.stack, None) + "\n")
+        print(f"{args.out}: failed-plan comment for {args.stack}")
+        return 0
+    if args.plan_json is None:
+        raise CliError("--plan-json is required (or --failed)")
     plan = read_json(args.plan_json, "plan JSON")
     synth = read_json(args.synth, "synthesized stack") if args.synth else None
     text = _read_text(args.plan_text) if args.plan_text else None
     comment = render_comment(args.stack, plan, text, synth, args.artifact_url)
     write_atomic(args.out, comment)
+    if args.label_out:
+        write_atomic(args.label_out, label(args.stack, plan) + "\n")
     if args.summary_out:
         with args.summary_out.open("a", encoding="utf-8") as out:
             out.write(summary(args.stack, plan) + "\n\n" + diagram_section(synth) + "\n")

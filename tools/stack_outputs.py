@@ -9,7 +9,9 @@ GATEWAY_URL (the first gateway), API_PATH, PRIMARY_WEB_APP, PRIMARY_RESOURCE_GRO
 SUBSCRIPTION_KEY and HEALTH_CHECK_KEY for the following steps of the same job.
 The output names are fixed by the stacks (see stacks/): one fact, one place.
 `web_app_resource_group_names` pairs each web app with its resource group, in the order of
-`web_app_names` (primary first).
+`web_app_names` (primary first). The Cosmos DB outputs (`cosmos_account_name`,
+`cosmos_resource_group_name`, `cosmos_regions`: write region first, `table_name`) are optional:
+only the database failover drill needs them (`StackOutputs.cosmos` is None without them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ LIST_OUTPUTS = (
     "web_app_resource_group_names",
 )
 TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
+# Optional: stacks with a Cosmos DB account (the database failover drill reads them).
+OPTIONAL_LIST_OUTPUTS = ("cosmos_regions",)
+OPTIONAL_TEXT_OUTPUTS = ("cosmos_account_name", "cosmos_resource_group_name", "table_name")
 SENSITIVE_OUTPUTS = ("subscription_key", "health_check_key")
 # Read by tools/workbook_link.py (the failover workbook), not needed by the deploy helpers.
 WORKBOOK_ID_OUTPUT, WORKBOOK_URL_OUTPUT = "workbook_id", "workbook_url"
@@ -44,6 +49,14 @@ class WebApp:
 
 
 @dataclass(frozen=True)
+class CosmosAccount:
+    name: str
+    resource_group: str
+    regions: list[str]  # write region first
+    table_name: str
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     gateway_urls: list[str]
     traffic_manager_fqdns: list[str]
@@ -54,6 +67,7 @@ class StackOutputs:
     subscription_key: str
     health_check_key: str
     api_path: str
+    cosmos: CosmosAccount | None = None
 
     @property
     def web_apps(self) -> list[WebApp]:
@@ -79,16 +93,19 @@ def _url(host: str) -> str:
 def parse(raw: dict) -> StackOutputs:
     if not isinstance(raw, dict):
         raise CliError("outputs must be the JSON object printed by `terraform output -json`")
-    values = {}
-    for name in LIST_OUTPUTS + TEXT_OUTPUTS:
-        if name not in raw or not isinstance(raw[name], dict) or "value" not in raw[name]:
-            raise CliError(f"output {name!r} missing: is this `terraform output -json` of a stack?")
-        value = raw[name]["value"]
-        wanted = list if name in LIST_OUTPUTS else str
-        if not isinstance(value, wanted) or (wanted is list and not value):
-            kind = "a non-empty list" if wanted is list else "a string"
-            raise CliError(f"output {name!r} must be {kind}, got {value!r:.60}")
-        values[name] = value
+    values = {name: _value(raw, name, name in LIST_OUTPUTS) for name in LIST_OUTPUTS + TEXT_OUTPUTS}
+    optional = OPTIONAL_LIST_OUTPUTS + OPTIONAL_TEXT_OUTPUTS
+    present = [name for name in optional if name in raw]
+    if present and len(present) != len(optional):
+        missing = ", ".join(name for name in optional if name not in raw)
+        raise CliError(f"Cosmos DB outputs incomplete: {missing} missing")
+    if present:
+        cosmos = {name: _value(raw, name, name in OPTIONAL_LIST_OUTPUTS) for name in optional}
+        if len(cosmos["cosmos_regions"]) < 2:
+            raise CliError("output 'cosmos_regions' must list at least two regions (write first)")
+        values["cosmos"] = CosmosAccount(cosmos["cosmos_account_name"],
+                                         cosmos["cosmos_resource_group_name"],
+                                         cosmos["cosmos_regions"], cosmos["table_name"])
     outputs = StackOutputs(**values)
     apps = len(outputs.web_app_names)
     if len(outputs.web_app_hostnames) != apps or len(outputs.web_app_resource_group_names) != apps:
@@ -97,6 +114,17 @@ def parse(raw: dict) -> StackOutputs:
             " up (one web app per region, primary first)"
         )
     return outputs
+
+
+def _value(raw: dict, name: str, is_list: bool):
+    if name not in raw or not isinstance(raw[name], dict) or "value" not in raw[name]:
+        raise CliError(f"output {name!r} missing: is this `terraform output -json` of a stack?")
+    value = raw[name]["value"]
+    wanted = list if is_list else str
+    if not isinstance(value, wanted) or (wanted is list and not value):
+        kind = "a non-empty list" if wanted is list else "a string"
+        raise CliError(f"output {name!r} must be {kind}, got {value!r:.60}")
+    return value
 
 
 def load(path: Path) -> StackOutputs:
@@ -133,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"traffic manager: {', '.join(outputs.traffic_manager_fqdns)}")
         for app in outputs.web_apps:
             print(f"web app:   {app.name} ({app.resource_group}) {app.url}")
+        if outputs.cosmos:
+            print(f"cosmos db: {outputs.cosmos.name} ({outputs.cosmos.resource_group}),"
+                  f" regions {', '.join(outputs.cosmos.regions)} (write first)")
         return 0
     if args.env_file is None:
         raise CliError("github-env needs --env-file (the $GITHUB_ENV file)")

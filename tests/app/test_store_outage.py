@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,56 @@ def test_process_has_no_azurite_left_after_stop(own_azurite):
     own_azurite.stop()
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
+
+
+class ThrottlingAccount:
+    """A local HTTP server that answers every call as a throttled Cosmos DB account does: 429
+    with `x-ms-retry-after-ms` (Cosmos DB does not run here; Azurite never throttles)."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        import http.server
+        import threading
+
+        retry_after = str(retry_after_ms)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _throttle(self) -> None:
+                body = b'{"odata.error":{"code":"TooManyRequests","message":{"value":"429"}}}'
+                self.send_response(429)
+                self.send_header("x-ms-retry-after-ms", retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.server.calls += 1
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _throttle
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.calls = 0
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttled_store_is_a_503_with_the_service_retry_hint(settings, cert_header):
+    account = ThrottlingAccount(retry_after_ms=1500)
+    try:
+        throttled = Azurite(Path("."), port=account.port)  # only its connection string is used
+        with api(settings, cert_header, store_for(throttled)) as client:
+            response = client.get("/api/TodoItem")
+        assert_unavailable(response)
+        assert response.headers["retry-after"] == "2"  # 1.5 s, rounded up
+        assert account.server.calls == 3  # the first try and the SDK's two retries
+    finally:
+        account.close()

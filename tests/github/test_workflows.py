@@ -130,7 +130,7 @@ def test_fork_pull_requests_get_no_azure_token_and_no_write_token():
     privileged = [job_id for job_id, job in plan.items()
                   if set(job["permissions"]) - {"contents"}]
     assert privileged == ["plan", "comment"]
-    assert all(plan[job_id]["if"] == same_repo for job_id in privileged)
+    assert all(same_repo in plan[job_id]["if"] for job_id in privileged)
 
 
 def test_deploys_queue_and_never_cancel_a_running_apply():
@@ -144,12 +144,27 @@ def test_deploy_targets_a_protected_github_environment():
     assert job["environment"] == "${{ github.event_name == 'push' && 'dev' || inputs.environment }}"
 
 
-def test_deploy_applies_exactly_the_saved_plan():
+def test_deploy_applies_exactly_the_saved_plan_after_the_approval_gate():
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    def commands(job):
+        return "\n".join(s.get("run", "") for s in jobs[job]["steps"])
+    assert "terraform plan -input=false -lock=false -out=tfplan" in commands("plan")
+    assert "environment" not in jobs["plan"]  # the plan is made (and shown) before the gate
+    assert "plan" in jobs["deploy"]["needs"] and "environment" in jobs["deploy"]
+    assert "terraform apply -input=false tfplan" in commands("deploy")
+    assert "terraform plan" not in commands("deploy") and "-auto-approve" not in commands("deploy")
+
+
+def test_the_plan_travels_encrypted_never_as_a_plain_artifact():
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    uploads = [s["with"]["path"] for s in jobs["plan"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert uploads == ["${{ runner.temp }}/plan-bundle/plan.bundle"]
+
+
+def test_deploy_job_outlasts_api_managements_create_timeout():
+    hours = re.search(r'APIM_TIMEOUT = "(\d+)h"', (ROOT / "stacks" / "gateway.py").read_text())
     job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
-    commands = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "terraform plan -input=false -out=tfplan" in commands
-    assert "terraform apply -input=false tfplan" in commands
-    assert "-auto-approve" not in commands
+    assert job["timeout-minutes"] >= int(hours[1]) * 60 + 30
 
 
 @pytest.mark.parametrize(("tool", "pattern"), [
@@ -163,3 +178,8 @@ def test_terraform_wrapper_is_off_so_exit_codes_are_real():
     action = load(GITHUB / "actions" / "setup-toolchain" / "action.yml")
     [setup] = [s for s in action["runs"]["steps"] if "setup-terraform" in s.get("uses", "")]
     assert setup["with"]["terraform_wrapper"] is False
+
+
+def test_dependabot_proposes_updates_for_actions_python_lock_and_npm_lock():
+    updates = load(GITHUB / "dependabot.yml")["updates"]
+    assert {u["package-ecosystem"] for u in updates} == {"github-actions", "uv", "npm"}

@@ -12,14 +12,6 @@ from tools import stack_outputs
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
 GATEWAYS = {"single": 1, "multi-region": 1, "dual": 2}
 REPO = Path(__file__).resolve().parents[2]
-# Outputs for the Cosmos DB store (issue 8) that tools/stack_outputs.py does not read yet.
-# Reconcile on merge: move them into tools/stack_outputs.py and delete this set.
-DATA_STORE_OUTPUTS = {
-    "cosmos_account_name",
-    "cosmos_resource_group_name",
-    "cosmos_regions",
-    "table_name",
-}
 
 
 @pytest.fixture(params=ALL, ids=[f"{e}-{t}" for e, t in ALL])
@@ -348,10 +340,10 @@ def test_outputs_have_the_fixed_names(case):
     _, topology, stack = case
     outputs = stack["output"]
     # exactly the outputs the deploy helpers read (tools/stack_outputs.py), secrets sensitive
-    known = {
-        *stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS, *stack_outputs.WORKBOOK_OUTPUTS
-    }
-    assert set(outputs) == known | DATA_STORE_OUTPUTS
+    known = {*stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS,
+             *stack_outputs.OPTIONAL_LIST_OUTPUTS, *stack_outputs.OPTIONAL_TEXT_OUTPUTS,
+             *stack_outputs.WORKBOOK_OUTPUTS}
+    assert set(outputs) == known
     sensitive = {name for name, o in outputs.items() if o.get("sensitive")}
     assert sensitive == set(stack_outputs.SENSITIVE_OUTPUTS)
     assert outputs["web_app_names"]["value"][0].startswith(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -20,8 +21,13 @@ class FakeGitHub:
     def __init__(self):
         self.comments: dict[int, list[dict]] = {}  # pr -> comments
         self.issues: list[dict] = []
+        self.labels: dict[int, list[str]] = {}  # issue or pr -> label names
         self.calls: list[tuple[str, str]] = []  # (method, path) of writes
         self.next_id = 1000
+        # answers to give before any real one: (status, headers, message)
+        self.failures: list[tuple[int, dict, str]] = []
+        self.attempts = 0
+        self.waits: list[float] = []  # what the client slept (tests never sleep)
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -34,6 +40,20 @@ def make_handler(state: FakeGitHub, base: list[str]):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
+
+        def injected_failure(self) -> bool:
+            state.attempts += 1
+            if not state.failures:
+                return False
+            status, headers, message = state.failures.pop(0)
+            data = json.dumps({"message": message}).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
 
         def reply(self, status: int, body, link: str | None = None):
             data = json.dumps(body).encode()
@@ -61,12 +81,16 @@ def make_handler(state: FakeGitHub, base: list[str]):
             self.reply(200, chunk, link)
 
         def do_GET(self):
+            if self.injected_failure():
+                return None
             if self.headers.get("Authorization") != "Bearer test-token":
                 return self.reply(401, {"message": "Bad credentials"})
             url = urlparse(self.path)
             path = url.path.removeprefix(prefix)
             if match := re.fullmatch(r"/issues/(\d+)/comments", path):
                 return self.page(state.comments.get(int(match[1]), []), url)
+            if match := re.fullmatch(r"/issues/(\d+)/labels", path):
+                return self.page([{"name": n} for n in state.labels.get(int(match[1]), [])], url)
             if path == "/issues":
                 query = parse_qs(url.query)
                 label = query.get("labels", [None])[0]
@@ -76,6 +100,9 @@ def make_handler(state: FakeGitHub, base: list[str]):
             return self.reply(404, {"message": "Not Found"})
 
         def do_POST(self):
+            if self.injected_failure():
+                self.rfile.read(int(self.headers["Content-Length"]))
+                return None
             path = urlparse(self.path).path.removeprefix(prefix)
             body = self.body()
             state.calls.append(("POST", path))
@@ -84,6 +111,10 @@ def make_handler(state: FakeGitHub, base: list[str]):
                            "user": {"login": "github-actions[bot]"}}
                 state.comments.setdefault(int(match[1]), []).append(comment)
                 return self.reply(201, comment)
+            if match := re.fullmatch(r"/issues/(\d+)/labels", path):
+                labels = state.labels.setdefault(int(match[1]), [])
+                labels += [n for n in body["labels"] if n not in labels]
+                return self.reply(200, [{"name": n} for n in labels])
             if path == "/issues":
                 issue = {"number": state.new_id(), "title": body["title"], "body": body["body"],
                          "labels": body.get("labels", []), "state": "open",
@@ -91,6 +122,16 @@ def make_handler(state: FakeGitHub, base: list[str]):
                 state.issues.append(issue)
                 return self.reply(201, issue)
             return self.reply(404, {"message": "Not Found"})
+
+        def do_DELETE(self):
+            path = unquote(urlparse(self.path).path.removeprefix(prefix))
+            state.calls.append(("DELETE", path))
+            if match := re.fullmatch(r"/issues/(\d+)/labels/(.+)", path):
+                labels = state.labels.get(int(match[1]), [])
+                if match[2] in labels:
+                    labels.remove(match[2])
+                    return self.reply(200, [{"name": n} for n in labels])
+            return self.reply(404, {"message": "Label does not exist"})
 
         def do_PATCH(self):
             path = urlparse(self.path).path.removeprefix(prefix)
@@ -112,18 +153,25 @@ def make_handler(state: FakeGitHub, base: list[str]):
     return Handler
 
 
-@pytest.fixture
-def github():
-    """(state, api client pointed at the fake server)."""
-    state = FakeGitHub()
+@contextmanager
+def serving(state: FakeGitHub):
+    """The fake API for `state` on 127.0.0.1, in a thread; yields its base URL."""
     base = [""]
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, base))
     base[0] = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield state, GitHubApi("test-token", REPO, base[0])
+        yield base[0]
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def github():
+    """(state, api client pointed at the fake server)."""
+    state = FakeGitHub()
+    with serving(state) as url:
+        yield state, GitHubApi("test-token", REPO, url, sleep=state.waits.append)

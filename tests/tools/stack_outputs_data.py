@@ -1,6 +1,14 @@
 """A deployed stack's `terraform output -json`, as the deploy helpers' tests feed it."""
 
 
+COSMOS_OUTPUTS = {
+    "cosmos_account_name": "cosmos-todo-dev",
+    "cosmos_resource_group_name": "rg-global",
+    "cosmos_regions": ["australiaeast", "australiasoutheast"],
+    "table_name": "TodoItems",
+}
+
+
 def raw_outputs(**overrides) -> dict:
     values = {
         "gateway_urls": ["https://apim-todo-dev.azure-api.net"],
@@ -14,4 +22,5 @@ def raw_outputs(**overrides) -> dict:
         "api_path": "todo",
     }
     values.update(overrides)
+    values = {k: v for k, v in values.items() if v is not None}  # None: leave the output out
     return {k: {"sensitive": k.endswith("_key"), "type": "x", "value": v} for k, v in values.items()}

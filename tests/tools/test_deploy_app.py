@@ -71,3 +71,28 @@ def test_runner_ip_must_be_an_address(tmp_path):
     result, log = run(tmp_path, "nobody", "--runner-ip", "203.0.113.7; rm -rf /")
     assert result.returncode == 2 and log == []
     assert "not an IPv4 address" in result.stderr
+
+
+def test_close_scm_removes_the_rule_only_where_it_is_still_present(monkeypatch, capsys):
+    from tools import deploy_app
+    from tools.stack_outputs import parse
+
+    calls = []
+
+    def fake_run(command, check=False, capture_output=False, text=False):
+        calls.append(command)
+        rules = [{"name": deploy_app.SCM_RULE}] if "app-weu" in command else [{"name": "apim"}]
+        out = json.dumps({"scmIpSecurityRestrictions": rules})
+        return subprocess.CompletedProcess(command, 0, out, "")
+
+    monkeypatch.setattr(deploy_app.subprocess, "run", fake_run)
+    assert deploy_app.close_scm_sites(parse(raw_outputs()).web_apps) == ["app-weu"]
+    removes = [c for c in calls if "remove" in c]
+    assert len(removes) == 1 and "app-weu" in removes[0]
+
+
+def test_close_scm_without_a_package_is_allowed_and_a_deploy_without_one_is_not(tmp_path):
+    (tmp_path / "outputs.json").write_text(json.dumps(raw_outputs()))
+    result = subprocess.run([sys.executable, "-m", "tools.deploy_app", str(tmp_path / "outputs.json")],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "the package is required (or --close-scm)" in result.stderr

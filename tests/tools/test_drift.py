@@ -58,8 +58,22 @@ def test_drift_opens_one_labelled_issue(github, tmp_path):
 def test_issue_body_names_what_changed_outside_terraform(tmp_path):
     loaded = drift.load_results(results(tmp_path, todo_api_dev=2, todo_api_prod=0))
     body = drift.render_body(loaded, None)
-    assert "Changed outside Terraform:\n\n- `azurerm_linux_web_app.app_weu`" in body
+    assert "**Changed outside Terraform**" in body
+    assert "another tool):\n\n- `azurerm_linux_web_app.app_weu`" in body
+    assert "### Planned changes: `todo-api-dev`" in body
     assert "### `todo-api-prod`: in sync" in body
+
+
+def test_a_change_outside_terraform_that_the_plan_ignores_is_still_drift(tmp_path):
+    folder = results(tmp_path, todo_api_dev=0)
+    plan_file = next(folder.glob("*/plan.json"))
+    plan = json.loads(plan_file.read_text())
+    plan["resource_drift"] = [{"address": "azurerm_key_vault.kv"}]
+    plan_file.write_text(json.dumps(plan))
+    [result] = drift.load_results(folder)
+    assert drift.drifted(result) and not drift.planned(result)
+    body = drift.render_body([result], None)
+    assert "### `todo-api-dev`: no planned changes" in body and "`azurerm_key_vault.kv`" in body
 
 
 def test_drift_that_lasts_updates_the_same_issue(github, tmp_path):

@@ -74,3 +74,48 @@ def test_too_short_duration_is_rejected_in_one_line(tmp_path):
     assert result.stderr.strip() == (
         "error: --users must be at least 1 and --duration at least 30 seconds"
     )
+
+
+def test_restore_starts_the_primary_web_app(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(load_test.subprocess, "run",
+                        lambda command, check: calls.append(command) or
+                        subprocess.CompletedProcess(command, 0))
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(RAW))
+    assert load_test.main([str(path), "--restore"]) == 0
+    assert calls == [load_test.az_webapp("start", parse(RAW).web_apps[0])]
+
+
+def test_restore_failure_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(load_test.subprocess, "run",
+                        lambda command, check: subprocess.CompletedProcess(command, 3))
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(RAW))
+    assert load_test.run_cli(lambda: load_test.main([str(path), "--restore"])) == 2
+    assert "start it by hand" in capsys.readouterr().err
+
+
+def test_a_load_run_needs_users_and_duration(tmp_path, capsys):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(RAW))
+    assert load_test.run_cli(lambda: load_test.main([str(path)])) == 2
+    assert "--users and --duration are required" in capsys.readouterr().err
+
+
+def test_database_drill_moves_the_write_region_mid_run_and_back():
+    command = load_test.load_test_command(parse(RAW), 20, 300, False, Path("r"),
+                                          database_failover=Path("out.json"))
+    assert command[3] == "failover" and "--max-failure-ratio" not in command
+    move = shlex.split(option(command, "--fault-command"))
+    assert move[2:5] == ["tools.db_failover", "out.json", "move"]
+    assert (option(move, "--timeout"), option(move, "--poll-seconds")) == ("100", "10")
+    assert shlex.split(option(command, "--restore-command"))[-1] == "back"
+
+
+def test_one_drill_per_run(tmp_path, capsys):
+    (tmp_path / "outputs.json").write_text(json.dumps(RAW))
+    argv = [str(tmp_path / "outputs.json"), "--users", "2", "--duration", "30", "--failover",
+            "--database-failover"]
+    assert load_test.run_cli(lambda: load_test.main(argv)) == 2
+    assert "one drill per run" in capsys.readouterr().err

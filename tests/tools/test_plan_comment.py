@@ -203,3 +203,72 @@ def test_plan_text_of_wide_characters_fits_as_github_counts_them():
     comment = render_comment("todo-api-dev", load("create.json"), plan_text="\U0001F642" * 60_000)
     assert github_length(comment) <= MAX_COMMENT_CHARS
     assert "| `todo-api-dev` | 2 | 0 | 0 | 0 |" in comment
+
+
+def plan_of(*entries, outputs=None) -> dict:
+    return {"format_version": "1.2", "resource_changes": list(entries),
+            "output_changes": outputs or {}}
+
+
+def entry(address, actions, **extra) -> dict:
+    change = {"actions": actions, **extra.pop("change", {})}
+    return {"address": address, "change": change, **extra}
+
+
+def test_forget_is_shown_with_a_warning_and_does_not_block():
+    text = summary("todo-api-dev", plan_of(entry("azurerm_key_vault.old", ["forget"])))
+    assert "**1 resource(s) will be forgotten**" in text and "`azurerm_key_vault.old`" in text
+    assert "No changes" not in text
+
+
+def test_create_forget_counts_as_add_and_forget():
+    text = summary("todo-api-dev", plan_of(entry("azurerm_key_vault.kv", ["create", "forget"])))
+    assert table_row(text) == "| `todo-api-dev` | 1 | 0 | 0 | 0 |"
+    assert "will be forgotten" in text
+
+
+def test_an_import_only_plan_is_not_no_changes():
+    imported = entry("azurerm_resource_group.rg", ["no-op"], change={"importing": {"id": "/x"}})
+    plan = plan_of(imported)
+    text = summary("todo-api-dev", plan)
+    assert "No changes" not in text and "1 to import" in text
+    assert "| <- import | `azurerm_resource_group.rg` |" in render_comment("todo-api-dev", plan)
+
+
+def test_a_move_names_the_old_address():
+    moved = entry("azurerm_linux_web_app.primary", ["no-op"],
+                  previous_address="azurerm_linux_web_app.app_weu")
+    comment = render_comment("todo-api-dev", plan_of(moved))
+    assert "1 moved" in comment
+    assert "`azurerm_linux_web_app.primary` (moved from `azurerm_linux_web_app.app_weu`)" in comment
+
+
+def test_output_changes_are_named_without_values():
+    plan = plan_of(outputs={"gateway_urls": {"actions": ["update"], "after": ["https://x"]},
+                            "api_path": {"actions": ["no-op"]}})
+    text = summary("todo-api-dev", plan)
+    assert "Outputs changing: `gateway_urls` (~ update)." in text
+    assert "https://x" not in text and "No changes" not in text
+
+
+def test_a_failed_plan_replaces_the_stale_comment_of_its_stack(tmp_path):
+    out = tmp_path / "comment.md"
+    assert plan_comment.main(["--stack", "todo-api-prod", "--failed", "--run-url", "https://run",
+                              "--out", str(out)]) == 0
+    body = out.read_text()
+    assert body.startswith("<!-- todo-api-plan:todo-api-prod -->\n")
+    assert ":x: failed" in body and "(https://run)" in body
+
+
+@pytest.mark.parametrize(("plan", "kind"), [
+    ("no_changes.json", "no changes"), ("update.json", "changes"), ("delete.json", "destroys"),
+    ("replace.json", "destroys"), (None, "failed"),
+])
+def test_the_pr_label_names_the_kind_of_change(plan, kind):
+    assert plan_comment.label("todo-api-dev", load(plan) if plan else None) == (
+        f"plan/todo-api-dev: {kind}")
+
+
+def test_forgetting_is_labelled_destroys():
+    assert plan_comment.label("todo-api-dev", plan_of(entry("x.y", ["forget"]))).endswith(
+        "destroys")

@@ -65,3 +65,53 @@ def test_api_error_is_one_line_naming_the_status(github):
     bad = GitHubApi("wrong-token", api.repository, api.api_url)
     with pytest.raises(CliError, match=r"HTTP 401: .*Bad credentials"):
         upsert_comment(bad, 7, MARKER + "\nplan")
+
+
+def test_a_server_error_is_retried_with_backoff(github):
+    state, api = github
+    state.failures = [(502, {}, "Bad Gateway"), (503, {}, "unavailable")]
+    assert upsert_comment(api, 7, MARKER + "\nplan")[0] == "created"
+    assert state.waits == [1.0, 2.0] and len(state.comments[7]) == 1
+
+
+def test_a_secondary_rate_limit_waits_retry_after(github):
+    state, api = github
+    state.failures = [(403, {"Retry-After": "7"}, "You have exceeded a secondary rate limit")]
+    assert upsert_comment(api, 7, MARKER + "\nplan")[0] == "created"
+    assert state.waits == [7.0]
+
+
+def test_a_plain_403_is_not_retried(github):
+    state, api = github
+    state.failures = [(403, {}, "Resource not accessible by integration")]
+    with pytest.raises(CliError, match="HTTP 403: .*Resource not accessible"):
+        upsert_comment(api, 7, MARKER + "\nplan")
+    assert state.waits == []
+
+
+def test_retries_give_up_after_five_attempts(github):
+    state, api = github
+    state.failures = [(500, {}, "boom")] * 6
+    with pytest.raises(CliError, match=r"HTTP 500: .*boom.* \(after 5 attempts\)"):
+        upsert_comment(api, 7, MARKER + "\nplan")
+    assert state.waits == [1.0, 2.0, 4.0, 8.0] and state.attempts == 5
+
+
+def test_the_plan_label_replaces_the_stacks_previous_one_and_keeps_others(github):
+    from tools.pr_comment import sync_label
+
+    state, api = github
+    state.labels[7] = ["plan/todo-api-dev: no changes", "plan/todo-api-prod: changes", "bug"]
+    assert sync_label(api, 7, "plan/todo-api-dev: destroys") == (
+        ["plan/todo-api-dev: destroys"], ["plan/todo-api-dev: no changes"])
+    assert sorted(state.labels[7]) == [
+        "bug", "plan/todo-api-dev: destroys", "plan/todo-api-prod: changes"]
+    assert sync_label(api, 7, "plan/todo-api-dev: destroys") == ([], [])  # already right
+
+
+def test_a_label_that_is_not_a_plan_label_is_refused(github):
+    from tools.pr_comment import sync_label
+
+    _, api = github
+    with pytest.raises(CliError, match="label must look like"):
+        sync_label(api, 7, "bug")

@@ -181,12 +181,26 @@ def test_web_app_answering_without_certificate_fails(deployments):
                and f.endswith("expected 403, got 200") for f in failures)
 
 
-def test_failure_lines_never_show_the_health_key(deployments):
-    _, bad = deployments
-    bad = parse_with(bad, api_path="missing")  # every gateway check now fails (404)
-    failures = smoke.run(bad)
-    assert any("with the health key" in f for f in failures)
-    assert not any(HEALTH_KEY in f for f in failures)
+def test_the_health_key_never_leaves_the_runner(deployments):
+    """API Management does not publish the health path and the web apps admit only APIM and
+    Traffic Manager: no check can use the key, so none sends it."""
+    good, _ = deployments
+    assert not any(HEALTH_KEY in check.url or HEALTH_KEY in str(check.headers)
+                   for check in smoke.checks(good))
+
+
+def test_gateway_health_path_must_be_unpublished(deployments):
+    good, _ = deployments
+    [check] = [c for c in smoke.checks(good) if "health" in c.name]
+    assert (check.expect_status, check.url.endswith("/health/" + smoke.WRONG_HEALTH_KEY)) == (
+        404, True)
+
+
+def test_gateway_without_an_api_fails_every_gateway_check(deployments):
+    good, _ = deployments
+    failures = smoke.run(parse_with(good, api_path="missing"))
+    assert any("item round trip" in f and f.endswith("expected 201, got 404") for f in failures)
+    assert any("with key" in f and f.endswith("expected 200, got 404") for f in failures)
 
 
 def test_unreachable_web_app_is_one_failure_line(deployments):

@@ -1,0 +1,160 @@
+"""What the runner reaches over HTTP in the rehearsal, on 127.0.0.1 (real HTTP, in threads):
+
+- `Gateway`: API Management as the workflows meet it. It publishes only the operations of
+  app/openapi.json under the API path (anything else: 404, as APIM answers for an operation it
+  does not have), checks the subscription key (401), and answers the TodoItem operations from
+  an in-memory store with `APP-SERVICE-SITE-NAME` set to the first regional web app that the
+  fake az has not stopped (503 when none runs). A Cosmos DB write region that is moving
+  (fake az `cosmosdb failover-priority-change`) is seen by the writes only.
+- `WebApp`: a regional web app from the runner's side: its access restrictions (default Deny,
+  only APIM and Traffic Manager allowed) answer 403 to everything.
+- `/ip` on the gateway port answers the runner's "public address" for `--runner-ip auto`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER_IP = "203.0.113.7"
+
+
+def published_operations() -> list[tuple[str, re.Pattern]]:
+    """(method, path pattern) of every operation in app/openapi.json."""
+    document = json.loads((ROOT / "app" / "openapi.json").read_text())
+    found = []
+    for path, operations in document["paths"].items():
+        pattern = re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
+        found += [(method.upper(), pattern) for method in operations
+                  if method in ("get", "post", "put", "delete", "patch")]
+    return found
+
+
+class Server:
+    """A ThreadingHTTPServer on 127.0.0.1 with a handler bound to this object."""
+
+    def __init__(self):
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                owner.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+
+def reply(request, status: int, body=None, headers: dict | None = None) -> None:
+    data = b"" if body is None else json.dumps(body).encode()
+    request.send_response(status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        request.send_header(name, value)
+    request.end_headers()
+    request.wfile.write(data)
+
+
+class WebApp(Server):
+    def handle(self, request):
+        reply(request, 403, {"message": "Ip Forbidden"})
+
+
+class Gateway(Server):
+    def __init__(self, api_path: str, key: str):
+        self.api_path = "/" + api_path.strip("/")
+        self.key = key
+        self.operations = published_operations()
+        self.items: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self.state_dir: Path | None = None  # the running rehearsal's REHEARSAL_DIR
+        self.web_app_names: list[str] = []
+        self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
+        super().__init__()
+
+    def azure(self) -> dict:
+        path = self.state_dir / "azure.json" if self.state_dir else None
+        try:
+            return json.loads(path.read_text()) if path else {}
+        except (OSError, ValueError):
+            return {}
+
+    def handle(self, request):
+        path = request.path.split("?", 1)[0]
+        if path == "/ip":
+            data = RUNNER_IP.encode()
+            request.send_response(200)
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+            return
+        status = self.answer(request, path)
+        with self.lock:
+            self.calls.append((request.command, path, status))
+
+    def answer(self, request, path: str) -> int:
+        operation = path.removeprefix(self.api_path) if path.startswith(self.api_path) else None
+        if operation is None or not any(
+                m == request.command and p.match(operation) for m, p in self.operations):
+            reply(request, 404, {"statusCode": 404, "message": "Resource not found"})
+            return 404
+        if request.headers.get(SUBSCRIPTION_KEY_HEADER) != self.key:
+            reply(request, 401, {"statusCode": 401, "message": "Access denied"})
+            return 401
+        azure = self.azure()
+        running = [n for n in self.web_app_names if n not in azure.get("stopped", [])]
+        if not running:
+            reply(request, 503, {"message": "Service Unavailable"})
+            return 503
+        length = int(request.headers.get("Content-Length") or 0)
+        body = json.loads(request.rfile.read(length)) if length else None
+        if request.command != "GET" and azure.get("cosmos_moving"):
+            reply(request, 503, {"message": "write region moving"})
+            return 503
+        status, payload = self.todo(request.command, operation, body)
+        reply(request, status, payload, {SITE_NAME_HEADER: running[0]})
+        return status
+
+    def todo(self, method: str, operation: str, body):
+        item_id = operation.rsplit("/", 1)[1] if operation.count("/") == 3 else None
+        with self.lock:
+            if item_id is None and method == "GET":
+                return 200, list(self.items.values())
+            if item_id is None:  # POST
+                item = {"id": uuid.uuid4().hex, "name": body.get("name"),
+                        "isCompleted": bool(body.get("isCompleted"))}
+                self.items[item["id"]] = item
+                return 201, item
+            if item_id not in self.items:
+                return 404, {"status": 404}
+            if method == "GET":
+                return 200, self.items[item_id]
+            if method == "PUT":
+                self.items[item_id].update(name=body.get("name"),
+                                           isCompleted=bool(body.get("isCompleted")))
+                return 200, self.items[item_id]
+            del self.items[item_id]
+            return 204, None

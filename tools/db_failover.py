@@ -1,0 +1,155 @@
+"""Database failover drill: move the Cosmos DB write region to the secondary and back.
+
+    python -m tools.db_failover outputs.json move [--timeout 900] [--poll-seconds 10]
+    python -m tools.db_failover outputs.json back [--timeout 900] [--poll-seconds 10]
+    python -m tools.db_failover outputs.json report --report-dir reports/load
+
+`move`: `az cosmosdb update --enable-automatic-failover false` (a service-managed failover must
+not fight the drill), then `az cosmosdb failover-priority-change --failover-policies
+<secondary>=0 <primary>=1`, then waits (bounded) until `az cosmosdb show` reports the secondary
+as `writeLocations[0]`. `back` does the reverse and turns automatic failover on again; it is
+idempotent (a write region already home is only confirmed), so the load-test workflow runs it in
+an `always()` step too, also after a failure or a cancellation.
+
+`report` reads the load test's per-request records (loadtests' `records/`) and `summary.json`
+and writes `database-failover.json`: items lost (goal 0; created before the move, missing after
+the run) and the longest time without a successful write after the move started.
+
+The regions come from the stack output `cosmos_regions` (write region first, as deployed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from itertools import pairwise
+from pathlib import Path
+
+from loadtests import analysis
+from tools.cli import CliError, read_json, run_cli, write_atomic
+from tools.stack_outputs import CosmosAccount, load
+
+WRITE_METHODS = ("POST", "PUT", "DELETE")
+REPORT_FILE = "database-failover.json"
+
+
+def same_region(a: str, b: str) -> bool:
+    """`australiaeast` (ARM name) and `Australia East` (display name) are the same region."""
+    return a.replace(" ", "").lower() == b.replace(" ", "").lower()
+
+
+def az(*args: str) -> str:
+    command = ["az", *args, "--only-show-errors"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CliError("Azure CLI `az` not found on PATH") from None
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise CliError(f"az {' '.join(args[:2])} failed (exit {result.returncode}): {detail[0]}")
+    return result.stdout.strip()
+
+
+def account(cosmos: CosmosAccount) -> tuple[str, ...]:
+    return ("--name", cosmos.name, "--resource-group", cosmos.resource_group)
+
+
+def write_region(cosmos: CosmosAccount) -> str:
+    return az("cosmosdb", "show", *account(cosmos), "--query",
+              "writeLocations[0].locationName", "--output", "tsv")
+
+
+def wait_for_write_region(cosmos: CosmosAccount, region: str, timeout: float, poll: float,
+                          sleep=time.sleep, clock=time.monotonic) -> float:
+    """Seconds until `az cosmosdb show` names `region` as the write region (bounded)."""
+    started = clock()
+    while True:
+        current = write_region(cosmos)
+        if same_region(current, region):
+            return clock() - started
+        if clock() - started >= timeout:
+            raise CliError(f"the write region of {cosmos.name} is still {current!r} after"
+                           f" {timeout:.0f} s (wanted {region}); check the account in the portal")
+        sleep(poll)
+
+
+def set_priorities(cosmos: CosmosAccount, first: str, second: str) -> None:
+    az("cosmosdb", "failover-priority-change", *account(cosmos),
+       "--failover-policies", f"{first}=0", f"{second}=1")
+
+
+def move(cosmos: CosmosAccount, timeout: float, poll: float, **waiting) -> float:
+    primary, secondary = cosmos.regions[0], cosmos.regions[1]
+    az("cosmosdb", "update", *account(cosmos), "--enable-automatic-failover", "false")
+    set_priorities(cosmos, secondary, primary)
+    return wait_for_write_region(cosmos, secondary, timeout, poll, **waiting)
+
+
+def back(cosmos: CosmosAccount, timeout: float, poll: float, **waiting) -> float:
+    primary, secondary = cosmos.regions[0], cosmos.regions[1]
+    took = 0.0
+    if not same_region(write_region(cosmos), primary):
+        set_priorities(cosmos, primary, secondary)
+        took = wait_for_write_region(cosmos, primary, timeout, poll, **waiting)
+    az("cosmosdb", "update", *account(cosmos), "--enable-automatic-failover", "true")
+    return took
+
+
+def longest_write_gap(records: list[dict], since: float) -> float:
+    """Longest time (s) from `since` without a successful write, to the last write seen."""
+    ends = sorted(analysis.end_time(r) for r in records
+                  if r["method"] in WRITE_METHODS and r["outcome"] == "ok"
+                  and analysis.end_time(r) >= since)
+    last_attempt = max((analysis.end_time(r) for r in records if r["method"] in WRITE_METHODS),
+                       default=since)
+    points = [since, *ends, max(last_attempt, ends[-1] if ends else since)]
+    return round(max(b - a for a, b in pairwise(points)), 3)
+
+
+def report(report_dir: Path) -> dict:
+    summary = read_json(report_dir / "summary.json", "load test summary")
+    if summary.get("fault_time") is None:
+        raise CliError(f"{report_dir}/summary.json has no fault time: was it a failover run?")
+    records = analysis.load_records(report_dir / "records")
+    items = summary.get("items") or {}
+    result = {
+        "items_lost": items.get("missing_after"),
+        "items_created_before_move": items.get("created_before_fault"),
+        "seconds_without_successful_writes": longest_write_gap(records, summary["fault_time"]),
+        "move_started_at_s": summary.get("fault_at_s"),
+        "move_back_started_at_s": summary.get("restore_at_s"),
+    }
+    write_atomic(report_dir / REPORT_FILE, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
+    parser.add_argument("command", choices=["move", "back", "report"])
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait, at most")
+    parser.add_argument("--poll-seconds", type=float, default=10.0)
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/load"))
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        result = report(args.report_dir)
+        print(f"database failover: {result['items_lost']} item(s) lost,"
+              f" {result['seconds_without_successful_writes']} s without a successful write")
+        return 0
+    cosmos = load(args.outputs).cosmos
+    if cosmos is None:
+        raise CliError("the stack outputs have no Cosmos DB account (cosmos_account_name,"
+                       " cosmos_resource_group_name, cosmos_regions, table_name)")
+    if args.timeout <= 0 or args.poll_seconds <= 0:
+        raise CliError("--timeout and --poll-seconds must be positive")
+    took = (move if args.command == "move" else back)(cosmos, args.timeout, args.poll_seconds)
+    home = cosmos.regions[1] if args.command == "move" else cosmos.regions[0]
+    print(f"{cosmos.name}: write region {home} after {took:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
