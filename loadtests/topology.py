@@ -9,7 +9,8 @@
     python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
     python -m loadtests.topology down      stop the running one (state in .local/topology/)
     python -m loadtests.topology fault     SIGKILL the primary app of the running one
-    python -m loadtests.topology restore   start the primary app again (failback)
+    python -m loadtests.topology fault-hang  SIGSTOP the primary app: it accepts, never answers
+    python -m loadtests.topology restore   continue or start the primary app again (failback)
     python -m loadtests.topology fault-frontend / restore-frontend   the same for its front end
     python -m loadtests.topology fault-store / restore-store         stop / start Azurite
 
@@ -346,9 +347,18 @@ class Topology:
         """SIGKILL the region's app (gunicorn master and workers)."""
         self.regions[role].app.kill()
 
+    def hang_app(self, role: str = "primary") -> None:
+        """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing
+        answers, as when a region stops responding without refusing."""
+        self.regions[role].app.pause()
+
     def restore_app(self, role: str = "primary") -> None:
-        """Start the region's app again on its port (its in-memory store starts empty)."""
+        """Continue a hung app, or start a killed one again on its port (its in-memory store
+        starts empty)."""
         region = self.regions[role]
+        if region.app.paused:
+            region.app.resume()
+            return
         if region.app.alive():
             return
         self._start_app(role)
@@ -388,7 +398,8 @@ def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict:
 # Actions the running `up` process performs when another command signals it.
 ACTIONS = {
     "fault": (signal.SIGUSR1, "kill_app", "primary app SIGKILLed"),
-    "restore": (signal.SIGUSR2, "restore_app", "primary app started again"),
+    "restore": (signal.SIGUSR2, "restore_app", "primary app continued or started again"),
+    "fault-hang": (signal.SIGRTMIN + 4, "hang_app", "primary app SIGSTOPped (hangs)"),
     "fault-frontend": (signal.SIGRTMIN, "stop_frontend", "primary front end SIGKILLed"),
     "restore-frontend": (signal.SIGRTMIN + 1, "restore_frontend", "primary front end started"),
     "fault-store": (signal.SIGRTMIN + 2, "stop_store", "table store (Azurite) stopped"),

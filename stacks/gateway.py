@@ -43,9 +43,10 @@ from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWor
 from constructs import Construct
 
 from stacks.config import Gateway
-from stacks.gateway_policy import api_policy
+from stacks.gateway_policy import Fallback, api_policy
 from stacks.key_vault import SecretStore
 from stacks.monitoring import send_diagnostics
+from stacks.openapi import max_body_bytes
 from stacks.regional_app import GatewayAddress
 from stacks.regions import REGIONS
 
@@ -179,19 +180,21 @@ class GatewayInstance(Construct):
             ),
             **common,
         )
-        regions = list(api.web_apps)
+        first, second = api.web_apps
         self.policy = ApiManagementApiPolicy(
             self,
             "api-policy",
             api_name=self.api.name,
             xml_content=api_policy(
                 primary_backend_id=TRAFFIC_MANAGER_BACKEND,
-                fallback_backend_ids={
-                    REGIONS[regions[0]].display_name: backend_id(regions[1]),
-                    REGIONS[regions[1]].display_name: backend_id(regions[0]),
-                },
+                fallbacks=[
+                    _fallback(first, second, api.web_apps[second]),
+                    _fallback(second, first, api.web_apps[first]),
+                ],
+                certificate_id=self.client_certificate.name,
+                max_body_bytes=max_body_bytes(api.openapi_json),
             ),
-            depends_on=self.backends,
+            depends_on=[*self.backends, self.client_certificate],
             **common,
         )
         self.product = ApiManagementProduct(
@@ -278,3 +281,12 @@ class GatewayInstance(Construct):
                     **common,
                 )
             )
+
+
+def _fallback(gateway_region: str, other: str, other_app: LinuxWebApp) -> Fallback:
+    """A gateway in `gateway_region` falls back to the web app of the other region."""
+    return Fallback(
+        region=REGIONS[gateway_region].display_name,
+        backend_id=backend_id(other),
+        base_url=f"https://{other_app.default_hostname}",
+    )

@@ -283,8 +283,8 @@ def test_api_policy_retries_idempotent_requests_against_the_other_region(case):
         assert "<retry " in xml and "context.Response.StatusCode &gt;= 500" in xml
         assert "&quot;POST&quot;" not in xml and "&quot;GET&quot;" in xml
         assert "context.Deployment.Region == &quot;Australia Southeast&quot;" in xml
-        assert '<set-backend-service backend-id="app-aue" />' in xml
-        assert '<set-backend-service backend-id="app-ause" />' in xml
+        assert '<set-variable name="fallback-backend" value="app-aue" />' in xml
+        assert '<set-variable name="fallback-backend" value="app-ause" />' in xml
 
 
 def test_gateway_shape_follows_the_topology(case):
