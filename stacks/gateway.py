@@ -44,7 +44,7 @@ from constructs import Construct
 
 from stacks.config import Gateway
 from stacks.gateway_policy import Fallback, api_policy
-from stacks.key_vault import SecretStore
+from stacks.key_vault import SecretStore, propagation_wait
 from stacks.monitoring import send_diagnostics
 from stacks.openapi import max_body_bytes
 from stacks.regional_app import GatewayAddress
@@ -121,6 +121,9 @@ class GatewayInstance(Construct):
         self.secret_access = secrets.grant_secret_read(
             self, "reads-certificate", self.service.identity.principal_id
         )
+        self.secret_propagated = propagation_wait(
+            self, "reads-certificate-propagation", [self.secret_access]
+        )
         self.client_certificate = ApiManagementCertificateA(
             self,
             "client-certificate",
@@ -128,7 +131,7 @@ class GatewayInstance(Construct):
             api_management_name=self.service.name,
             resource_group_name=resource_group_name,
             key_vault_secret_id=secrets.certificate.versionless_secret_id,
-            depends_on=[self.secret_access],
+            depends_on=[self.secret_propagated],
         )
         self.diagnostics = send_diagnostics(
             self, "diagnostics", target_resource_id=self.service.id, workspace=workspace

@@ -11,6 +11,7 @@ from cdktf_cdktf_provider_azurerm.provider import (
 from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
+from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from stacks.aspects import (
@@ -170,6 +171,7 @@ class TodoApiStack(TerraformStack):
             ],
         )
         RandomProvider(self, "random")
+        TimeProvider(self, "time")  # time_sleep: waits for role assignments to propagate
 
     def _state_backend(self) -> None:
         state = self.config.state

@@ -54,8 +54,11 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_api_management_subscription": gateways,
         "azurerm_api_management_logger": gateways,
         "azurerm_api_management_api_diagnostic": gateways,
-        # deployer + one per web app + one per gateway
-        "azurerm_role_assignment": 1 + 2 + gateways,
+        # deployer + the Key Vault reference identity + one per web app + one per gateway
+        "azurerm_role_assignment": 1 + 1 + 2 + gateways,
+        "azurerm_user_assigned_identity": 1,
+        # waits for role propagation: administrators, reference identity, each gateway
+        "time_sleep": 1 + 1 + gateways,
         "azurerm_cosmosdb_account": 1,
         "azurerm_cosmosdb_table": 1,
         # the web apps' Cosmos DB Table data-plane role (no azurerm resource for it)
@@ -78,7 +81,7 @@ def test_web_apps_carry_every_security_setting(case):
         assert app["client_certificate_exclusion_paths"] == "/health"
         assert app["ftp_publish_basic_authentication_enabled"] is False
         assert app["webdeploy_publish_basic_authentication_enabled"] is False
-        assert app["identity"] == {"type": "SystemAssigned"}
+        assert app["identity"]["type"] == "SystemAssigned, UserAssigned"
         assert (site["minimum_tls_version"], site["http2_enabled"]) == ("1.2", False)
         assert (site["ftps_state"], site["always_on"]) == ("Disabled", True)
         assert site["ip_restriction_default_action"] == "Deny"
@@ -248,6 +251,10 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
     expected |= {
         ref("azurerm_api_management", i, "identity[0].principal_id")
         for i in blocks(stack, "azurerm_api_management")
+    }
+    expected |= {
+        ref("azurerm_user_assigned_identity", i, "principal_id")
+        for i in blocks(stack, "azurerm_user_assigned_identity")
     }
     assert principals == expected
 
