@@ -21,6 +21,7 @@ from app.certificates import (
     parse_name,
     parse_thumbprint,
 )
+from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
 WEBSITE_SITE_NAME = "WEBSITE_SITE_NAME"
@@ -105,6 +106,8 @@ class Settings:
     environment: str = PRODUCTION
     site_name: str = DEFAULT_SITE_NAME
     health_check_key: str | None = None
+    # Set when App Service has not resolved HEALTH_CHECK_KEY from Key Vault yet (app/key_vault.py).
+    health_check_key_reference: KeyVaultReference | None = None
     client_cert_header: str = DEFAULT_CLIENT_CERT_HEADER
     client_certificate: ClientCertificateRules | None = None  # None: validation off (development)
     port: int = DEFAULT_PORT
@@ -183,13 +186,26 @@ def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRu
     )
 
 
+def check_health_check_key(key: str) -> None:
+    if not HEALTH_CHECK_KEY_PATTERN.fullmatch(key):
+        raise ValueError("must be 16 to 256 of A-Z a-z 0-9 . _ ~ -")
+
+
 def _health_check_key(environ: Mapping[str, str], environment: str) -> str | None:
     key = _value(environ, HEALTH_CHECK_KEY)
     if key is None and environment == PRODUCTION:
         raise SettingsError(HEALTH_CHECK_KEY, "is required in production")
-    if key is not None and not HEALTH_CHECK_KEY_PATTERN.fullmatch(key):
-        raise SettingsError(HEALTH_CHECK_KEY, "must be 16 to 256 of A-Z a-z 0-9 . _ ~ -")
+    if key is not None:
+        _parsed(HEALTH_CHECK_KEY, check_health_check_key, key)
     return key
+
+
+def _health_check_key_reference(environ: Mapping[str, str]) -> KeyVaultReference | None:
+    """The literal reference App Service leaves when it could not resolve it (not an error)."""
+    key = _value(environ, HEALTH_CHECK_KEY)
+    if key is None or not is_reference(key):
+        return None
+    return _parsed(HEALTH_CHECK_KEY, lambda text: parse_reference(HEALTH_CHECK_KEY, text), key)
 
 
 def _site_name(environ: Mapping[str, str]) -> str:
@@ -288,10 +304,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     if validation == "off" and environment != DEVELOPMENT:
         raise SettingsError(CLIENT_CERT_VALIDATION, "may be off only with APP_ENV=development")
     web_concurrency = _integer(environ, WEB_CONCURRENCY, DEFAULT_WEB_CONCURRENCY, 1, 64)
+    reference = _health_check_key_reference(environ)
     return Settings(
         environment=environment,
         site_name=_site_name(environ),
-        health_check_key=_health_check_key(environ, environment),
+        health_check_key=None if reference else _health_check_key(environ, environment),
+        health_check_key_reference=reference,
         client_cert_header=_client_cert_header(environ),
         client_certificate=_client_certificate_rules(environ) if validation == "on" else None,
         port=_integer(environ, PORT, DEFAULT_PORT, 1, 65535),

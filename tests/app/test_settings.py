@@ -213,7 +213,14 @@ def test_the_memory_store_refuses_more_than_one_worker(environment):
     error = error_for(environment, STORE="memory", WEB_CONCURRENCY="2")
     assert error.name == "WEB_CONCURRENCY"
     assert "STORE=memory" in str(error)
-    assert load_settings(
-        {**environment, "STORE": "table", "TABLE_CONNECTION_STRING": CONNECTION_STRING,
-         "WEB_CONCURRENCY": "4"}
-    ).web_concurrency == 4
+    assert (
+        load_settings(
+            {
+                **environment,
+                "STORE": "table",
+                "TABLE_CONNECTION_STRING": CONNECTION_STRING,
+                "WEB_CONCURRENCY": "4",
+            }
+        ).web_concurrency
+        == 4
+    )
