@@ -19,6 +19,7 @@ from app.certificates import (
     ClientCertificateRules,
     load_ca_certificates,
     parse_name,
+    parse_pinned_key,
     parse_thumbprint,
 )
 from app.key_vault import KeyVaultReference, is_reference, parse_reference
@@ -31,6 +32,7 @@ CLIENT_CERT_SUBJECT = "CLIENT_CERT_SUBJECT"
 CLIENT_CERT_ISSUER = "CLIENT_CERT_ISSUER"
 CLIENT_CERT_THUMBPRINTS = "CLIENT_CERT_THUMBPRINTS"
 CLIENT_CERT_CA = "CLIENT_CERT_CA"
+CLIENT_CERT_PINNED_KEYS = "CLIENT_CERT_PINNED_KEYS"
 CLIENT_CERT_VALIDATION = "CLIENT_CERT_VALIDATION"
 PORT = "PORT"
 HOST = "HOST"
@@ -51,6 +53,7 @@ APP_SETTING_NAMES = (
     CLIENT_CERT_ISSUER,
     CLIENT_CERT_THUMBPRINTS,
     CLIENT_CERT_CA,
+    CLIENT_CERT_PINNED_KEYS,
     CLIENT_CERT_VALIDATION,
     PORT,
     HOST,
@@ -171,11 +174,12 @@ def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRu
     why = "while client-certificate validation is on"
     subject = _required(environ, CLIENT_CERT_SUBJECT, why)
     issuer = _required(environ, CLIENT_CERT_ISSUER, why)
-    thumbprints = [
-        t for t in _required(environ, CLIENT_CERT_THUMBPRINTS, why).split(",") if t.strip()
-    ]
-    if not thumbprints:
-        raise SettingsError(CLIENT_CERT_THUMBPRINTS, f"is required {why}")
+    thumbprints = _list(environ, CLIENT_CERT_THUMBPRINTS)
+    pinned_keys = _list(environ, CLIENT_CERT_PINNED_KEYS)
+    if not thumbprints and not pinned_keys:
+        raise SettingsError(
+            CLIENT_CERT_THUMBPRINTS, f"is required {why} (or {CLIENT_CERT_PINNED_KEYS})"
+        )
     return ClientCertificateRules(
         subject=_parsed(CLIENT_CERT_SUBJECT, parse_name, subject),
         issuer=_parsed(CLIENT_CERT_ISSUER, parse_name, issuer),
@@ -183,7 +187,15 @@ def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRu
             _parsed(CLIENT_CERT_THUMBPRINTS, parse_thumbprint, t) for t in thumbprints
         ),
         ca_certificates=_ca_certificates(environ),
+        public_keys=frozenset(
+            _parsed(CLIENT_CERT_PINNED_KEYS, parse_pinned_key, k) for k in pinned_keys
+        ),
     )
+
+
+def _list(environ: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated setting's non-blank items."""
+    return [item.strip() for item in (_value(environ, name) or "").split(",") if item.strip()]
 
 
 def check_health_check_key(key: str) -> None:

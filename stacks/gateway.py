@@ -26,7 +26,6 @@ from cdktf_cdktf_provider_azurerm.api_management_api_diagnostic import ApiManage
 from cdktf_cdktf_provider_azurerm.api_management_api_policy import ApiManagementApiPolicy
 from cdktf_cdktf_provider_azurerm.api_management_backend import (
     ApiManagementBackend,
-    ApiManagementBackendCredentials,
     ApiManagementBackendTls,
 )
 from cdktf_cdktf_provider_azurerm.api_management_certificate import ApiManagementCertificateA
@@ -251,9 +250,8 @@ class GatewayInstance(Construct):
         )
 
     def _backends(self, api: PublishedApi, common: dict) -> None:
-        credentials = ApiManagementBackendCredentials(
-            certificate=[self.client_certificate.thumbprint]
-        )
+        # No credentials.certificate (a thumbprint, pinned to one certificate version): the
+        # policy presents the certificate by id (authentication-certificate certificate-id).
         custom = self.settings.backend_custom_domain
         self.backends = [
             ApiManagementBackend(
@@ -262,7 +260,6 @@ class GatewayInstance(Construct):
                 name=TRAFFIC_MANAGER_BACKEND,
                 protocol="http",
                 url=f"https://{custom or api.traffic_manager_fqdn}",
-                credentials=credentials,
                 tls=ApiManagementBackendTls(
                     validate_certificate_chain=True, validate_certificate_name=bool(custom)
                 ),
@@ -277,7 +274,6 @@ class GatewayInstance(Construct):
                     name=backend_id(region),
                     protocol="http",
                     url=f"https://{web_app.default_hostname}",
-                    credentials=credentials,
                     tls=ApiManagementBackendTls(
                         validate_certificate_chain=True, validate_certificate_name=True
                     ),

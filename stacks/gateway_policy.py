@@ -17,6 +17,9 @@ api-management-error-handling-policies and forward-request-policy):
   request). Anything else, or a second failure, is a problem+json 502/504 that says whether the
   request may have been applied.
 
+The client certificate is presented by certificate id in `inbound` (and on the `send-request`),
+never by thumbprint, so a Key Vault renewal reaches every call without a deploy.
+
 "Other" is relative to the gateway that runs the policy (`context.Deployment.Region`), so one
 policy serves every topology. The inbound section also drops any `X-ARR-ClientCert` a caller
 sent (only the App Service front end may set it) and refuses bodies over the API's limit.
@@ -62,6 +65,9 @@ def api_policy(
     inbound = ET.SubElement(policies, "inbound")
     ET.SubElement(inbound, "base")
     ET.SubElement(inbound, "set-header", name=CLIENT_CERT_HEADER, **{"exists-action": "delete"})
+    # By certificate id: API Management follows the Key Vault certificate's renewals (a
+    # thumbprint names one version and breaks at the first renewal).
+    ET.SubElement(inbound, "authentication-certificate", {"certificate-id": certificate_id})
     _body_limit(inbound, max_body_bytes)
     ET.SubElement(
         inbound,

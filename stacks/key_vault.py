@@ -198,7 +198,12 @@ def _policy(config: Certificate, *, issuer: str) -> KeyVaultCertificateCertifica
     return KeyVaultCertificateCertificatePolicy(
         issuer_parameters=KeyVaultCertificateCertificatePolicyIssuerParameters(name=issuer),
         key_properties=KeyVaultCertificateCertificatePolicyKeyProperties(
-            exportable=True, key_type="RSA", key_size=2048, reuse_key=False
+            exportable=True,
+            key_type="RSA",
+            key_size=2048,
+            # A renewal keeps the key: the apps pin the public key, not the certificate
+            # (docs/deploy.md, "Certificate renewal").
+            reuse_key=True,
         ),
         secret_properties=KeyVaultCertificateCertificatePolicySecretProperties(
             content_type=PFX_CONTENT_TYPE

@@ -146,7 +146,8 @@ def _app_settings(
         "HEALTH_CHECK_KEY": secrets.health_key_reference,
         "CLIENT_CERT_SUBJECT": certificate.subject,
         "CLIENT_CERT_ISSUER": certificate.expected_issuer,
-        "CLIENT_CERT_THUMBPRINTS": secrets.certificate.thumbprint,
+        # The certificate (public part) whose key the app pins: renewals reuse the key.
+        "CLIENT_CERT_PINNED_KEYS": secrets.certificate.certificate_data_base64,
         "WEB_CONCURRENCY": str(app_service.workers),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights.connection_string,
         **PLATFORM_SETTINGS,

@@ -115,7 +115,7 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 17
+    assert len(app_settings.APP_SETTING_NAMES) == 18
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
 

@@ -141,3 +141,16 @@ def test_a_body_over_the_apps_limit_is_refused_with_413_before_any_backend(polic
         limit = _when(policy.find("inbound"), "Content-Length")
         assert limit.get("condition").endswith("> 16384)")
         assert limit.find("return-response/set-status").get("code") == "413"
+
+
+def test_the_client_certificate_is_presented_by_id_for_every_forward(policies):
+    stack, found = policies
+    certificates = {
+        ref("azurerm_api_management_certificate", i, "name")
+        for i in blocks(stack, "azurerm_api_management_certificate")
+    }
+    for policy in found:
+        (presented,) = policy.find("inbound").findall("authentication-certificate")
+        assert list(presented.attrib) == ["certificate-id"]
+        assert presented.get("certificate-id") in certificates
+        assert not [e for e in policy.iter() if "thumbprint" in e.attrib]

@@ -148,11 +148,14 @@ def test_apim_backend_url_is_the_traffic_manager_fqdn(case):
         b["tls"] == {"validate_certificate_chain": True, "validate_certificate_name": False}
         for b in backends
     )
-    certs = {
-        ref("azurerm_api_management_certificate", i, "thumbprint")
-        for i in blocks(stack, "azurerm_api_management_certificate")
-    }
-    assert all(set(b["credentials"]["certificate"]) <= certs for b in backends)
+
+
+def test_no_backend_pins_the_client_certificate_by_thumbprint(case):
+    """A thumbprint names one certificate version: it breaks at the first Key Vault renewal.
+    The policy presents the certificate by id instead (tests/stacks/test_gateway_policy.py)."""
+    _, _, stack = case
+    for backend in blocks(stack, "azurerm_api_management_backend").values():
+        assert "credentials" not in backend
 
 
 def test_every_apim_public_ip_is_in_every_web_app_allow_list(case):
@@ -184,7 +187,7 @@ def test_app_settings_are_what_the_app_reads(case):
         "HEALTH_CHECK_KEY",
         "CLIENT_CERT_SUBJECT",
         "CLIENT_CERT_ISSUER",
-        "CLIENT_CERT_THUMBPRINTS",
+        "CLIENT_CERT_PINNED_KEYS",
         "WEB_CONCURRENCY",
         "STORE",
         "TABLE_ENDPOINT",
@@ -199,7 +202,7 @@ def test_app_settings_are_what_the_app_reads(case):
         assert settings["SCM_DO_BUILD_DURING_DEPLOYMENT"] == "true"
 
 
-def test_health_key_and_thumbprint_come_from_key_vault(case):
+def test_health_key_and_pinned_key_come_from_key_vault(case):
     _, _, stack = case
     secret_id, _ = only(stack, "azurerm_key_vault_secret")
     cert_id, _ = only(stack, "azurerm_key_vault_certificate")
@@ -209,9 +212,11 @@ def test_health_key_and_thumbprint_come_from_key_vault(case):
             f"@Microsoft.KeyVault(SecretUri="
             f"{ref('azurerm_key_vault_secret', secret_id, 'versionless_id')})"
         )
-        assert settings["CLIENT_CERT_THUMBPRINTS"] == ref(
-            "azurerm_key_vault_certificate", cert_id, "thumbprint"
+        # the certificate's public part: the app pins its key, which renewals keep
+        assert settings["CLIENT_CERT_PINNED_KEYS"] == ref(
+            "azurerm_key_vault_certificate", cert_id, "certificate_data_base64"
         )
+        assert "CLIENT_CERT_THUMBPRINTS" not in settings
         assert settings["CLIENT_CERT_ISSUER"] == settings["CLIENT_CERT_SUBJECT"]  # Self-signed
 
 
@@ -222,6 +227,8 @@ def test_client_certificate_is_generated_in_key_vault_for_client_auth(case):
     assert "certificate" not in cert  # nothing imported: no key material in the output
     assert policy["issuer_parameters"] == {"name": "Self"}
     assert policy["key_properties"]["exportable"] is True
+    assert policy["key_properties"]["reuse_key"] is True  # renewals keep the pinned key
+    assert policy["lifetime_action"][0]["action"] == {"action_type": "AutoRenew"}
     assert policy["x509_certificate_properties"]["extended_key_usage"] == ["1.3.6.1.5.5.7.3.2"]
     for apim_cert in blocks(stack, "azurerm_api_management_certificate").values():
         assert apim_cert["key_vault_secret_id"] == ref(
