@@ -40,7 +40,7 @@ from typing import Self
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from app.contract import MAX_BODY_BYTES, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests.azurite import Azurite
@@ -313,6 +313,7 @@ class Topology:
             key_header=SUBSCRIPTION_KEY_HEADER,
             subscription_key=self.config.subscription_key,
             published=published_operations(json.loads(OPENAPI_FILE.read_text())),
+            max_body_bytes=MAX_BODY_BYTES,
             health_key=self.config.health_key,
             check_interval_ms=self.config.check_interval_ms,
             ca_file=self.config.certs_dir / "ca.pem",

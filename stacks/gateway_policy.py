@@ -97,7 +97,13 @@ def api_policy(
     ET.SubElement(
         retry,
         "forward-request",
-        {"buffer-request-body": "true", "timeout": str(FORWARD_TIMEOUT_SECONDS)},
+        {
+            "buffer-request-body": "true",
+            "timeout": str(FORWARD_TIMEOUT_SECONDS),
+            # HTTP/1.1 only: the web apps' client-certificate exclusion path means TLS
+            # renegotiation, which HTTP/2 cannot do (docs/deploy.md, "Client-certificate mode").
+            "http-version": "1",
+        },
     )
     ET.SubElement(ET.SubElement(policies, "outbound"), "base")
     _on_error(ET.SubElement(policies, "on-error"), certificate_id)

@@ -327,3 +327,38 @@ def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(s
     # The primary applies the request it held once it runs again; the gateway never resent it.
     topology.gateway.wait_ready(lambda: name in names(), timeout=15)
     assert names().count(name) == 1
+
+
+def _body_of(size: int) -> bytes:
+    """A valid create request of exactly `size` bytes (JSON whitespace pads it)."""
+    head, tail = b'{"name": "at the limit"', b"}"
+    return head + b" " * (size - len(head) - len(tail)) + tail
+
+
+def test_a_body_at_the_limit_is_created_through_the_gateway(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    status, site, _ = request(topology.gateway_url, "POST", TODO, headers, _body_of(MAX_BODY_BYTES))
+    assert (status, site) == (201, topology.config.primary_site)
+
+
+def test_a_body_over_the_limit_gets_a_clear_413_from_the_gateway(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    status, site, body = request(
+        topology.gateway_url, "POST", TODO, headers, _body_of(MAX_BODY_BYTES + 1)
+    )
+    assert (status, site) == (413, None)  # refused before any region, as by the APIM policy
+    assert json.loads(body)["detail"] == f"The request body must be at most {MAX_BODY_BYTES} bytes."
+
+
+def test_a_chunked_body_over_the_limit_gets_413_from_the_app(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    oversized = iter([_body_of(MAX_BODY_BYTES + 1)])  # an iterable: sent chunked
+    status, site, body = request(topology.gateway_url, "POST", TODO, headers, oversized)
+    assert (status, site) == (413, topology.config.primary_site)
+    assert json.loads(body)["detail"] == f"The request body must be at most {MAX_BODY_BYTES} bytes."

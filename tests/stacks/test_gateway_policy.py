@@ -154,3 +154,24 @@ def test_the_client_certificate_is_presented_by_id_for_every_forward(policies):
         assert list(presented.attrib) == ["certificate-id"]
         assert presented.get("certificate-id") in certificates
         assert not [e for e in policy.iter() if "thumbprint" in e.attrib]
+
+
+def test_backends_are_called_over_http_1_1(policies):
+    """HTTP/2 cannot renegotiate, which the web apps' exclusion path needs."""
+    _, found = policies
+    for policy in found:
+        (forward,) = policy.iter("forward-request")
+        assert forward.get("http-version") == "1"
+
+
+def test_api_management_speaks_tls_1_2_to_backends_and_nothing_older(policies):
+    """Backend TLS 1.3 is opt-in in API Management (Manage protocols and ciphers) and azurerm
+    4.55 has no argument that opts in; TLS 1.0, 1.1 and SSL 3 are off."""
+    stack, _ = policies
+    for service in blocks(stack, "azurerm_api_management").values():
+        security = service["security"]
+        assert {k: v for k, v in security.items() if k.startswith("backend_")} == {
+            "backend_ssl30_enabled": False,
+            "backend_tls10_enabled": False,
+            "backend_tls11_enabled": False,
+        }
