@@ -184,7 +184,7 @@ class SecretStore(Construct):
                 self,
                 "client-certificate",
                 certificate=KeyVaultCertificateCertificate(
-                    contents=Fn.filebase64(config.pfx_path), password=password.string_value
+                    contents=Fn.filebase64(config.pfx_file), password=password.string_value
                 ),
                 certificate_policy=_policy(config, issuer="Unknown"),
                 **common,
