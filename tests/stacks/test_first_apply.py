@@ -43,7 +43,10 @@ def test_every_assignment_to_a_managed_identity_says_service_principal(stack):
 
 def test_the_time_provider_is_registered_and_pinned(stack):
     assert stack["provider"]["time"] == [{}]
-    assert stack["terraform"]["required_providers"]["time"]["source"] == "hashicorp/time"
+    assert stack["terraform"]["required_providers"]["time"] == {
+        "source": "hashicorp/time",
+        "version": "0.13.1",
+    }
 
 
 def test_api_management_fetches_the_certificate_after_its_role_propagated(stack):
