@@ -22,6 +22,14 @@ def policies(request, synthesized_stacks):
     return stack, found
 
 
+def _certificate_names(stack: dict) -> set[str]:
+    """What `certificate-id` must name: the gateways' API Management certificates."""
+    return {
+        ref("azurerm_api_management_certificate", i, "name")
+        for i in blocks(stack, "azurerm_api_management_certificate")
+    }
+
+
 def _when(section: ET.Element, text: str) -> ET.Element:
     (when,) = [w for w in section.iter("when") if text in w.get("condition", "")]
     return when
@@ -56,10 +64,7 @@ def test_idempotent_methods_exclude_post(policies):
 
 def test_a_region_that_does_not_answer_is_handled_in_on_error_by_sending_to_the_other(policies):
     stack, found = policies
-    certificates = {
-        ref("azurerm_api_management_certificate", i, "name")
-        for i in blocks(stack, "azurerm_api_management_certificate")
-    }
+    certificates = _certificate_names(stack)
     for policy in found:
         on_error = policy.find("on-error")
         again = _when(on_error, "BackendConnectionFailure")
@@ -145,10 +150,7 @@ def test_a_body_over_the_apps_limit_is_refused_with_413_before_any_backend(polic
 
 def test_the_client_certificate_is_presented_by_id_for_every_forward(policies):
     stack, found = policies
-    certificates = {
-        ref("azurerm_api_management_certificate", i, "name")
-        for i in blocks(stack, "azurerm_api_management_certificate")
-    }
+    certificates = _certificate_names(stack)
     for policy in found:
         (presented,) = policy.find("inbound").findall("authentication-certificate")
         assert list(presented.attrib) == ["certificate-id"]
