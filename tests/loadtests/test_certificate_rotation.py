@@ -68,3 +68,49 @@ def test_renewing_the_client_certificate_under_load_fails_no_request(certs_dir, 
         assert [r.app.pid for r in topology.regions.values()] == app_pids  # no app restart
     failed = [r for r in results if r != 200]
     assert failed == [], f"{len(failed)} of {len(results)} requests failed: {failed[:5]}"
+
+
+def test_the_documented_commands_renew_and_reload_a_running_topology(certs_dir, tmp_path):
+    """`python -m tools.certs renew` then `python -m loadtests.topology reload-gateway`."""
+    import subprocess
+    import sys
+
+    from loadtests.topology import ROOT, read_state
+    from tests.loadtests.conftest import call
+
+    own, workdir = tmp_path / "certs", tmp_path / "cli"
+    shutil.copytree(certs_dir, own)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+
+    up = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.topology", "up", "--certs", str(own)]
+        + ["--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: (workdir / "state.json").exists() or up.poll() is not None, "up")
+        state = read_state(workdir)
+        renew = run("tools.certs", "renew", "--out", str(own))
+        assert renew.returncode == 0, renew.stderr
+        reload = run("loadtests.topology", "reload-gateway", "--workdir", str(workdir))
+        assert reload.returncode == 0, reload.stderr
+        serial = format(certs.load_certificate(own / "client.pem").serial_number, "X")
+        probe = Topology(TopologyConfig(certs_dir=own, workdir=workdir))
+        probe.gateway_port = int(state["gateway_url"].rsplit(":", 1)[1])
+        probe.config.subscription_key = state["subscription_key"]
+        _wait_for(lambda: probe.presented_serial() == serial, "the renewed certificate in use")
+        key = {"Ocp-Apim-Subscription-Key": state["subscription_key"]}
+        assert call(state["gateway_url"], TODO, key)[0] == 200
+        assert run("loadtests.topology", "down", "--workdir", str(workdir)).returncode == 0
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert "gateway reloaded" in up.stdout.read()
