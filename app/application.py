@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -16,11 +17,17 @@ from starlette.types import ASGIApp
 
 from app.certificates import ClientCertificatePolicy
 from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
+from app.key_vault import (
+    PendingSetting,
+    SecretReader,
+    read_with_managed_identity,
+    resolve_pending,
+)
 from app.middleware import ClientCertificateMiddleware, ResponseHeadersMiddleware
 from app.openapi import build_openapi
 from app.problems import http_exception, server_error, store_unavailable
 from app.routes import api_routes
-from app.settings import CLIENT_CERT_VALIDATION, TABLE_STORE, Settings
+from app.settings import CLIENT_CERT_VALIDATION, TABLE_STORE, Settings, check_health_check_key
 from app.store import InMemoryTodoStore, StoreUnavailable, TodoStore
 from app.swagger_ui import swagger_ui_routes
 
@@ -61,15 +68,32 @@ def open_store(settings: Settings) -> TodoStore:
     return InMemoryTodoStore()
 
 
-def create_app(settings: Settings, store: TodoStore | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings,
+    store: TodoStore | None = None,
+    read_secret: SecretReader = read_with_managed_identity,
+) -> ASGIApp:
+    """`read_secret` reads a Key Vault secret App Service left unresolved (tests pass a fake)."""
     store = store if store is not None else open_store(settings)
-    routes = [*api_routes(store, settings.health_check_key), _openapi_route()]
+    health_key = PendingSetting(
+        settings.health_check_key, settings.health_check_key_reference, check_health_check_key
+    )
+    routes = [*api_routes(store, health_key), _openapi_route()]
     if settings.development:
         routes += swagger_ui_routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        resolving = (
+            asyncio.create_task(resolve_pending(health_key, read_secret))
+            if health_key.pending
+            else None
+        )
         yield
+        if resolving is not None:
+            resolving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resolving
         await store.close()
 
     starlette = Starlette(

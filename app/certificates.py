@@ -1,8 +1,12 @@
 """Client-certificate policy: what App Service forwards in X-ARR-ClientCert, and whether to admit it.
 
 The header holds the caller's certificate as base64 DER. A certificate is admitted when it parses,
-carries the configured subject and issuer, has one of the configured thumbprints, is inside its
-validity window and, when a CA is configured, chains to that CA with the clientAuth usage.
+carries the configured subject and issuer, has one of the configured thumbprints or one of the
+pinned public keys, is inside its validity window and, when a CA is configured, chains to that
+CA with the clientAuth usage. A pinned public key (the SubjectPublicKeyInfo of a given
+certificate) admits every certificate for that key: Key Vault renews the client certificate with
+the same key (`reuse_key`), so a renewal needs no new setting (docs/deploy.md, "Certificate
+renewal").
 Admitted header values are cached (bounded, never past the certificate's expiry).
 """
 
@@ -16,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -133,6 +137,31 @@ def parse_thumbprint(text: str) -> str:
     return digits
 
 
+def public_key_info(certificate: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo, DER: what a public-key pin compares."""
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def parse_pinned_key(text: str) -> bytes:
+    """A base64 DER certificate (as Key Vault's certificate_data_base64) or SubjectPublicKeyInfo
+    -> the SubjectPublicKeyInfo DER."""
+    try:
+        der = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (a DER certificate or public key)") from None
+    try:
+        return public_key_info(x509.load_der_x509_certificate(der))
+    except ValueError:
+        pass
+    try:
+        serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        raise ValueError("is neither a DER certificate nor a DER public key") from None
+    return der
+
+
 def load_ca_certificates(pem: bytes) -> tuple[x509.Certificate, ...]:
     certificates = tuple(x509.load_pem_x509_certificates(pem))
     if not certificates:
@@ -148,6 +177,7 @@ class ClientCertificateRules:
     issuer: NameKey
     thumbprints: frozenset[str]
     ca_certificates: tuple[x509.Certificate, ...] = ()
+    public_keys: frozenset[bytes] = frozenset()  # SubjectPublicKeyInfo DER
 
 
 def _now() -> datetime.datetime:
@@ -201,8 +231,11 @@ def check_certificate(certificate: x509.Certificate, rules: ClientCertificateRul
         )
     sha1 = certificate.fingerprint(hashes.SHA1()).hex()
     sha256 = certificate.fingerprint(hashes.SHA256()).hex()
-    if sha1 not in rules.thumbprints and sha256 not in rules.thumbprints:
-        raise CertificateRejected(f"thumbprint {sha1} (SHA-1) is not configured")
+    pinned = bool(rules.public_keys) and public_key_info(certificate) in rules.public_keys
+    if sha1 not in rules.thumbprints and sha256 not in rules.thumbprints and not pinned:
+        raise CertificateRejected(
+            f"thumbprint {sha1} (SHA-1) is not configured and the public key is not pinned"
+        )
     now = _now()
     if now < certificate.not_valid_before_utc:
         raise CertificateRejected(

@@ -218,6 +218,9 @@ def _paths() -> dict:
     }
 
 
+MAX_BODY_EXTENSION = "x-max-body-bytes"
+
+
 def build_openapi() -> dict:
     return {
         "openapi": "3.0.3",
@@ -230,6 +233,8 @@ def build_openapi() -> dict:
             ),
         },
         "security": [{"apiKeyHeader": []}],
+        # The body limit as a number, for API Management's policy (stacks/ read this file).
+        MAX_BODY_EXTENSION: MAX_BODY_BYTES,
         "paths": _paths(),
         "components": {
             "securitySchemes": {

@@ -21,6 +21,7 @@ from app.contract import (
     TODO_ITEM_PATH,
     TODO_PATH,
 )
+from app.key_vault import PendingSetting
 from app.problems import Problem
 from app.store import ConcurrentUpdate, TodoStore, new_item_id, todo_item
 
@@ -168,19 +169,19 @@ def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
     return dispatch
 
 
-def _health(expected_key: str | None) -> Endpoint:
-    expected = expected_key.encode() if expected_key else None
-
+def _health(key: PendingSetting) -> Endpoint:
     async def health(request: Request) -> Response:
-        key = request.path_params["key"].encode()
-        if expected is None or not hmac.compare_digest(key, expected):
+        if key.pending:
+            raise Problem(503, "The health check key is not resolved from Key Vault yet.")
+        given = request.path_params["key"].encode()
+        if key.value is None or not hmac.compare_digest(given, key.value.encode()):
             raise Problem(403, "The health check key was rejected.")
         return PlainTextResponse(HEALTH_OK_TEXT)
 
     return health
 
 
-def api_routes(store: TodoStore, health_check_key: str | None) -> list[Route]:
+def api_routes(store: TodoStore, health_check_key: PendingSetting) -> list[Route]:
     api = TodoItemsApi(store)
     items = {"GET": api.list, "POST": api.create}
     item = {"GET": api.get, "PUT": api.replace, "DELETE": api.delete}

@@ -19,8 +19,10 @@ from app.certificates import (
     ClientCertificateRules,
     load_ca_certificates,
     parse_name,
+    parse_pinned_key,
     parse_thumbprint,
 )
+from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
 WEBSITE_SITE_NAME = "WEBSITE_SITE_NAME"
@@ -30,6 +32,7 @@ CLIENT_CERT_SUBJECT = "CLIENT_CERT_SUBJECT"
 CLIENT_CERT_ISSUER = "CLIENT_CERT_ISSUER"
 CLIENT_CERT_THUMBPRINTS = "CLIENT_CERT_THUMBPRINTS"
 CLIENT_CERT_CA = "CLIENT_CERT_CA"
+CLIENT_CERT_PINNED_KEYS = "CLIENT_CERT_PINNED_KEYS"
 CLIENT_CERT_VALIDATION = "CLIENT_CERT_VALIDATION"
 PORT = "PORT"
 HOST = "HOST"
@@ -55,6 +58,7 @@ APP_SETTING_NAMES = (
     CLIENT_CERT_ISSUER,
     CLIENT_CERT_THUMBPRINTS,
     CLIENT_CERT_CA,
+    CLIENT_CERT_PINNED_KEYS,
     CLIENT_CERT_VALIDATION,
     PORT,
     HOST,
@@ -137,6 +141,8 @@ class Settings:
     site_name: str = DEFAULT_SITE_NAME
     telemetry: TelemetrySettings = TelemetrySettings()
     health_check_key: str | None = None
+    # Set when App Service has not resolved HEALTH_CHECK_KEY from Key Vault yet (app/key_vault.py).
+    health_check_key_reference: KeyVaultReference | None = None
     client_cert_header: str = DEFAULT_CLIENT_CERT_HEADER
     client_certificate: ClientCertificateRules | None = None  # None: validation off (development)
     port: int = DEFAULT_PORT
@@ -214,11 +220,12 @@ def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRu
     why = "while client-certificate validation is on"
     subject = _required(environ, CLIENT_CERT_SUBJECT, why)
     issuer = _required(environ, CLIENT_CERT_ISSUER, why)
-    thumbprints = [
-        t for t in _required(environ, CLIENT_CERT_THUMBPRINTS, why).split(",") if t.strip()
-    ]
-    if not thumbprints:
-        raise SettingsError(CLIENT_CERT_THUMBPRINTS, f"is required {why}")
+    thumbprints = _list(environ, CLIENT_CERT_THUMBPRINTS)
+    pinned_keys = _list(environ, CLIENT_CERT_PINNED_KEYS)
+    if not thumbprints and not pinned_keys:
+        raise SettingsError(
+            CLIENT_CERT_THUMBPRINTS, f"is required {why} (or {CLIENT_CERT_PINNED_KEYS})"
+        )
     return ClientCertificateRules(
         subject=_parsed(CLIENT_CERT_SUBJECT, parse_name, subject),
         issuer=_parsed(CLIENT_CERT_ISSUER, parse_name, issuer),
@@ -226,16 +233,37 @@ def _client_certificate_rules(environ: Mapping[str, str]) -> ClientCertificateRu
             _parsed(CLIENT_CERT_THUMBPRINTS, parse_thumbprint, t) for t in thumbprints
         ),
         ca_certificates=_ca_certificates(environ),
+        public_keys=frozenset(
+            _parsed(CLIENT_CERT_PINNED_KEYS, parse_pinned_key, k) for k in pinned_keys
+        ),
     )
+
+
+def _list(environ: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated setting's non-blank items."""
+    return [item.strip() for item in (_value(environ, name) or "").split(",") if item.strip()]
+
+
+def check_health_check_key(key: str) -> None:
+    if not HEALTH_CHECK_KEY_PATTERN.fullmatch(key):
+        raise ValueError("must be 16 to 256 of A-Z a-z 0-9 . _ ~ -")
 
 
 def _health_check_key(environ: Mapping[str, str], environment: str) -> str | None:
     key = _value(environ, HEALTH_CHECK_KEY)
     if key is None and environment == PRODUCTION:
         raise SettingsError(HEALTH_CHECK_KEY, "is required in production")
-    if key is not None and not HEALTH_CHECK_KEY_PATTERN.fullmatch(key):
-        raise SettingsError(HEALTH_CHECK_KEY, "must be 16 to 256 of A-Z a-z 0-9 . _ ~ -")
+    if key is not None:
+        _parsed(HEALTH_CHECK_KEY, check_health_check_key, key)
     return key
+
+
+def _health_check_key_reference(environ: Mapping[str, str]) -> KeyVaultReference | None:
+    """The literal reference App Service leaves when it could not resolve it (not an error)."""
+    key = _value(environ, HEALTH_CHECK_KEY)
+    if key is None or not is_reference(key):
+        return None
+    return _parsed(HEALTH_CHECK_KEY, lambda text: parse_reference(HEALTH_CHECK_KEY, text), key)
 
 
 def _site_name(environ: Mapping[str, str]) -> str:
@@ -366,11 +394,13 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     if validation == "off" and environment != DEVELOPMENT:
         raise SettingsError(CLIENT_CERT_VALIDATION, "may be off only with APP_ENV=development")
     web_concurrency = _integer(environ, WEB_CONCURRENCY, DEFAULT_WEB_CONCURRENCY, 1, 64)
+    reference = _health_check_key_reference(environ)
     return Settings(
         environment=environment,
         site_name=_site_name(environ),
         telemetry=_telemetry(environ),
-        health_check_key=_health_check_key(environ, environment),
+        health_check_key=None if reference else _health_check_key(environ, environment),
+        health_check_key_reference=reference,
         client_cert_header=_client_cert_header(environ),
         client_certificate=_client_certificate_rules(environ) if validation == "on" else None,
         port=_integer(environ, PORT, DEFAULT_PORT, 1, 65535),

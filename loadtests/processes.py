@@ -87,6 +87,7 @@ class ManagedProcess:
         self.env = env
         self.stop_signal = stop_signal  # the signal that makes the program shut down cleanly
         self.process: subprocess.Popen | None = None
+        self.paused = False
 
     @property
     def pid(self) -> int | None:
@@ -126,6 +127,15 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers."""
+        self.signal_group(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal_group(signal.SIGCONT)
+        self.paused = False
+
     def kill(self) -> None:
         """SIGKILL the whole group (the fault): no graceful shutdown, in-flight requests cut."""
         self.signal_group(signal.SIGKILL)
@@ -137,6 +147,7 @@ class ManagedProcess:
         if self.process is None:
             return
         self.signal_group(self.stop_signal)
+        self.resume()  # a stopped (paused) group handles the stop signal only once continued
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

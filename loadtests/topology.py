@@ -9,9 +9,12 @@
     python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
     python -m loadtests.topology down      stop the running one (state in .local/topology/)
     python -m loadtests.topology fault     SIGKILL the primary app of the running one
-    python -m loadtests.topology restore   start the primary app again (failback)
+    python -m loadtests.topology fault-hang  SIGSTOP the primary app: it accepts, never answers
+    python -m loadtests.topology restore   continue or start the primary app again (failback)
     python -m loadtests.topology fault-frontend / restore-frontend   the same for its front end
     python -m loadtests.topology fault-store / restore-store         stop / start Azurite
+    python -m loadtests.topology reload-gateway   present the renewed client certificate
+                                                  (after python -m tools.certs renew)
 
 From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
 """
@@ -19,6 +22,7 @@ From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -33,7 +37,10 @@ from pathlib import Path
 from string import Template
 from typing import Self
 
-from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from app.contract import MAX_BODY_BYTES, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests.azurite import Azurite
@@ -61,6 +68,9 @@ OPENAPI_FILE = ROOT / "app" / "openapi.json"
 # Asked through the gateway to learn which region serves: a published operation that reads one
 # item (404 for this id) and writes nothing.
 PROBE_PATH = f"{TODO_PATH}/serving-region-probe"
+# Stand-in only: the front ends report the serial of the client certificate they were shown,
+# so a certificate rotation can be observed through the gateway.
+CLIENT_CERT_SERIAL_HEADER = "X-Client-Cert-Serial"
 
 
 @dataclass
@@ -121,6 +131,9 @@ def _app_environment(
             f"certificates: {summary_path} is missing or unreadable; "
             "run: python -m tools.certs generate"
         ) from None
+    der = x509.load_pem_x509_certificate(
+        (config.certs_dir / "client.pem").read_bytes()
+    ).public_bytes(serialization.Encoding.DER)
     return {
         **os.environ,
         "APP_ENV": "production",
@@ -130,6 +143,8 @@ def _app_environment(
         "CLIENT_CERT_SUBJECT": client["subject"],
         "CLIENT_CERT_ISSUER": client["issuer"],
         "CLIENT_CERT_THUMBPRINTS": client["sha256"],
+        # as on Azure: the key is pinned, so a renewal (same key) is admitted without a restart
+        "CLIENT_CERT_PINNED_KEYS": base64.b64encode(der).decode(),
         "CLIENT_CERT_CA": str(config.certs_dir / "ca.pem"),
         "HOST": HOST,
         "PORT": str(port),
@@ -157,9 +172,12 @@ def render(template: str, path: Path, **values) -> Path:
     return path
 
 
-def _haproxy(name: str, config_path: Path) -> ManagedProcess:
+def _haproxy(name: str, config_path: Path, master_worker: bool = False) -> ManagedProcess:
+    """`master_worker`: `-W`, so SIGUSR2 to the master reloads the configuration and the
+    certificates without dropping connections (the old worker finishes its requests)."""
     log = config_path.with_suffix(".log")
-    return ManagedProcess(name, [HAPROXY, "-db", "-f", str(config_path)], log)
+    mode = ["-W"] if master_worker else []
+    return ManagedProcess(name, [HAPROXY, *mode, "-db", "-f", str(config_path)], log)
 
 
 class Topology:
@@ -274,6 +292,7 @@ class Topology:
             server_bundle=_bundle(self.workdir, self.config.certs_dir, "server"),
             ca_file=self.config.certs_dir / "ca.pem",
             cert_header=CLIENT_CERT_HEADER,
+            serial_header=CLIENT_CERT_SERIAL_HEADER,
             check_interval_ms=self.config.check_interval_ms,
         )
         frontend = _haproxy(f"{role} front end (HAProxy on {HOST}:{frontend_port})", config_path)
@@ -294,6 +313,7 @@ class Topology:
             key_header=SUBSCRIPTION_KEY_HEADER,
             subscription_key=self.config.subscription_key,
             published=published_operations(json.loads(OPENAPI_FILE.read_text())),
+            max_body_bytes=MAX_BODY_BYTES,
             health_key=self.config.health_key,
             check_interval_ms=self.config.check_interval_ms,
             ca_file=self.config.certs_dir / "ca.pem",
@@ -303,7 +323,9 @@ class Topology:
             secondary=secondary.site,
             secondary_port=secondary.frontend_port,
         )
-        self.gateway = _haproxy(f"gateway (HAProxy on {HOST}:{self.gateway_port})", config_path)
+        self.gateway = _haproxy(
+            f"gateway (HAProxy on {HOST}:{self.gateway_port})", config_path, master_worker=True
+        )
         self.gateway.start()
         self.gateway.wait_ready(self._gateway_serves_primary)
 
@@ -346,12 +368,54 @@ class Topology:
         """SIGKILL the region's app (gunicorn master and workers)."""
         self.regions[role].app.kill()
 
+    def hang_app(self, role: str = "primary") -> None:
+        """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing
+        answers, as when a region stops responding without refusing."""
+        self.regions[role].app.pause()
+
     def restore_app(self, role: str = "primary") -> None:
-        """Start the region's app again on its port (its in-memory store starts empty)."""
+        """Continue a hung app, or start a killed one again on its port (its in-memory store
+        starts empty)."""
         region = self.regions[role]
+        if region.app.paused:
+            region.app.resume()
+            return
         if region.app.alive():
             return
         self._start_app(role)
+
+    def reload_gateway(self) -> None:
+        """Present the client certificate now in certs_dir (after `python -m tools.certs renew`):
+        rewrite the gateway's bundle and reload it gracefully (SIGUSR2 to the HAProxy master).
+        Returns once a call through the gateway is made with the new certificate."""
+        if self.gateway is None or self.gateway.pid is None:
+            raise TopologyError("gateway: not running")
+        serial = format(
+            x509.load_pem_x509_certificate(
+                (self.config.certs_dir / "client.pem").read_bytes()
+            ).serial_number,
+            "X",
+        )
+        _bundle(self.workdir, self.config.certs_dir, "client")
+        os.kill(self.gateway.pid, signal.SIGUSR2)
+        self.gateway.wait_ready(lambda: self.presented_serial() == serial)
+
+    def presented_serial(self) -> str | None:
+        """The serial (hex) of the client certificate the gateway presents to the regions, as
+        the front end reports it (CLIENT_CERT_SERIAL_HEADER), or None if no answer."""
+        connection = http.client.HTTPConnection(HOST, self.gateway_port, timeout=2)
+        try:
+            connection.request(
+                "GET", PROBE_PATH, headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key}
+            )
+            response = connection.getresponse()
+            response.read()
+            serial = response.getheader(CLIENT_CERT_SERIAL_HEADER)
+            return serial.upper().lstrip("0") if serial else None
+        except OSError:
+            return None
+        finally:
+            connection.close()
 
     def stop_frontend(self, role: str = "primary") -> None:
         self.regions[role].frontend.kill()
@@ -388,7 +452,13 @@ def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict:
 # Actions the running `up` process performs when another command signals it.
 ACTIONS = {
     "fault": (signal.SIGUSR1, "kill_app", "primary app SIGKILLed"),
-    "restore": (signal.SIGUSR2, "restore_app", "primary app started again"),
+    "restore": (signal.SIGUSR2, "restore_app", "primary app continued or started again"),
+    "fault-hang": (signal.SIGRTMIN + 4, "hang_app", "primary app SIGSTOPped (hangs)"),
+    "reload-gateway": (
+        signal.SIGRTMIN + 5,
+        "reload_gateway",
+        "gateway reloaded: it presents the client certificate now in the certs folder",
+    ),
     "fault-frontend": (signal.SIGRTMIN, "stop_frontend", "primary front end SIGKILLed"),
     "restore-frontend": (signal.SIGRTMIN + 1, "restore_frontend", "primary front end started"),
     "fault-store": (signal.SIGRTMIN + 2, "stop_store", "table store (Azurite) stopped"),

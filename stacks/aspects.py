@@ -23,7 +23,7 @@ from constructs import IConstruct
 
 from stacks.config import REQUIRED_TAGS
 from stacks.data_store import BACKUP_TYPE, CONSISTENCY
-from stacks.regional_app import HEALTH_PATH_PREFIX, TRAFFIC_MANAGER_SERVICE_TAG
+from stacks.regional_app import HEALTH_PATH_PREFIX, IDENTITY_TYPE, TRAFFIC_MANAGER_SERVICE_TAG
 
 # (path in the resource's Terraform config, required value)
 WEB_APP_SETTINGS: tuple[tuple[str, Any], ...] = (
@@ -34,7 +34,7 @@ WEB_APP_SETTINGS: tuple[tuple[str, Any], ...] = (
     ("client_certificate_exclusion_paths", HEALTH_PATH_PREFIX),
     ("ftp_publish_basic_authentication_enabled", False),
     ("webdeploy_publish_basic_authentication_enabled", False),
-    ("identity.type", "SystemAssigned"),
+    ("identity.type", IDENTITY_TYPE),
     ("site_config.always_on", True),
     ("site_config.ftps_state", "Disabled"),
     ("site_config.http2_enabled", False),

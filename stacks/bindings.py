@@ -17,7 +17,11 @@ import os
 import sys
 import types
 
-PROVIDER_PACKAGES = ("cdktf_cdktf_provider_azurerm", "cdktf_cdktf_provider_random")
+PROVIDER_PACKAGES = (
+    "cdktf_cdktf_provider_azurerm",
+    "cdktf_cdktf_provider_random",
+    "cdktf_cdktf_provider_time",
+)
 PLAIN_IMPORT_ENV = "TODO_API_PLAIN_PROVIDER_IMPORT"
 
 # jsii's Node runtime prints a red end-of-life banner on Node 20; the variable takes a

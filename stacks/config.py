@@ -30,7 +30,8 @@ from pydantic import (
 
 from stacks.regions import REGIONS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where cdktf.json is
+CONFIG_DIR = PROJECT_ROOT / "config"
 STACK_PREFIX = "todo-api"
 ENVIRONMENTS = ("dev", "prod")
 TOPOLOGIES = ("single", "multi-region", "dual")
@@ -114,6 +115,13 @@ class Gateway(_Model):
     backend_custom_domain: str | None = Field(
         None, pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
     )
+    # dual only: the name clients use for the gateways' Traffic Manager (a CNAME to it, bound
+    # with its certificate on both API Management instances; not generated). Without it the
+    # Traffic Manager name would present *.azure-api.net and fail hostname validation, so it is
+    # not offered as a URL.
+    public_custom_domain: str | None = Field(
+        None, pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
+    )
 
     @model_validator(mode="after")
     def _sku_fits_topology(self) -> Gateway:
@@ -126,6 +134,10 @@ class Gateway(_Model):
             raise ValueError(f"sku: {tier} capacity must be {low}-{high}, got {capacity}")
         if self.topology == "multi-region" and tier != "Premium":
             raise ValueError(f"sku: topology multi-region needs a Premium SKU, got {self.sku}")
+        if self.public_custom_domain and self.topology != "dual":
+            raise ValueError(
+                f"public_custom_domain: only used with topology dual, got {self.topology}"
+            )
         return self
 
     @property
@@ -169,6 +181,15 @@ class Certificate(_Model):
         if self.pfx_path and not self.issuer:
             raise ValueError("issuer: required with pfx_path (the PFX is not self-signed)")
         return self
+
+    @property
+    def pfx_file(self) -> str | None:
+        """`pfx_path` made absolute at synth time (relative paths from the project root):
+        Terraform runs in cdktf.out/stacks/<stack>, where a relative path would not resolve."""
+        if not self.pfx_path:
+            return None
+        path = Path(self.pfx_path).expanduser()
+        return str(path if path.is_absolute() else (PROJECT_ROOT / path).resolve())
 
     @property
     def expected_issuer(self) -> str:

@@ -26,7 +26,6 @@ from cdktf_cdktf_provider_azurerm.api_management_api_diagnostic import ApiManage
 from cdktf_cdktf_provider_azurerm.api_management_api_policy import ApiManagementApiPolicy
 from cdktf_cdktf_provider_azurerm.api_management_backend import (
     ApiManagementBackend,
-    ApiManagementBackendCredentials,
     ApiManagementBackendTls,
 )
 from cdktf_cdktf_provider_azurerm.api_management_certificate import ApiManagementCertificateA
@@ -43,9 +42,10 @@ from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWor
 from constructs import Construct
 
 from stacks.config import Gateway
-from stacks.gateway_policy import api_policy
-from stacks.key_vault import SecretStore
+from stacks.gateway_policy import Fallback, api_policy
+from stacks.key_vault import SecretStore, propagation_wait
 from stacks.monitoring import send_diagnostics
+from stacks.openapi import max_body_bytes
 from stacks.regional_app import GatewayAddress
 from stacks.regions import REGIONS
 
@@ -120,6 +120,9 @@ class GatewayInstance(Construct):
         self.secret_access = secrets.grant_secret_read(
             self, "reads-certificate", self.service.identity.principal_id
         )
+        self.secret_propagated = propagation_wait(
+            self, "reads-certificate-propagation", [self.secret_access]
+        )
         self.client_certificate = ApiManagementCertificateA(
             self,
             "client-certificate",
@@ -127,7 +130,7 @@ class GatewayInstance(Construct):
             api_management_name=self.service.name,
             resource_group_name=resource_group_name,
             key_vault_secret_id=secrets.certificate.versionless_secret_id,
-            depends_on=[self.secret_access],
+            depends_on=[self.secret_propagated],
         )
         self.diagnostics = send_diagnostics(
             self, "diagnostics", target_resource_id=self.service.id, workspace=workspace
@@ -179,19 +182,21 @@ class GatewayInstance(Construct):
             ),
             **common,
         )
-        regions = list(api.web_apps)
+        first, second = api.web_apps
         self.policy = ApiManagementApiPolicy(
             self,
             "api-policy",
             api_name=self.api.name,
             xml_content=api_policy(
                 primary_backend_id=TRAFFIC_MANAGER_BACKEND,
-                fallback_backend_ids={
-                    REGIONS[regions[0]].display_name: backend_id(regions[1]),
-                    REGIONS[regions[1]].display_name: backend_id(regions[0]),
-                },
+                fallbacks=[
+                    _fallback(first, second, api.web_apps[second]),
+                    _fallback(second, first, api.web_apps[first]),
+                ],
+                certificate_id=self.client_certificate.name,
+                max_body_bytes=max_body_bytes(api.openapi_json),
             ),
-            depends_on=self.backends,
+            depends_on=[*self.backends, self.client_certificate],
             **common,
         )
         self.product = ApiManagementProduct(
@@ -245,9 +250,8 @@ class GatewayInstance(Construct):
         )
 
     def _backends(self, api: PublishedApi, common: dict) -> None:
-        credentials = ApiManagementBackendCredentials(
-            certificate=[self.client_certificate.thumbprint]
-        )
+        # No credentials.certificate (a thumbprint, pinned to one certificate version): the
+        # policy presents the certificate by id (authentication-certificate certificate-id).
         custom = self.settings.backend_custom_domain
         self.backends = [
             ApiManagementBackend(
@@ -256,7 +260,6 @@ class GatewayInstance(Construct):
                 name=TRAFFIC_MANAGER_BACKEND,
                 protocol="http",
                 url=f"https://{custom or api.traffic_manager_fqdn}",
-                credentials=credentials,
                 tls=ApiManagementBackendTls(
                     validate_certificate_chain=True, validate_certificate_name=bool(custom)
                 ),
@@ -271,10 +274,18 @@ class GatewayInstance(Construct):
                     name=backend_id(region),
                     protocol="http",
                     url=f"https://{web_app.default_hostname}",
-                    credentials=credentials,
                     tls=ApiManagementBackendTls(
                         validate_certificate_chain=True, validate_certificate_name=True
                     ),
                     **common,
                 )
             )
+
+
+def _fallback(gateway_region: str, other: str, other_app: LinuxWebApp) -> Fallback:
+    """A gateway in `gateway_region` falls back to the web app of the other region."""
+    return Fallback(
+        region=REGIONS[gateway_region].display_name,
+        backend_id=backend_id(other),
+        base_url=f"https://{other_app.default_hostname}",
+    )

@@ -1,67 +1,196 @@
-"""The API policy: forward to the Traffic Manager backend; retry idempotent requests that got a
-5xx or no response once, at once, against the App Service of the *other* region directly.
+"""The API policy: forward to the Traffic Manager backend; when the first region fails, send the
+request once, at once, to the App Service of the *other* region directly.
 
-Traffic Manager needs up to (failures + 1) x interval + TTL to move clients; the retry covers
-that window for reads and idempotent writes. "Other" is relative to the gateway that runs the
-policy (`context.Deployment.Region`), so one policy serves every topology.
+Traffic Manager needs up to (failures + 1) x interval + TTL to move clients; the second attempt
+covers that window. Two ways a region fails, handled in two places (Microsoft's policy reference,
+api-management-error-handling-policies and forward-request-policy):
+
+- It answers 5xx: `forward-request` returns a response, so the `retry` in `backend` sees it and
+  forwards again to the other region's backend. Idempotent methods only: a 5xx POST may have
+  been applied.
+- It does not answer (the connection fails, or no response headers within the timeout):
+  `forward-request` raises an error and processing jumps to `on-error`; a `retry` never sees it.
+  `on-error` may not `forward-request`, so it `send-request`s a copy of the request (the body was
+  buffered) to the other region's web app, with the client certificate by certificate id, and
+  returns that response. After `Timeout` only idempotent methods go again (the first region may
+  still apply a POST); after `BackendConnectionFailure` every method does (no connection, no
+  request). Anything else, or a second failure, is a problem+json 502/504 that says whether the
+  request may have been applied.
+
+The client certificate is presented by certificate id in `inbound` (and on the `send-request`),
+never by thumbprint, so a Key Vault renewal reaches every call without a deploy.
+
+"Other" is relative to the gateway that runs the policy (`context.Deployment.Region`), so one
+policy serves every topology. The inbound section also drops any `X-ARR-ClientCert` a caller
+sent (only the App Service front end may set it) and refuses bodies over the API's limit.
 """
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 RETRY_COUNT = 1
 FORWARD_TIMEOUT_SECONDS = 20
+CLIENT_CERT_HEADER = "X-ARR-ClientCert"
+# LastError.Reason of a forward-request that got no response (error-handling reference).
+CONNECTION_FAILURE = "BackendConnectionFailure"
+TIMEOUT = "Timeout"
+FALLBACK_RESPONSE = "fallback-response"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-def api_policy(*, primary_backend_id: str, fallback_backend_ids: dict[str, str]) -> str:
-    """fallback_backend_ids: gateway region display name -> backend id of the other region's app.
+@dataclass(frozen=True)
+class Fallback:
+    """Where a gateway in `region` (display name) sends a request its first region failed."""
 
-    The first entry is also the fallback when the region is none of them.
-    """
+    region: str
+    backend_id: str
+    base_url: str  # https://<other region's app>.azurewebsites.net
+
+
+def _var(name: str, type_: str = "string") -> str:
+    return f'context.Variables.GetValueOrDefault<{type_}>("{name}")'
+
+
+def api_policy(
+    *,
+    primary_backend_id: str,
+    fallbacks: list[Fallback],
+    certificate_id: str,
+    max_body_bytes: int,
+) -> str:
+    """The first fallback is also the one used when the gateway's region is none of them."""
     methods = ", ".join(f'"{m}"' for m in IDEMPOTENT_METHODS)
     policies = ET.Element("policies")
     inbound = ET.SubElement(policies, "inbound")
     ET.SubElement(inbound, "base")
+    ET.SubElement(inbound, "set-header", name=CLIENT_CERT_HEADER, **{"exists-action": "delete"})
+    # By certificate id: API Management follows the Key Vault certificate's renewals (a
+    # thumbprint names one version and breaks at the first renewal).
+    ET.SubElement(inbound, "authentication-certificate", {"certificate-id": certificate_id})
+    _body_limit(inbound, max_body_bytes)
     ET.SubElement(
         inbound,
         "set-variable",
         name="idempotent",
         value=f"@(new [] {{ {methods} }}.Contains(context.Request.Method))",
     )
+    _choose_fallback(inbound, fallbacks)
     ET.SubElement(inbound, "set-backend-service", {"backend-id": primary_backend_id})
+
     backend = ET.SubElement(policies, "backend")
     retry = ET.SubElement(
         backend,
         "retry",
         {
-            "condition": '@(context.Variables.GetValueOrDefault<bool>("idempotent")'
-            " && (context.Response == null || context.Response.StatusCode >= 500))",
+            "condition": f"@({_var('idempotent', 'bool')}"
+            " && context.Response != null && context.Response.StatusCode >= 500)",
             "count": str(RETRY_COUNT),
             "interval": "0",
             "first-fast-retry": "true",
         },
     )
     retrying = ET.SubElement(ET.SubElement(retry, "choose"), "when")
-    retrying.set("condition", "@(context.Response != null || context.LastError != null)")
-    _choose_by_region(retrying, fallback_backend_ids)
+    retrying.set("condition", "@(context.Response != null)")
+    ET.SubElement(retrying, "set-variable", name="fell-back", value="@(true)")
+    ET.SubElement(retrying, "set-backend-service", {"backend-id": f"@({_var('fallback-backend')})"})
     ET.SubElement(
         retry,
         "forward-request",
-        {"buffer-request-body": "true", "timeout": str(FORWARD_TIMEOUT_SECONDS)},
+        {
+            "buffer-request-body": "true",
+            "timeout": str(FORWARD_TIMEOUT_SECONDS),
+            # HTTP/1.1 only: the web apps' client-certificate exclusion path means TLS
+            # renegotiation, which HTTP/2 cannot do (docs/deploy.md, "Client-certificate mode").
+            "http-version": "1",
+        },
     )
     ET.SubElement(ET.SubElement(policies, "outbound"), "base")
-    ET.SubElement(ET.SubElement(policies, "on-error"), "base")
+    _on_error(ET.SubElement(policies, "on-error"), certificate_id)
     ET.indent(policies)
     return ET.tostring(policies, encoding="unicode")
 
 
-def _choose_by_region(parent: ET.Element, fallback_backend_ids: dict[str, str]) -> None:
+def _body_limit(inbound: ET.Element, max_body_bytes: int) -> None:
+    """413 before any backend is called; the app refuses the same limit itself (and chunked
+    bodies, which carry no Content-Length, are counted there)."""
+    when = ET.SubElement(ET.SubElement(inbound, "choose"), "when")
+    when.set(
+        "condition",
+        '@(long.Parse(context.Request.Headers.GetValueOrDefault("Content-Length", "0"))'
+        f" > {max_body_bytes})",
+    )
+    _problem(when, 413, f"The request body must be at most {max_body_bytes} bytes.")
+
+
+def _choose_fallback(parent: ET.Element, fallbacks: list[Fallback]) -> None:
     choose = ET.SubElement(parent, "choose")
-    items = list(fallback_backend_ids.items())
-    for region, backend_id in items[1:]:
+    for fallback in fallbacks[1:]:
         when = ET.SubElement(
-            choose, "when", condition=f'@(context.Deployment.Region == "{region}")'
+            choose, "when", condition=f'@(context.Deployment.Region == "{fallback.region}")'
         )
-        ET.SubElement(when, "set-backend-service", {"backend-id": backend_id})
-    otherwise = ET.SubElement(choose, "otherwise")
-    ET.SubElement(otherwise, "set-backend-service", {"backend-id": items[0][1]})
+        _set_fallback(when, fallback)
+    _set_fallback(ET.SubElement(choose, "otherwise"), fallbacks[0])
+
+
+def _set_fallback(parent: ET.Element, fallback: Fallback) -> None:
+    ET.SubElement(parent, "set-variable", name="fallback-backend", value=fallback.backend_id)
+    ET.SubElement(parent, "set-variable", name="fallback-url", value=fallback.base_url)
+
+
+def _on_error(on_error: ET.Element, certificate_id: str) -> None:
+    ET.SubElement(on_error, "base")
+    choose = ET.SubElement(on_error, "choose")
+    no_answer = (
+        '@(context.LastError.Section == "backend"'
+        f" && !{_var('fell-back', 'bool')}"
+        f' && (context.LastError.Reason == "{CONNECTION_FAILURE}"'
+        f' || (context.LastError.Reason == "{TIMEOUT}" && {_var("idempotent", "bool")})))'
+    )
+    again = ET.SubElement(choose, "when", condition=no_answer)
+    send = ET.SubElement(
+        again,
+        "send-request",
+        {
+            "mode": "copy",
+            "response-variable-name": FALLBACK_RESPONSE,
+            "timeout": str(FORWARD_TIMEOUT_SECONDS),
+            "ignore-error": "true",
+        },
+    )
+    ET.SubElement(
+        send, "set-url"
+    ).text = (
+        f"@({_var('fallback-url')} + context.Request.Url.Path + context.Request.Url.QueryString)"
+    )
+    ET.SubElement(send, "authentication-certificate", {"certificate-id": certificate_id})
+    answered = ET.SubElement(ET.SubElement(again, "choose"), "when")
+    answered.set("condition", f"@({_var(FALLBACK_RESPONSE, 'IResponse')} != null)")
+    ET.SubElement(answered, "return-response", {"response-variable-name": FALLBACK_RESPONSE})
+    _problem(again, 502, "Neither region answered. Read before you send a POST again.")
+    timed_out = ET.SubElement(
+        choose,
+        "when",
+        condition=f'@(context.LastError.Section == "backend"'
+        f' && context.LastError.Reason == "{TIMEOUT}")',
+    )
+    _problem(
+        timed_out,
+        504,
+        "The region did not answer in time; the request may have been applied. "
+        "Read before you send it again.",
+    )
+
+
+def _problem(parent: ET.Element, status: int, detail: str) -> None:
+    response = ET.SubElement(parent, "return-response")
+    ET.SubElement(response, "set-status", code=str(status))
+    header = ET.SubElement(
+        response, "set-header", name="Content-Type", **{"exists-action": "override"}
+    )
+    ET.SubElement(header, "value").text = PROBLEM_MEDIA_TYPE
+    body = f'{{"status": {status}, "title": "{_TITLES[status]}", "detail": "{detail}"}}'
+    ET.SubElement(response, "set-body").text = body
+
+
+_TITLES = {413: "Payload Too Large", 502: "Bad Gateway", 504: "Gateway Timeout"}

@@ -5,6 +5,14 @@ API Management can present it), so no private key ever exists in the repository,
 `cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.certs
 generate`) is imported instead; its password comes from a sensitive Terraform variable.
 
+First apply in one go (role assignments take minutes to propagate): every assignment to a managed
+identity says `principal_type = "ServicePrincipal"` (no PrincipalNotFound on a fresh identity),
+and what uses an assignment waits for it with a `time_sleep` of `ROLE_PROPAGATION`: the
+secret and certificate writes wait for Key Vault Administrator, API Management's certificate
+fetch for its Secrets User, and the web apps, created only after it, resolve their Key Vault
+references with `reference_identity`, a user-assigned identity that can read secrets before
+any web app exists (Microsoft's documented way for references at creation time).
+
 Key Vault Administrator goes to `key_vault.administrator_object_ids` (the deploy identities,
 an admin group), one assignment per object id, or, when that list is empty, to whoever runs
 Terraform (`data.azurerm_client_config`): right for a laptop deploy, but a plan run by another
@@ -28,7 +36,9 @@ from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
 )
 from cdktf_cdktf_provider_azurerm.key_vault_secret import KeyVaultSecret
 from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
+from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
 from cdktf_cdktf_provider_random.password import Password
+from cdktf_cdktf_provider_time.sleep import Sleep
 from constructs import Construct
 
 from stacks.config import Certificate
@@ -41,6 +51,22 @@ SECRET_READER_ROLE = "Key Vault Secrets User"
 ADMINISTRATOR_ROLE = "Key Vault Administrator"
 HEALTH_KEY_LENGTH = 40
 PFX_PASSWORD_VARIABLE = "client_certificate_password"
+MANAGED_IDENTITY = "ServicePrincipal"
+# Azure RBAC: "it can take up to 10 minutes for changes to take effect" (troubleshooting);
+# new assignments usually work within a minute or two. Waited once, when the assignment is made.
+ROLE_PROPAGATION = "120s"
+
+
+def propagation_wait(scope: Construct, id_: str, assignments: list[RoleAssignment]) -> Sleep:
+    """A `time_sleep` that ends ROLE_PROPAGATION after the assignments were created (again
+    only when one of them is replaced: the triggers are their ids)."""
+    return Sleep(
+        scope,
+        id_,
+        create_duration=ROLE_PROPAGATION,
+        triggers={f"assignment_{i}": a.id for i, a in enumerate(assignments)},
+        depends_on=assignments,
+    )
 
 
 class SecretStore(Construct):
@@ -74,6 +100,23 @@ class SecretStore(Construct):
             tags=tags,
         )
         self.administrator_access = self._administrators(key_vault or KeyVaultConfig())
+        self.administrator_propagated = propagation_wait(
+            self, "administrator-propagation", self.administrator_access
+        )
+        self.reference_identity = UserAssignedIdentity(
+            self,
+            "reference-identity",
+            name=names.global_("kv-references-id"),
+            location=location,
+            resource_group_name=resource_group_name,
+            tags=tags,
+        )
+        self.reference_access = self.grant_secret_read(
+            self, "reference-identity-reads", self.reference_identity.principal_id
+        )
+        self.reference_propagated = propagation_wait(
+            self, "reference-identity-propagation", [self.reference_access]
+        )
         self.health_key = Password(self, "health-key", length=HEALTH_KEY_LENGTH, special=False)
         self.health_key_secret = KeyVaultSecret(
             self,
@@ -83,7 +126,7 @@ class SecretStore(Construct):
             value=self.health_key.result,
             content_type="text/plain",
             tags=tags,
-            depends_on=self.administrator_access,
+            depends_on=[self.administrator_propagated],
         )
         self.certificate = self._client_certificate(certificate, tags)
 
@@ -112,12 +155,14 @@ class SecretStore(Construct):
         )
 
     def grant_secret_read(self, scope: Construct, id_: str, principal_id: str) -> RoleAssignment:
+        """Secrets User for a managed identity (wait for it with `propagation_wait`)."""
         return RoleAssignment(
             scope,
             id_,
             scope=self.vault.id,
             role_definition_name=SECRET_READER_ROLE,
             principal_id=principal_id,
+            principal_type=MANAGED_IDENTITY,
         )
 
     def _client_certificate(self, config: Certificate, tags: dict[str, str]) -> KeyVaultCertificate:
@@ -125,7 +170,7 @@ class SecretStore(Construct):
             "name": "apim-client-certificate",
             "key_vault_id": self.vault.id,
             "tags": tags,
-            "depends_on": self.administrator_access,
+            "depends_on": [self.administrator_propagated],
         }
         if config.pfx_path:
             password = TerraformVariable(  # at stack level: TF_VAR_client_certificate_password
@@ -139,7 +184,7 @@ class SecretStore(Construct):
                 self,
                 "client-certificate",
                 certificate=KeyVaultCertificateCertificate(
-                    contents=Fn.filebase64(config.pfx_path), password=password.string_value
+                    contents=Fn.filebase64(config.pfx_file), password=password.string_value
                 ),
                 certificate_policy=_policy(config, issuer="Unknown"),
                 **common,
@@ -153,7 +198,12 @@ def _policy(config: Certificate, *, issuer: str) -> KeyVaultCertificateCertifica
     return KeyVaultCertificateCertificatePolicy(
         issuer_parameters=KeyVaultCertificateCertificatePolicyIssuerParameters(name=issuer),
         key_properties=KeyVaultCertificateCertificatePolicyKeyProperties(
-            exportable=True, key_type="RSA", key_size=2048, reuse_key=False
+            exportable=True,
+            key_type="RSA",
+            key_size=2048,
+            # A renewal keeps the key: the apps pin the public key, not the certificate
+            # (docs/deploy.md, "Certificate renewal").
+            reuse_key=True,
         ),
         secret_properties=KeyVaultCertificateCertificatePolicySecretProperties(
             content_type=PFX_CONTENT_TYPE

@@ -20,3 +20,16 @@ def read_openapi(path: Path = OPENAPI_PATH) -> str:
     if not isinstance(document, dict) or "openapi" not in document:
         raise ConfigError(f"{path}: not an OpenAPI document (no 'openapi' field)")
     return text
+
+
+MAX_BODY_EXTENSION = "x-max-body-bytes"
+
+
+def max_body_bytes(openapi_json: str) -> int:
+    """The request body limit the app enforces, as its document states it."""
+    value = json.loads(openapi_json).get(MAX_BODY_EXTENSION)
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{OPENAPI_PATH}: {MAX_BODY_EXTENSION}: missing or not a positive integer"
+        )
+    return value

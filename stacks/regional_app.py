@@ -36,6 +36,7 @@ PYTHON_VERSION = "3.12"
 STARTUP_COMMAND = "bash app/startup.sh"
 HEALTH_PATH_PREFIX = "/health"
 TRAFFIC_MANAGER_SERVICE_TAG = "AzureTrafficManager"
+IDENTITY_TYPE = "SystemAssigned, UserAssigned"
 # App settings the platform reads (build, monitoring); everything else is read by app/settings.py.
 PLATFORM_SETTINGS = {
     "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
@@ -101,7 +102,12 @@ class RegionalApp(Construct):
             ftp_publish_basic_authentication_enabled=False,
             webdeploy_publish_basic_authentication_enabled=False,
             public_network_access_enabled=True,
-            identity=LinuxWebAppIdentity(type="SystemAssigned"),
+            # System: the app's own identity (table data, its own Key Vault reads). User: the
+            # platform resolves Key Vault references with it, authorised before the app exists.
+            identity=LinuxWebAppIdentity(
+                type=IDENTITY_TYPE, identity_ids=[secrets.reference_identity.id]
+            ),
+            key_vault_reference_identity_id=secrets.reference_identity.id,
             app_settings={
                 **_app_settings(app_service, certificate, secrets, app_insights),
                 **store_settings,
@@ -117,6 +123,7 @@ class RegionalApp(Construct):
                 ),
             ),
             tags=tags,
+            depends_on=[secrets.reference_propagated],
         )
         self.secret_access = secrets.grant_secret_read(
             self, "reads-health-key", self.web_app.identity.principal_id
@@ -141,7 +148,8 @@ def _app_settings(
         "HEALTH_CHECK_KEY": secrets.health_key_reference,
         "CLIENT_CERT_SUBJECT": certificate.subject,
         "CLIENT_CERT_ISSUER": certificate.expected_issuer,
-        "CLIENT_CERT_THUMBPRINTS": secrets.certificate.thumbprint,
+        # The certificate (public part) whose key the app pins: renewals reuse the key.
+        "CLIENT_CERT_PINNED_KEYS": secrets.certificate.certificate_data_base64,
         "WEB_CONCURRENCY": str(app_service.workers),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights.connection_string,
         **PLATFORM_SETTINGS,

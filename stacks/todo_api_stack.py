@@ -11,6 +11,7 @@ from cdktf_cdktf_provider_azurerm.provider import (
 from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
+from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from stacks.alerts import OperationsAlerts
@@ -173,6 +174,7 @@ class TodoApiStack(TerraformStack):
             ],
         )
         RandomProvider(self, "random")
+        TimeProvider(self, "time")  # time_sleep: waits for role assignments to propagate
 
     def _state_backend(self) -> None:
         state = self.config.state
@@ -277,8 +279,12 @@ class TodoApiStack(TerraformStack):
         gateway_urls = [url for g in self.gateways for url in g.gateway_urls]
         fqdns = [self.app_traffic.fqdn]
         if self.gateway_traffic is not None:
-            gateway_urls.insert(0, f"https://{self.gateway_traffic.fqdn}")
             fqdns.append(self.gateway_traffic.fqdn)
+            # The Traffic Manager name itself presents *.azure-api.net: only a custom domain
+            # bound on both instances makes it a URL clients can use (docs/deploy.md).
+            custom = self.config.gateway.public_custom_domain
+            if custom:
+                gateway_urls.insert(0, f"https://{custom}")
         apps = [self.apps[primary].web_app, self.apps[secondary].web_app]
         groups = [self.global_group.name] + [
             self.regional_groups[r].name for r in (primary, secondary)

@@ -2,6 +2,7 @@
 presents, server certificates for the local front ends, and a password-protected PFX.
 
     python -m tools.certs generate [--out .certs] [--force]
+    python -m tools.certs renew [--out .certs]    a new client certificate for the same key
     python -m tools.certs show [--out .certs]
 
 `generate` refuses to overwrite existing material unless --force; every file is written
@@ -122,8 +123,14 @@ def make_ca() -> Issued:
     return Issued(certificate, key)
 
 
-def _leaf(ca: Issued, common_name: str, usage, alt_names: list[x509.GeneralName]) -> Issued:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+def _leaf(
+    ca: Issued,
+    common_name: str,
+    usage,
+    alt_names: list[x509.GeneralName],
+    key: rsa.RSAPrivateKey | None = None,
+) -> Issued:
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     builder = (
         _builder(_name(common_name), ca.certificate.subject, key.public_key(), LEAF_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -137,10 +144,10 @@ def _leaf(ca: Issued, common_name: str, usage, alt_names: list[x509.GeneralName]
     return Issued(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-def make_client(ca: Issued) -> Issued:
+def make_client(ca: Issued, key: rsa.RSAPrivateKey | None = None) -> Issued:
     # A subjectAltName too: RFC 5280 path validation (cryptography's verifier) requires one.
     alt_names = [x509.DNSName(CLIENT_COMMON_NAME)]
-    return _leaf(ca, CLIENT_COMMON_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, alt_names)
+    return _leaf(ca, CLIENT_COMMON_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, alt_names, key)
 
 
 def make_server(ca: Issued) -> Issued:
@@ -219,6 +226,30 @@ def generate(out: Path, force: bool = False) -> dict[str, Path]:
     return {name: out / name for name in files}
 
 
+def _load_key(path: Path) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise CliError(f"{path} is missing; run: python -m tools.certs generate") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CliError(f"{path} is not an RSA private key")
+    return key
+
+
+def renew(out: Path) -> x509.Certificate:
+    """A new client certificate (new serial and validity) for the same key, as Key Vault renews
+    with `reuse_key`: client.pem, the PFX and client.json are replaced, client.key is kept."""
+    ca = Issued(load_certificate(out / CA_CERT), _load_key(out / CA_KEY))
+    client = make_client(ca, _load_key(out / CLIENT_KEY))
+    password = (out / PFX_PASSWORD).read_text().strip()
+    _write_private(out / PFX, pfx_bytes(client, ca, password))
+    _write_private(
+        out / SUMMARY, (json.dumps(summary(client.certificate), indent=2) + "\n").encode()
+    )
+    _write_private(out / CLIENT_CERT, certificate_pem(client.certificate))
+    return client.certificate
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
@@ -252,7 +283,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m tools.certs", description=__doc__.split("\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for command, text in (("generate", "write a new set"), ("show", "print the current set")):
+    for command, text in (
+        ("generate", "write a new set"),
+        ("renew", "a new client certificate for the same key (as Key Vault renews)"),
+        ("show", "print the current set"),
+    ):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder (default .certs)")
         if command == "generate":
@@ -267,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             generate(args.out, args.force)
             print(f"wrote {', '.join(ALL_FILES)} into {args.out}/")
+        if args.command == "renew":
+            renew(args.out)
+            print(f"renewed {CLIENT_CERT}, {PFX} and {SUMMARY} in {args.out}/ (same {CLIENT_KEY})")
         print(show(args.out))
         return 0
 

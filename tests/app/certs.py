@@ -41,6 +41,10 @@ class Authority:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
 
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return _key()
+
+
 def make_authority(common_name: str = "Contoso Test CA") -> Authority:
     key = _key()
     name = _name(common_name)
@@ -82,12 +86,14 @@ def make_client(
     not_before: datetime.timedelta = datetime.timedelta(days=-1),
     not_after: datetime.timedelta = datetime.timedelta(days=30),
     client_auth: bool | None = True,
+    key: ec.EllipticCurvePrivateKey | None = None,
 ) -> x509.Certificate:
     """A client certificate signed by the authority; validity is relative to now.
 
     client_auth: True for the clientAuth usage, False for serverAuth only, None for no EKU at all.
+    key: the certificate's key (a renewal that reuses it); a new one by default.
     """
-    key = _key()
+    key = key or _key()
     now = datetime.datetime.now(_UTC)
     issuer_ski = authority.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     builder = (

@@ -115,7 +115,7 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 21  # 17 + 4 telemetry (test_telemetry.py)
+    assert len(app_settings.APP_SETTING_NAMES) == 22  # 18 + 4 telemetry (test_telemetry.py)
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
 
@@ -213,7 +213,14 @@ def test_the_memory_store_refuses_more_than_one_worker(environment):
     error = error_for(environment, STORE="memory", WEB_CONCURRENCY="2")
     assert error.name == "WEB_CONCURRENCY"
     assert "STORE=memory" in str(error)
-    assert load_settings(
-        {**environment, "STORE": "table", "TABLE_CONNECTION_STRING": CONNECTION_STRING,
-         "WEB_CONCURRENCY": "4"}
-    ).web_concurrency == 4
+    assert (
+        load_settings(
+            {
+                **environment,
+                "STORE": "table",
+                "TABLE_CONNECTION_STRING": CONNECTION_STRING,
+                "WEB_CONCURRENCY": "4",
+            }
+        ).web_concurrency
+        == 4
+    )

@@ -272,3 +272,93 @@ def test_with_the_store_stopped_the_gateway_answers_503_and_nothing_is_lost(star
     assert int(response.getheader("Retry-After")) >= 1, body
     topology.restore_store()
     assert call(topology.gateway_url, f"{TODO}/{item['id']}", key(topology))[0] == 200
+
+
+def request(url: str, method: str, path: str, headers: dict, body: bytes | None = None):
+    """(status, APP-SERVICE-SITE-NAME, body) with a client timeout above the gateway's own
+    (timeout server 10 s, then one retry), so the caller sees what the gateway decided."""
+    import http.client
+
+    host, port = url.partition("://")[2].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("APP-SERVICE-SITE-NAME"), response.read()
+    finally:
+        connection.close()
+
+
+def test_while_the_primary_app_hangs_reads_succeed_from_the_secondary(start_topology):
+    topology = start_topology()
+    topology.hang_app("primary")
+    # The first read may reach the hung app: it waits for the gateway's timeout and is retried.
+    results = [request(topology.gateway_url, "GET", TODO, key(topology))[:2] for _ in range(5)]
+    assert results == [(200, topology.config.secondary_site)] * 5
+
+
+def test_a_hung_primary_is_taken_out_of_rotation_by_the_health_check(start_topology):
+    topology = start_topology()
+    topology.hang_app("primary")
+    topology.gateway.wait_ready(
+        lambda: topology.serving_site() == topology.config.secondary_site, timeout=15
+    )
+    status, site, _ = request(topology.gateway_url, "GET", TODO, key(topology))
+    assert (status, site) == (200, topology.config.secondary_site)
+
+
+def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(start_topology):
+    # Health checks slowed to one a minute, so the POST surely reaches the hung primary (with
+    # the default 250 ms checks the gateway takes it out of rotation within about 1.25 s).
+    topology = start_topology(check_interval_ms=60_000)
+    topology.hang_app("primary")
+    name = "sent while the primary hangs"
+    headers = {**key(topology), "Content-Type": "application/json"}
+    body = json.dumps({"name": name}).encode()
+    status, _, answer = request(topology.gateway_url, "POST", TODO, headers, body)
+    assert status == 504
+    assert "may have been applied" in json.loads(answer)["detail"]
+    topology.restore_app("primary")
+
+    def names() -> list[str]:
+        _, _, listed = request(topology.gateway_url, "GET", TODO, key(topology))
+        return [item["name"] for item in json.loads(listed)]
+
+    # The primary applies the request it held once it runs again; the gateway never resent it.
+    topology.gateway.wait_ready(lambda: name in names(), timeout=15)
+    assert names().count(name) == 1
+
+
+def _body_of(size: int) -> bytes:
+    """A valid create request of exactly `size` bytes (JSON whitespace pads it)."""
+    head, tail = b'{"name": "at the limit"', b"}"
+    return head + b" " * (size - len(head) - len(tail)) + tail
+
+
+def test_a_body_at_the_limit_is_created_through_the_gateway(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    status, site, _ = request(topology.gateway_url, "POST", TODO, headers, _body_of(MAX_BODY_BYTES))
+    assert (status, site) == (201, topology.config.primary_site)
+
+
+def test_a_body_over_the_limit_gets_a_clear_413_from_the_gateway(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    status, site, body = request(
+        topology.gateway_url, "POST", TODO, headers, _body_of(MAX_BODY_BYTES + 1)
+    )
+    assert (status, site) == (413, None)  # refused before any region, as by the APIM policy
+    assert json.loads(body)["detail"] == f"The request body must be at most {MAX_BODY_BYTES} bytes."
+
+
+def test_a_chunked_body_over_the_limit_gets_413_from_the_app(topology):
+    from app.contract import MAX_BODY_BYTES
+
+    headers = {**key(topology), "Content-Type": "application/json"}
+    oversized = iter([_body_of(MAX_BODY_BYTES + 1)])  # an iterable: sent chunked
+    status, site, body = request(topology.gateway_url, "POST", TODO, headers, oversized)
+    assert (status, site) == (413, topology.config.primary_site)
+    assert json.loads(body)["detail"] == f"The request body must be at most {MAX_BODY_BYTES} bytes."

@@ -58,6 +58,10 @@ BAD_SETTINGS = {
         "key_vault.administrator_object_ids: listed twice",
     ),
     "malformed --set": (["gateway.topology"], "--set gateway.topology: expected KEY=VALUE"),
+    "public custom domain outside dual": (
+        ['gateway.public_custom_domain="api.contoso.com"'],
+        "gateway.public_custom_domain: only used with topology dual, got single",
+    ),
     "throughput below the minimum": (
         ['data_store.throughput_mode="provisioned"', "data_store.throughput=300"],
         "data_store.throughput: provisioned needs 400-1,000,000 RU/s in steps of 100, got 300",

@@ -48,9 +48,16 @@ def test_secret_and_certificate_wait_for_the_configured_administrators(configure
         f"azurerm_role_assignment.{logical_id}"
         for logical_id in administrator_assignments(configured_stack)
     )
+    waits = {
+        logical_id: block
+        for logical_id, block in blocks(configured_stack, "time_sleep").items()
+        if sorted(block["depends_on"]) == expected
+    }
+    ((wait_id, wait),) = waits.items()
+    assert wait["create_duration"] == "120s"
     for kind in ("azurerm_key_vault_secret", "azurerm_key_vault_certificate"):
         for block in blocks(configured_stack, kind).values():
-            assert sorted(block["depends_on"]) == expected
+            assert block["depends_on"] == [f"time_sleep.{wait_id}"]
 
 
 def test_without_object_ids_the_caller_is_the_administrator(synthesized_stacks):
@@ -59,7 +66,12 @@ def test_without_object_ids_the_caller_is_the_administrator(synthesized_stacks):
     assert assignment["principal_id"].startswith("${data.azurerm_client_config.")
     assert assignment["principal_id"].endswith(".object_id}")
     secret = next(iter(blocks(stack, "azurerm_key_vault_secret").values()))
-    assert secret["depends_on"] == [f"azurerm_role_assignment.{logical_id}"]
+    (wait_id,) = [
+        i
+        for i, w in blocks(stack, "time_sleep").items()
+        if w["depends_on"] == [f"azurerm_role_assignment.{logical_id}"]
+    ]
+    assert secret["depends_on"] == [f"time_sleep.{wait_id}"]
 
 
 def test_environment_variable_sets_the_object_ids_per_environment():

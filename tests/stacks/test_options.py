@@ -3,6 +3,7 @@ PFX, a backend custom domain (name validation on), zone-balanced Premium v3 plan
 Cosmos DB region with zones, provisioned throughput and another table name."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from stacks.config import load_environment
 from stacks.synth import synthesize
 from tests.stacks.synthesized import blocks, only
 
+REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {
     "state.backend": "azurerm",
     "state.resource_group_name": "todo-api-tfstate-rg",
@@ -52,8 +54,10 @@ def test_remote_state_uses_the_azurerm_backend_with_oidc(stack):
 def test_imported_pfx_is_read_at_apply_time_with_a_sensitive_password(stack):
     _, cert = only(stack, "azurerm_key_vault_certificate")
     assert stack["variable"]["client_certificate_password"]["sensitive"] is True
+    # absolute, from the project root: Terraform runs in cdktf.out/stacks/<stack>
+    pfx = REPO / ".certs" / "apim-client.pfx"
     assert cert["certificate"] == {
-        "contents": '${filebase64(".certs/apim-client.pfx")}',
+        "contents": f'${{filebase64("{pfx}")}}',
         "password": "${var.client_certificate_password}",
     }
     assert cert["certificate_policy"]["issuer_parameters"] == {"name": "Unknown"}
@@ -109,3 +113,23 @@ def test_configured_table_name_and_throughput_reach_the_table_and_the_apps(stack
     assert (table["name"], table["throughput"]) == ("Todos2", 1200)
     for app in blocks(stack, "azurerm_linux_web_app").values():
         assert app["app_settings"]["TABLE_NAME"] == "Todos2"
+
+
+def test_an_absolute_pfx_path_is_kept_and_relative_ones_do_not_depend_on_the_cwd(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    relative = load_environment("prod", OPTIONS).certificate
+    assert relative.pfx_file == str(REPO / ".certs" / "apim-client.pfx")
+    absolute = load_environment("prod", {**OPTIONS, "certificate.pfx_path": "/srv/pfx/c.pfx"})
+    assert absolute.certificate.pfx_file == "/srv/pfx/c.pfx"
+
+
+def test_dual_with_a_public_custom_domain_offers_it_as_the_first_url(tmp_path_factory):
+    config = load_environment(
+        "dev", {"gateway.topology": "dual", "gateway.public_custom_domain": "api.contoso.com"}
+    )
+    (path,) = synthesize([config], tmp_path_factory.mktemp("dual-domain"))
+    urls = json.loads(path.read_text(encoding="utf-8"))["output"]["gateway_urls"]["value"]
+    assert urls[0] == "https://api.contoso.com"
+    assert len(urls) == 3  # then each instance's own URL

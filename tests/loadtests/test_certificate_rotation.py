@@ -1,0 +1,116 @@
+"""Renewing the client certificate the gateway presents, under load: the gateway reloads with the
+renewed certificate (same key, as Key Vault renews it) and the apps admit it by its pinned key,
+with no failed request and no app restart."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import threading
+import time
+
+from loadtests.topology import Topology, TopologyConfig
+from tools import certs
+
+TODO = "/api/TodoItem"
+WORKERS = 4
+BEFORE, AFTER = 200, 400  # requests completed before the renewal, and after the reload
+
+
+def _load(topology: Topology, results: list, stop: threading.Event) -> None:
+    """One client on a kept-alive connection, as a load tool does; every error counts."""
+    headers = {"Ocp-Apim-Subscription-Key": topology.config.subscription_key}
+    connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=30)
+    while not stop.is_set():
+        try:
+            connection.request("GET", TODO, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            results.append(response.status)
+        except OSError as error:  # includes a kept-alive connection closed under the client
+            results.append(type(error).__name__)
+            connection.close()
+    connection.close()
+
+
+def _wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.05)
+
+
+def test_renewing_the_client_certificate_under_load_fails_no_request(certs_dir, tmp_path):
+    own = tmp_path / "certs"
+    shutil.copytree(certs_dir, own)
+    with Topology.start(TopologyConfig(certs_dir=own, workdir=tmp_path / "topology")) as topology:
+        app_pids = [r.app.pid for r in topology.regions.values()]
+        first = topology.presented_serial()
+        results: list = []
+        stop = threading.Event()
+        clients = [
+            threading.Thread(target=_load, args=(topology, results, stop)) for _ in range(WORKERS)
+        ]
+        for client in clients:
+            client.start()
+        try:
+            _wait_for(lambda: len(results) >= BEFORE, f"{BEFORE} requests before the renewal")
+            renewed = certs.renew(own)
+            topology.reload_gateway()
+            reloaded_at = len(results)
+            _wait_for(lambda: len(results) >= reloaded_at + AFTER, f"{AFTER} requests after")
+        finally:
+            stop.set()
+            for client in clients:
+                client.join()
+        assert topology.presented_serial() == format(renewed.serial_number, "X")
+        assert first != topology.presented_serial()
+        assert [r.app.pid for r in topology.regions.values()] == app_pids  # no app restart
+    failed = [r for r in results if r != 200]
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed: {failed[:5]}"
+
+
+def test_the_documented_commands_renew_and_reload_a_running_topology(certs_dir, tmp_path):
+    """`python -m tools.certs renew` then `python -m loadtests.topology reload-gateway`."""
+    import subprocess
+    import sys
+
+    from loadtests.topology import ROOT, read_state
+    from tests.loadtests.conftest import call
+
+    own, workdir = tmp_path / "certs", tmp_path / "cli"
+    shutil.copytree(certs_dir, own)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+
+    up = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.topology", "up", "--certs", str(own)]
+        + ["--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: (workdir / "state.json").exists() or up.poll() is not None, "up")
+        state = read_state(workdir)
+        renew = run("tools.certs", "renew", "--out", str(own))
+        assert renew.returncode == 0, renew.stderr
+        reload = run("loadtests.topology", "reload-gateway", "--workdir", str(workdir))
+        assert reload.returncode == 0, reload.stderr
+        serial = format(certs.load_certificate(own / "client.pem").serial_number, "X")
+        probe = Topology(TopologyConfig(certs_dir=own, workdir=workdir))
+        probe.gateway_port = int(state["gateway_url"].rsplit(":", 1)[1])
+        probe.config.subscription_key = state["subscription_key"]
+        _wait_for(lambda: probe.presented_serial() == serial, "the renewed certificate in use")
+        key = {"Ocp-Apim-Subscription-Key": state["subscription_key"]}
+        assert call(state["gateway_url"], TODO, key)[0] == 200
+        assert run("loadtests.topology", "down", "--workdir", str(workdir)).returncode == 0
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert "gateway reloaded" in up.stdout.read()

@@ -1,0 +1,179 @@
+"""The API policy API Management runs, read back from the synthesized Terraform as XML: what it
+does when the first region answers 5xx, does not answer, or a caller sends what only the App
+Service front end may send."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, ref
+
+ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
+
+
+@pytest.fixture(params=ALL, ids=[f"{e}-{t}" for e, t in ALL])
+def policies(request, synthesized_stacks):
+    stack = synthesized_stacks[request.param]
+    found = [
+        ET.fromstring(p["xml_content"])
+        for p in blocks(stack, "azurerm_api_management_api_policy").values()
+    ]
+    assert found
+    return stack, found
+
+
+def _certificate_names(stack: dict) -> set[str]:
+    """What `certificate-id` must name: the gateways' API Management certificates."""
+    return {
+        ref("azurerm_api_management_certificate", i, "name")
+        for i in blocks(stack, "azurerm_api_management_certificate")
+    }
+
+
+def _when(section: ET.Element, text: str) -> ET.Element:
+    (when,) = [w for w in section.iter("when") if text in w.get("condition", "")]
+    return when
+
+
+def test_a_5xx_is_retried_once_against_the_other_region_for_idempotent_methods(policies):
+    _, found = policies
+    for policy in found:
+        (retry,) = policy.find("backend").iter("retry")
+        condition = retry.get("condition")
+        assert 'GetValueOrDefault<bool>("idempotent")' in condition
+        assert "context.Response != null && context.Response.StatusCode >= 500" in condition
+        assert (retry.get("count"), retry.get("interval")) == ("1", "0")
+        switch = retry.find("choose/when/set-backend-service")
+        assert (
+            switch.get("backend-id")
+            == '@(context.Variables.GetValueOrDefault<string>("fallback-backend"))'
+        )
+        forward = retry.find("forward-request")
+        assert forward.get("buffer-request-body") == "true"
+
+
+def test_idempotent_methods_exclude_post(policies):
+    _, found = policies
+    for policy in found:
+        (variable,) = [
+            v for v in policy.find("inbound").iter("set-variable") if v.get("name") == "idempotent"
+        ]
+        assert '"GET"' in variable.get("value") and '"PUT"' in variable.get("value")
+        assert '"POST"' not in variable.get("value")
+
+
+def test_a_region_that_does_not_answer_is_handled_in_on_error_by_sending_to_the_other(policies):
+    stack, found = policies
+    certificates = _certificate_names(stack)
+    for policy in found:
+        on_error = policy.find("on-error")
+        again = _when(on_error, "BackendConnectionFailure")
+        condition = again.get("condition")
+        assert 'context.LastError.Section == "backend"' in condition
+        assert '!context.Variables.GetValueOrDefault<bool>("fell-back")' in condition
+        send = again.find("send-request")
+        assert (send.get("mode"), send.get("ignore-error")) == ("copy", "true")
+        assert send.find("set-url").text.startswith(
+            '@(context.Variables.GetValueOrDefault<string>("fallback-url")'
+        )
+        certificate = send.find("authentication-certificate")
+        # by certificate id (the Key Vault certificate's current version), never by thumbprint
+        assert list(certificate.attrib) == ["certificate-id"]
+        assert certificate.get("certificate-id") in certificates
+        returned = again.find("choose/when/return-response")
+        assert returned.get("response-variable-name") == send.get("response-variable-name")
+
+
+def test_after_a_timeout_only_idempotent_methods_go_again(policies):
+    """A POST that timed out may still be applied by the first region: no second attempt."""
+    _, found = policies
+    for policy in found:
+        condition = _when(policy.find("on-error"), "BackendConnectionFailure").get("condition")
+        assert (
+            '(context.LastError.Reason == "Timeout" && '
+            'context.Variables.GetValueOrDefault<bool>("idempotent"))'
+        ) in condition
+
+
+def test_a_post_that_timed_out_gets_a_504_that_says_it_may_have_been_applied(policies):
+    _, found = policies
+    for policy in found:
+        timed_out = [
+            w
+            for w in policy.find("on-error").iter("when")
+            if w.get("condition")
+            == '@(context.LastError.Section == "backend" && context.LastError.Reason == "Timeout")'
+        ]
+        (response,) = [w.find("return-response") for w in timed_out]
+        assert response.find("set-status").get("code") == "504"
+        assert "may have been applied" in response.find("set-body").text
+
+
+def _variables(parent: ET.Element) -> dict[str, str]:
+    return {v.get("name"): v.get("value") for v in parent.iter("set-variable")}
+
+
+def test_the_fallback_is_the_other_regions_web_app_by_gateway_region(policies):
+    stack, found = policies
+    apps = blocks(stack, "azurerm_linux_web_app")
+    hosts = {i: f"https://{ref('azurerm_linux_web_app', i, 'default_hostname')}" for i in apps}
+    for policy in found:
+        choose = policy.find("inbound/choose[2]")
+        (when,) = choose.findall("when")
+        assert when.get("condition") == '@(context.Deployment.Region == "Australia Southeast")'
+        in_southeast, otherwise = _variables(when), _variables(choose.find("otherwise"))
+        assert in_southeast["fallback-backend"] == "app-aue"
+        assert otherwise["fallback-backend"] == "app-ause"
+        assert {in_southeast["fallback-url"], otherwise["fallback-url"]} == set(hosts.values())
+        assert "australiaeast" in next(
+            i for i, h in hosts.items() if h == in_southeast["fallback-url"]
+        )
+
+
+def test_a_callers_own_client_certificate_header_is_dropped(policies):
+    _, found = policies
+    for policy in found:
+        inbound = policy.find("inbound")
+        dropped = [
+            h.attrib for h in inbound.findall("set-header") if h.get("name") == "X-ARR-ClientCert"
+        ]
+        assert dropped == [{"name": "X-ARR-ClientCert", "exists-action": "delete"}]
+
+
+def test_a_body_over_the_apps_limit_is_refused_with_413_before_any_backend(policies):
+    _, found = policies
+    for policy in found:
+        limit = _when(policy.find("inbound"), "Content-Length")
+        assert limit.get("condition").endswith("> 16384)")
+        assert limit.find("return-response/set-status").get("code") == "413"
+
+
+def test_the_client_certificate_is_presented_by_id_for_every_forward(policies):
+    stack, found = policies
+    certificates = _certificate_names(stack)
+    for policy in found:
+        (presented,) = policy.find("inbound").findall("authentication-certificate")
+        assert list(presented.attrib) == ["certificate-id"]
+        assert presented.get("certificate-id") in certificates
+        assert not [e for e in policy.iter() if "thumbprint" in e.attrib]
+
+
+def test_backends_are_called_over_http_1_1(policies):
+    """HTTP/2 cannot renegotiate, which the web apps' exclusion path needs."""
+    _, found = policies
+    for policy in found:
+        (forward,) = policy.iter("forward-request")
+        assert forward.get("http-version") == "1"
+
+
+def test_api_management_speaks_tls_1_2_to_backends_and_nothing_older(policies):
+    """Backend TLS 1.3 is opt-in in API Management (Manage protocols and ciphers) and azurerm
+    4.55 has no argument that opts in; TLS 1.0, 1.1 and SSL 3 are off."""
+    stack, _ = policies
+    for service in blocks(stack, "azurerm_api_management").values():
+        security = service["security"]
+        assert {k: v for k, v in security.items() if k.startswith("backend_")} == {
+            "backend_ssl30_enabled": False,
+            "backend_tls10_enabled": False,
+            "backend_tls11_enabled": False,
+        }
