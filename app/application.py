@@ -64,6 +64,10 @@ def open_store(settings: Settings) -> TodoStore:
     if settings.store.kind == TABLE_STORE:
         from app.table_store import table_store
 
+        if settings.telemetry.enabled:  # store calls are traced only inside traced requests
+            from app.telemetry import in_traced_request
+
+            return table_store(settings.store, traced=in_traced_request)
         return table_store(settings.store)
     return InMemoryTodoStore()
 

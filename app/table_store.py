@@ -135,13 +135,23 @@ class TableTodoStore:
         page_size: int = PAGE_SIZE,
         deadline: float = OPERATION_DEADLINE_SECONDS,
         credential: AsyncTokenCredential | None = None,
+        traced: Callable[[], bool] | None = None,
     ) -> None:
         self._client_factory = client_factory
+        # With telemetry on, azure-core traces every SDK call; inside a request the telemetry
+        # does not trace, it would still build (and drop) a span and its HTTP attributes per
+        # call, about 0.1 ms. `traced` says whether the current request is traced.
+        self._traced = traced
         self._client: TableClient | None = None
         self._credential = credential
         self.table_name = table_name
         self.page_size = page_size
         self.deadline = deadline
+
+    def _call_options(self) -> dict[str, Any]:
+        if self._traced is None:
+            return {}
+        return {"tracing_options": {"enabled": self._traced()}}
 
     @property
     def client(self) -> TableClient:
@@ -189,14 +199,18 @@ class TableTodoStore:
 
     async def list(self) -> list[TodoItem]:
         async def call() -> list[TodoItem]:
-            entities = self.client.list_entities(select=SELECT, results_per_page=self.page_size)
+            entities = self.client.list_entities(
+                select=SELECT, results_per_page=self.page_size, **self._call_options()
+            )
             return [_item(entity) async for entity in entities]
 
         return await self._run("list", call)
 
     async def _read(self, item_id: str):
         try:
-            return await self.client.get_entity(item_id, ENTITY_ROW_KEY, select=SELECT)
+            return await self.client.get_entity(
+                item_id, ENTITY_ROW_KEY, select=SELECT, **self._call_options()
+            )
         except ResourceNotFoundError as error:
             if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
                 return None
@@ -215,7 +229,7 @@ class TableTodoStore:
     async def add(self, item: TodoItem) -> TodoItem:
         async def call() -> TodoItem:
             try:
-                await self.client.create_entity(_entity(item))
+                await self.client.create_entity(_entity(item), **self._call_options())
             except ResourceExistsError:
                 # The SDK retries a create whose answer was lost; if the first attempt was
                 # applied, the retry meets our own item: that is success, not a conflict.
@@ -240,6 +254,7 @@ class TableTodoStore:
                     mode=UpdateMode.REPLACE,
                     etag=current.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
+                    **self._call_options(),
                 )
             except ResourceModifiedError:
                 raise ConcurrentUpdate(item.id) from None
@@ -260,7 +275,7 @@ class TableTodoStore:
             # concurrent deletes of one item may therefore both succeed (DELETE is idempotent).
             if await self._read(item_id) is None:
                 return False
-            await self.client.delete_entity(item_id, ENTITY_ROW_KEY)
+            await self.client.delete_entity(item_id, ENTITY_ROW_KEY, **self._call_options())
             return True
 
         return await self._run("delete", call)

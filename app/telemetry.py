@@ -173,6 +173,11 @@ class RequestTelemetryMiddleware:
                     span.set_status(Status(StatusCode.ERROR))
 
 
+def in_traced_request() -> bool:
+    """True inside a request the middleware traces (the store then traces its SDK calls)."""
+    return trace.get_current_span().is_recording()
+
+
 class FollowTheRequestSampler(Sampler):
     """The tracer provider's sampler: the middleware decides for each request and starts its
     span with a sample rate; a span inside a traced request follows it (and carries its rate);
