@@ -19,6 +19,9 @@ def _configure_logging() -> None:
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The Azure SDK logs every HTTP request and response (headers) at INFO: two log lines and
+    # their CPU per store call. Its warnings and errors still show; the app logs store outages.
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 _configure_logging()

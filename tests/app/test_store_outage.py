@@ -191,3 +191,28 @@ def test_a_throttled_store_is_a_503_with_the_service_retry_hint(settings, cert_h
         assert account.server.calls == 3  # the first try and the SDK's two retries
     finally:
         account.close()
+
+
+def test_the_server_log_carries_no_per_request_sdk_lines(
+    environment, azurite, tmp_path, cert_header
+):
+    from tests.app import servers
+    from tests.app.conftest import HEALTH_KEY
+
+    azurite.create_table("QuietLog")
+    settings = {
+        **environment,
+        "STORE": "table",
+        "TABLE_NAME": "QuietLog",
+        "TABLE_CONNECTION_STRING": azurite.connection_string,
+    }
+    server = servers.start_production(settings, tmp_path / "log", f"/health/{HEALTH_KEY}")
+    try:
+        for _ in range(3):
+            assert server.request("GET", "/api/TodoItem", headers=cert_header)[0] == 200
+        server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200')
+        output = server.output()
+    finally:
+        server.stop()
+    assert "http_logging_policy" not in output and "Request URL" not in output
+    assert azurite.key not in output
