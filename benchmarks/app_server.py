@@ -4,8 +4,8 @@ does the same work, side by side in one run. Goal: ratio >= 0.90 on every case.
 Both run under app/startup.sh (gunicorn + uvicorn, one worker, the same flags), pinned to CPU 0
 (`taskset -c 0`); wrk runs pinned to CPU 1, and so does Azurite for the table store: on 2 cores
 an unpinned load generator takes CPU from the server and hides overhead. Each case warms up
-both apps, then alternates baseline and app for --rounds rounds; every round is printed, and
-the ratio is taken of the medians.
+both apps, then runs baseline and app in turn for --rounds rounds (who goes first alternates);
+every round is printed, and the ratio is taken of the medians.
 
 Stores (--store):
 - memory: the app's in-memory store vs a bare route answering the same payload from a list;
@@ -242,9 +242,11 @@ def measure(kind: str, args, work: Path) -> list[tuple[str, list[Result], list[R
                 _wrk(base_url, header, WARM_UP_SECONDS, args, script)
                 _wrk(app_url, header, WARM_UP_SECONDS, args, script)
                 base, full = [], []
-                for _ in range(args.rounds):
-                    base.append(_wrk(base_url, header, args.duration, args, script))
-                    full.append(_wrk(app_url, header, args.duration, args, script))
+                for n in range(args.rounds):
+                    # Who goes first alternates: a POST round grows the table the next one reads.
+                    order = [(base, base_url), (full, app_url)]
+                    for results, url in order if n % 2 == 0 else reversed(order):
+                        results.append(_wrk(url, header, args.duration, args, script))
                 rows.append((label, base, full))
         finally:
             candidate.stop()
