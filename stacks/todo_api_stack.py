@@ -262,6 +262,7 @@ class TodoApiStack(TerraformStack):
             alerts.gateway_failures(REGIONS[gateway.location].short, gateway.service.id)
         for region, app in self.apps.items():
             alerts.web_app_health(REGIONS[region].short, app.web_app.id)
+        alerts.store(self.store.account.id)
         workbook = FailoverWorkbook(
             self,
             "workbook",

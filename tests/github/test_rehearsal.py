@@ -18,7 +18,7 @@ import pytest
 from tests.github.fake_azure import Gateway, WebApp
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
 from tests.tools.conftest import FakeGitHub, serving
-from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, raw_outputs
+from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, WORKBOOK_OUTPUTS, raw_outputs
 
 pytestmark = pytest.mark.rehearsal
 
@@ -48,6 +48,7 @@ class World:
             web_app_hostnames=[app.url for app in self.web_apps],
             subscription_key=SUBSCRIPTION_KEY,
             **COSMOS_OUTPUTS,
+            **WORKBOOK_OUTPUTS,
         )
         stack = {"plan": plan(plan_name), "exitcode": exitcode, "outputs": outputs,
                  "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
@@ -365,3 +366,11 @@ def test_database_drill_reports_items_lost_and_the_write_pause(load_runs):
     result = json.loads((reports(load_runs["database drill"]) / "database-failover.json").read_text())
     assert result["items_lost"] == 0
     assert result["seconds_without_successful_writes"] > 0  # writes paused while it moved
+
+
+def test_each_drill_links_the_failover_workbook_for_its_window(load_runs):
+    for name in ("drill", "database drill"):
+        run = load_runs[name]
+        assert "Success - Main Link the failover workbook (drills only)" in run.log, name
+    # A drill that died before its summary has no window to link: the step is skipped.
+    assert "Main Link the failover workbook" not in load_runs["crashed drill"].log

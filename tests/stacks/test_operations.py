@@ -50,7 +50,10 @@ def test_every_alert_notifies_the_action_group_and_says_what_to_look_at(case):
         ]
         assert "Look first at:" in alert["description"]
         assert alert["auto_mitigate"] is True
-        assert alert["window_size"] == "PT5M" and alert["frequency"] == "PT1M"
+        # Cosmos DB computes ServiceAvailability hourly: that alert looks at one hour, every 5 min.
+        hourly = alert["criteria"][0]["metric_name"] == "ServiceAvailability"
+        expected = ("PT1H", "PT5M") if hourly else ("PT5M", "PT1M")
+        assert (alert["window_size"], alert["frequency"]) == expected
 
 
 def test_alerts_cover_traffic_manager_gateways_and_each_region(case):
@@ -62,6 +65,8 @@ def test_alerts_cover_traffic_manager_gateways_and_each_region(case):
         + (topology == "dual"),
         "Requests@api_management": gateways,
         "HealthCheckStatus@linux_web_app": 2,
+        "ServiceAvailability@cosmosdb_account": 1,
+        "TotalRequests@cosmosdb_account": 1,
     }
 
 

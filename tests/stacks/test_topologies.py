@@ -59,7 +59,7 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_monitor_diagnostic_setting": 2 + 1 + (1 + (gateways == 2)) + gateways + 1,
         "azurerm_monitor_action_group": 1,
         # each Traffic Manager, each gateway, each web app (docs/operations.md)
-        "azurerm_monitor_metric_alert": (1 + (gateways == 2)) + gateways + 2,
+        "azurerm_monitor_metric_alert": (1 + (gateways == 2)) + gateways + 2 + 2,
         "azurerm_application_insights_workbook": 1,
     }
     counts = {kind: len(blocks(stack, kind)) for kind in expected}

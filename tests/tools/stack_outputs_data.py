@@ -8,6 +8,13 @@ COSMOS_OUTPUTS = {
     "table_name": "TodoItems",
 }
 
+WORKBOOK_OUTPUTS = {
+    "workbook_id": "/subscriptions/0000/resourceGroups/rg-global/providers/"
+    "microsoft.insights/workbooks/11111111-2222-3333-4444-555555555555",
+    "workbook_url": "https://portal.azure.com/#@/resource/subscriptions/0000/resourceGroups/"
+    "rg-global/providers/microsoft.insights/workbooks/11111111-2222-3333-4444-555555555555/workbook",
+}
+
 
 def raw_outputs(**overrides) -> dict:
     values = {
