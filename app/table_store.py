@@ -33,8 +33,6 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.data.tables import TableErrorCode, UpdateMode
 from azure.data.tables.aio import TableClient
@@ -178,7 +176,7 @@ class TableTodoStore:
             raise self._unavailable(
                 operation, f"table {self.table_name!r}: {_error_code(error)}"
             ) from None
-        except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
+        except ClientAuthenticationError as error:  # before its base, HttpResponseError
             raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
         except HttpResponseError as error:
             if error.status_code in _UNAVAILABLE_STATUSES:
@@ -186,7 +184,7 @@ class TableTodoStore:
                     operation, f"HTTP {error.status_code} {_error_code(error)}", _retry_after(error)
                 ) from None
             raise
-        except AzureError as error:  # credential and transport failures outside HTTP
+        except AzureError as error:  # connection failures, read timeouts, other transport errors
             raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
 
     def _unavailable(
