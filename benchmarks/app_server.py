@@ -176,10 +176,8 @@ def write_post_script(work: Path) -> Path:
 
 
 def _start(servers, settings: dict[str, str], log: Path, app_path: str | None = None):
-    command = ["taskset", "-c", SERVER_CPU, "bash", str(servers.STARTUP_SCRIPT)]
-    return servers.start(
-        command + ([app_path] if app_path else []), settings, log, "/health/" + HEALTH_KEY
-    )
+    ready = "/health/" + HEALTH_KEY
+    return servers.start_production(settings, log, ready, app_path, cpus=SERVER_CPU)
 
 
 def _wrk(url: str, header: str, seconds: float, args, script: Path | None) -> Result:

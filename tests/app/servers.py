@@ -122,13 +122,20 @@ def start(
 
 
 def start_production(
-    app_settings: dict[str, str], log: Path, ready_path: str, app_path: str | None = None
+    app_settings: dict[str, str],
+    log: Path,
+    ready_path: str,
+    app_path: str | None = None,
+    cpus: str | None = None,
 ) -> Server:
     """app/startup.sh, as App Service runs it (HOST/PORT from the environment).
 
-    app_path serves another ASGI app with the same server settings (the benchmark's baseline).
+    app_path serves another ASGI app with the same server settings (the benchmark's baseline);
+    cpus pins the server and its workers (`taskset -c`, the benchmarks).
     """
     command = ["bash", str(STARTUP_SCRIPT), *([app_path] if app_path else [])]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
     return start(command, app_settings, log, ready_path)
 
 
