@@ -1,7 +1,7 @@
 # The two commands: `make demo` (the main job) and `make test` (the whole suite).
 # Every target bootstraps what it needs, idempotently: the virtualenv (.venv, from uv.lock),
 # checkov's own virtualenv (.tools/checkov, from requirements/checkov.lock), the cdktf CLI
-# (node_modules, from package-lock.json) and Debian packages (haproxy, wrk).
+# (node_modules, from package-lock.json) and Debian packages (haproxy, wrk, stress-ng).
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set (as on these machines)
 # every synth would otherwise recompile ~180 provider modules from source (~1 s).
 
@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry lint package clean
+.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
 
 demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -42,7 +42,7 @@ node_modules/.synced: package.json package-lock.json
 	@touch $@
 
 system-packages:
-	@tools/ensure-debian-packages.sh haproxy=haproxy wrk=wrk
+	@tools/ensure-debian-packages.sh haproxy=haproxy wrk=wrk stress-ng=stress-ng
 
 synth: $(VENV)/.synced
 	$(PY) main.py
@@ -67,6 +67,13 @@ bench-gateway: $(VENV)/.synced node_modules/.synced system-packages
 
 bench-telemetry: $(VENV)/.synced system-packages
 	$(PY) -m benchmarks.telemetry
+
+# The whole suite RUNS times in a row while stress-ng keeps one core busy; every failing test id
+# is reported (reports/flake-hunt/summary.md). LOAD=none runs it on an idle machine.
+RUNS ?= 5
+LOAD ?= stress
+flake-hunt: $(VENV)/.synced $(CHECKOV_VENV)/.synced node_modules/.synced system-packages
+	$(PY) -m tools.flake_hunt --runs $(RUNS) --load $(LOAD)
 
 package: $(VENV)/.synced
 	$(PY) -m tools.package_app

@@ -13,6 +13,9 @@ import pytest
 
 from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, topology_overrides
 
+# No process outlives the run that started it; SIGTERM tears fixtures down (tests/leftovers.py).
+pytest_plugins = ("tests.leftovers",)
+
 
 @pytest.fixture(scope="session")
 def synthesized_stack_files(tmp_path_factory) -> dict[tuple[str, str], Path]:

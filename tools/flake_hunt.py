@@ -10,7 +10,7 @@ two cores busy for the whole hunt: a test that only passes with a core to spare 
 
 Every failing test is printed with its id and run number as the run ends, and once more in a
 summary (which tests failed in which runs); the summary is also written to
-REPORT_DIR/summary.md, each run's full output to REPORT_DIR/run-N.log. Exit status: 0 when every
+REPORT_DIR/summary.md, each run's full output to REPORT_DIR/run-N.log (and run-N.xml, JUnit). Exit status: 0 when every
 run passed, 1 when any test failed or any run did not finish, 2 for bad arguments.
 """
 
@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parents[1]
 # pytest's short test summary (-ra): "FAILED tests/x.py::test_y[p] - message" / "ERROR ...".
@@ -49,16 +50,34 @@ class Run:
         return self.returncode == 0 and not self.failures
 
 
-def parse_output(text: str) -> tuple[list[tuple[str, str]], str]:
-    """The failing tests (id, message) and pytest's final line, from one run's output."""
+def parse_output(text: str, junit: Path) -> tuple[list[tuple[str, str]], str]:
+    """The failing tests (id, message) and pytest's final line, from one run's output; the
+    messages come from the JUnit XML report (the terminal's are cut to its width)."""
+    messages = junit_messages(junit)
     failures = []
     outcome = "no pytest summary line (the run was killed or crashed)"
     for line in text.splitlines():
         if match := SUMMARY_LINE.match(line):
-            failures.append((f"{match[1]} {match[2]}", (match[3] or "").strip()))
+            test = match[2]
+            message = messages.get(test.rpartition("::")[2]) or (match[3] or "").strip()
+            failures.append((f"{match[1]} {test}", message))
         elif match := FINAL_LINE.match(line):
             outcome = match[1]
     return failures, outcome
+
+
+def junit_messages(path: Path) -> dict[str, str]:
+    """{test name: first line of its failure or error}, for names that occur once."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return {}
+    found: dict[str, list[str]] = {}
+    for case in root.iter("testcase"):
+        for problem in (*case.iter("failure"), *case.iter("error")):
+            message = (problem.get("message") or "").strip().splitlines()
+            found.setdefault(case.get("name", ""), []).append(message[0] if message else "")
+    return {name: lines[0] for name, lines in found.items() if len(lines) == 1}
 
 
 @contextlib.contextmanager
@@ -88,7 +107,9 @@ def load(kind: str) -> Iterator[str]:
 
 
 def run_suite(number: int, pytest_args: list[str], timeout: float, log: Path) -> Run:
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args]
+    junit = log.with_suffix(".xml")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={junit}",
+               *pytest_args]
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
         process = subprocess.Popen(
@@ -104,7 +125,7 @@ def run_suite(number: int, pytest_args: list[str], timeout: float, log: Path) ->
             process.wait()
             returncode = None
     seconds = time.monotonic() - started
-    failures, outcome = parse_output(log.read_text(encoding="utf-8", errors="replace"))
+    failures, outcome = parse_output(log.read_text(encoding="utf-8", errors="replace"), junit)
     if returncode is None:
         outcome = f"killed after {timeout:.0f} s without finishing"
     elif returncode != 0 and not failures:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.leftovers import MARKER
+
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SCRIPT = REPO / "app" / "startup.sh"
 READY_TIMEOUT = 60.0  # a hang guard only: the loop ends as soon as the server answers
@@ -25,7 +27,8 @@ def free_port() -> int:
 
 def server_environment(app_settings: dict[str, str], port: int) -> dict[str, str]:
     """What the server needs, then the app settings, and nothing else from this process."""
-    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    inherited = ("PATH", "HOME", "LANG", MARKER)  # MARKER: stopped if this run is killed
+    base = {key: os.environ[key] for key in inherited if key in os.environ}
     server = {
         "HOST": "127.0.0.1",
         "PORT": str(port),

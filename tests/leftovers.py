@@ -1,0 +1,170 @@
+"""No process outlives the test run that started it (a pytest plugin, loaded by tests/conftest.py).
+
+Every process the suite starts carries `TODO_API_TEST_SESSION=<pytest pid>:<its start time>` in
+its environment: it is set in pytest's own environment before the first test, so children,
+grandchildren and the process groups they lead inherit it (tests/app/servers.py passes it on
+explicitly, as it builds the server's environment from scratch).
+
+- At the start of a run, processes marked by a run that no longer exists (pytest was killed:
+  SIGKILL, an OOM kill, a CI job cancelled) are stopped, with their process groups, and listed
+  on the terminal. A second run right after a killed one starts clean.
+- At the end of a run, after every fixture's teardown, a process still marked by this run is a
+  leak: it is stopped and listed, and the run fails (exit status 1).
+- SIGTERM (what `timeout`, CI runners and `kill` send) interrupts the run like Ctrl-C does, so
+  fixtures tear down and stop what they started; by default it would end pytest on the spot.
+
+A hung test is pytest-timeout's job (`timeout` in pyproject.toml): it fails the test with a
+message and a stack dump, and the test's fixtures then stop its processes as on any failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MARKER = "TODO_API_TEST_SESSION"
+PROC = Path("/proc")
+# jsii's node kernel lives as long as the Python process that started it (stopped at exit).
+OUTLIVES_THE_SESSION = ("jsii-runtime",)
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    pgid: int
+    session: str
+    command: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid}: {self.command[:160]}"
+
+
+def start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a pid from its reuse)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def session_of(pid: int) -> str:
+    return f"{pid}:{start_ticks(pid)}"
+
+
+def session_alive(session: str) -> bool:
+    pid, _, ticks = session.partition(":")
+    return pid.isdigit() and start_ticks(int(pid)) == ticks
+
+
+def marked_processes() -> list[Process]:
+    """Every other live process whose environment carries a test-run marker."""
+    found = []
+    prefix = f"{MARKER}=".encode()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            pgid = os.getpgid(int(entry.name))
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        for variable in environ:
+            if variable.startswith(prefix):
+                session = variable[len(prefix) :].decode(errors="replace")
+                found.append(Process(int(entry.name), pgid, session, command.strip()))
+                break
+    return found
+
+
+def stop(processes: list[Process]) -> None:
+    """SIGKILL each process, and the whole group of those that lead one; reap our own children;
+    return once none of them exists any more."""
+    own_group = os.getpgrp()
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if process.pgid == process.pid and process.pgid != own_group:
+                os.killpg(process.pgid, signal.SIGKILL)
+            else:
+                os.kill(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    remaining = list(processes)
+    while remaining and time.monotonic() < deadline:
+        for process in remaining:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(process.pid, os.WNOHANG)
+        remaining = [p for p in remaining if start_ticks(p.pid) is not None]
+        if remaining:
+            time.sleep(0.05)
+    if remaining:
+        listed = "; ".join(p.describe() for p in remaining)
+        raise RuntimeError(f"could not stop processes left by tests: {listed}")
+
+
+def left_by_ended_runs() -> list[Process]:
+    return [p for p in marked_processes() if not session_alive(p.session)]
+
+
+def leaked_by_this_run(session: str) -> list[Process]:
+    return [
+        p
+        for p in marked_processes()
+        if p.session == session and not any(name in p.command for name in OUTLIVES_THE_SESSION)
+    ]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # pragma: no cover - no xdist here, but never twice
+        return
+    leftovers = left_by_ended_runs()
+    stop(leftovers)
+    config.stash[_cleaned] = leftovers
+    config.stash[_session] = session_of(os.getpid())
+    os.environ[MARKER] = config.stash[_session]
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    leftovers = session.config.stash.get(_cleaned, [])
+    if leftovers:
+        lines = [f"stopped {len(leftovers)} processes left by an earlier test run that was killed:"]
+        write(session, [*lines, *(f"  {p.describe()}" for p in leftovers)])
+
+
+def write(session: pytest.Session, lines: list[str], **markup: bool) -> None:
+    """To the terminal, -q or not."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    reporter.ensure_newline()
+    for line in lines:
+        reporter.write_line(line, **markup)
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' teardown (runner's pytest_sessionfinish)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    leaked = leaked_by_this_run(session.config.stash.get(_session, ""))
+    if not leaked:
+        return
+    stop(leaked)
+    lines = [f"processes left running by tests (stopped now): {len(leaked)}"]
+    write(session, [*lines, *(f"  {p.describe()}" for p in leaked)], red=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_cleaned = pytest.StashKey[list]()
+_session = pytest.StashKey[str]()
