@@ -38,6 +38,7 @@ STOP_TIMEOUT_SECONDS = 10.0
 @dataclass(frozen=True)
 class Process:
     pid: int
+    ppid: int
     pgid: int
     session: str
     command: str
@@ -46,14 +47,20 @@ class Process:
         return f"pid {self.pid}: {self.command[:160]}"
 
 
-def start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (tells a pid from its reuse)."""
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on, or None once the process is gone or a zombie."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields[19]
+    return None if fields[0] == "Z" else fields
+
+
+def start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a pid from its reuse)."""
+    fields = stat_fields(pid)
+    return fields[19] if fields else None
 
 
 def session_of(pid: int) -> str:
@@ -75,13 +82,15 @@ def marked_processes() -> list[Process]:
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            pgid = os.getpgid(int(entry.name))
-        except OSError:  # gone meanwhile, or a kernel thread
+        except OSError:  # gone meanwhile
             continue
+        fields = stat_fields(int(entry.name))
         for variable in environ:
-            if variable.startswith(prefix):
+            if variable.startswith(prefix) and fields:
                 session = variable[len(prefix) :].decode(errors="replace")
-                found.append(Process(int(entry.name), pgid, session, command.strip()))
+                process = Process(int(entry.name), int(fields[1]), int(fields[2]), session,
+                                  command.strip())
+                found.append(process)
                 break
     return found
 
@@ -115,11 +124,12 @@ def left_by_ended_runs() -> list[Process]:
 
 
 def leaked_by_this_run(session: str) -> list[Process]:
-    return [
-        p
-        for p in marked_processes()
-        if p.session == session and not any(name in p.command for name in OUTLIVES_THE_SESSION)
-    ]
+    """This run's processes, but for those that end with pytest itself (and their children)."""
+    mine = {p.pid: p for p in marked_processes() if p.session == session}
+    expected = {p.pid for p in mine.values() if any(n in p.command for n in OUTLIVES_THE_SESSION)}
+    while grown := {p.pid for p in mine.values() if p.ppid in expected} - expected:
+        expected |= grown
+    return [p for p in mine.values() if p.pid not in expected]
 
 
 def _interrupt(signum, frame):
@@ -149,7 +159,8 @@ def write(session: pytest.Session, lines: list[str], **markup: bool) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    reporter.ensure_newline()
+    if reporter._tw.width_of_current_line:  # after -q's progress dots
+        reporter.write("\n")
     for line in lines:
         reporter.write_line(line, **markup)
 
