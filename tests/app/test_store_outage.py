@@ -152,6 +152,7 @@ class ThrottlingAccount:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _throttle(self) -> None:
+                self.server.calls += 1  # before answering: the caller may look once it has read
                 body = b'{"odata.error":{"code":"TooManyRequests","message":{"value":"429"}}}'
                 self.send_response(429)
                 self.send_header("x-ms-retry-after-ms", retry_after)
@@ -159,7 +160,6 @@ class ThrottlingAccount:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                self.server.calls += 1
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _throttle
 
@@ -210,8 +210,7 @@ def test_the_server_log_carries_no_per_request_sdk_lines(
     try:
         for _ in range(3):
             assert server.request("GET", "/api/TodoItem", headers=cert_header)[0] == 200
-        server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200')
-        output = server.output()
+        output = server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200', times=3)
     finally:
         server.stop()
     assert "http_logging_policy" not in output and "Request URL" not in output
