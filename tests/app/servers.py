@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +77,15 @@ class Server:
     def output(self) -> str:
         return self.log.read_text()
 
+    def listens(self) -> bool:
+        """Whether this server's own process listens on its port (free_port() only found a free
+        port: another process may have taken it since, and would answer in this server's stead)."""
+        try:
+            sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets)
+
     def answers(self, path: str) -> bool:
         """Whether the server answers GET `path` with any HTTP status."""
         try:
@@ -129,7 +140,10 @@ def start(
         )
     server = Server(process, port, log)
     try:
-        server.wait_for(lambda: server.answers(ready_path), f"the server answered GET {ready_path}")
+        server.wait_for(
+            lambda: server.listens() and server.answers(ready_path),
+            f"the server listened on port {port} and answered GET {ready_path}",
+        )
     except BaseException:
         server.stop()
         raise
