@@ -11,9 +11,10 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
+
+from tests.waiting import wait_until
 
 INSTRUMENTATION_KEY = "00000000-0000-4000-8000-000000000000"
 EXPORTER_QUIET = {
@@ -76,16 +77,21 @@ class FakeIngestion:
 
     def wait_for(self, describe: str, condition) -> list[dict]:
         """Wait until condition(envelopes) is truthy; return the envelopes then."""
-        deadline = time.monotonic() + WAIT_TIMEOUT
-        while True:
-            with self._lock:
-                envelopes = list(self.envelopes)
-            if condition(envelopes):
-                return envelopes
-            if time.monotonic() > deadline:
-                names = sorted({request_name(e) for e in envelopes})
-                raise AssertionError(f"ingestion never received {describe}; got {names}")
-            time.sleep(0.05)
+
+        def envelopes_if_done() -> list[dict] | None:
+            envelopes = self.received()
+            return envelopes if condition(envelopes) else None
+
+        return wait_until(
+            envelopes_if_done,
+            f"ingestion received {describe}",
+            WAIT_TIMEOUT,
+            details=lambda: f"got {sorted({request_name(e) for e in self.received()})}",
+        )
+
+    def received(self) -> list[dict]:
+        with self._lock:
+            return list(self.envelopes)
 
     def all_bytes(self) -> bytes:
         with self._lock:

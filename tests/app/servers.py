@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from tests.leftovers import MARKER
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SCRIPT = REPO / "app" / "startup.sh"
@@ -76,12 +79,37 @@ class Server:
     def output(self) -> str:
         return self.log.read_text()
 
-    def wait_for_output(self, text: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while text not in self.output():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"server never printed {text!r}:\n{self.output()}")
-            time.sleep(0.05)
+    def listens(self) -> bool:
+        """Whether this server's own process listens on its port (free_port() only found a free
+        port: another process may have taken it since, and would answer in this server's stead)."""
+        try:
+            sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets)
+
+    def answers(self, path: str) -> bool:
+        """Whether the server answers GET `path` with any HTTP status."""
+        try:
+            self.request("GET", path)
+        except OSError:
+            return False
+        return True
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait until `condition()` holds; fail saying `what` never happened, with the output."""
+
+        def exited() -> str | None:  # the condition is checked once more: the output is final
+            code = self.process.poll()
+            return None if code is None or condition() else f"the server exited with {code}"
+
+        wait_until(condition, what, READY_TIMEOUT, details=self.output, give_up=exited)
+
+    def wait_for_output(self, text: str, times: int = 1) -> str:
+        """Wait until the output holds `text` at least `times` times; return the output then."""
+        what = f"the server printed {text!r}" + (f" {times} times" if times > 1 else "")
+        self.wait_for(lambda: self.output().count(text) >= times, what)
+        return self.output()
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -99,29 +127,29 @@ def start(
     log: Path,
     ready_path: str,
     port: int | None = None,
+    cwd: Path = REPO,
 ) -> Server:
     """Start the server and return once it answers `ready_path` (any HTTP status)."""
     port = port or free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,
-            cwd=REPO,
+            cwd=cwd,
             env=server_environment(app_settings, port),
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = Server(process, port, log)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            server.request("GET", ready_path)
-            return server
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise AssertionError(f"server did not start:\n{server.output()}") from None
-            time.sleep(0.05)
+    try:
+        server.wait_for(
+            lambda: server.listens() and server.answers(ready_path),
+            f"the server listened on port {port} and answered GET {ready_path}",
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def start_production(

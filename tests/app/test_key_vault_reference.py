@@ -9,7 +9,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -18,6 +17,7 @@ from app.application import create_app
 from app.key_vault import KeyVaultReference, PendingSetting, resolve_pending
 from app.settings import SettingsError, load_settings
 from tests.app.conftest import HEALTH_KEY
+from tests.waiting import wait_until
 
 SECRET_URI = "https://todo-api-dev-kv.vault.azure.net/secrets/health-check-key/"
 REFERENCE = f"@Microsoft.KeyVault(SecretUri={SECRET_URI})"
@@ -85,10 +85,10 @@ def test_health_is_503_until_the_secret_is_read_then_ok(unresolved, caplog):
             "The health check key is not resolved from Key Vault yet."
         )
         released.set()
-        deadline = time.monotonic() + 10
-        while client.get(f"/health/{HEALTH_KEY}").status_code != 200:
-            assert time.monotonic() < deadline, "health never became 200 after the secret came"
-            time.sleep(0.01)
+        wait_until(
+            lambda: client.get(f"/health/{HEALTH_KEY}").status_code == 200,
+            "health answered 200 after the secret came",
+        )
         assert client.get("/health/wrong-key-wrong-key-0000").status_code == 403
     assert asked == [KeyVaultReference("HEALTH_CHECK_KEY", SECRET_URI)]
     messages = [r.getMessage() for r in caplog.records]

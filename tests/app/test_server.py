@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 
@@ -56,9 +57,11 @@ def test_bad_server_setting_stops_startup_sh_with_one_line(environment, variable
 
 
 def test_startup_sh_serves_the_api_with_access_log_on_stdout(production_server, cert_header):
+    access_line = '"GET /api/TodoItem HTTP/1.1" 200'
+    earlier = production_server.output().count(access_line)  # the server is shared
     status, _, body = production_server.request("GET", "/api/TodoItem", headers=cert_header)
     assert status == 200 and isinstance(json.loads(body), list)
-    production_server.wait_for_output('"GET /api/TodoItem HTTP/1.1" 200')
+    production_server.wait_for_output(access_line, times=earlier + 1)
 
 
 def table_settings(environment, azurite, table: str) -> dict[str, str]:
@@ -71,6 +74,12 @@ def table_settings(environment, azurite, table: str) -> dict[str, str]:
     }
 
 
+def started_workers(output: str) -> set[str]:
+    """Pids of the gunicorn workers that booted and then completed application startup."""
+    booted = re.findall(r"Booting worker with pid: (\d+)", output)
+    return {pid for pid in booted if f"[{pid}] [INFO] Application startup complete" in output}
+
+
 def test_startup_sh_runs_the_configured_worker_count_over_one_table(
     environment, azurite, tmp_path, cert_header
 ):
@@ -79,13 +88,10 @@ def test_startup_sh_runs_the_configured_worker_count_over_one_table(
         {**settings, "WEB_CONCURRENCY": "2"}, tmp_path / "log", f"/health/{HEALTH_KEY}"
     )
     try:
-        server.wait_for_output("Application startup complete")
-        worker_pids = {
-            line.split("pid: ")[1]
-            for line in server.output().splitlines()
-            if "Booting worker" in line
-        }
-        assert len(worker_pids) == 2
+        server.wait_for(
+            lambda: len(started_workers(server.output())) >= 2, "two workers booted and started"
+        )
+        assert len(re.findall("Booting worker", server.output())) == 2
         headers = {**cert_header, "Content-Type": "application/json"}
         created = [
             json.loads(server.request("POST", "/api/TodoItem", b'{"name": "n"}', headers)[2])
@@ -109,21 +115,24 @@ def test_uvicorn_app_main_starts_locally(environment, tmp_path, cert_header):
 
 
 def test_sigterm_lets_the_in_flight_request_finish(environment, tmp_path, cert_header):
-    server = servers.start_production(environment, tmp_path / "log", f"/health/{HEALTH_KEY}")
     body = b'{"name": "finished during shutdown"}'
     head = (
         "POST /api/TodoItem HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"X-ARR-ClientCert: {cert_header['X-ARR-ClientCert']}\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
-        connection.sendall(head.encode())
-        # 100 Continue comes once the app reads the body: the request is now in flight in the app.
-        assert connection.recv(1024).startswith(b"HTTP/1.1 100 Continue")
-        os.kill(server.process.pid, 15)
-        server.wait_for_output("Shutting down")
-        connection.sendall(body)
-        response = connection.makefile("rb").read()
+    server = servers.start_production(environment, tmp_path / "log", f"/health/{HEALTH_KEY}")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+            connection.sendall(head.encode())
+            # 100 Continue comes once the app reads the body: the request is in flight in the app.
+            assert connection.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+            os.kill(server.process.pid, 15)
+            server.wait_for_output("Shutting down")
+            connection.sendall(body)
+            response = connection.makefile("rb").read()
+    finally:
+        exit_code = server.stop()
     assert response.startswith(b"HTTP/1.1 201 Created")
     assert b"finished during shutdown" in response
-    assert server.stop() == 0
+    assert exit_code == 0

@@ -7,15 +7,10 @@ import base64
 import datetime
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.app import servers
 from tools import package_app, smoke
 from tools.stack_outputs import parse
 
@@ -53,49 +49,6 @@ def client_certificate() -> x509.Certificate:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Servers:
-    """Starts processes, waits until each accepts connections, stops them all at the end."""
-
-    def __init__(self):
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self, command: list[str], env: dict[str, str], cwd: Path) -> str:
-        port = free_port()
-        full_env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", "PORT": str(port), **env}
-        self.processes.append(subprocess.Popen(
-            [c.replace("{port}", str(port)) for c in command], cwd=cwd, env=full_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        ))
-        return f"http://127.0.0.1:{port}"
-
-    def wait(self, url: str, process: subprocess.Popen) -> None:
-        for _ in range(600):  # bounded: at most ~60 s
-            if process.poll() is not None:
-                raise RuntimeError(f"{url} exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                httpx.get(url + "/health/x", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{url} did not start")
-
-    def stop(self):
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory) -> Path:
     """The deploy package, unzipped: the smoke tests run what App Service would run."""
@@ -105,7 +58,7 @@ def package_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def deployments(package_dir):
+def deployments(package_dir, tmp_path_factory):
     """(good outputs, bad outputs) of two local 'deployments'."""
     certificate = client_certificate()
     cert_b64 = base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()
@@ -115,28 +68,34 @@ def deployments(package_dir):
         "CLIENT_CERT_THUMBPRINTS": certificate.fingerprint(hashes.SHA1()).hex(),
     }
     startup = ["bash", "app/startup.sh"]
-    servers = Servers()
+    logs = tmp_path_factory.mktemp("smoke-servers")
+    started: list[servers.Server] = []
+
+    def start(command: list[str], env: dict[str, str], cwd: Path) -> str:
+        """Start a server and return its URL once it answers (any status)."""
+        port = servers.free_port()
+        command = [c.replace("{port}", str(port)) for c in command]
+        log = logs / f"{len(started)}.log"
+        started.append(servers.start(command, env, log, "/health/x", port, cwd))
+        return f"http://127.0.0.1:{port}"
+
     try:
-        primary = servers.start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-weu"}, package_dir)
-        secondary = servers.start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-neu"},
-                                  package_dir)
+        primary = start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-weu"}, package_dir)
+        secondary = start(startup, {**app_env, "WEBSITE_SITE_NAME": "app-neu"}, package_dir)
         # misconfigured: certificate validation switched off
-        open_app = servers.start(startup, {**app_env, "APP_ENV": "development",
-                                           "CLIENT_CERT_VALIDATION": "off"}, package_dir)
+        open_app = start(startup, {**app_env, "APP_ENV": "development",
+                                   "CLIENT_CERT_VALIDATION": "off"}, package_dir)
         gateway_command = [PYTHON, "-m", "uvicorn", "fake_gateway:app", "--host", "127.0.0.1",
                            "--port", "{port}"]
         gateway_env = {"API_PATH": API_PATH, "SUBSCRIPTION_KEY": SUBSCRIPTION_KEY,
                        "CLIENT_CERT_B64": cert_b64}
-        good_gateway = servers.start(gateway_command, {**gateway_env, "BACKEND_URL": primary},
-                                     DATA)
-        bad_gateway = servers.start(gateway_command, {**gateway_env, "BACKEND_URL": open_app,
-                                                      "CHECK_KEY": "off"}, DATA)
-        urls = [primary, secondary, open_app, good_gateway, bad_gateway]
-        for url, process in zip(urls, servers.processes, strict=True):
-            servers.wait(url, process)
+        good_gateway = start(gateway_command, {**gateway_env, "BACKEND_URL": primary}, DATA)
+        bad_gateway = start(gateway_command, {**gateway_env, "BACKEND_URL": open_app,
+                                              "CHECK_KEY": "off"}, DATA)
         yield outputs([good_gateway], [primary, secondary]), outputs([bad_gateway], [open_app])
     finally:
-        servers.stop()
+        for server in started:
+            server.stop()
 
 
 def outputs(gateways: list[str], web_apps: list[str]):
@@ -206,7 +165,7 @@ def test_gateway_without_an_api_fails_every_gateway_check(deployments):
 def test_unreachable_web_app_is_one_failure_line(deployments):
     good, _ = deployments
     broken = parse_with(good, web_app_hostnames=["http://127.0.0.1:9", good.web_app_hostnames[1]])
-    [failure] = smoke.run(broken, timeout=5)
+    [failure] = smoke.run(broken)
     assert failure.startswith("FAIL web app app-0 without client certificate: GET http://127.0.0.1:9")
     assert "ConnectError" in failure
 

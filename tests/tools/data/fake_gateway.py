@@ -37,7 +37,7 @@ async def forward(request):
     if not any(m == request.method and p.match(operation) for m, p in PUBLISHED):
         return JSONResponse({"statusCode": 404, "message": "Resource not found"}, status_code=404)
     headers = {"X-ARR-ClientCert": CERT, "Content-Type": request.headers.get("content-type", "")}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=30) as client:  # as the smoke checks wait: 30 s
         upstream = await client.request(request.method, BACKEND + operation,
                                         content=await request.body(), headers=headers)
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in FORWARDED}
