@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -137,10 +138,24 @@ class ManagedProcess:
         self.paused = False
 
     def kill(self) -> None:
-        """SIGKILL the whole group (the fault): no graceful shutdown, in-flight requests cut."""
+        """SIGKILL the whole group (the fault): no graceful shutdown, in-flight requests cut.
+        Returns once no member runs (so none holds its sockets: its ports refuse)."""
         self.signal_group(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+            self.wait_group_gone()
+
+    def wait_group_gone(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Wait until no member of the group runs: reaping the leader is not enough, its
+        children (gunicorn workers, HAProxy workers) are killed too but may still be exiting."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while group_alive(self.process.pid):
+            if time.monotonic() >= deadline:
+                raise TopologyError(
+                    f"{self.name}: group still running {timeout:.0f} s after SIGKILL"
+                )
+            time.sleep(POLL_SECONDS)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
@@ -155,14 +170,56 @@ class ManagedProcess:
         # Whatever the leader did, no member of its group may outlive it.
         self.signal_group(signal.SIGKILL)
         self.process.wait()
+        self.wait_group_gone()
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process of the group still exists."""
+    """True while any process of the group still runs. A member that has exited but is not
+    yet reaped (a zombie: an orphaned worker waits for init, which may take a second or two)
+    runs no more and holds no socket, so it does not count."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    members = [stat.state for stat in _process_table() if stat.pgrp == pgid]
+    return any(state != "Z" for state in members)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process it started that is still its descendant: for a
+    child left in its parent's process group (so that a group kill from above reaches it),
+    which `killpg` of its own cannot target."""
+    children: dict[int, list[int]] = {}
+    for stat in _process_table():
+        children.setdefault(stat.ppid, []).append(stat.pid)
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree += children.get(tree[index], [])
+        index += 1
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
+
+
+@dataclass
+class ProcessStat:
+    pid: int
+    state: str  # R, S, D, T, Z (zombie: exited, not yet reaped) ...
+    ppid: int
+    pgrp: int
+
+
+def _process_table() -> list[ProcessStat]:
+    """Every process, from /proc/<pid>/stat (Linux)."""
+    table = []
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = path.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+        state, ppid, pgrp = text[text.rindex(")") + 2 :].split()[:3]
+        table.append(ProcessStat(int(path.parent.name), state, int(ppid), int(pgrp)))
+    return table

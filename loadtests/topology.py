@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -63,6 +64,7 @@ STATE_FILE = "state.json"
 PRIMARY_SITE = "todo-api-australiaeast"
 SECONDARY_SITE = "todo-api-australiasoutheast"
 CHECK_INTERVAL_MS = 250
+DOWN_TIMEOUT_SECONDS = 20.0
 HAPROXY = "haproxy"
 OPENAPI_FILE = ROOT / "app" / "openapi.json"
 # Asked through the gateway to learn which region serves: a published operation that reads one
@@ -255,15 +257,17 @@ class Topology:
         if shutil.which(HAPROXY) is None:
             raise TopologyError("haproxy: not on PATH; install the Debian package (make setup)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(4)
-        self.gateway_port = self.config.gateway_port or free_ports(1)[0]
+        # All picked at once: ports picked one call after another could repeat a port the
+        # first call had just released.
+        ports = free_ports(6)
+        self.gateway_port = self.config.gateway_port or ports[4]
         ensure_port_free(self.gateway_port, "gateway")
         if self.config.store == TABLE_STORE:
-            self.store = Azurite(self.workdir)
+            self.store = Azurite(self.workdir, port=ports[5])
             self.store.start()
             self.store.create_table(DEFAULT_TABLE_NAME)  # Terraform's part on Azure
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
-        for (role, site), app_port, frontend_port in zip(roles, ports[0::2], ports[1::2]):
+        for (role, site), app_port, frontend_port in zip(roles, ports[0:4:2], ports[1:4:2]):
             self.regions[role] = self._region(role, site, app_port, frontend_port)
         for role in self.regions:
             self._start_app(role)
@@ -356,11 +360,17 @@ class Topology:
         os.replace(tmp, path)
 
     def stop(self) -> None:
+        errors = []
         for process in reversed(self.processes):
-            process.stop()
+            try:
+                process.stop()
+            except TopologyError as error:  # stop the others all the same
+                errors.append(error)
         state = self.workdir / STATE_FILE
         if state.exists() and json.loads(state.read_text()).get("owner_pid") == os.getpid():
             state.unlink()
+        if errors:
+            raise errors[0]
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -529,16 +539,26 @@ def _signal_owner(signum: int, workdir: Path) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     state = read_state(args.workdir)
-    owner = _signal_owner(signal.SIGTERM, args.workdir)
-    deadline = time.monotonic() + 20
+    _signal_owner(signal.SIGTERM, args.workdir)
     groups = list(state["process_groups"].values())
-    while time.monotonic() < deadline and any(group_alive(g) for g in groups + [owner]):
-        time.sleep(0.1)
-    for group in groups:  # the owner did not finish: make sure nothing is left
-        if group_alive(group):
-            os.killpg(group, signal.SIGKILL)
+    if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):  # the owner did not finish: finish it
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):
+            raise TopologyError(f"process groups {groups} still run after SIGKILL")
     print("stopped")
     return 0
+
+
+def _groups_gone(groups: list[int], timeout: float) -> bool:
+    """Wait until no process of the groups runs; False if some still does at the deadline."""
+    deadline = time.monotonic() + timeout
+    while any(group_alive(g) for g in groups):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:
