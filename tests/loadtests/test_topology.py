@@ -308,7 +308,14 @@ def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(s
         return [item["name"] for item in json.loads(listed)]
 
     # The primary applies the request it held once it runs again; the gateway never resent it.
-    wait_until(lambda: name in names(), f"the held POST {name!r} applied by the primary")
+    # Waited for: the primary's answer to it (its access log), not the item's first sight,
+    # after which a resent copy could still be on its way.
+    app_log = topology.regions["primary"].app.log
+    wait_until(
+        lambda: '"POST /api/TodoItem HTTP/1.1" 201' in app_log.read_text(),
+        "the primary answered the POST it held",
+        details=lambda: app_log.read_text()[-2000:],
+    )
     assert names().count(name) == 1
 
 
