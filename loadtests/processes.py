@@ -8,6 +8,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -51,9 +52,17 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def http_status(port: int, path: str, headers: dict[str, str] | None = None) -> int | None:
-    """Status of a plain-HTTP GET on 127.0.0.1, or None when nothing answers."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+def http_status(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> int | None:
+    """Status of a GET on 127.0.0.1 (HTTPS with `tls`), or None when nothing answers."""
+    if tls is None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    else:
+        connection = http.client.HTTPSConnection(HOST, port, timeout=2, context=tls)
     try:
         connection.request("GET", path, headers=headers or {})
         return connection.getresponse().status
@@ -129,9 +138,22 @@ class ManagedProcess:
             os.killpg(self.process.pid, signum)
 
     def pause(self) -> None:
-        """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers."""
+        """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers.
+        Returns once every member is stopped (a signal is delivered, not obeyed, by kill)."""
         self.signal_group(signal.SIGSTOP)
         self.paused = True
+        if self.process is not None:
+            self._wait_group(_all_stopped, "stopped (SIGSTOP)")
+
+    def _wait_group(self, done: Callable[[int], bool], what: str) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while not done(self.process.pid):
+            if time.monotonic() >= deadline:
+                raise TopologyError(
+                    f"{self.name}: group not {what} {STOP_TIMEOUT_SECONDS:.0f} s on"
+                )
+            time.sleep(POLL_SECONDS)
 
     def resume(self) -> None:
         self.signal_group(signal.SIGCONT)
@@ -145,17 +167,10 @@ class ManagedProcess:
             self.process.wait()
             self.wait_group_gone()
 
-    def wait_group_gone(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    def wait_group_gone(self) -> None:
         """Wait until no member of the group runs: reaping the leader is not enough, its
         children (gunicorn workers, HAProxy workers) are killed too but may still be exiting."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while group_alive(self.process.pid):
-            if time.monotonic() >= deadline:
-                raise TopologyError(
-                    f"{self.name}: group still running {timeout:.0f} s after SIGKILL"
-                )
-            time.sleep(POLL_SECONDS)
+        self._wait_group(lambda pgid: not group_alive(pgid), "gone after SIGKILL")
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
@@ -185,6 +200,11 @@ def group_alive(pgid: int) -> bool:
         return True
     members = [stat.state for stat in _process_table() if stat.pgrp == pgid]
     return any(state != "Z" for state in members)
+
+
+def _all_stopped(pgid: int) -> bool:
+    """True when every live process of the group is stopped (state T)."""
+    return all(stat.state in "TZ" for stat in _process_table() if stat.pgrp == pgid)
 
 
 def kill_tree(pid: int) -> None:

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -274,7 +275,7 @@ class Topology:
         for region in self.regions.values():
             region.frontend.start()
         for region in self.regions.values():
-            region.frontend.wait_ready(lambda r=region: port_open(r.frontend_port))
+            region.frontend.wait_ready(lambda r=region: self._frontend_serves(r))
         self._start_gateway()
         self._write_state()
 
@@ -307,6 +308,13 @@ class Topology:
         region.app.start()
         health = f"/health/{self.config.health_key}"
         region.app.wait_ready(lambda: http_status(region.app_port, health) == 200)
+
+    def _frontend_serves(self, region: Region) -> bool:
+        """The region's front end answers its app's health: this one, not merely something on
+        its port (a foreign listener fails the TLS verification or the key)."""
+        tls = ssl.create_default_context(cafile=str(self.config.certs_dir / "ca.pem"))
+        health = f"/health/{self.config.health_key}"
+        return http_status(region.frontend_port, health, tls=tls) == 200
 
     def _start_gateway(self) -> None:
         primary, secondary = self.regions["primary"], self.regions["secondary"]
@@ -434,6 +442,7 @@ class Topology:
         region = self.regions[role]
         if not region.frontend.alive():
             region.frontend.start()
+            # Its port, not its health: the app behind it may be down too (then it refuses).
             region.frontend.wait_ready(lambda: port_open(region.frontend_port))
 
     def stop_store(self) -> None:

@@ -292,7 +292,7 @@ def test_a_hung_primary_is_taken_out_of_rotation_by_the_health_check(start_topol
 
 def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(start_topology):
     # Health checks slowed to one a minute, so the POST surely reaches the hung primary (with
-    # the default 250 ms checks the gateway takes it out of rotation within about 1.25 s).
+    # the default 250 ms checks the gateway takes it out of rotation within about 3.25 s).
     topology = start_topology(check_interval_ms=60_000)
     topology.hang_app("primary")
     name = "sent while the primary hangs"
