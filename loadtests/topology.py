@@ -66,6 +66,8 @@ PRIMARY_SITE = "todo-api-australiaeast"
 SECONDARY_SITE = "todo-api-australiasoutheast"
 CHECK_INTERVAL_MS = 250
 DOWN_TIMEOUT_SECONDS = 20.0
+START_ATTEMPTS = 3
+PORT_TAKEN_WORDS = ("Address already in use", "EADDRINUSE", "Connection in use")
 HAPROXY = "haproxy"
 OPENAPI_FILE = ROOT / "app" / "openapi.json"
 # Asked through the gateway to learn which region serves: a published operation that reads one
@@ -97,6 +99,11 @@ class Region:
     frontend_port: int
     app: ManagedProcess
     frontend: ManagedProcess
+
+
+def _port_taken_meanwhile(error: TopologyError) -> bool:
+    """A process failed to bind its port (gunicorn, HAProxy, Node each say it their way)."""
+    return any(words in str(error) for words in PORT_TAKEN_WORDS)
 
 
 def _store_environment(config: TopologyConfig, store: Azurite | None) -> dict[str, str]:
@@ -240,13 +247,23 @@ class Topology:
 
     @classmethod
     def start(cls, config: TopologyConfig | None = None) -> Topology:
-        topology = cls(config or TopologyConfig())
-        try:
-            topology._start()
-        except BaseException:
-            topology.stop()
-            raise
-        return topology
+        """Start every part, or stop what was started and raise. The free ports are picked
+        before the processes bind them, so another program may take one meanwhile: then the
+        start is made again on other ports (START_ATTEMPTS in all)."""
+        config = config or TopologyConfig()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            topology = cls(config)
+            try:
+                topology._start()
+                return topology
+            except TopologyError as error:
+                topology.stop()
+                if attempt == START_ATTEMPTS or not _port_taken_meanwhile(error):
+                    raise
+            except BaseException:
+                topology.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> Self:
         return self
