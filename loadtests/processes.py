@@ -143,16 +143,15 @@ class ManagedProcess:
         self.signal_group(signal.SIGSTOP)
         self.paused = True
         if self.process is not None:
-            self._wait_group(_all_stopped, "stopped (SIGSTOP)")
+            pgid = self.process.pid
+            self.wait_for(lambda: _all_stopped(pgid), "every process stopped (SIGSTOP)")
 
-    def _wait_group(self, done: Callable[[int], bool], what: str) -> None:
-        assert self.process is not None
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait (bounded) until `condition()` holds for this process; fail naming `what`."""
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while not done(self.process.pid):
+        while not condition():
             if time.monotonic() >= deadline:
-                raise TopologyError(
-                    f"{self.name}: group not {what} {STOP_TIMEOUT_SECONDS:.0f} s on"
-                )
+                raise TopologyError(f"{self.name}: not {what} {STOP_TIMEOUT_SECONDS:.0f} s on")
             time.sleep(POLL_SECONDS)
 
     def resume(self) -> None:
@@ -170,7 +169,9 @@ class ManagedProcess:
     def wait_group_gone(self) -> None:
         """Wait until no member of the group runs: reaping the leader is not enough, its
         children (gunicorn workers, HAProxy workers) are killed too but may still be exiting."""
-        self._wait_group(lambda pgid: not group_alive(pgid), "gone after SIGKILL")
+        assert self.process is not None
+        pgid = self.process.pid
+        self.wait_for(lambda: not group_alive(pgid), "every process gone after SIGKILL")
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
@@ -239,7 +240,25 @@ def _process_table() -> list[ProcessStat]:
             text = path.read_text()
         except OSError:  # exited meanwhile
             continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
-        state, ppid, pgrp = text[text.rindex(")") + 2 :].split()[:3]
+        state, ppid, pgrp = _stat_fields(text)[:3]
+        if state == "Z" and _threads_running(path.parent):
+            state = "R"  # its main thread has exited, another still runs (and holds its files)
         table.append(ProcessStat(int(path.parent.name), state, int(ppid), int(pgrp)))
     return table
+
+
+def _stat_fields(text: str) -> list[str]:
+    """The fields after `pid (comm)` of a /proc stat line (comm may hold spaces and ")")."""
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _threads_running(process: Path) -> bool:
+    """True while any thread of the process has not exited: a process shows Z as soon as its
+    main thread exits, but its sockets stay open until the last thread has."""
+    for stat in process.glob("task/[0-9]*/stat"):
+        try:
+            if _stat_fields(stat.read_text())[0] not in "ZX":
+                return True
+        except OSError:
+            continue
+    return False

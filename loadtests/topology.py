@@ -400,8 +400,12 @@ class Topology:
     # -- faults -------------------------------------------------------------------------------
 
     def kill_app(self, role: str = "primary") -> None:
-        """SIGKILL the region's app (gunicorn master and workers)."""
-        self.regions[role].app.kill()
+        """SIGKILL the region's app (gunicorn master and workers). Returns once its port
+        refuses connections: until then a dying worker's socket still takes one, and resets it."""
+        region = self.regions[role]
+        region.app.kill()
+        port = region.app_port
+        region.app.wait_for(lambda: not port_open(port), f"refusing connections on port {port}")
 
     def hang_app(self, role: str = "primary") -> None:
         """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing
