@@ -8,9 +8,11 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -50,9 +52,17 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def http_status(port: int, path: str, headers: dict[str, str] | None = None) -> int | None:
-    """Status of a plain-HTTP GET on 127.0.0.1, or None when nothing answers."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+def http_status(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> int | None:
+    """Status of a GET on 127.0.0.1 (HTTPS with `tls`), or None when nothing answers."""
+    if tls is None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    else:
+        connection = http.client.HTTPSConnection(HOST, port, timeout=2, context=tls)
     try:
         connection.request("GET", path, headers=headers or {})
         return connection.getresponse().status
@@ -128,19 +138,40 @@ class ManagedProcess:
             os.killpg(self.process.pid, signum)
 
     def pause(self) -> None:
-        """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers."""
+        """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers.
+        Returns once every member is stopped (a signal is delivered, not obeyed, by kill)."""
         self.signal_group(signal.SIGSTOP)
         self.paused = True
+        if self.process is not None:
+            pgid = self.process.pid
+            self.wait_for(lambda: _all_stopped(pgid), "every process stopped (SIGSTOP)")
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait (bounded) until `condition()` holds for this process; fail naming `what`."""
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while not condition():
+            if time.monotonic() >= deadline:
+                raise TopologyError(f"{self.name}: not {what} {STOP_TIMEOUT_SECONDS:.0f} s on")
+            time.sleep(POLL_SECONDS)
 
     def resume(self) -> None:
         self.signal_group(signal.SIGCONT)
         self.paused = False
 
     def kill(self) -> None:
-        """SIGKILL the whole group (the fault): no graceful shutdown, in-flight requests cut."""
+        """SIGKILL the whole group (the fault): no graceful shutdown, in-flight requests cut.
+        Returns once no member runs (so none holds its sockets: its ports refuse)."""
         self.signal_group(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+            self.wait_group_gone()
+
+    def wait_group_gone(self) -> None:
+        """Wait until no member of the group runs: reaping the leader is not enough, its
+        children (gunicorn workers, HAProxy workers) are killed too but may still be exiting."""
+        assert self.process is not None
+        pgid = self.process.pid
+        self.wait_for(lambda: not group_alive(pgid), "every process gone after SIGKILL")
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
@@ -155,14 +186,79 @@ class ManagedProcess:
         # Whatever the leader did, no member of its group may outlive it.
         self.signal_group(signal.SIGKILL)
         self.process.wait()
+        self.wait_group_gone()
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process of the group still exists."""
+    """True while any process of the group still runs. A member that has exited but is not
+    yet reaped (a zombie: an orphaned worker waits for init, which may take a second or two)
+    runs no more and holds no socket, so it does not count."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    members = [stat.state for stat in _process_table() if stat.pgrp == pgid]
+    return any(state != "Z" for state in members)
+
+
+def _all_stopped(pgid: int) -> bool:
+    """True when every live process of the group is stopped (state T)."""
+    return all(stat.state in "TZ" for stat in _process_table() if stat.pgrp == pgid)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process it started that is still its descendant: for a
+    child left in its parent's process group (so that a group kill from above reaches it),
+    which `killpg` of its own cannot target."""
+    children: dict[int, list[int]] = {}
+    for stat in _process_table():
+        children.setdefault(stat.ppid, []).append(stat.pid)
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree += children.get(tree[index], [])
+        index += 1
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
+
+
+@dataclass
+class ProcessStat:
+    pid: int
+    state: str  # R, S, D, T, Z (zombie: exited, not yet reaped) ...
+    ppid: int
+    pgrp: int
+
+
+def _process_table() -> list[ProcessStat]:
+    """Every process, from /proc/<pid>/stat (Linux)."""
+    table = []
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = path.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        state, ppid, pgrp = _stat_fields(text)[:3]
+        if state == "Z" and _threads_running(path.parent):
+            state = "R"  # its main thread has exited, another still runs (and holds its files)
+        table.append(ProcessStat(int(path.parent.name), state, int(ppid), int(pgrp)))
+    return table
+
+
+def _stat_fields(text: str) -> list[str]:
+    """The fields after `pid (comm)` of a /proc stat line (comm may hold spaces and ")")."""
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _threads_running(process: Path) -> bool:
+    """True while any thread of the process has not exited: a process shows Z as soon as its
+    main thread exits, but its sockets stay open until the last thread has."""
+    for stat in process.glob("task/[0-9]*/stat"):
+        try:
+            if _stat_fields(stat.read_text())[0] not in "ZX":
+                return True
+        except OSError:
+            continue
+    return False

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import httpx
 
 from app.contract import SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from loadtests import analysis, report
+from loadtests.processes import kill_tree
 from tools.cli import write_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -179,6 +181,8 @@ def drive(
     (spec.report_dir / "records").mkdir(parents=True, exist_ok=True)
     progress = Progress(spec.report_dir / "records", say)
     with open(spec.report_dir / "locust.log", "wb") as log:
+        # In this process's group (a group kill from above, a CI job's cancel or a test's
+        # timeout, reaches it); its workers (`--processes`) are its children: kill_tree.
         process = subprocess.Popen(
             locust_command(spec), env=locust_environment(spec), stdout=log, stderr=subprocess.STDOUT
         )
@@ -201,11 +205,11 @@ def drive(
                     progress.report(elapsed)
                     next_progress += PROGRESS_SECONDS
                 if elapsed > spec.duration + GRACE_SECONDS:
-                    process.kill()
+                    kill_tree(process.pid)
                 time.sleep(0.05)
         finally:
             if process.poll() is None:
-                process.kill()
+                kill_tree(process.pid)
             process.wait()
     return process.returncode, fault_time, restore_time, restored_time
 
@@ -332,6 +336,8 @@ def conclude(summary: dict, report_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Stopped from outside (a CI step cancelled, a test's timeout): unwind, so Locust stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         spec = spec_from_args(args)
         fault = _shell(args.fault_command) if args.fault_command else None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,6 +65,9 @@ STATE_FILE = "state.json"
 PRIMARY_SITE = "todo-api-australiaeast"
 SECONDARY_SITE = "todo-api-australiasoutheast"
 CHECK_INTERVAL_MS = 250
+DOWN_TIMEOUT_SECONDS = 20.0
+START_ATTEMPTS = 3
+PORT_TAKEN_WORDS = ("Address already in use", "EADDRINUSE", "Connection in use")
 HAPROXY = "haproxy"
 OPENAPI_FILE = ROOT / "app" / "openapi.json"
 # Asked through the gateway to learn which region serves: a published operation that reads one
@@ -94,6 +99,11 @@ class Region:
     frontend_port: int
     app: ManagedProcess
     frontend: ManagedProcess
+
+
+def _port_taken_meanwhile(error: TopologyError) -> bool:
+    """A process failed to bind its port (gunicorn, HAProxy, Node each say it their way)."""
+    return any(words in str(error) for words in PORT_TAKEN_WORDS)
 
 
 def _store_environment(config: TopologyConfig, store: Azurite | None) -> dict[str, str]:
@@ -237,13 +247,23 @@ class Topology:
 
     @classmethod
     def start(cls, config: TopologyConfig | None = None) -> Topology:
-        topology = cls(config or TopologyConfig())
-        try:
-            topology._start()
-        except BaseException:
-            topology.stop()
-            raise
-        return topology
+        """Start every part, or stop what was started and raise. The free ports are picked
+        before the processes bind them, so another program may take one meanwhile: then the
+        start is made again on other ports (START_ATTEMPTS in all)."""
+        config = config or TopologyConfig()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            topology = cls(config)
+            try:
+                topology._start()
+                return topology
+            except TopologyError as error:
+                topology.stop()
+                if attempt == START_ATTEMPTS or not _port_taken_meanwhile(error):
+                    raise
+            except BaseException:
+                topology.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> Self:
         return self
@@ -255,22 +275,24 @@ class Topology:
         if shutil.which(HAPROXY) is None:
             raise TopologyError("haproxy: not on PATH; install the Debian package (make setup)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(4)
-        self.gateway_port = self.config.gateway_port or free_ports(1)[0]
+        # All picked at once: ports picked one call after another could repeat a port the
+        # first call had just released.
+        ports = free_ports(6)
+        self.gateway_port = self.config.gateway_port or ports[4]
         ensure_port_free(self.gateway_port, "gateway")
         if self.config.store == TABLE_STORE:
-            self.store = Azurite(self.workdir)
+            self.store = Azurite(self.workdir, port=ports[5])
             self.store.start()
             self.store.create_table(DEFAULT_TABLE_NAME)  # Terraform's part on Azure
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
-        for (role, site), app_port, frontend_port in zip(roles, ports[0::2], ports[1::2]):
+        for (role, site), app_port, frontend_port in zip(roles, ports[0:4:2], ports[1:4:2]):
             self.regions[role] = self._region(role, site, app_port, frontend_port)
         for role in self.regions:
             self._start_app(role)
         for region in self.regions.values():
             region.frontend.start()
         for region in self.regions.values():
-            region.frontend.wait_ready(lambda r=region: port_open(r.frontend_port))
+            region.frontend.wait_ready(lambda r=region: self._frontend_serves(r))
         self._start_gateway()
         self._write_state()
 
@@ -303,6 +325,13 @@ class Topology:
         region.app.start()
         health = f"/health/{self.config.health_key}"
         region.app.wait_ready(lambda: http_status(region.app_port, health) == 200)
+
+    def _frontend_serves(self, region: Region) -> bool:
+        """The region's front end answers its app's health: this one, not merely something on
+        its port (a foreign listener fails the TLS verification or the key)."""
+        tls = ssl.create_default_context(cafile=str(self.config.certs_dir / "ca.pem"))
+        health = f"/health/{self.config.health_key}"
+        return http_status(region.frontend_port, health, tls=tls) == 200
 
     def _start_gateway(self) -> None:
         primary, secondary = self.regions["primary"], self.regions["secondary"]
@@ -356,17 +385,27 @@ class Topology:
         os.replace(tmp, path)
 
     def stop(self) -> None:
+        errors = []
         for process in reversed(self.processes):
-            process.stop()
+            try:
+                process.stop()
+            except TopologyError as error:  # stop the others all the same
+                errors.append(error)
         state = self.workdir / STATE_FILE
         if state.exists() and json.loads(state.read_text()).get("owner_pid") == os.getpid():
             state.unlink()
+        if errors:
+            raise errors[0]
 
     # -- faults -------------------------------------------------------------------------------
 
     def kill_app(self, role: str = "primary") -> None:
-        """SIGKILL the region's app (gunicorn master and workers)."""
-        self.regions[role].app.kill()
+        """SIGKILL the region's app (gunicorn master and workers). Returns once its port
+        refuses connections: until then a dying worker's socket still takes one, and resets it."""
+        region = self.regions[role]
+        region.app.kill()
+        port = region.app_port
+        region.app.wait_for(lambda: not port_open(port), f"refusing connections on port {port}")
 
     def hang_app(self, role: str = "primary") -> None:
         """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing
@@ -424,6 +463,7 @@ class Topology:
         region = self.regions[role]
         if not region.frontend.alive():
             region.frontend.start()
+            # Its port, not its health: the app behind it may be down too (then it refuses).
             region.frontend.wait_ready(lambda: port_open(region.frontend_port))
 
     def stop_store(self) -> None:
@@ -529,16 +569,26 @@ def _signal_owner(signum: int, workdir: Path) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     state = read_state(args.workdir)
-    owner = _signal_owner(signal.SIGTERM, args.workdir)
-    deadline = time.monotonic() + 20
+    _signal_owner(signal.SIGTERM, args.workdir)
     groups = list(state["process_groups"].values())
-    while time.monotonic() < deadline and any(group_alive(g) for g in groups + [owner]):
-        time.sleep(0.1)
-    for group in groups:  # the owner did not finish: make sure nothing is left
-        if group_alive(group):
-            os.killpg(group, signal.SIGKILL)
+    if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):  # the owner did not finish: finish it
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):
+            raise TopologyError(f"process groups {groups} still run after SIGKILL")
     print("stopped")
     return 0
+
+
+def _groups_gone(groups: list[int], timeout: float) -> bool:
+    """Wait until no process of the groups runs; False if some still does at the deadline."""
+    deadline = time.monotonic() + timeout
+    while any(group_alive(g) for g in groups):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -110,6 +110,14 @@ def local_repositories(source: Path) -> list[str]:
     return [f"{name}@{sha}={STAND_INS / STAND_IN_OF[name]}" for name, sha in sorted(pins)]
 
 
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the group (none may be)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 @dataclass
 class Run:
     returncode: int
@@ -204,15 +212,18 @@ class Rehearsal:
         env = {**os.environ, "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
                "REHEARSAL_DIR": str(state)}
         started = time.monotonic()
-        # A session of its own: on timeout the whole tree (act, its steps, Locust) is killed.
+        # A session of its own: on timeout the whole tree (act, its steps, Locust) is killed,
+        # and on every other path whatever act left behind (a step's background process).
         with subprocess.Popen(command, cwd=self.source, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
                               start_new_session=True) as process:
             try:
                 log, _ = process.communicate(timeout=ACT_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                kill_group(process.pid)
                 log = process.communicate()[0] + f"\nrehearsal: act killed after {ACT_TIMEOUT_SECONDS} s"
+            finally:
+                kill_group(process.pid)
         (state / "act.log").write_text(log)
         print(f"rehearsal {workflow} ({event}): {time.monotonic() - started:.1f} s,"
               f" exit {process.returncode}, log {state / 'act.log'}")

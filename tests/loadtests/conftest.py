@@ -4,14 +4,24 @@ destructive tests start their own."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from loadtests.topology import Topology, TopologyConfig
+from loadtests.topology import ROOT, STATE_FILE, Topology, TopologyConfig
+from tests.waiting import wait_until
 from tools import certs
+
+CLI_STOP_SECONDS = 30
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +75,42 @@ def call(url: str, path: str, headers: dict | None = None, context=None):
         return response.status, response.getheader("APP-SERVICE-SITE-NAME")
     finally:
         connection.close()
+
+
+@contextlib.contextmanager
+def topology_cli_up(certs_dir: Path, workdir: Path) -> Iterator[subprocess.Popen]:
+    """`python -m loadtests.topology up` as a subprocess (stdout piped), yielded once it has
+    written its state; on every path, it and every process it started are stopped."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.topology", "up", "--certs", str(certs_dir)]
+        + ["--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            (workdir / STATE_FILE).exists,
+            "`topology up` wrote its state (the topology is up)",
+            give_up=lambda: None if up.poll() is None else f"up exited with {up.returncode}",
+        )
+        yield up
+    finally:
+        _stop_cli_topology(up, workdir)
+
+
+def _stop_cli_topology(up: subprocess.Popen, workdir: Path) -> None:
+    """SIGTERM `up` (it stops its topology), SIGKILL it if it lingers; then SIGKILL any group
+    its state still lists (an owner killed before it stopped them: they run in sessions of
+    their own, so killing the owner leaves them)."""
+    if up.poll() is None:
+        up.terminate()
+        try:
+            up.wait(CLI_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+    with contextlib.suppress(OSError, ValueError):
+        for group in json.loads((workdir / STATE_FILE).read_text())["process_groups"].values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)

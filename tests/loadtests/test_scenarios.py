@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 from loadtests.topology import ROOT
+
+RUN_TIMEOUT_SECONDS = 120
 
 
 def run(topology, *arguments: str) -> subprocess.CompletedProcess:
@@ -20,9 +24,26 @@ def run(topology, *arguments: str) -> subprocess.CompletedProcess:
         "--key",
         topology.config.subscription_key,
     ]
-    return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    # A session of its own: on a timeout, the run and the Locust it started are killed.
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"never happened: loadtests.run finished (not within {RUN_TIMEOUT_SECONDS} s)\n"
+                + stdout
+                + stderr
+            ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_a_short_throughput_run_writes_its_summary_and_exits_0(topology, tmp_path):

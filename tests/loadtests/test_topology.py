@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 
 from loadtests.processes import TopologyError, group_alive
 from loadtests.topology import Topology, TopologyConfig
-from tests.loadtests.conftest import call, tls_context
+from tests.loadtests.conftest import call, tls_context, topology_cli_up
+from tests.waiting import wait_until
 
 TODO = "/api/TodoItem"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -69,13 +70,11 @@ def test_after_sigkill_of_the_primary_app_requests_succeed_from_the_secondary(st
 
 def test_after_sigkill_of_the_primary_app_a_post_is_created_on_the_secondary(start_topology):
     import http.client
-    import time
 
     topology = start_topology()
+    # kill_app returns once no worker of the app runs: none can take the POST and reset it (a
+    # POST that may have reached an app is never retried: docs/loadtests.md).
     topology.kill_app("primary")
-    # Past the instant of the kill, when a dying worker's socket may still take a connection
-    # and reset it (a POST that may have reached an app is never retried: docs/loadtests.md).
-    time.sleep(0.1)
     connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=10)
     headers = {**key(topology), "Content-Type": "application/json"}
     connection.request("POST", TODO, body=b'{"name": "after the fault"}', headers=headers)
@@ -90,7 +89,11 @@ def test_after_the_primary_is_restored_traffic_fails_back(start_topology):
     topology.kill_app("primary")
     call(topology.gateway_url, TODO, key(topology))
     topology.restore_app("primary")
-    topology.gateway.wait_ready(lambda: topology.serving_site() == topology.config.primary_site)
+    wait_until(
+        lambda: topology.serving_site() == topology.config.primary_site,
+        "the gateway serves from the restored primary",
+        details=topology.gateway.log.read_text,
+    )
     result = call(topology.gateway_url, TODO, key(topology))
     assert result == (200, topology.config.primary_site), topology.gateway.log.read_text()
 
@@ -142,29 +145,11 @@ def test_a_failed_start_stops_what_it_had_started(certs_dir, tmp_path):
 def test_topology_cli_up_then_down_stops_everything(certs_dir, tmp_path):
     import subprocess
     import sys
-    import time
 
     from loadtests.topology import ROOT, read_state
 
     workdir = tmp_path / "cli"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.topology",
-            "up",
-            "--certs",
-            str(certs_dir),
-            "--workdir",
-            str(workdir),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        while not (workdir / "state.json").exists() and up.poll() is None:
-            time.sleep(0.1)
+    with topology_cli_up(certs_dir, workdir) as up:
         groups = list(read_state(workdir)["process_groups"].values())
         down = subprocess.run(
             [sys.executable, "-m", "loadtests.topology", "down", "--workdir", str(workdir)],
@@ -175,10 +160,6 @@ def test_topology_cli_up_then_down_stops_everything(certs_dir, tmp_path):
         )
         assert down.returncode == 0, down.stderr
         assert up.wait(timeout=30) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
     assert "stopped: nothing left running" in up.stdout.read()
     assert [g for g in groups if group_alive(g)] == []
 
@@ -300,8 +281,10 @@ def test_while_the_primary_app_hangs_reads_succeed_from_the_secondary(start_topo
 def test_a_hung_primary_is_taken_out_of_rotation_by_the_health_check(start_topology):
     topology = start_topology()
     topology.hang_app("primary")
-    topology.gateway.wait_ready(
-        lambda: topology.serving_site() == topology.config.secondary_site, timeout=15
+    wait_until(
+        lambda: topology.serving_site() == topology.config.secondary_site,
+        "the gateway serves from the secondary while the primary hangs",
+        details=topology.gateway.log.read_text,
     )
     status, site, _ = request(topology.gateway_url, "GET", TODO, key(topology))
     assert (status, site) == (200, topology.config.secondary_site)
@@ -309,7 +292,7 @@ def test_a_hung_primary_is_taken_out_of_rotation_by_the_health_check(start_topol
 
 def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(start_topology):
     # Health checks slowed to one a minute, so the POST surely reaches the hung primary (with
-    # the default 250 ms checks the gateway takes it out of rotation within about 1.25 s).
+    # the default 250 ms checks the gateway takes it out of rotation within about 3.25 s).
     topology = start_topology(check_interval_ms=60_000)
     topology.hang_app("primary")
     name = "sent while the primary hangs"
@@ -325,7 +308,14 @@ def test_a_post_in_flight_to_a_hung_primary_gets_a_504_and_is_never_duplicated(s
         return [item["name"] for item in json.loads(listed)]
 
     # The primary applies the request it held once it runs again; the gateway never resent it.
-    topology.gateway.wait_ready(lambda: name in names(), timeout=15)
+    # Waited for: the primary's answer to it (its access log), not the item's first sight,
+    # after which a resent copy could still be on its way.
+    app_log = topology.regions["primary"].app.log
+    wait_until(
+        lambda: '"POST /api/TodoItem HTTP/1.1" 201' in app_log.read_text(),
+        "the primary answered the POST it held",
+        details=lambda: app_log.read_text()[-2000:],
+    )
     assert names().count(name) == 1
 
 
