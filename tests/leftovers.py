@@ -22,17 +22,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
+import psutil
 import pytest
 
 MARKER = "TODO_API_TEST_SESSION"
-PROC = Path("/proc")
 # jsii's node kernel lives as long as the Python process that started it (stopped at exit).
 OUTLIVES_THE_SESSION = ("jsii-runtime",)
 STOP_TIMEOUT_SECONDS = 10.0
+FIELDS = ["pid", "ppid", "environ", "cmdline", "status"]
 
 
 @dataclass(frozen=True)
@@ -47,75 +46,52 @@ class Process:
         return f"pid {self.pid}: {self.command[:160]}"
 
 
-def stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat from field 3 (state) on, or None once the process is gone or a zombie."""
+def session_of(pid: int) -> str | None:
+    """`pid:start time` of a running process (a pid alone could be reused), None once gone."""
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
+        return f"{pid}:{psutil.Process(pid).create_time()}"
+    except psutil.Error:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields
-
-
-def start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (tells a pid from its reuse)."""
-    fields = stat_fields(pid)
-    return fields[19] if fields else None
-
-
-def session_of(pid: int) -> str:
-    return f"{pid}:{start_ticks(pid)}"
 
 
 def session_alive(session: str) -> bool:
-    pid, _, ticks = session.partition(":")
-    return pid.isdigit() and start_ticks(int(pid)) == ticks
+    pid, _, _ = session.partition(":")
+    return pid.isdigit() and session_of(int(pid)) == session
 
 
 def marked_processes() -> list[Process]:
     """Every other live process whose environment carries a test-run marker."""
     found = []
-    prefix = f"{MARKER}=".encode()
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for process in psutil.process_iter(FIELDS, ad_value=None):
+        info = process.info
+        session = (info["environ"] or {}).get(MARKER)
+        if not session or info["pid"] == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone meanwhile
+            pgid = os.getpgid(info["pid"])
+        except ProcessLookupError:
             continue
-        fields = stat_fields(int(entry.name))
-        for variable in environ:
-            if variable.startswith(prefix) and fields:
-                session = variable[len(prefix) :].decode(errors="replace")
-                process = Process(int(entry.name), int(fields[1]), int(fields[2]), session,
-                                  command.strip())
-                found.append(process)
-                break
+        command = " ".join(info["cmdline"] or [])
+        found.append(Process(info["pid"], info["ppid"], pgid, session, command))
     return found
 
 
 def stop(processes: list[Process]) -> None:
-    """SIGKILL each process, and the whole group of those that lead one; reap our own children;
-    return once none of them exists any more."""
+    """SIGKILL each process, and the whole group of those that lead one; return once none of
+    them exists any more (our own children reaped)."""
     own_group = os.getpgrp()
+    handles = []
     for process in processes:
+        with contextlib.suppress(psutil.Error):
+            handles.append(psutil.Process(process.pid))
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if process.pgid == process.pid and process.pgid != own_group:
                 os.killpg(process.pgid, signal.SIGKILL)
             else:
                 os.kill(process.pid, signal.SIGKILL)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    remaining = list(processes)
-    while remaining and time.monotonic() < deadline:
-        for process in remaining:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(process.pid, os.WNOHANG)
-        remaining = [p for p in remaining if start_ticks(p.pid) is not None]
-        if remaining:
-            time.sleep(0.05)
+    _, remaining = psutil.wait_procs(handles, timeout=STOP_TIMEOUT_SECONDS)
     if remaining:
-        listed = "; ".join(p.describe() for p in remaining)
+        listed = "; ".join(f"pid {p.pid}" for p in remaining)
         raise RuntimeError(f"could not stop processes left by tests: {listed}")
 
 

@@ -16,9 +16,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.leftovers import start_ticks
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,10 @@ def started(folder: Path) -> dict:
 
 
 def alive(pid: int) -> bool:
-    return start_ticks(pid) is not None
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def answers(port: int) -> bool:
