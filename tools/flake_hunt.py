@@ -10,8 +10,12 @@ two cores busy for the whole hunt: a test that only passes with a core to spare 
 
 Every failing test is printed with its id and run number as the run ends, and once more in a
 summary (which tests failed in which runs); the summary is also written to
-REPORT_DIR/summary.md, each run's full output to REPORT_DIR/run-N.log (and run-N.xml, JUnit). Exit status: 0 when every
-run passed, 1 when any test failed or any run did not finish, 2 for bad arguments.
+REPORT_DIR/summary.md, each run's full output to REPORT_DIR/run-N.log (and run-N.xml, JUnit).
+
+Exit status: 0 when every run passed, 1 when any test failed or any run did not finish, 2 for
+bad arguments, 130 when the hunt was interrupted (Ctrl-C, SIGTERM): the run in progress is
+stopped too (SIGTERM first, so its fixtures stop their servers), as it runs in a session of
+its own that Ctrl-C does not reach.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 # pytest's short test summary (-ra): "FAILED tests/x.py::test_y[p] - message" / "ERROR ...".
 SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - (.*))?$")
 # The last line pytest prints: "==== 3 failed, 1040 passed, 2 skipped in 301.12s (0:05:01) ===="
+STOP_SECONDS = 60.0  # for an interrupted run's fixtures to stop their servers
 FINAL_LINE = re.compile(r"^=+ (.*\bin [0-9.]+s\b.*) =+$")
 
 
@@ -92,6 +97,8 @@ def load(kind: str) -> Iterator[str]:
     process = subprocess.Popen(
         [stress, "--cpu", "1", "--cpu-load", "100", "--quiet"],
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # "finished prematurely" when stopped: it is meant to be
         start_new_session=True,
     )
     try:
@@ -124,6 +131,9 @@ def run_suite(number: int, pytest_args: list[str], timeout: float, log: Path) ->
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             returncode = None
+        except BaseException:  # the hunt itself interrupted (Ctrl-C, SIGTERM): stop the run
+            stop_run(process)
+            raise
     seconds = time.monotonic() - started
     failures, outcome = parse_output(log.read_text(encoding="utf-8", errors="replace"), junit)
     if returncode is None:
@@ -131,6 +141,24 @@ def run_suite(number: int, pytest_args: list[str], timeout: float, log: Path) ->
     elif returncode != 0 and not failures:
         failures.append((f"pytest exit {returncode}", outcome))
     return Run(number, returncode, seconds, outcome, failures)
+
+
+def stop_run(process: subprocess.Popen) -> None:
+    """SIGTERM the run's pytest (its fixtures then stop their servers), SIGKILL its group
+    if it is not gone in time. It runs in a session of its own, so Ctrl-C does not reach it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def summary(runs: list[Run], load_description: str, total: int) -> str:
@@ -172,7 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--run-timeout: must be positive, got {args.run_timeout}")
 
     args.report_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)
     runs: list[Run] = []
+    try:
+        return hunt(args, runs)
+    except KeyboardInterrupt as stop:
+        print(f"flake hunt: {stop or 'interrupted'} during run {len(runs) + 1}; that run was"
+              " stopped, nothing of it is left running", file=sys.stderr)
+        return 130
+
+
+def hunt(args: argparse.Namespace, runs: list[Run]) -> int:
     with load(args.load) as load_description:
         print(f"flake hunt: {args.runs} runs, {load_description}", flush=True)
         for number in range(1, args.runs + 1):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
+
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,3 +89,51 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("--runs: must be at least 1, got 0")
+
+
+HANGING_SUITE = '''
+import subprocess, sys, threading
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def server():
+    process = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield process
+    process.terminate()
+    process.wait()
+
+
+def test_hangs(server):
+    (HERE / "server.tmp").write_text(f"{server.pid} {Path('/proc/self/stat').read_text().split()[0]}")
+    (HERE / "server.tmp").rename(HERE / "server")
+    threading.Event().wait()
+'''
+
+
+def test_an_interrupted_hunt_stops_its_run_and_the_run_stops_its_servers(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_hangs.py").write_text(HANGING_SUITE)
+    command = [sys.executable, "-m", "tools.flake_hunt", "--runs", "2", "--load", "stress",
+               "--report-dir", str(tmp_path / "report"), "--", str(suite / "test_hangs.py")]
+    hunt = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    started = suite / "server"
+    wait_until(started.exists, "the hunt's run started the test's server")
+    server, pytest_pid = (int(pid) for pid in started.read_text().split())
+    hunt.send_signal(signal.SIGTERM)
+    stdout, stderr = hunt.communicate(timeout=300)
+    assert hunt.returncode == 130, stdout + stderr
+    assert stderr.strip() == ("flake hunt: stopped by signal SIGTERM during run 1; that run was"
+                              " stopped, nothing of it is left running")
+    stress = int(re.search(r"\(pid (\d+)\)", stdout)[1])
+    for pid in (server, pytest_pid):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(stress, 0)
