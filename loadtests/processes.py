@@ -132,10 +132,8 @@ class ManagedProcess:
         raise TopologyError(f"{self.name} was not ready after {timeout:.0f} s: {tail(self.log)}")
 
     def signal_group(self, signum: int) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signum)
+        if self.process is not None:
+            signal_group(self.process.pid, signum)
 
     def pause(self) -> None:
         """SIGSTOP the whole group (the hang fault): its sockets still accept, nothing answers.
@@ -187,6 +185,12 @@ class ManagedProcess:
         self.signal_group(signal.SIGKILL)
         self.process.wait()
         self.wait_group_gone()
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Send `signum` to every process of the group; a group already gone is no error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 def group_alive(pgid: int) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import http.client
 import json
 import os
@@ -55,6 +54,7 @@ from loadtests.processes import (
     group_alive,
     http_status,
     port_open,
+    signal_group,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -573,8 +573,7 @@ def _down(args: argparse.Namespace) -> int:
     groups = list(state["process_groups"].values())
     if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):  # the owner did not finish: finish it
         for group in groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+            signal_group(group, signal.SIGKILL)
         if not _groups_gone(groups, DOWN_TIMEOUT_SECONDS):
             raise TopologyError(f"process groups {groups} still run after SIGKILL")
     print("stopped")

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
+from tools.cli import interrupt_on_sigterm
+
 MARKER = "TODO_API_TEST_SESSION"
 # jsii's node kernel lives as long as the Python process that started it (stopped at exit).
 OUTLIVES_THE_SESSION = ("jsii-runtime",)
@@ -108,10 +110,6 @@ def leaked_by_this_run(session: str) -> list[Process]:
     return [p for p in mine.values() if p.pid not in expected]
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # pragma: no cover - no xdist here, but never twice
         return
@@ -120,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_cleaned] = leftovers
     config.stash[_session] = session_of(os.getpid())
     os.environ[MARKER] = config.stash[_session]
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -12,6 +13,17 @@ from pathlib import Path
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (what `timeout`, CI runners and `kill` send) raises KeyboardInterrupt("stopped by
+    signal SIGTERM") as Ctrl-C does, so `finally` blocks and fixtures stop what they started;
+    by default the process would end on the spot."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def run_cli(main: Callable[[], int]) -> int:

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
+from loadtests.processes import signal_group
+from tools.cli import interrupt_on_sigterm
+
 REPO = Path(__file__).resolve().parents[1]
 # pytest's short test summary (-ra): "FAILED tests/x.py::test_y[p] - message" / "ERROR ...".
 SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - (.*))?$")
@@ -104,12 +107,11 @@ def load(kind: str) -> Iterator[str]:
     try:
         yield f"stress-ng --cpu 1 (pid {process.pid}) keeps one core busy"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             process.wait()
 
 
@@ -128,7 +130,7 @@ def run_suite(number: int, pytest_args: list[str], timeout: float, log: Path) ->
         except subprocess.TimeoutExpired:
             # The suite's own per-test timeout should make this impossible; if it happens, the
             # whole process group goes (pytest and everything it started) and the run counts.
-            os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             process.wait()
             returncode = None
         except BaseException:  # the hunt itself interrupted (Ctrl-C, SIGTERM): stop the run
@@ -152,13 +154,8 @@ def stop_run(process: subprocess.Popen) -> None:
         process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
         pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    signal_group(process.pid, signal.SIGKILL)
     process.wait()
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def summary(runs: list[Run], load_description: str, total: int) -> str:
@@ -200,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--run-timeout: must be positive, got {args.run_timeout}")
 
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     runs: list[Run] = []
     try:
         return hunt(args, runs)

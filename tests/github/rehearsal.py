@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtests.processes import signal_group
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 ACT = ROOT / ".venv" / "bin" / "act"
@@ -108,14 +110,6 @@ def local_repositories(source: Path) -> list[str]:
     if missing:
         raise AssertionError(f"no rehearsal stand-in for {missing}: add one in {STAND_INS}")
     return [f"{name}@{sha}={STAND_INS / STAND_IN_OF[name]}" for name, sha in sorted(pins)]
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL every process left in the group (none may be)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -220,10 +214,10 @@ class Rehearsal:
             try:
                 log, _ = process.communicate(timeout=ACT_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
-                kill_group(process.pid)
+                signal_group(process.pid, signal.SIGKILL)
                 log = process.communicate()[0] + f"\nrehearsal: act killed after {ACT_TIMEOUT_SECONDS} s"
             finally:
-                kill_group(process.pid)
+                signal_group(process.pid, signal.SIGKILL)
         (state / "act.log").write_text(log)
         print(f"rehearsal {workflow} ({event}): {time.monotonic() - started:.1f} s,"
               f" exit {process.returncode}, log {state / 'act.log'}")

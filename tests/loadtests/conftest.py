@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import ssl
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.processes import signal_group
 from loadtests.topology import ROOT, STATE_FILE, Topology, TopologyConfig
 from tests.waiting import wait_until
 from tools import certs
@@ -112,5 +112,4 @@ def _stop_cli_topology(up: subprocess.Popen, workdir: Path) -> None:
             up.wait()
     with contextlib.suppress(OSError, ValueError):
         for group in json.loads((workdir / STATE_FILE).read_text())["process_groups"].values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
+            signal_group(group, signal.SIGKILL)
