@@ -1,8 +1,10 @@
-"""cdktf app: `python main.py` (or `cdktf synth`) writes cdktf.out/ with one stack per environment.
+"""cdktf app: `python main.py` (or `cdktf synth`) writes cdktf.out/ with one stack per environment
+and the bootstrap stack (todo-api-bootstrap, config/bootstrap.toml; deployed once, by hand).
 
     python main.py [--set KEY=VALUE ...] [--outdir DIR] [--openapi FILE]
 
-`--set gateway.topology=dual` overrides a config value in every environment. Bad
+`--set gateway.topology=dual` overrides a config value in every environment;
+`--set bootstrap.repository=owner/name` one of the bootstrap stack's. Bad
 configuration or a policy violation prints one line per problem and exits 1, writing nothing.
 """
 
@@ -11,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from stacks.bootstrap_config import load_bootstrap
 from stacks.config import ConfigError, load_environments, parse_overrides
 from stacks.openapi import OPENAPI_PATH, read_openapi
 
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        configs = load_environments(parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
+        bootstrap = load_bootstrap(overrides=overrides)
+        configs = load_environments(
+            {k: v for k, v in overrides.items() if not k.startswith("bootstrap.")})
         openapi_json = read_openapi(args.openapi)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from stacks.synth import SynthError, synthesize
 
     try:
-        stacks = synthesize(configs, args.outdir, openapi_json)
+        stacks = synthesize(configs, args.outdir, openapi_json, bootstrap)
     except SynthError as error:
         print(f"error: synth stopped:\n{error}", file=sys.stderr)
         return 1

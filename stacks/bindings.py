@@ -21,6 +21,7 @@ PROVIDER_PACKAGES = (
     "cdktf_cdktf_provider_azurerm",
     "cdktf_cdktf_provider_random",
     "cdktf_cdktf_provider_time",
+    "cdktf_cdktf_provider_github",
 )
 PLAIN_IMPORT_ENV = "TODO_API_PLAIN_PROVIDER_IMPORT"
 

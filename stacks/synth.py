@@ -12,8 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from stacks.bootstrap_config import BootstrapConfig
 from stacks.config import EnvironmentConfig
 from stacks.openapi import read_openapi
+from stacks.permissions import PermissionModel, UnknownResourceType
 
 ERROR_ANNOTATIONS = 'Encountered Annotations with level "ERROR"'
 
@@ -22,7 +24,10 @@ class SynthError(Exception):
     """Synthesis stopped (policy aspects, validations); str() is one or more short lines."""
 
 
-def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None):
+def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None,
+              bootstrap: BootstrapConfig | None = None):
+    """The environment stacks, then the bootstrap stack whose roles and provider registrations
+    are derived from the resource types those stacks hold (`bootstrap=None`: without it)."""
     from cdktf import App
 
     from stacks.todo_api_stack import TodoApiStack
@@ -30,9 +35,24 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
     if openapi_json is None:
         openapi_json = read_openapi()
     app = App(outdir=str(outdir), stack_traces=False)
-    for config in configs:
-        TodoApiStack(app, config, openapi_json)
+    stacks = [TodoApiStack(app, config, openapi_json) for config in configs]
+    if bootstrap is not None:
+        from stacks.bootstrap_stack import BootstrapStack
+
+        try:
+            model = PermissionModel(frozenset().union(*map(resource_types, stacks)))
+        except UnknownResourceType as error:
+            raise SynthError(str(error)) from None
+        BootstrapStack(app, bootstrap, model)
     return app
+
+
+def resource_types(stack) -> frozenset[str]:
+    """The Terraform resource types of every resource in a stack's construct tree."""
+    from cdktf import TerraformResource
+
+    return frozenset(node.terraform_resource_type for node in stack.node.find_all()
+                     if isinstance(node, TerraformResource))
 
 
 def synth_app(app) -> None:
@@ -46,7 +66,8 @@ def synth_app(app) -> None:
 
 
 def synthesize(
-    configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None
+    configs: list[EnvironmentConfig], outdir: Path, openapi_json: str | None = None,
+    bootstrap: BootstrapConfig | None = None,
 ) -> list[Path]:
     """Write cdktf.out/ (manifest + stacks/<stack>/cdk.tf.json); return the stack files."""
     # The cdktf CLI asks the app to keep going on error annotations; we stop instead. Node reads
@@ -56,7 +77,7 @@ def synthesize(
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
     try:
-        synth_app(build_app(configs, staging, openapi_json))
+        synth_app(build_app(configs, staging, openapi_json, bootstrap))
         return _move_into_place(staging, outdir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -157,6 +157,11 @@ class TodoApiStack(TerraformStack):
         AzurermProvider(
             self,
             "azurerm",
+            # Never register resource providers at plan time: the plan identities may not
+            # (`*/register/action`), and azurerm 4.x would try in a fresh subscription
+            # (azurerm#10853). The bootstrap stack registers exactly the namespaces these
+            # stacks use (stacks/permissions.py provider_namespaces).
+            resource_provider_registrations="none",
             features=[
                 AzurermProviderFeatures(
                     api_management=[

@@ -1,0 +1,460 @@
+"""The delivery's permission model: who may obtain which Azure token, and what it may do there.
+
+One source, read by four things: the bootstrap stack (stacks/bootstrap_stack.py) creates exactly
+these identities, federated credentials, roles, state containers and GitHub environments; the
+docs' identity table is rendered from it (`python -m stacks.permissions`, docs/delivery.md);
+the rehearsal's fakes refuse what it does not grant (tests/github); and the custom plan roles
+are built from `RESOURCE_ACTIONS`, the same table the fakes read to decide what refreshing,
+creating or deleting each resource type needs.
+
+The rule it encodes: a token that pull-request code can obtain reads nothing of prod. Pull
+requests plan dev only, with `plan-dev`. Prod is planned only in the GitHub environment
+`prod-plan` (deployments from `main` only), and applied only in `prod` (main only, a reviewer
+team, admins cannot bypass). Each identity's roles sit in its own environment's subscription;
+the state account lives in a third subscription where no deploy identity has any role but
+blob data on its own container.
+
+Standard library only: the bootstrap stack, the tests and the docs renderer import it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+ENVIRONMENTS = ("dev", "prod")
+OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+OIDC_AUDIENCE = "api://AzureADTokenExchange"
+DEPLOY_BRANCH = "main"
+STATE_CONTAINER = "tfstate-{environment}"
+BOOTSTRAP_CONTAINER = "tfstate-bootstrap"
+
+
+# -- What each resource type needs -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceActions:
+    """The ARM actions one azurerm resource type calls, by operation.
+
+    `refresh` and `refresh_data` are what its Read function calls beyond a GET: Reader cannot
+    plan a stack that holds such a resource once it exists in state. `source` names the
+    provider file (hashicorp/terraform-provider-azurerm, internal/services/...) whose Read
+    makes those calls, or the documentation that says so.
+    """
+
+    arm_type: str
+    refresh: tuple[str, ...] = ()
+    refresh_data: tuple[str, ...] = ()
+    source: str = ""
+    why_harmless: str = ""
+
+    @property
+    def namespace(self) -> str:
+        """The resource provider that must be registered for this type."""
+        return self.arm_type.split("/", 1)[0]
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        return (f"{self.arm_type}/read", *self.refresh)
+
+    @property
+    def write(self) -> tuple[str, ...]:
+        return (f"{self.arm_type}/write",)
+
+    @property
+    def delete(self) -> tuple[str, ...]:
+        return (f"{self.arm_type}/delete",)
+
+
+_SVC = "internal/services"
+RESOURCE_ACTIONS: dict[str, ResourceActions] = {
+    "azurerm_resource_group": ResourceActions("Microsoft.Resources/subscriptions/resourceGroups"),
+    "azurerm_resource_group_template_deployment": ResourceActions(
+        "Microsoft.Resources/deployments",
+        refresh=("Microsoft.Resources/deployments/exportTemplate/action",),
+        source=f"{_SVC}/resource/resource_group_template_deployment_resource.go: Read calls"
+        " ExportTemplate to fill template_content",
+        why_harmless="returns the template the stack itself wrote (table role assignments;"
+        " no secret in it)",
+    ),
+    "azurerm_user_assigned_identity": ResourceActions(
+        "Microsoft.ManagedIdentity/userAssignedIdentities"
+    ),
+    "azurerm_role_assignment": ResourceActions("Microsoft.Authorization/roleAssignments"),
+    "azurerm_service_plan": ResourceActions("Microsoft.Web/serverfarms"),
+    "azurerm_linux_web_app": ResourceActions(
+        "Microsoft.Web/sites",
+        refresh=("Microsoft.Web/sites/config/list/action",),
+        source=f"{_SVC}/appservice/linux_web_app_resource.go: Read calls"
+        " ListApplicationSettings, ListConnectionStrings, ListAzureStorageAccounts,"
+        " GetAuthSettings and GetBackupConfiguration (POST .../config/*/list)",
+        why_harmless="app settings hold Key Vault references and names, not secret values"
+        " (docs/app.md); the key itself stays in Key Vault",
+    ),
+    "azurerm_api_management": ResourceActions(
+        "Microsoft.ApiManagement/service",
+        refresh=(
+            "Microsoft.ApiManagement/service/portalsettings/listSecrets/action",
+            "Microsoft.ApiManagement/service/tenant/listSecrets/action",
+        ),
+        source=f"{_SVC}/apimanagement/api_management_resource.go: Read calls"
+        " delegationClient.ListSecrets and tenantAccessClient.ListSecrets (every SKU but"
+        " Consumption)",
+        why_harmless="the developer portal's delegation key and the tenant access key; both"
+        " are off in this stack (no delegation, tenant access disabled)",
+    ),
+    "azurerm_api_management_api": ResourceActions("Microsoft.ApiManagement/service/apis"),
+    "azurerm_api_management_api_diagnostic": ResourceActions(
+        "Microsoft.ApiManagement/service/apis/diagnostics"
+    ),
+    "azurerm_api_management_api_policy": ResourceActions(
+        "Microsoft.ApiManagement/service/apis/policies"
+    ),
+    "azurerm_api_management_backend": ResourceActions("Microsoft.ApiManagement/service/backends"),
+    "azurerm_api_management_certificate": ResourceActions(
+        "Microsoft.ApiManagement/service/certificates"
+    ),
+    "azurerm_api_management_logger": ResourceActions("Microsoft.ApiManagement/service/loggers"),
+    "azurerm_api_management_product": ResourceActions("Microsoft.ApiManagement/service/products"),
+    "azurerm_api_management_product_api": ResourceActions(
+        "Microsoft.ApiManagement/service/products/apis"
+    ),
+    "azurerm_api_management_subscription": ResourceActions(
+        "Microsoft.ApiManagement/service/subscriptions",
+        refresh=("Microsoft.ApiManagement/service/subscriptions/listSecrets/action",),
+        source=f"{_SVC}/apimanagement/api_management_subscription_resource.go: Read calls"
+        " ListSecrets for primary_key and secondary_key",
+        why_harmless="NOT harmless: the key calls the environment's API. This is why no"
+        " pull-request token may hold it for prod",
+    ),
+    "azurerm_application_insights": ResourceActions("Microsoft.Insights/components"),
+    "azurerm_application_insights_workbook": ResourceActions("Microsoft.Insights/workbooks"),
+    "azurerm_log_analytics_workspace": ResourceActions(
+        "Microsoft.OperationalInsights/workspaces",
+        refresh=("Microsoft.OperationalInsights/workspaces/sharedKeys/action",),
+        source=f"{_SVC}/loganalytics/log_analytics_workspace_resource.go: Read calls"
+        " SharedKeysGetSharedKeys for primary_shared_key",
+        why_harmless="NOT harmless: the shared key writes logs into the workspace",
+    ),
+    "azurerm_monitor_action_group": ResourceActions("Microsoft.Insights/actionGroups"),
+    "azurerm_monitor_diagnostic_setting": ResourceActions("Microsoft.Insights/diagnosticSettings"),
+    "azurerm_monitor_metric_alert": ResourceActions("Microsoft.Insights/metricAlerts"),
+    "azurerm_traffic_manager_profile": ResourceActions("Microsoft.Network/trafficManagerProfiles"),
+    "azurerm_traffic_manager_azure_endpoint": ResourceActions(
+        "Microsoft.Network/trafficManagerProfiles/azureEndpoints"
+    ),
+    "azurerm_cosmosdb_account": ResourceActions(
+        "Microsoft.DocumentDB/databaseAccounts",
+        refresh=(
+            "Microsoft.DocumentDB/databaseAccounts/listKeys/action",
+            "Microsoft.DocumentDB/databaseAccounts/readonlykeys/action",
+            "Microsoft.DocumentDB/databaseAccounts/listConnectionStrings/action",
+        ),
+        source=f"{_SVC}/cosmos/cosmosdb_account_resource.go: Read calls"
+        " DatabaseAccountsListKeys, DatabaseAccountsListReadOnlyKeys and"
+        " DatabaseAccountsListConnectionStrings and fails on anything but 404",
+        why_harmless="harmless only because local (key) auth is off on the account"
+        " (local_authentication_disabled, stacks/data_store.py): the keys open nothing",
+    ),
+    "azurerm_cosmosdb_table": ResourceActions("Microsoft.DocumentDB/databaseAccounts/tables"),
+    "azurerm_key_vault": ResourceActions(
+        "Microsoft.KeyVault/vaults",
+        source=f"{_SVC}/keyvault/key_vault_resource.go: Read also asks the data plane for"
+        " certificate contacts and ignores 403, so no data action is needed",
+    ),
+    "azurerm_key_vault_certificate": ResourceActions(
+        "Microsoft.KeyVault/vaults/certificates",
+        refresh_data=("Microsoft.KeyVault/vaults/certificates/read",),
+        source=f"{_SVC}/keyvault/key_vault_certificate_resource.go: Read calls GetCertificate"
+        " (data plane)",
+        why_harmless="the certificate's public part and policy; the private key is a secret"
+        " this action does not read",
+    ),
+    "azurerm_key_vault_secret": ResourceActions(
+        "Microsoft.KeyVault/vaults/secrets",
+        refresh_data=("Microsoft.KeyVault/vaults/secrets/getSecret/action",),
+        source=f"{_SVC}/keyvault/key_vault_secret_resource.go: Read calls GetSecret (data"
+        " plane, returns the value)",
+        why_harmless="NOT harmless: the health key; dev's only, for PR plans",
+    ),
+}
+# Types of other providers (random, time): no Azure call, nothing to grant.
+LOCAL_TYPES = frozenset({"random_password", "time_sleep"})
+# Namespaces every subscription has registered (Azure registers them itself).
+ALWAYS_REGISTERED = frozenset({"Microsoft.Resources", "Microsoft.Authorization"})
+
+
+class UnknownResourceType(ValueError):
+    pass
+
+
+def actions_for(resource_types: set[str] | list[str]) -> dict[str, ResourceActions]:
+    """The table rows of `resource_types`; an azurerm type missing from it is an error (a
+    stack grew a type nobody decided the permissions of)."""
+    unknown = sorted(t for t in resource_types if t not in RESOURCE_ACTIONS
+                     and t not in LOCAL_TYPES)
+    if unknown:
+        raise UnknownResourceType(
+            f"no permissions decided for {', '.join(unknown)}: add them to"
+            " stacks/permissions.py RESOURCE_ACTIONS (read the provider's Read function first)")
+    return {t: RESOURCE_ACTIONS[t] for t in sorted(resource_types) if t in RESOURCE_ACTIONS}
+
+
+def provider_namespaces(resource_types) -> list[str]:
+    """Resource providers the environment stacks need registered (derived, not hand-kept)."""
+    return sorted({a.namespace for a in actions_for(resource_types).values()}
+                  - ALWAYS_REGISTERED)
+
+
+# -- Roles ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    data_actions: tuple[str, ...] = ()
+    builtin_id: str | None = None  # a built-in role's definition GUID; None: custom
+    assignable_roles: tuple[str, ...] = ()  # RBAC administrator: the only roles it may assign
+
+    def allows(self, action: str, data: bool = False) -> bool:
+        if data:
+            return any(matches(p, action) for p in self.data_actions)
+        return (any(matches(p, action) for p in self.actions)
+                and not any(matches(p, action) for p in self.not_actions))
+
+
+def matches(pattern: str, action: str) -> bool:
+    """Azure RBAC action matching: case-insensitive, `*` matches any characters."""
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+BLOB = "Microsoft.Storage/storageAccounts/blobServices/containers"
+BUILTIN_ROLES = {
+    role.name: role for role in (
+        Role("Contributor", "everything but access management (built-in)",
+             actions=("*",),
+             not_actions=("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+                          "Microsoft.Authorization/elevateAccess/Action",
+                          "Microsoft.Blueprint/blueprintAssignments/write",
+                          "Microsoft.Blueprint/blueprintAssignments/delete",
+                          "Microsoft.Compute/galleries/share/action",
+                          "Microsoft.Purview/consents/write", "Microsoft.Purview/consents/delete",
+                          "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
+                          "Microsoft.Subscription/cancel/action",
+                          "Microsoft.Subscription/enable/action"),
+             builtin_id="b24988ac-6180-42a0-ab88-20f7382dd24c"),
+        Role("Role Based Access Control Administrator",
+             "assign roles, limited by a condition to the roles listed (built-in)",
+             actions=("Microsoft.Authorization/roleAssignments/write",
+                      "Microsoft.Authorization/roleAssignments/delete", "*/read",
+                      "Microsoft.Support/*"),
+             builtin_id="f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+             assignable_roles=(KEY_VAULT_ADMINISTRATOR, KEY_VAULT_SECRETS_USER)),
+        Role("Storage Blob Data Reader", "read blobs (built-in)",
+             actions=(f"{BLOB}/read", "Microsoft.Storage/storageAccounts/blobServices/"
+                      "generateUserDelegationKey/action"),
+             data_actions=(f"{BLOB}/blobs/read",),
+             builtin_id="2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
+        Role("Storage Blob Data Contributor", "read, write and lease blobs (built-in)",
+             actions=(f"{BLOB}/delete", f"{BLOB}/read", f"{BLOB}/write",
+                      "Microsoft.Storage/storageAccounts/blobServices/"
+                      "generateUserDelegationKey/action"),
+             data_actions=(f"{BLOB}/blobs/delete", f"{BLOB}/blobs/read", f"{BLOB}/blobs/write",
+                           f"{BLOB}/blobs/move/action", f"{BLOB}/blobs/add/action"),
+             builtin_id="ba92f5b4-2d11-453d-a403-e96b0029c9fe"),
+    )
+}
+STATE_READ = f"{BLOB}/blobs/read"
+STATE_WRITE = f"{BLOB}/blobs/write"
+
+
+def plan_role(environment: str, resource_types) -> Role:
+    """`terraform plan` of one environment: GETs of the namespaces its stack uses, plus exactly
+    the secret-bearing actions its resource types' Read functions call (RESOURCE_ACTIONS).
+    Writes nothing."""
+    rows = actions_for(resource_types).values()
+    namespaces = sorted({a.namespace for a in rows} | {"Microsoft.Resources"})
+    reads = [f"{ns}/*/read" for ns in namespaces]
+    extras = sorted({x for a in rows for x in a.refresh})
+    data = sorted({x for a in rows for x in a.refresh_data})
+    return Role(f"todo-api plan {environment}",
+                f"terraform plan of todo-api-{environment}: read what its refresh reads,"
+                " write nothing (stacks/permissions.py)",
+                actions=tuple(reads + extras), data_actions=tuple(data))
+
+
+# -- Identities -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An OIDC subject GitHub issues: `repo:O/R:pull_request`, `...:environment:E`,
+    `...:ref:refs/heads/B` (GitHub OIDC docs)."""
+
+    kind: Literal["pull_request", "environment", "ref"]
+    value: str = ""
+
+    def claim(self, repository: str) -> str:
+        if self.kind == "pull_request":
+            return f"repo:{repository}:pull_request"
+        return f"repo:{repository}:{self.kind}:{self.value}"
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.kind == "pull_request" else f"{self.kind}:{self.value}"
+
+
+Scope = Literal["subscription", "state"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str  # a key of BUILTIN_ROLES or a custom role's name
+    scope: Scope  # the identity's environment's subscription, or its state container
+    why: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    key: str  # plan-dev, deploy-prod, ...
+    environment: str
+    purpose: str
+    subjects: tuple[Subject, ...]
+    grants: tuple[Grant, ...]
+    github_environment: str | None  # where its client id is an environment variable
+
+    @property
+    def name(self) -> str:
+        return f"todo-api-github-{self.key}"
+
+
+@dataclass(frozen=True)
+class GithubEnvironment:
+    name: str
+    identity: str  # key of the identity whose client id it holds as AZURE_CLIENT_ID
+    reviewers: bool  # a required reviewer team, no self-review
+    plan_bundle_key: str  # which key it holds as PLAN_BUNDLE_KEY (its environment's)
+    branches: tuple[str, ...] = (DEPLOY_BRANCH,)
+
+
+@dataclass(frozen=True)
+class PermissionModel:
+    resource_types: frozenset[str]
+    identities: tuple[Identity, ...] = field(init=False)
+    environments: tuple[GithubEnvironment, ...] = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "identities", _identities())
+        object.__setattr__(self, "environments", _environments())
+
+    def roles(self) -> dict[str, Role]:
+        custom = {r.name: r for r in (plan_role(e, self.resource_types) for e in ENVIRONMENTS)}
+        return {**BUILTIN_ROLES, **custom}
+
+    def identity(self, key: str) -> Identity:
+        return next(i for i in self.identities if i.key == key)
+
+    def namespaces(self) -> list[str]:
+        return provider_namespaces(self.resource_types)
+
+
+def _identities() -> tuple[Identity, ...]:
+    found = []
+    for env in ENVIRONMENTS:
+        plan_subjects = [Subject("environment", f"{env}-plan")]
+        if env == "dev":
+            # Pull requests plan dev only: whatever a PR's token reaches, any writer can read.
+            plan_subjects.insert(0, Subject("pull_request"))
+        found.append(Identity(
+            f"plan-{env}", env,
+            f"terraform plan of {env}"
+            + (": pull requests, and the deploy and drift workflows' plan jobs"
+               if env == "dev" else ": deploy and drift plan jobs on main, never a pull request"),
+            tuple(plan_subjects),
+            (Grant(f"todo-api plan {env}", "subscription",
+                   "refresh every resource of the stack, write nothing"),
+             Grant("Storage Blob Data Reader", "state",
+                   "read the state (plans run with -lock=false)")),
+            f"{env}-plan"))
+        found.append(Identity(
+            f"deploy-{env}", env,
+            f"apply the reviewed plan of {env}, deploy the app, run load tests and drills",
+            (Subject("environment", env),),
+            (Grant("Contributor", "subscription", "create and change the stack's resources"),
+             Grant("Role Based Access Control Administrator", "subscription",
+                   "assign Key Vault Administrator and Key Vault Secrets User, nothing else"
+                   " (condition)"),
+             Grant("Storage Blob Data Contributor", "state", "write and lease its state")),
+            env))
+    return tuple(found)
+
+
+def _environments() -> tuple[GithubEnvironment, ...]:
+    found = []
+    for env in ENVIRONMENTS:
+        found.append(GithubEnvironment(f"{env}-plan", f"plan-{env}", False, env))
+        found.append(GithubEnvironment(env, f"deploy-{env}", env == "prod", env))
+    return tuple(found)
+
+
+# Repository-level variables the workflows read (no secrets: client ids are not secrets, the
+# federated credentials are what protect an identity). Everything else is per environment.
+REPOSITORY_VARIABLES = (
+    "AZURE_TENANT_ID", "AZURE_PLAN_CLIENT_ID_DEV", "AZURE_SUBSCRIPTION_ID_DEV",
+    "TFSTATE_SUBSCRIPTION_ID", "TFSTATE_RESOURCE_GROUP", "TFSTATE_STORAGE_ACCOUNT",
+    "AZURE_DEPLOYER_OBJECT_IDS_DEV", "AZURE_DEPLOYER_OBJECT_IDS_PROD",
+)
+ENVIRONMENT_VARIABLES = ("AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID")
+ENVIRONMENT_SECRETS = ("PLAN_BUNDLE_KEY",)
+
+
+# -- The docs' table --------------------------------------------------------------------------
+
+
+def markdown(model: PermissionModel) -> str:
+    """The identity table of docs/delivery.md (a test keeps the two equal)."""
+    roles = model.roles()
+    lines = ["| identity | OIDC subjects (repo:OWNER/REPO:...) | roles, scope | state |",
+             "|---|---|---|---|"]
+    for identity in model.identities:
+        subjects = ", ".join(f"`{s.label}`" for s in identity.subjects)
+        azure = "; ".join(f"{g.role} on the {identity.environment} subscription"
+                          for g in identity.grants if g.scope == "subscription")
+        state = "; ".join(f"{g.role} on `{STATE_CONTAINER.format(environment=identity.environment)}`"
+                          for g in identity.grants if g.scope == "state")
+        lines.append(f"| `{identity.name}` | {subjects} | {azure} | {state} |")
+    lines += ["", "| custom role | actions | data actions |", "|---|---|---|"]
+    for role in roles.values():
+        if role.builtin_id is None:
+            lines.append(f"| {role.name} | {', '.join(f'`{a}`' for a in role.actions)} | "
+                         f"{', '.join(f'`{a}`' for a in role.data_actions) or '-'} |")
+    lines += ["", "| action beyond GET | resource type | why granted | provider source |",
+              "|---|---|---|---|"]
+    for resource_type, row in actions_for(model.resource_types).items():
+        for action in (*row.refresh, *row.refresh_data):
+            lines.append(f"| `{action}` | `{resource_type}` | {row.why_harmless} |"
+                         f" {row.source} |")
+    return "\n".join(lines) + "\n"
+
+
+def synthesized_resource_types(stack_files) -> frozenset[str]:
+    """Every resource type of the synthesized environment stacks (cdk.tf.json files)."""
+    import json
+
+    found: set[str] = set()
+    for path in stack_files:
+        found |= set(json.loads(open(path, encoding="utf-8").read()).get("resource", {}))
+    return frozenset(found)
+
+
+if __name__ == "__main__":
+    # python -m stacks.permissions cdktf.out/stacks/todo-api-*/cdk.tf.json: the docs' table
+    print(markdown(PermissionModel(synthesized_resource_types(sys.argv[1:]))), end="")
