@@ -78,8 +78,9 @@ from stacks.permissions import (
 )
 
 STACK_NAME = "todo-api-bootstrap"
+# The labels tools/plan_comment.py puts on pull requests (LABEL_KINDS; a test keeps them equal).
 PLAN_LABEL_KINDS = {"no changes": "0E8A16", "changes": "FBCA04", "destroys": "B60205",
-                    "failed": "5319E7"}
+                    "failed": "5319E7", "skipped": "C5DEF5"}
 
 
 def assignment_condition(role: Role) -> str:
@@ -293,7 +294,4 @@ class BootstrapStack(TerraformStack):
                 IssueLabel(self, f"label-plan-{env}-{kind.replace(' ', '-')}",
                            repository=repository, name=f"plan/todo-api-{env}: {kind}",
                            color=color, description=f"Latest terraform plan of todo-api-{env}")
-        IssueLabel(self, "label-dependencies", repository=repository,
-                   name="plan/skipped: dependabot", color="C5DEF5",
-                   description="Dependabot pull requests get no Azure token: no plan")
         TerraformOutput(self, "state_account_id", value=self.state_account.id)

@@ -6,10 +6,12 @@
 A plan file holds every value Terraform will write, secrets included, and workflow artifacts
 can be downloaded by anyone who can read the repository: the bundle (the stack folder's
 cdk.tf.json, backend_override.tf.json, .terraform.lock.hcl and the plan `tfplan`) is a tar
-encrypted with AES-256-GCM under the key in $PLAN_BUNDLE_KEY (32 random bytes, base64; a
-repository secret that tools/azure-bootstrap.sh creates). GCM authenticates it too: a bundle
-that was changed, or made with another key, is refused. The stack name is bound to the bundle
-(authenticated data), so a dev bundle cannot be applied to prod.
+encrypted with AES-256-GCM under the key in $PLAN_BUNDLE_KEY (32 random bytes, base64; an
+environment secret of `<env>` and `<env>-plan` only, one key per environment, made by the
+bootstrap stack). GCM authenticates it too: a bundle that was changed, or made with another
+key, is refused. The stack name, the commit ($GITHUB_SHA) and the workflow run
+($GITHUB_RUN_ID) are bound to the bundle (authenticated data): a dev bundle cannot be applied
+to prod, nor a bundle of another commit or another run (an old approved plan, replayed).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def key_from_environment() -> bytes:
     return key
 
 
+def bound_to(stack: str) -> bytes:
+    """What a bundle is bound to: the stack, and the commit and run that made its plan."""
+    return "\n".join((stack, os.environ.get("GITHUB_SHA", ""),
+                      os.environ.get("GITHUB_RUN_ID", ""))).encode()
+
+
 def pack(stack_dir: Path, key: bytes) -> bytes:
     missing = [name for name in REQUIRED if not (stack_dir / name).is_file()]
     if missing:
@@ -58,7 +66,7 @@ def pack(stack_dir: Path, key: bytes) -> bytes:
             if (stack_dir / name).is_file():
                 archive.add(stack_dir / name, arcname=name)
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, buffer.getvalue(), stack_dir.name.encode())
+    sealed = AESGCM(key).encrypt(nonce, buffer.getvalue(), bound_to(stack_dir.name))
     return MAGIC + nonce + sealed
 
 
@@ -69,10 +77,11 @@ def unpack(bundle: bytes, stack_dir: Path, key: bytes) -> list[str]:
     body = bundle[len(MAGIC):]
     nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
     try:
-        plain = AESGCM(key).decrypt(nonce, sealed, stack_dir.name.encode())
+        plain = AESGCM(key).decrypt(nonce, sealed, bound_to(stack_dir.name))
     except InvalidTag:
         raise CliError(f"the bundle does not open with this key for stack {stack_dir.name}"
-                       " (other key, other stack, or changed)") from None
+                       " at this commit and run (other key, stack, commit or run, or changed)"
+                       ) from None
     stack_dir.mkdir(parents=True, exist_ok=True)
     names = []
     with tarfile.open(fileobj=io.BytesIO(plain), mode="r") as archive:

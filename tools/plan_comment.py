@@ -227,7 +227,7 @@ def summary(stack: str, plan: dict) -> str:
     return "\n\n".join(parts)
 
 
-LABEL_KINDS = ("no changes", "changes", "destroys", "failed")
+LABEL_KINDS = ("no changes", "changes", "destroys", "failed", "skipped")
 
 
 def label_prefix(stack: str) -> str:
@@ -254,6 +254,15 @@ def failed_comment(stack: str, run_url: str | None) -> str:
         f"### Terraform plan: `{stack}` :x: failed",
         ("> [!CAUTION]\n> The plan of the latest commit did not finish, so there is no plan to"
         f" review: the plan shown here before was for an older commit. See {where} for the error."),
+    ]) + "\n"
+
+
+def skipped_comment(stack: str, reason: str) -> str:
+    """Replaces the stack's plan comment when this pull request gets no plan, and says why."""
+    return "\n\n".join([
+        marker(stack),
+        f"### Terraform plan: `{stack}` skipped",
+        f"> [!NOTE]\n> No plan for this pull request: {reason}",
     ]) + "\n"
 
 
@@ -360,6 +369,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failed", action="store_true",
                         help="render the comment of a plan that did not finish")
     parser.add_argument("--run-url", help="link to the run (with --failed)")
+    parser.add_argument("--skipped", metavar="REASON",
+                        help="render the comment of a pull request that gets no plan, and why")
     parser.add_argument("--plan-text", type=Path)
     parser.add_argument("--synth", type=Path, help="cdk.tf.json of the stack, for the diagram")
     parser.add_argument("--artifact-url")
@@ -377,8 +388,14 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(args.label_out, label(args.stack, None) + "\n")
         print(f"{args.out}: failed-plan comment for {args.stack}")
         return 0
+    if args.skipped:
+        write_atomic(args.out, skipped_comment(args.stack, args.skipped))
+        if args.label_out:
+            write_atomic(args.label_out, label_prefix(args.stack) + "skipped\n")
+        print(f"{args.out}: skipped-plan comment for {args.stack}")
+        return 0
     if args.plan_json is None:
-        raise CliError("--plan-json is required (or --failed)")
+        raise CliError("--plan-json is required (or --failed, --skipped)")
     plan = read_json(args.plan_json, "plan JSON")
     synth = read_json(args.synth, "synthesized stack") if args.synth else None
     text = _read_text(args.plan_text) if args.plan_text else None

@@ -149,9 +149,10 @@ def test_deploy_applies_exactly_the_saved_plan_after_the_approval_gate():
     def commands(job):
         return "\n".join(s.get("run", "") for s in jobs[job]["steps"])
     assert "terraform plan -input=false -lock=false -out=tfplan" in commands("plan")
-    assert "environment" not in jobs["plan"]  # the plan is made (and shown) before the gate
-    assert "plan" in jobs["deploy"]["needs"] and "environment" in jobs["deploy"]
-    assert "terraform apply -input=false tfplan" in commands("deploy")
+    # the plan is made (and shown) before the gate, in the ungated <env>-plan environment
+    assert jobs["plan"]["environment"].endswith("}-plan")
+    assert "plan" in jobs["deploy"]["needs"] and "-plan" not in jobs["deploy"]["environment"]
+    assert "terraform apply -input=false -lock-timeout=10m tfplan" in commands("deploy")
     assert "terraform plan" not in commands("deploy") and "-auto-approve" not in commands("deploy")
 
 
@@ -183,3 +184,48 @@ def test_terraform_wrapper_is_off_so_exit_codes_are_real():
 def test_dependabot_proposes_updates_for_actions_python_lock_and_npm_lock():
     updates = load(GITHUB / "dependabot.yml")["updates"]
     assert {u["package-ecosystem"] for u in updates} == {"github-actions", "uv", "npm"}
+
+
+# The permission model's variables and secrets (stacks/permissions.py) ---------------------------
+
+
+def referenced(job: dict, kind: str) -> set[str]:
+    return set(re.findall(rf"\b{kind}\.([A-Z0-9_]+)", yaml.safe_dump(job)))
+
+
+def test_environment_variables_and_secrets_are_read_only_by_jobs_that_name_an_environment():
+    """GitHub gives a job an environment's variables and secrets only when the job names that
+    environment; a job that reads them without naming one would silently get empty values (or,
+    were they repository-level, hand them to every pull request)."""
+    from stacks.permissions import ENVIRONMENT_SECRETS, ENVIRONMENT_VARIABLES
+
+    offenders = [
+        f"{workflow} {job_id}: {name}"
+        for workflow, job_id, job in jobs() if "environment" not in job
+        for name in sorted((referenced(job, "vars") & set(ENVIRONMENT_VARIABLES))
+                           | (referenced(job, "secrets") & set(ENVIRONMENT_SECRETS)))]
+    assert offenders == []
+
+
+def test_every_variable_and_secret_the_workflows_read_is_one_the_bootstrap_creates():
+    from stacks.permissions import ENVIRONMENT_SECRETS, ENVIRONMENT_VARIABLES, REPOSITORY_VARIABLES
+
+    used_vars = set().union(*(referenced(job, "vars") for _, _, job in jobs()))
+    used_secrets = set().union(*(referenced(job, "secrets") for _, _, job in jobs()))
+    assert used_vars - set(REPOSITORY_VARIABLES) - set(ENVIRONMENT_VARIABLES) == set()
+    assert used_secrets - set(ENVIRONMENT_SECRETS) == set()
+
+
+def test_no_pull_request_job_names_a_prod_environment_or_reads_prod():
+    """Whatever a pull request's token reaches, any writer can read: nothing of prod. (The
+    prod deploy identity's object id, which synth needs for the Key Vault role assignment, is
+    an identifier, not a credential.)"""
+    for path in WORKFLOWS:
+        workflow = load(path)
+        if "pull_request" not in triggers(workflow):
+            continue
+        for job_id, job in workflow["jobs"].items():
+            text = yaml.safe_dump(job)
+            assert "prod" not in str(job.get("environment", "")), (path.name, job_id)
+            text = text.replace("vars.AZURE_DEPLOYER_OBJECT_IDS_PROD", "")
+            assert not re.search(r"vars\.[A-Z_]*PROD", text), (path.name, job_id)

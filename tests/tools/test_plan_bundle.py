@@ -51,7 +51,7 @@ def test_a_dev_bundle_cannot_be_applied_to_prod(tmp_path, stack_dir):
     dev = stack_dir.parent / "todo-api-dev"
     stack_dir.rename(dev)
     bundle = plan_bundle.pack(dev, KEY)
-    with pytest.raises(CliError, match="other stack"):
+    with pytest.raises(CliError, match="other key, stack"):
         plan_bundle.unpack(bundle, tmp_path / "todo-api-prod", KEY)
 
 
@@ -68,3 +68,16 @@ def test_a_missing_or_short_key_is_one_line_and_exit_2(stack_dir, tmp_path, monk
     argv = ["pack", "--stack-dir", str(stack_dir), "--out", str(tmp_path / "b")]
     assert plan_bundle.run_cli(lambda: plan_bundle.main(argv)) == 2
     assert "PLAN_BUNDLE_KEY must hold 32 random bytes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_SHA", "GITHUB_RUN_ID"])
+def test_a_bundle_of_another_commit_or_run_is_refused(stack_dir, tmp_path, monkeypatch,
+                                                      variable):
+    """An approved plan of an older run (or commit) cannot be replayed into a later apply."""
+    monkeypatch.setenv("GITHUB_SHA", "a" * 40)
+    monkeypatch.setenv("GITHUB_RUN_ID", "1001")
+    bundle = plan_bundle.pack(stack_dir, KEY)
+    assert plan_bundle.unpack(bundle, tmp_path / "same" / "todo-api-prod", KEY)
+    monkeypatch.setenv(variable, "b" * 40 if variable == "GITHUB_SHA" else "1002")
+    with pytest.raises(CliError, match="at this commit and run"):
+        plan_bundle.unpack(bundle, tmp_path / "other" / "todo-api-prod", KEY)

@@ -260,6 +260,16 @@ def test_a_failed_plan_replaces_the_stale_comment_of_its_stack(tmp_path):
     assert ":x: failed" in body and "(https://run)" in body
 
 
+def test_a_pull_request_without_a_plan_says_why_and_is_labelled_skipped(tmp_path):
+    out, label_file = tmp_path / "comment.md", tmp_path / "label.txt"
+    assert plan_comment.main(["--stack", "todo-api-dev", "--skipped", "Dependabot gets no token",
+                              "--out", str(out), "--label-out", str(label_file)]) == 0
+    body = out.read_text()
+    assert body.startswith("<!-- todo-api-plan:todo-api-dev -->\n")
+    assert "skipped" in body and "Dependabot gets no token" in body
+    assert label_file.read_text() == "plan/todo-api-dev: skipped\n"
+
+
 @pytest.mark.parametrize(("plan", "kind"), [
     ("no_changes.json", "no changes"), ("update.json", "changes"), ("delete.json", "destroys"),
     ("replace.json", "destroys"), (None, "failed"),
