@@ -31,6 +31,13 @@ ACTION_GROUP_SHORT_NAME = "todo-api"  # at most 12 characters; shown in e-mails 
 EVALUATION_FREQUENCY = "PT1M"
 STORE_AVAILABILITY_WINDOW = "PT1H"  # ServiceAvailability has a one-hour grain
 STORE_AVAILABILITY_FREQUENCY = "PT5M"
+# Traffic Manager reports endpoint status per probe result (1 up, 0 down) from several probe
+# locations. Microsoft documents Maximum (supported-metrics table) and Average ("Traffic Manager
+# metrics and alerts") for it, not Minimum, and recommends alerting when the average falls
+# below 0.5: more than half of the probe results in the window said down, which is Traffic
+# Manager's own rule for Degraded (a majority of probes). One probe location failing alone is
+# not an outage and does not fire; an endpoint Degraded for about half the window or more does.
+ENDPOINT_DOWN_AVERAGE = 0.5
 CRITICAL, ERROR, WARNING = 0, 1, 2  # Azure Monitor severities (0 highest)
 
 
@@ -79,8 +86,9 @@ class OperationsAlerts(Construct):
             scope=profile_id,
             severity=ERROR,
             description=(
-                f"A Traffic Manager endpoint ({key}) is Degraded: its probes of {probed} failed, "
-                "so Traffic Manager sends clients to the other region (the alert names the "
+                f"A Traffic Manager endpoint ({key}) is Degraded: most of its probes of {probed} "
+                f"failed in the last {self._settings.window_minutes} minutes, so Traffic Manager "
+                "sends clients to the other region (the alert names the "
                 "endpoint). Look first at: that endpoint's health check (App Service > Health "
                 "check, or the probe path by hand) and the failover workbook. If every endpoint "
                 "is Degraded, Traffic Manager returns all of them and failover has stopped."
@@ -88,9 +96,9 @@ class OperationsAlerts(Construct):
             criteria=MonitorMetricAlertCriteria(
                 metric_namespace="Microsoft.Network/trafficManagerProfiles",
                 metric_name="ProbeAgentCurrentEndpointStateByProfileResourceId",
-                aggregation="Minimum",
+                aggregation="Average",
                 operator="LessThan",
-                threshold=1,  # 1 = the endpoint is up, 0 = down
+                threshold=ENDPOINT_DOWN_AVERAGE,
                 dimension=[_dimension("EndpointName", "*")],  # one alert instance per endpoint
             ),
         )

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from stacks.regions import REGIONS
+from stacks.regions import REGIONS, distance_km
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where cdktf.json is
 CONFIG_DIR = PROJECT_ROOT / "config"
@@ -266,6 +266,10 @@ THROUGHPUT_LIMITS = {"provisioned": (400, 1_000_000, 100), "autoscale": (1_000, 
 # 3-63 letters and digits, starting with a letter; `tables` is reserved.
 TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 RESERVED_TABLE_NAMES = ("tables",)
+# The account always uses Strong consistency (stacks/data_store.py), which Cosmos DB refuses for
+# accounts whose regions span more than 5,000 miles / 8,000 km (learn.microsoft.com, "Consistency
+# levels in Azure Cosmos DB"; lifting it needs a support request).
+STRONG_CONSISTENCY_MAX_KM = 8_000
 
 
 class DataStore(_Model):
@@ -338,6 +342,7 @@ class EnvironmentConfig(_Model):
         for field in ("primary", "secondary"):
             if third == getattr(self.regions, field):
                 raise ValueError(f"data_store.third_region: {third} is already regions.{field}")
+        _within_strong_consistency_span(self.regions.primary, self.regions.secondary, third)
         for region in self.data_store.zone_redundant_regions:
             if region not in self.data_store_regions:
                 raise ValueError(
@@ -359,6 +364,20 @@ class EnvironmentConfig(_Model):
     @property
     def resource_tags(self) -> dict[str, str]:
         return {**self.tags, "environment": self.environment}
+
+
+def _within_strong_consistency_span(primary: str, secondary: str, third: str | None) -> None:
+    """Every pair of the account's regions within STRONG_CONSISTENCY_MAX_KM (great circle)."""
+    pairs = [("regions.secondary", primary, secondary)]
+    if third:
+        pairs += [("data_store.third_region", region, third) for region in (primary, secondary)]
+    for field, a, b in pairs:
+        km = distance_km(a, b)
+        if km > STRONG_CONSISTENCY_MAX_KM:
+            raise ValueError(
+                f"{field}: Cosmos DB refuses Strong consistency for regions more than "
+                f"{STRONG_CONSISTENCY_MAX_KM:,} km apart: {a} and {b} are {km:,.0f} km apart"
+            )
 
 
 def load_environments(

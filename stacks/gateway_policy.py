@@ -10,19 +10,28 @@ api-management-error-handling-policies and forward-request-policy):
   been applied.
 - It does not answer (the connection fails, or no response headers within the timeout):
   `forward-request` raises an error and processing jumps to `on-error`; a `retry` never sees it.
-  `on-error` may not `forward-request`, so it `send-request`s a copy of the request (the body was
-  buffered) to the other region's web app, with the client certificate by certificate id, and
-  returns that response. After `Timeout` only idempotent methods go again (the first region may
+  `on-error` may not `forward-request`, so it replays the request through the gateway: a
+  `send-request mode="copy"` (headers and the buffered body) to the URL the caller used, with a
+  header naming the other region's backend (Microsoft's "Replay request on error" snippet,
+  Azure/api-management-policy-snippets). The replay's `inbound` presents the client certificate
+  and `forward-request`s to that backend (the other web app's URL and Host); `on-error` returns
+  the replay's response. After `Timeout` only idempotent methods go again (the first region may
   still apply a POST); after `BackendConnectionFailure` every method does (no connection, no
   request). Anything else, or a second failure, is a problem+json 502/504 that says whether the
   request may have been applied.
 
-The client certificate is presented by certificate id in `inbound` (and on the `send-request`),
-never by thumbprint, so a Key Vault renewal reaches every call without a deploy.
+The client certificate is presented once, by certificate id, in `inbound`, never by
+thumbprint, so a Key Vault renewal reaches every call without a deploy: the authentication-
+certificate policy documents `certificate-id` for `inbound`, while the send-request reference
+lists its `authentication-certificate` child with `thumbprint` only (learn.microsoft.com,
+authentication-certificate-policy and send-request-policy). Hence the replay through `inbound`
+rather than a `send-request` straight to the other web app.
 
 "Other" is relative to the gateway that runs the policy (`context.Deployment.Region`), so one
-policy serves every topology. The inbound section also drops any `X-ARR-ClientCert` a caller
-sent (only the App Service front end may set it) and refuses bodies over the API's limit.
+policy serves every topology; the replay names its backend, so it may land on any gateway of the
+API. The inbound section also drops any `X-ARR-ClientCert` a caller sent (only the App Service
+front end may set it) and refuses bodies over the API's limit. A caller that sends the replay
+header itself only pins its own request to one region's web app, without the second attempt.
 """
 
 import xml.etree.ElementTree as ET
@@ -31,12 +40,16 @@ from dataclasses import dataclass
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 RETRY_COUNT = 1
 FORWARD_TIMEOUT_SECONDS = 20
+# The replay waits for its own forward-request plus the round trip through the gateway.
+REPLAY_TIMEOUT_SECONDS = FORWARD_TIMEOUT_SECONDS + 5
+REPLAY_HEADER = "X-Fallback-Backend"  # on a replay: the backend id to forward to
 CLIENT_CERT_HEADER = "X-ARR-ClientCert"
 # LastError.Reason of a forward-request that got no response (error-handling reference).
 CONNECTION_FAILURE = "BackendConnectionFailure"
 TIMEOUT = "Timeout"
 FALLBACK_RESPONSE = "fallback-response"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+NEITHER_ANSWERED = "Neither region answered. Read before you send a POST again."
 
 
 @dataclass(frozen=True)
@@ -44,8 +57,8 @@ class Fallback:
     """Where a gateway in `region` (display name) sends a request its first region failed."""
 
     region: str
-    backend_id: str
-    base_url: str  # https://<other region's app>.azurewebsites.net
+    backend_id: str  # the API Management backend whose URL is the other region's web app
+    base_url: str  # https://<other region's app>.azurewebsites.net (that backend's URL)
 
 
 def _var(name: str, type_: str = "string") -> str:
@@ -77,13 +90,14 @@ def api_policy(
     )
     _choose_fallback(inbound, fallbacks)
     ET.SubElement(inbound, "set-backend-service", {"backend-id": primary_backend_id})
+    _replayed(inbound, fallbacks)
 
     backend = ET.SubElement(policies, "backend")
     retry = ET.SubElement(
         backend,
         "retry",
         {
-            "condition": f"@({_var('idempotent', 'bool')}"
+            "condition": f"@({_var('idempotent', 'bool')} && !{_var('fell-back', 'bool')}"
             " && context.Response != null && context.Response.StatusCode >= 500)",
             "count": str(RETRY_COUNT),
             "interval": "0",
@@ -106,7 +120,7 @@ def api_policy(
         },
     )
     ET.SubElement(ET.SubElement(policies, "outbound"), "base")
-    _on_error(ET.SubElement(policies, "on-error"), certificate_id)
+    _on_error(ET.SubElement(policies, "on-error"))
     ET.indent(policies)
     return ET.tostring(policies, encoding="unicode")
 
@@ -135,10 +149,20 @@ def _choose_fallback(parent: ET.Element, fallbacks: list[Fallback]) -> None:
 
 def _set_fallback(parent: ET.Element, fallback: Fallback) -> None:
     ET.SubElement(parent, "set-variable", name="fallback-backend", value=fallback.backend_id)
-    ET.SubElement(parent, "set-variable", name="fallback-url", value=fallback.base_url)
 
 
-def _on_error(on_error: ET.Element, certificate_id: str) -> None:
+def _replayed(inbound: ET.Element, fallbacks: list[Fallback]) -> None:
+    """A replay from `on-error` names one of the fallback backends: forward it there, once."""
+    named = f'context.Request.Headers.GetValueOrDefault("{REPLAY_HEADER}", "")'
+    known = ", ".join(f'"{f.backend_id}"' for f in fallbacks)
+    when = ET.SubElement(ET.SubElement(inbound, "choose"), "when")
+    when.set("condition", f"@(new [] {{ {known} }}.Contains({named}))")
+    ET.SubElement(when, "set-variable", name="fell-back", value="@(true)")
+    ET.SubElement(when, "set-backend-service", {"backend-id": f"@({named})"})
+    ET.SubElement(when, "set-header", name=REPLAY_HEADER, **{"exists-action": "delete"})
+
+
+def _on_error(on_error: ET.Element) -> None:
     ET.SubElement(on_error, "base")
     choose = ET.SubElement(on_error, "choose")
     no_answer = (
@@ -148,26 +172,25 @@ def _on_error(on_error: ET.Element, certificate_id: str) -> None:
         f' || (context.LastError.Reason == "{TIMEOUT}" && {_var("idempotent", "bool")})))'
     )
     again = ET.SubElement(choose, "when", condition=no_answer)
+    # Through the gateway again (the replay's inbound presents the certificate by id): the URL
+    # the caller used, so the copied Host header and the URL agree.
     send = ET.SubElement(
         again,
         "send-request",
         {
             "mode": "copy",
             "response-variable-name": FALLBACK_RESPONSE,
-            "timeout": str(FORWARD_TIMEOUT_SECONDS),
+            "timeout": str(REPLAY_TIMEOUT_SECONDS),
             "ignore-error": "true",
         },
     )
-    ET.SubElement(
-        send, "set-url"
-    ).text = (
-        f"@({_var('fallback-url')} + context.Request.Url.Path + context.Request.Url.QueryString)"
-    )
-    ET.SubElement(send, "authentication-certificate", {"certificate-id": certificate_id})
+    ET.SubElement(send, "set-url").text = "@(context.Request.OriginalUrl.ToString())"
+    replay = ET.SubElement(send, "set-header", name=REPLAY_HEADER, **{"exists-action": "override"})
+    ET.SubElement(replay, "value").text = f"@({_var('fallback-backend')})"
     answered = ET.SubElement(ET.SubElement(again, "choose"), "when")
     answered.set("condition", f"@({_var(FALLBACK_RESPONSE, 'IResponse')} != null)")
     ET.SubElement(answered, "return-response", {"response-variable-name": FALLBACK_RESPONSE})
-    _problem(again, 502, "Neither region answered. Read before you send a POST again.")
+    _problem(again, 502, NEITHER_ANSWERED)
     timed_out = ET.SubElement(
         choose,
         "when",
@@ -180,6 +203,14 @@ def _on_error(on_error: ET.Element, certificate_id: str) -> None:
         "The region did not answer in time; the request may have been applied. "
         "Read before you send it again.",
     )
+    # The second region (a replay, or the 5xx retry) could not be reached either.
+    refused = ET.SubElement(
+        choose,
+        "when",
+        condition=f'@(context.LastError.Section == "backend"'
+        f' && context.LastError.Reason == "{CONNECTION_FAILURE}")',
+    )
+    _problem(refused, 502, NEITHER_ANSWERED)
 
 
 def _problem(parent: ET.Element, status: int, detail: str) -> None:

@@ -3,11 +3,13 @@ one line that names the field, exit 1, no traceback, nothing written."""
 
 import subprocess
 import sys
+from math import degrees, pi
 from pathlib import Path
 
 import pytest
 
 from stacks.config import ConfigError, load_environment, load_environments, parse_overrides
+from stacks.regions import EARTH_RADIUS_KM, REGIONS, Region, distance_km
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYER_ID = "11111111-2222-3333-4444-555555555555"
@@ -93,6 +95,20 @@ BAD_SETTINGS = {
     "reserved table name": (
         ["data_store.table_name=Tables"],
         "data_store.table_name: 'Tables' is reserved",
+    ),
+    "Strong consistency across more than 8,000 km": (
+        ["regions.primary=brazilsouth", "regions.secondary=southcentralus"],
+        (
+            "regions.secondary: Cosmos DB refuses Strong consistency for regions more than "
+            "8,000 km apart: brazilsouth and southcentralus are 8,087 km apart"
+        ),
+    ),
+    "third region too far for Strong consistency": (
+        ["data_store.third_region=brazilsouth"],
+        (
+            "data_store.third_region: Cosmos DB refuses Strong consistency for regions more than "
+            "8,000 km apart: australiaeast and brazilsouth are 13,358 km apart"
+        ),
     ),
     "zones in a region the account is not in": (
         ['data_store.zone_redundant_regions=["westeurope"]'],
@@ -200,3 +216,36 @@ def test_data_store_regions_put_the_write_region_first():
     config = load_environment("prod", {"data_store.third_region": "southeastasia"})
     assert config.data_store_regions == ("australiaeast", "australiasoutheast", "southeastasia")
     assert load_environment("dev").data_store_regions == ("australiaeast", "australiasoutheast")
+
+
+def test_close_paired_regions_keep_strong_consistency():
+    config = load_environment("dev", {"regions.primary": "westeurope",
+                                      "regions.secondary": "northeurope"})
+    assert config.data_store_regions == ("westeurope", "northeurope")
+    assert round(distance_km("westeurope", "northeurope")) == 756
+
+
+def test_distance_is_the_great_circle_between_the_coordinates(monkeypatch):
+    """Pole to equator is a quarter of a great circle."""
+    monkeypatch.setitem(REGIONS, "north-pole", Region("np", "North Pole", "equator", 90.0, 0.0))
+    monkeypatch.setitem(REGIONS, "equator", Region("eq", "Equator", "north-pole", 0.0, 0.0))
+    assert distance_km("north-pole", "equator") == pytest.approx(pi / 2 * EARTH_RADIUS_KM)
+    assert distance_km("australiaeast", "australiaeast") == 0
+
+
+@pytest.mark.parametrize(("km", "accepted"), [(7_999, True), (8_001, False)])
+def test_strong_consistency_boundary_is_8000_km(monkeypatch, km, accepted):
+    """Two made-up paired regions on the equator, `km` apart."""
+    east = degrees(km / EARTH_RADIUS_KM)
+    monkeypatch.setitem(REGIONS, "testwest", Region("tw", "Test West", "testeast", 0.0, 0.0))
+    monkeypatch.setitem(REGIONS, "testeast", Region("te", "Test East", "testwest", 0.0, east))
+    overrides = {"regions.primary": "testwest", "regions.secondary": "testeast"}
+    if accepted:
+        assert load_environment("dev", overrides).regions.both == ("testwest", "testeast")
+        return
+    with pytest.raises(ConfigError) as raised:
+        load_environment("dev", overrides)
+    assert str(raised.value) == (
+        "config/dev.toml: regions.secondary: Cosmos DB refuses Strong consistency for regions "
+        "more than 8,000 km apart: testwest and testeast are 8,001 km apart"
+    )

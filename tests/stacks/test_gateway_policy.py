@@ -2,6 +2,7 @@
 does when the first region answers 5xx, does not answer, or a caller sends what only the App
 Service front end may send."""
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, ref
 
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
+REPLAY_HEADER = "X-Fallback-Backend"
+FALLBACK_BACKEND = '@(context.Variables.GetValueOrDefault<string>("fallback-backend"))'
 
 
 @pytest.fixture(params=ALL, ids=[f"{e}-{t}" for e, t in ALL])
@@ -35,19 +38,24 @@ def _when(section: ET.Element, text: str) -> ET.Element:
     return when
 
 
+def _replay(policy: ET.Element) -> ET.Element:
+    """The `on-error` branch that sends the request a second time."""
+    on_error = policy.find("on-error")
+    (again,) = [w for w in on_error.iter("when") if w.find("send-request") is not None]
+    return again
+
+
 def test_a_5xx_is_retried_once_against_the_other_region_for_idempotent_methods(policies):
     _, found = policies
     for policy in found:
         (retry,) = policy.find("backend").iter("retry")
         condition = retry.get("condition")
         assert 'GetValueOrDefault<bool>("idempotent")' in condition
+        assert '!context.Variables.GetValueOrDefault<bool>("fell-back")' in condition
         assert "context.Response != null && context.Response.StatusCode >= 500" in condition
         assert (retry.get("count"), retry.get("interval")) == ("1", "0")
         switch = retry.find("choose/when/set-backend-service")
-        assert (
-            switch.get("backend-id")
-            == '@(context.Variables.GetValueOrDefault<string>("fallback-backend"))'
-        )
+        assert switch.get("backend-id") == FALLBACK_BACKEND
         forward = retry.find("forward-request")
         assert forward.get("buffer-request-body") == "true"
 
@@ -62,33 +70,67 @@ def test_idempotent_methods_exclude_post(policies):
         assert '"POST"' not in variable.get("value")
 
 
-def test_a_region_that_does_not_answer_is_handled_in_on_error_by_sending_to_the_other(policies):
-    stack, found = policies
-    certificates = _certificate_names(stack)
+def test_a_region_that_does_not_answer_is_replayed_through_the_gateway_to_the_other(policies):
+    """`on-error` may not forward: it sends a copy (headers, buffered body) to the URL the caller
+    used, so the copied Host and the URL agree, naming the other region's backend."""
+    _, found = policies
     for policy in found:
-        on_error = policy.find("on-error")
-        again = _when(on_error, "BackendConnectionFailure")
+        again = _replay(policy)
         condition = again.get("condition")
         assert 'context.LastError.Section == "backend"' in condition
         assert '!context.Variables.GetValueOrDefault<bool>("fell-back")' in condition
+        assert "BackendConnectionFailure" in condition
         send = again.find("send-request")
         assert (send.get("mode"), send.get("ignore-error")) == ("copy", "true")
-        assert send.find("set-url").text.startswith(
-            '@(context.Variables.GetValueOrDefault<string>("fallback-url")'
-        )
-        certificate = send.find("authentication-certificate")
-        # by certificate id (the Key Vault certificate's current version), never by thumbprint
-        assert list(certificate.attrib) == ["certificate-id"]
-        assert certificate.get("certificate-id") in certificates
+        assert send.find("set-url").text == "@(context.Request.OriginalUrl.ToString())"
+        (named,) = send.findall("set-header")
+        assert (named.get("name"), named.get("exists-action")) == (REPLAY_HEADER, "override")
+        assert named.find("value").text == FALLBACK_BACKEND
         returned = again.find("choose/when/return-response")
         assert returned.get("response-variable-name") == send.get("response-variable-name")
+
+
+def test_a_replay_is_forwarded_once_with_the_certificate_to_the_backend_it_names(policies):
+    """The replay's own `inbound`: certificate by id (as for every request), then the named
+    fallback backend instead of Traffic Manager, marked as fallen back (no retry, no replay)."""
+    _, found = policies
+    for policy in found:
+        inbound = list(policy.find("inbound"))
+        tags = [child.tag for child in inbound]
+        replayed = _when(policy.find("inbound"), REPLAY_HEADER)
+        backends = {v.get("value") for v in policy.find("inbound/choose[2]").iter("set-variable")}
+        assert set(re.findall(r'"(app-[a-z0-9]+)"', replayed.get("condition"))) == backends
+        named = f'@(context.Request.Headers.GetValueOrDefault("{REPLAY_HEADER}", ""))'
+        assert [(c.tag, dict(c.attrib)) for c in replayed] == [
+            ("set-variable", {"name": "fell-back", "value": "@(true)"}),
+            ("set-backend-service", {"backend-id": named}),
+            ("set-header", {"name": REPLAY_HEADER, "exists-action": "delete"}),
+        ]
+        choose = next(c for c in inbound if c.find("when") is replayed)
+        assert tags.index("authentication-certificate") < inbound.index(choose)
+        assert tags.index("set-backend-service") < inbound.index(choose)  # overrides the default
+
+
+def test_a_second_region_that_cannot_be_reached_gets_a_502(policies):
+    _, found = policies
+    for policy in found:
+        (refused,) = [
+            w
+            for w in policy.find("on-error").iter("when")
+            if w.get("condition")
+            == '@(context.LastError.Section == "backend"'
+            ' && context.LastError.Reason == "BackendConnectionFailure")'
+        ]
+        response = refused.find("return-response")
+        assert response.find("set-status").get("code") == "502"
+        assert "Neither region answered" in response.find("set-body").text
 
 
 def test_after_a_timeout_only_idempotent_methods_go_again(policies):
     """A POST that timed out may still be applied by the first region: no second attempt."""
     _, found = policies
     for policy in found:
-        condition = _when(policy.find("on-error"), "BackendConnectionFailure").get("condition")
+        condition = _replay(policy).get("condition")
         assert (
             '(context.LastError.Reason == "Timeout" && '
             'context.Variables.GetValueOrDefault<bool>("idempotent"))'
@@ -114,20 +156,29 @@ def _variables(parent: ET.Element) -> dict[str, str]:
 
 
 def test_the_fallback_is_the_other_regions_web_app_by_gateway_region(policies):
+    """The fallback backends' URLs (hence the Host the web app sees) are the web apps' own names,
+    with the certificate chain and name validated."""
     stack, found = policies
-    apps = blocks(stack, "azurerm_linux_web_app")
-    hosts = {i: f"https://{ref('azurerm_linux_web_app', i, 'default_hostname')}" for i in apps}
+    hosts = {
+        i: f"https://{ref('azurerm_linux_web_app', i, 'default_hostname')}"
+        for i in blocks(stack, "azurerm_linux_web_app")
+    }
+    backends = blocks(stack, "azurerm_api_management_backend").values()
+    urls = {b["name"]: b["url"] for b in backends if b["name"].startswith("app-")}
+    for backend in backends:
+        assert backend["url"] == urls.get(backend["name"], backend["url"])  # same in every gateway
+        assert backend["tls"]["validate_certificate_chain"] is True
+    assert {b["name"] for b in backends if b["tls"]["validate_certificate_name"]} >= set(urls)
     for policy in found:
         choose = policy.find("inbound/choose[2]")
         (when,) = choose.findall("when")
         assert when.get("condition") == '@(context.Deployment.Region == "Australia Southeast")'
         in_southeast, otherwise = _variables(when), _variables(choose.find("otherwise"))
-        assert in_southeast["fallback-backend"] == "app-aue"
-        assert otherwise["fallback-backend"] == "app-ause"
-        assert {in_southeast["fallback-url"], otherwise["fallback-url"]} == set(hosts.values())
-        assert "australiaeast" in next(
-            i for i, h in hosts.items() if h == in_southeast["fallback-url"]
-        )
+        assert in_southeast == {"fallback-backend": "app-aue"}
+        assert otherwise == {"fallback-backend": "app-ause"}
+        assert set(urls.values()) == set(hosts.values())
+        assert "australiaeast" in next(i for i, h in hosts.items() if h == urls["app-aue"])
+        assert "australiasoutheast" in next(i for i, h in hosts.items() if h == urls["app-ause"])
 
 
 def test_a_callers_own_client_certificate_header_is_dropped(policies):
@@ -149,12 +200,16 @@ def test_a_body_over_the_apps_limit_is_refused_with_413_before_any_backend(polic
 
 
 def test_the_client_certificate_is_presented_by_id_for_every_forward(policies):
+    """Once, in `inbound`, where the authentication-certificate policy documents `certificate-id`
+    (replays pass through it too). `send-request` documents its `authentication-certificate`
+    child with `thumbprint` only, which breaks at a Key Vault renewal: none there."""
     stack, found = policies
     certificates = _certificate_names(stack)
     for policy in found:
         (presented,) = policy.find("inbound").findall("authentication-certificate")
         assert list(presented.attrib) == ["certificate-id"]
         assert presented.get("certificate-id") in certificates
+        assert list(policy.iter("authentication-certificate")) == [presented]
         assert not [e for e in policy.iter() if "thumbprint" in e.attrib]
 
 

@@ -70,18 +70,38 @@ def test_alerts_cover_traffic_manager_gateways_and_each_region(case):
     }
 
 
-def test_traffic_manager_alert_fires_per_endpoint_below_online(case):
-    _, stack = case
-    alert = _alerts(stack)[
+# Aggregations Microsoft documents for Traffic Manager's metrics: Maximum (the supported-metrics
+# table, "Supported metrics for Microsoft.Network/trafficManagerProfiles") and Average
+# ("Traffic Manager metrics and alerts"). Minimum is documented for neither.
+TRAFFIC_MANAGER_AGGREGATIONS = ("Average", "Maximum")
+
+
+def _traffic_manager_alerts(stack) -> list[dict]:
+    return _alerts(stack)[
         "ProbeAgentCurrentEndpointStateByProfileResourceId@traffic_manager_profile"
-    ][0]
-    (criteria,) = alert["criteria"]
-    assert criteria["metric_namespace"] == "Microsoft.Network/trafficManagerProfiles"
-    assert (criteria["aggregation"], criteria["operator"], criteria["threshold"]) == (
-        "Minimum", "LessThan", 1,
-    )
-    assert criteria["dimension"] == [{"name": "EndpointName", "operator": "Include",
-                                      "values": ["*"]}]
+    ]
+
+
+def test_traffic_manager_alert_uses_an_aggregation_the_metric_documents(case):
+    _, stack = case
+    for alert in _traffic_manager_alerts(stack):
+        (criteria,) = alert["criteria"]
+        assert criteria["aggregation"] in TRAFFIC_MANAGER_AGGREGATIONS
+
+
+def test_traffic_manager_alert_fires_per_endpoint_when_most_probes_say_down(case):
+    """Microsoft's rule for this metric: alert when the average falls below 0.5, i.e. more than
+    half of the probe results in the window were down (one probe location failing is not an
+    outage)."""
+    _, stack = case
+    for alert in _traffic_manager_alerts(stack):
+        (criteria,) = alert["criteria"]
+        assert criteria["metric_namespace"] == "Microsoft.Network/trafficManagerProfiles"
+        assert (criteria["aggregation"], criteria["operator"], criteria["threshold"]) == (
+            "Average", "LessThan", 0.5,
+        )
+        assert criteria["dimension"] == [{"name": "EndpointName", "operator": "Include",
+                                          "values": ["*"]}]
 
 
 def test_gateway_alert_counts_5xx_answers(case):
