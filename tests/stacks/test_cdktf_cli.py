@@ -12,7 +12,7 @@ CDKTF = REPO / "node_modules" / ".bin" / "cdktf"
 
 
 @pytest.mark.skipif(not CDKTF.exists(), reason="cdktf CLI not installed (make setup)")
-def test_cdktf_synth_writes_every_environment_stack(tmp_path):
+def test_cdktf_synth_writes_every_environment_stack_and_the_bootstrap(tmp_path):
     env = {
         **os.environ,
         "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
@@ -29,7 +29,8 @@ def test_cdktf_synth_writes_every_environment_stack(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Generated Terraform code for the stacks: todo-api-dev, todo-api-prod" in result.stdout
+    assert ("Generated Terraform code for the stacks: todo-api-bootstrap, todo-api-dev,"
+            in result.stdout)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert sorted(manifest["stacks"]) == ["todo-api-dev", "todo-api-prod"]
+    assert sorted(manifest["stacks"]) == ["todo-api-bootstrap", "todo-api-dev", "todo-api-prod"]
     assert "end-of-life" not in result.stdout + result.stderr

@@ -22,13 +22,14 @@ def both_paths(tmp_path_factory):
 
 def test_both_import_paths_write_byte_identical_output(both_paths):
     fast, plain = both_paths["fast"].outdir, both_paths["plain"].outdir
-    assert sorted(p.name for p in fast.rglob("cdk.tf.json")) == ["cdk.tf.json"] * 2
+    assert sorted(p.name for p in fast.rglob("cdk.tf.json")) == ["cdk.tf.json"] * 3
     assert differences(fast, plain) == []
 
 
 def test_main_reports_each_stack_it_wrote(both_paths):
     lines = both_paths["fast"].stdout.splitlines()
     assert [line.split("/stacks/")[-1] for line in lines] == [
+        "todo-api-bootstrap/cdk.tf.json",
         "todo-api-dev/cdk.tf.json",
         "todo-api-prod/cdk.tf.json",
     ]
