@@ -22,7 +22,12 @@ from __future__ import annotations
 
 from cdktf import TerraformOutput, TerraformStack, Token
 from cdktf_cdktf_provider_azurerm.federated_identity_credential import FederatedIdentityCredential
+from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
 from cdktf_cdktf_provider_azurerm.management_lock import ManagementLock
+from cdktf_cdktf_provider_azurerm.monitor_diagnostic_setting import (
+    MonitorDiagnosticSetting,
+    MonitorDiagnosticSettingEnabledLog,
+)
 from cdktf_cdktf_provider_azurerm.provider import AzurermProvider, AzurermProviderFeatures
 from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 from cdktf_cdktf_provider_azurerm.resource_provider_registration import (
@@ -139,7 +144,8 @@ class BootstrapStack(TerraformStack):
         self.state_account = StorageAccount(
             self, "state-account", provider=self.providers["state"],
             name=self.config.state_storage_account, resource_group_name=group.name,
-            location=group.location, account_tier="Standard", account_replication_type="ZRS",
+            # Geo-zone-redundant: the state outlives a zone and a region.
+            location=group.location, account_tier="Standard", account_replication_type="GZRS",
             account_kind="StorageV2", min_tls_version="TLS1_2", https_traffic_only_enabled=True,
             shared_access_key_enabled=False, allow_nested_items_to_be_public=False,
             default_to_oauth_authentication=True,
@@ -149,6 +155,18 @@ class BootstrapStack(TerraformStack):
                 container_delete_retention_policy=(
                     StorageAccountBlobPropertiesContainerDeleteRetentionPolicy(days=30))),
             tags={"project": "todo-api"})
+        # Who read or wrote which state, and when: blob reads and writes to a workspace of the
+        # state subscription (storage insights would need the shared keys, which are off).
+        audit = LogAnalyticsWorkspace(
+            self, "state-audit", provider=self.providers["state"], name="todo-api-tfstate-audit",
+            resource_group_name=group.name, location=group.location, sku="PerGB2018",
+            retention_in_days=365, tags={"project": "todo-api"})
+        MonitorDiagnosticSetting(
+            self, "state-audit-blobs", provider=self.providers["state"], name="state-access",
+            target_resource_id=f"{self.state_account.id}/blobServices/default",
+            log_analytics_workspace_id=audit.id,
+            enabled_log=[MonitorDiagnosticSettingEnabledLog(category=c)
+                         for c in ("StorageRead", "StorageWrite", "StorageDelete")])
         self.containers = {
             name: StorageContainer(self, f"container-{name}", provider=self.providers["state"],
                                    name=name, storage_account_id=self.state_account.id,

@@ -35,6 +35,20 @@ def synthesized_stack_files(tmp_path_factory) -> dict[tuple[str, str], Path]:
 
 
 @pytest.fixture(scope="session")
+def synthesized_bootstrap_file(tmp_path_factory) -> Path:
+    """cdk.tf.json of todo-api-bootstrap, synthesized beside the default environment stacks
+    (config/bootstrap.toml as shipped), as `python main.py` writes it."""
+    from stacks.bootstrap_config import load_bootstrap
+    from stacks.config import load_environments
+    from stacks.synth import synthesize
+
+    written = synthesize(load_environments(), tmp_path_factory.mktemp("bootstrap"),
+                         bootstrap=load_bootstrap())
+    [path] = [p for p in written if p.parent.name == "todo-api-bootstrap"]
+    return path
+
+
+@pytest.fixture(scope="session")
 def synthesized_stacks(synthesized_stack_files) -> dict[tuple[str, str], dict]:
     """`{(environment, topology): parsed cdk.tf.json}` for all 6 combinations."""
     return {

@@ -16,6 +16,14 @@ Azure or Docker: the rehearsal.
 - `terraform`, `az` and `make test` are recording fakes (tests/github/fakes/); the GitHub API
   and what the runner reaches over HTTPS (API Management, the web apps, the "what is my IP"
   service) are fake servers on 127.0.0.1.
+- Who may do what is the synthesized bootstrap stack, read by tests/github/bootstrap_world.py
+  into $REHEARSAL_WORLD: the azure/login stand-in and fake terraform exchange the job's real
+  OIDC subject (event, ref, the job's `environment:`) only for an identity federated to it,
+  and the fakes refuse every operation its roles do not allow. act gives every job every
+  variable; environment variables are therefore handed to act as markers that the fakes
+  resolve for the job's own environment (empty for a job that names none, as on GitHub). The
+  job's `environment:` reaches the fakes as REHEARSAL_JOB_ENVIRONMENT, which the rehearsal
+  copy adds to each job that names one (the same expression, evaluated by act).
 
 The ci job's `make test` is recorded, not run: running it would start this suite inside
 itself, forever (see tests/github/fakes/bin/make).
@@ -36,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtests.processes import signal_group
+from tests.github.bootstrap_world import act_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -58,19 +67,6 @@ STAND_IN_OF = {
 ACT_TIMEOUT_SECONDS = 300
 TOKEN = "test-token"  # what the fake GitHub API accepts
 
-# Repository and environment variables, as tools/azure-bootstrap.sh sets them.
-VARIABLES = {
-    "AZURE_TENANT_ID": "tenant-0000",
-    "AZURE_SUBSCRIPTION_ID_DEV": "subscription-dev",
-    "AZURE_SUBSCRIPTION_ID_PROD": "subscription-prod",
-    "AZURE_PLAN_CLIENT_ID": "plan-client",
-    "TFSTATE_RESOURCE_GROUP": "todo-api-tfstate",
-    "TFSTATE_STORAGE_ACCOUNT": "todoapitfstate42",
-    "AZURE_DEPLOYER_OBJECT_IDS_DEV": "00000000-0000-0000-0000-00000000d001",
-    "AZURE_DEPLOYER_OBJECT_IDS_PROD": "00000000-0000-0000-0000-00000000f001",
-}
-# Environment variables of the GitHub environments dev and prod.
-ENVIRONMENT_CLIENT_IDS = {"dev": "dev-client", "prod": "prod-client"}
 PLAN_BUNDLE_KEY = base64.b64encode(b"rehearsal-plan-bundle-key-32-byt").decode()  # a test key
 
 
@@ -91,14 +87,39 @@ def prepare_source(target: Path) -> Path:
     for name in LINKED:
         (target / name).symlink_to(ROOT / name)
     for path in list((target / ".github").rglob("*.yml")):
-        text = path.read_text()
-        path.write_text(re.sub(r"(uses:\s*)\$/", r"\1./", text))
+        text = re.sub(r"(uses:\s*)\$/", r"\1./", path.read_text())
+        if path.parent.name == "workflows":
+            text = with_job_environment_variable(text)
+        path.write_text(text)
     git = ["git", "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@invalid"]
     for command in (["init", "-q", "-b", "main"], ["add", "-A"],
                     ["commit", "-q", "-m", "rehearsal"],
                     ["remote", "add", "origin", f"https://github.com/{REPOSITORY}"]):
         subprocess.run(git + command, cwd=target, check=True, capture_output=True)
     return target
+
+
+JOB = re.compile(r"^  ([\w-]+):\n", re.MULTILINE)
+
+
+def with_job_environment_variable(workflow: str) -> str:
+    """Each job that names an `environment:` also gets it as REHEARSAL_JOB_ENVIRONMENT (same
+    expression), in its own `env:` (added when the job has none)."""
+    head, jobs_marker, body = workflow.partition("\njobs:\n")
+    chunks = JOB.split(body)
+    out = [chunks[0]]
+    for name, text in zip(chunks[1::2], chunks[2::2]):
+        environment = re.search(r"^    environment: (.+)$", text, re.MULTILINE)
+        if environment:
+            line = f"      REHEARSAL_JOB_ENVIRONMENT: {environment.group(1)}\n"
+            if re.search(r"^    env:\n", text, re.MULTILINE):
+                text = re.sub(r"^    env:\n", lambda m: m.group(0) + line, text, count=1,
+                              flags=re.MULTILINE)
+            else:
+                text = text.replace(environment.group(0), environment.group(0) + "\n    env:\n"
+                                    + line.rstrip("\n"), 1)
+        out.append(f"  {name}:\n{text}")
+    return head + jobs_marker + "".join(out)
 
 
 def local_repositories(source: Path) -> list[str]:
@@ -152,8 +173,10 @@ class Run:
 class Rehearsal:
     """Runs one workflow event with act against fakes whose answers come from `scenario`."""
 
-    def __init__(self, source: Path, workdir: Path, github_url: str, gateway):
+    def __init__(self, source: Path, workdir: Path, github_url: str, gateway, world: Path):
         self.source = source
+        self.world_path = world
+        self.world = json.loads(world.read_text())
         self.workdir = workdir
         self.github_url = github_url
         self.gateway = gateway
@@ -162,8 +185,8 @@ class Rehearsal:
         (workdir / "cache").mkdir(exist_ok=True)
 
     def run(self, workflow: str, event: str, scenario: dict, *, payload: dict | None = None,
-            inputs: dict | None = None, job: str | None = None,
-            environment: str = "dev", gateway=None) -> Run:
+            inputs: dict | None = None, job: str | None = None, gateway=None,
+            actor: str | None = None) -> Run:
         """One act run; `gateway`: the fake API Management this run's outputs point at (one
         per run when runs go side by side)."""
         gateway = gateway or self.gateway
@@ -177,8 +200,7 @@ class Rehearsal:
         (state / "event.json").write_text(json.dumps(event_payload))
         gateway.state_dir = state
         gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
-        variables = {**VARIABLES, "AZURE_CLIENT_ID": ENVIRONMENT_CLIENT_IDS[environment],
-                     "AZURE_SUBSCRIPTION_ID": f"subscription-{environment}"}
+        variables = act_variables(self.world)
         command = [
             str(ACT), event, "-W", f".github/workflows/{workflow}.yml",
             "-e", str(state / "event.json"),
@@ -195,11 +217,14 @@ class Rehearsal:
             command += ["--input", f"{name}={value}"]
         if job:
             command += ["-j", job]
+        if actor:
+            command += ["--actor", actor]
         env_for_steps = {
             "REHEARSAL_DIR": state, "REHEARSAL_SOURCE": self.source,
             "REHEARSAL_ACTIONS": STAND_INS, "REHEARSAL_FAKES": FAKES,
             "REHEARSAL_CACHE": self.workdir / "cache",
             "GITHUB_API_URL": self.github_url, "RUNNER_IP_URL": f"{gateway.url}/ip",
+            "REHEARSAL_WORLD": self.world_path,
         }
         for name, value in env_for_steps.items():
             command += ["--env", f"{name}={value}"]

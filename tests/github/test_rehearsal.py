@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS
+from tests.github.bootstrap_world import client_id, write_world
 from tests.github.fake_azure import Gateway, WebApp
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
 from tests.tools.conftest import FakeGitHub, serving
@@ -27,7 +29,14 @@ STACKS = ("todo-api-dev", "todo-api-prod")
 SUBSCRIPTION_KEY = "sub-key-0123"
 WEB_APPS = [{"name": "app-weu", "resource_group": "rg-weu"},
             {"name": "app-neu", "resource_group": "rg-neu"}]
-PR = {"pull_request": {"number": 7, "head": {"repo": {"full_name": "contoso/todo-api"}}}}
+PR = {"pull_request": {"number": 7, "head": {"repo": {"full_name": "contoso/todo-api"}},
+                       "user": {"login": "alice"}}}
+# The identities of the bootstrap stack, by the client ids the rehearsal's "apply" gives them.
+PLAN_DEV, PLAN_PROD = client_id("todo-api-github-plan-dev"), client_id("todo-api-github-plan-prod")
+DEPLOY_DEV = client_id("todo-api-github-deploy-dev")
+PROD_SUBSCRIPTION = PLACEHOLDER_SUBSCRIPTIONS["prod"]
+DEV_SUBSCRIPTION = PLACEHOLDER_SUBSCRIPTIONS["dev"]
+DEPLOY_PROD = client_id("todo-api-github-deploy-prod")
 
 
 def plan(name: str) -> dict:
@@ -54,22 +63,23 @@ class World:
                  "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
                  **stack_overrides}
         return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
-                "read_only_client_ids": ["plan-client"],
                 "cosmos": {"name": COSMOS_OUTPUTS["cosmos_account_name"],
                            "resource_group": COSMOS_OUTPUTS["cosmos_resource_group_name"],
                            "regions": COSMOS_OUTPUTS["cosmos_regions"]}}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, synthesized_bootstrap_file):
     workdir = tmp_path_factory.mktemp("rehearsal")
+    write_world(synthesized_bootstrap_file, workdir / "world.json")
     source = prepare_source(workdir / "src")
     github = FakeGitHub()
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     web_apps = [WebApp(), WebApp()]
     try:
         with serving(github) as github_url:
-            yield World(Rehearsal(source, workdir, github_url, gateway), github, gateway, web_apps)
+            yield World(Rehearsal(source, workdir, github_url, gateway, workdir / "world.json"),
+                        github, gateway, web_apps)
     finally:
         for fake in [gateway, *web_apps]:
             fake.close()
@@ -93,55 +103,100 @@ def test_ci_job_gets_as_far_as_make_test_in_a_prepared_workspace(world):
 # plan ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def plan_runs(world) -> list[Run]:
-    """Two pushes to PR 7: both plans; then dev changes and prod's plan fails."""
-    first = world.rehearsal.run("plan", "pull_request", world.scenario("mixed"), payload=PR)
-    scenario = world.scenario("update")
-    scenario["stacks"]["todo-api-prod"] = {**scenario["stacks"]["todo-api-prod"], "plan_fails": True}
-    second = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
-    return [first, second]
+FORK_PR = {"pull_request": {"number": 8, "head": {"repo": {"full_name": "mallory/todo-api"}},
+                            "user": {"login": "mallory"}}}
+DEPENDABOT_PR = {"pull_request": {"number": 9, "head": {"repo": {"full_name": "contoso/todo-api"}},
+                                  "user": {"login": "dependabot[bot]"}}}
 
 
-def comments_by_stack(world) -> dict[str, str]:
+def comments_by_stack(world, number: int = 7) -> dict[str, str]:
     return {c["body"].split("\n", 1)[0].split(":")[1].split(" ")[0]: c["body"]
-            for c in world.github.comments[7]}
+            for c in world.github.comments.get(number, [])}
+
+
+@pytest.fixture(scope="module")
+def plan_runs(world) -> list[tuple[Run, dict[str, str]]]:
+    """Three pushes to PR 7 (a branch of this repository): a plan, a plan with one update, a
+    plan that fails; with PR 7's comments after each."""
+    runs = []
+    for plan_name, fails in (("mixed", False), ("update", False), ("update", True)):
+        scenario = world.scenario(plan_name)
+        scenario["stacks"] = {name: {**stack, "plan_fails": fails}
+                              for name, stack in scenario["stacks"].items()}
+        run = world.rehearsal.run("plan", "pull_request", scenario, payload=PR)
+        runs.append((run, comments_by_stack(world)))
+    return runs
 
 
 def test_every_plan_job_succeeds(plan_runs):
-    plan_runs[0].assert_green()
+    for run, _ in plan_runs[:2]:
+        run.assert_green()
 
 
-def test_plan_runs_read_only_in_each_stack_folder(plan_runs):
-    plans = terraform_calls(plan_runs[0], "plan")
-    assert sorted(c["stack"] for c in plans) == sorted(STACKS)
-    for call in plans:
-        assert call["cwd"].endswith(f"cdktf.out/stacks/{call['stack']}")
-        assert "-lock=false" in call["args"] and call["env"]["ARM_CLIENT_ID"] == "plan-client"
+def test_pull_requests_plan_dev_only_with_devs_plan_identity(plan_runs):
+    """Whatever a pull request's token reaches, any writer can read: dev only."""
+    run, _ = plan_runs[0]
+    [plan] = terraform_calls(run, "plan")
+    assert plan["stack"] == "todo-api-dev" and plan["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
+    assert "-lock=false" in plan["args"]
+    assert {(c["identity"], c["subscription"]) for c in run.calls("terraform")} == {
+        (PLAN_DEV, DEV_SUBSCRIPTION)}
 
 
-def test_plan_comment_is_posted_once_per_stack_and_updated_in_place(world, plan_runs):
-    assert sorted(comments_by_stack(world)) == sorted(STACKS)
-    comment_calls = [m for m, path in world.github.calls if "/labels" not in path]
-    assert comment_calls == ["POST", "POST", "PATCH", "PATCH"]
-    assert "| 0 | 1 | 0 | 0 |" in comments_by_stack(world)["todo-api-dev"]  # the second plan
+def test_plan_comment_is_posted_once_and_updated_in_place(world, plan_runs):
+    comment_calls = [m for m, path in world.github.calls
+                     if "/issues/7/" in path + "/" and "/labels" not in path
+                     or "/issues/comments/" in path]
+    assert comment_calls == ["POST", "PATCH", "PATCH"]
+    assert "| 0 | 1 | 0 | 0 |" in plan_runs[1][1]["todo-api-dev"]  # the second plan
+    assert sorted(plan_runs[0][1]) == ["todo-api-dev"]
 
 
-def test_the_pr_is_labelled_with_each_stacks_latest_kind_of_change(world, plan_runs):
-    assert sorted(world.github.labels[7]) == ["plan/todo-api-dev: changes",
-                                              "plan/todo-api-prod: failed"]
+def test_the_pr_is_labelled_with_the_latest_kind_of_change(world, plan_runs):
+    assert sorted(world.github.labels[7]) == ["plan/todo-api-dev: failed"]
 
 
-def test_a_failed_plan_replaces_its_stacks_stale_comment(world, plan_runs):
-    assert [f.split(": ")[:2] for f in plan_runs[1].steps_failed()] == [
-        ["plan/plan todo-api-prod-2", "Main terraform plan"]]
-    assert ":x: failed" in comments_by_stack(world)["todo-api-prod"]
+def test_a_failed_plan_replaces_the_stale_comment(world, plan_runs):
+    run, comments = plan_runs[2]
+    assert [f.split(": ")[:2] for f in run.steps_failed()] == [
+        ["plan/plan todo-api-dev", "Main terraform plan"]]
+    assert ":x: failed" in comments["todo-api-dev"]
 
 
 def test_plan_artifacts_never_hold_the_json_plan(plan_runs):
-    artifacts = plan_runs[0].state / "artifacts"
-    for stack in STACKS:
-        assert sorted(p.name for p in (artifacts / f"plan-{stack}").iterdir()) == ["plan.txt"]
+    artifacts = plan_runs[0][0].state / "artifacts"
+    assert sorted(p.name for p in (artifacts / "plan-todo-api-dev").iterdir()) == ["plan.txt"]
+
+
+@pytest.fixture(scope="module")
+def other_pr_runs(world) -> dict[str, Run]:
+    """A pull request from a fork, and one from Dependabot, side by side."""
+    cases = {"fork": (FORK_PR, None), "dependabot": (DEPENDABOT_PR, "dependabot[bot]")}
+    with ThreadPoolExecutor(len(cases)) as pool:
+        futures = {name: pool.submit(world.rehearsal.run, "plan", "pull_request",
+                                     world.scenario(), payload=payload, actor=actor)
+                   for name, (payload, actor) in cases.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_a_fork_pull_request_stops_after_synth_with_no_token_and_no_comment(world,
+                                                                            other_pr_runs):
+    run = other_pr_runs["fork"]
+    run.assert_green()
+    assert run.job_succeeded("synth, checkov, diagram")
+    assert run.calls("terraform") == [] and run.calls("azure/login") == []
+    assert 8 not in world.github.comments
+
+
+def test_a_dependabot_pull_request_gets_a_clear_skipped_comment_not_a_red_plan(world,
+                                                                              other_pr_runs):
+    run = other_pr_runs["dependabot"]
+    run.assert_green()
+    assert run.calls("terraform") == []
+    [comment] = world.github.comments[9]
+    assert "skipped" in comment["body"] and "Dependabot pull requests get no Azure token" in (
+        comment["body"])
+    assert world.github.labels[9] == ["plan/todo-api-dev: skipped"]
 
 
 # deploy --------------------------------------------------------------------------------------
@@ -164,8 +219,7 @@ def test_deploy_applies_exactly_the_plan_it_made_from_the_stack_folder(deploy_ru
     for call in (made, applied):
         assert call["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
     # planned read-only before the gate, applied by the environment's deploy identity after it
-    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
-        "plan-client", "dev-client")
+    assert (made["identity"], applied["identity"]) == (PLAN_DEV, DEPLOY_DEV)
 
 
 def test_deploy_hands_the_plan_on_encrypted(deploy_run):
@@ -182,8 +236,11 @@ def other_deploy_runs(world) -> dict[str, Run]:
             stack["applied_elsewhere_after_plan"] = True
         return scenario
     cases = {
-        "prod": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, "prod"),
-        "stale": (stale, "push", None, "dev"),
+        "prod": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, None),
+        "stale": (stale, "push", None, None),
+        # Run workflow from a branch other than main: prod-plan's branch policy refuses it.
+        "branch": (lambda s: s, "workflow_dispatch", {"environment": "prod"},
+                   {"ref": "refs/heads/feature"}),
     }
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
                 for name in cases}
@@ -192,9 +249,9 @@ def other_deploy_runs(world) -> dict[str, Run]:
             futures = {
                 name: pool.submit(world.rehearsal.run, "deploy", event,
                                   change(world.scenario("mixed", gateway=gateways[name])),
-                                  inputs=inputs, environment=environment,
+                                  inputs=inputs, payload=payload,
                                   gateway=gateways[name])
-                for name, (change, event, inputs, environment) in cases.items()}
+                for name, (change, event, inputs, payload) in cases.items()}
             return {name: future.result() for name, future in futures.items()}
     finally:
         for gateway in gateways.values():
@@ -207,11 +264,21 @@ def test_prod_is_planned_and_applied_in_prods_subscription_and_state(other_deplo
     [init_plan, init_apply] = terraform_calls(run, "init")
     [made], [applied] = terraform_calls(run, "plan"), terraform_calls(run, "apply")
     assert made["plan_id"] == applied["plan_id"] and applied["stack"] == "todo-api-prod"
-    assert (made["env"]["ARM_CLIENT_ID"], applied["env"]["ARM_CLIENT_ID"]) == (
-        "plan-client", "prod-client")
+    assert (made["identity"], applied["identity"]) == (PLAN_PROD, DEPLOY_PROD)
     for call in (init_plan, init_apply, made, applied):
-        assert call["env"]["ARM_SUBSCRIPTION_ID"] == "subscription-prod"
+        assert call["subscription"] == PROD_SUBSCRIPTION
     assert "-backend-config=container_name=tfstate-prod" in init_apply["args"]
+
+
+def test_prod_cannot_be_planned_from_a_branch(other_deploy_runs):
+    """workflow_dispatch from a branch: the prod-plan environment allows main only, so the
+    job gets no prod token, reads no prod state and plans nothing."""
+    run = other_deploy_runs["branch"]
+    failures = run.steps_failed()
+    assert failures and 'Branch "refs/heads/feature" is not allowed to deploy to prod-plan' in (
+        failures[0])
+    assert terraform_calls(run, "plan") == [] and terraform_calls(run, "apply") == []
+    assert not run.job_succeeded("deploy prod")
 
 
 def test_a_stale_plan_is_refused_and_nothing_is_deployed(other_deploy_runs):
@@ -252,7 +319,9 @@ def drift_runs(world) -> list[tuple[Run, list[dict]]]:
     """Three nights: drift, still drift, in sync; the open drift issues after each."""
     nights = []
     for exitcode in (2, 2, 0):
-        run = world.rehearsal.run("drift", "schedule", world.scenario("update", exitcode))
+        # A nightly plan refreshes a state that holds every resource (a plan after an apply).
+        scenario = world.scenario("update", exitcode, state_holds_resources=True)
+        run = world.rehearsal.run("drift", "schedule", scenario)
         nights.append((run, [dict(i) for i in world.github.issues]))
     return nights
 
@@ -273,7 +342,8 @@ def test_drift_plans_each_stack_read_only(drift_runs):
     plans = terraform_calls(run, "plan")
     assert sorted(c["stack"] for c in plans) == sorted(STACKS)
     assert all("-detailed-exitcode" in c["args"] and "-lock=false" in c["args"]
-               and c["env"]["ARM_CLIENT_ID"] == "plan-client" for c in plans)
+               and c["identity"] == {"todo-api-dev": PLAN_DEV, "todo-api-prod": PLAN_PROD}[c["stack"]]
+               for c in plans)
 
 
 # load test -----------------------------------------------------------------------------------

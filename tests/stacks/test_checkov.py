@@ -15,9 +15,11 @@ SKIPS = yaml.safe_load((REPO / "stacks" / "checkov-skips.yaml").read_text(encodi
 
 
 @pytest.fixture(scope="module")
-def checkov_report(synthesized_stack_files) -> dict:
-    """One checkov run over all six cdk.tf.json files, without the skip list."""
-    files = [a for p in synthesized_stack_files.values() for a in ("-f", str(p))]
+def checkov_report(synthesized_stack_files, synthesized_bootstrap_file) -> dict:
+    """One checkov run over all six cdk.tf.json files and the bootstrap stack's, without the
+    skip list."""
+    files = [a for p in [*synthesized_stack_files.values(), synthesized_bootstrap_file]
+             for a in ("-f", str(p))]
     result = subprocess.run(
         [str(CHECKOV), "--framework", "terraform_json", "--skip-download", "-o", "json", *files],
         capture_output=True,
@@ -34,7 +36,7 @@ def checkov_report(synthesized_stack_files) -> dict:
 def test_checkov_parses_every_stack(checkov_report, synthesized_stack_files):
     assert checkov_report["summary"]["parsing_errors"] == 0
     checked = {r["file_path"] for r in checkov_report["results"]["passed_checks"]}
-    assert len(checked) == len(synthesized_stack_files)
+    assert len(checked) == len(synthesized_stack_files) + 1
 
 
 def test_no_check_fails_outside_the_skip_list(checkov_report):

@@ -55,3 +55,117 @@ def save_state(name: str, value) -> None:
     tmp = STATE / f".{name}.tmp.{os.getpid()}"
     tmp.write_text(json.dumps(value))
     tmp.replace(STATE / name)
+
+
+# -- Who is calling, and may it? (the permission model, as the bootstrap stack made it) -------
+#
+# $REHEARSAL_WORLD is tests/github/bootstrap_world.py's reading of the synthesized bootstrap
+# stack; $REHEARSAL_JOB_ENVIRONMENT is the job's own `environment:`, evaluated by act (the
+# rehearsal copies it into the job's env); GITHUB_EVENT_NAME, GITHUB_REF, GITHUB_ACTOR and the
+# event payload are act's.
+
+ENV_SCOPED = "env-scoped:"
+
+
+def world() -> dict:
+    return json.loads(Path(os.environ["REHEARSAL_WORLD"]).read_text())
+
+
+def job_environment() -> str | None:
+    return os.environ.get("REHEARSAL_JOB_ENVIRONMENT") or None
+
+
+def variable(value: str | None) -> str:
+    """A `vars.X` value as GitHub would give it to this job: an environment's variable only to
+    a job that names that environment, empty otherwise."""
+    if not value or not value.startswith(ENV_SCOPED):
+        return value or ""
+    environment = world()["environments"].get(job_environment() or "", {})
+    return environment.get("variables", {}).get(value.removeprefix(ENV_SCOPED), "")
+
+
+def event() -> dict:
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+
+
+def oidc_subject(tool: str, args: list[str]) -> str:
+    """The `sub` claim GitHub would put in this job's OIDC token, or fail as the job would when
+    it gets no token or may not run in its environment."""
+    repository = os.environ.get("GITHUB_REPOSITORY", "")
+    payload = event()
+    name = os.environ.get("GITHUB_EVENT_NAME", "")
+    if name == "pull_request":
+        head = payload.get("pull_request", {}).get("head", {}).get("repo", {})
+        if head.get("full_name") != repository:
+            fail(tool, args, "Error: Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable"
+                 " (a pull request from a fork gets no OIDC token)")
+        if os.environ.get("GITHUB_ACTOR") == "dependabot[bot]":
+            fail(tool, args, "Error: Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable"
+                 " (Dependabot's runs get no OIDC token)")
+    environment = job_environment()
+    if environment:
+        rules = world()["environments"].get(environment)
+        if rules is None:
+            fail(tool, args, f"environment {environment} does not exist (the bootstrap stack"
+                 " makes every environment the workflows name)")
+        ref = os.environ.get("GITHUB_REF", "")
+        branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+        if rules["branches"] and branch not in rules["branches"]:
+            fail(tool, args, f'Branch "{ref}" is not allowed to deploy to {environment} due to'
+                 " environment protection rules.")
+        return f"repo:{repository}:environment:{environment}"
+    if name == "pull_request":
+        return f"repo:{repository}:pull_request"
+    return f"repo:{repository}:ref:{os.environ.get('GITHUB_REF', '')}"
+
+
+def identity_for(tool: str, args: list[str], client: str | None) -> dict:
+    """The identity this job's token exchanges into, or fail with Entra ID's words."""
+    client = variable(client)
+    if not client:
+        fail(tool, args, "Error: client-id is empty (a variable this job cannot see?)")
+    subject = oidc_subject(tool, args)
+    identity = next((i for i in world()["identities"] if i["client_id"] == client), None)
+    if identity is None:
+        fail(tool, args, f"AADSTS700016: Application with identifier '{client}' was not found")
+    if subject not in identity["subjects"]:
+        fail(tool, args, "AADSTS700213: No matching federated identity record found for"
+             f" presented assertion subject '{subject}' ({identity['name']} accepts:"
+             f" {', '.join(identity['subjects']) or 'none'})")
+    return identity
+
+
+def _matches(pattern: str, action: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def allowed(identity: dict, action: str, scope: str, data: bool = False) -> bool:
+    """Azure RBAC: a grant at `scope` or any parent scope whose role allows `action`."""
+    for grant in identity["grants"]:
+        if not (scope == grant["scope"] or scope.startswith(grant["scope"].rstrip("/") + "/")):
+            continue
+        role = grant["role"]
+        if data:
+            if any(_matches(p, action) for p in role["data_actions"]):
+                return True
+        elif (any(_matches(p, action) for p in role["actions"])
+              and not any(_matches(p, action) for p in role["not_actions"])):
+            return True
+    return False
+
+
+def authorize(tool: str, args: list[str], identity: dict, action: str, scope: str,
+              data: bool = False) -> None:
+    if not allowed(identity, action, scope, data):
+        code = "AuthorizationPermissionMismatch" if data else "AuthorizationFailed"
+        fail(tool, args, f"Error: {code}: The client '{identity['client_id']}' with object id"
+             f" '{identity['principal_id']}' does not have authorization to perform"
+             f" {'data action' if data else 'action'} '{action}' over scope '{scope}' or the"
+             " scope is invalid.")
+
+
+def subscription_scope(subscription: str | None) -> str:
+    return f"/subscriptions/{variable(subscription)}"
