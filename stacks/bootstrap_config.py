@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from stacks.config import CONFIG_DIR, ConfigError, _display, _Model, _one_line, _set_dotted
+from stacks.config import (
+    CONFIG_DIR,
+    PROJECT_ROOT,
+    ConfigError,
+    _display,
+    _Model,
+    _one_line,
+    _set_dotted,
+)
 from stacks.regions import REGIONS
 
 GUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -60,6 +68,13 @@ class BootstrapConfig(_Model):
     required_checks: tuple[str, ...] = ("make test", "synth, checkov, diagram")
     # Optional Entra group made Key Vault Administrator beside the deploy identity.
     key_vault_admin_group: str | None = Field(None, pattern=GUID)
+    # Where this stack keeps its own state: "local" for the first deploy, "azurerm" once it
+    # moved into the account it made (docs/delivery.md "Bootstrap", step 2).
+    state_backend: Literal["local", "azurerm"] = "local"
+    # The Terraform version of the empty states it writes (.github/versions/terraform).
+    terraform_version: str = Field(
+        default_factory=lambda: (PROJECT_ROOT / ".github" / "versions" / "terraform")
+        .read_text().strip(), pattern=r"^\d+\.\d+\.\d+$")
 
     @model_validator(mode="after")
     def _known_region(self) -> BootstrapConfig:

@@ -20,7 +20,11 @@ puts them, the labels the workflows set.
 
 from __future__ import annotations
 
-from cdktf import TerraformOutput, TerraformStack, Token
+import json
+import uuid
+
+from cdktf import AzurermBackend, TerraformOutput, TerraformStack, Token
+from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
 from cdktf_cdktf_provider_azurerm.federated_identity_credential import FederatedIdentityCredential
 from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
 from cdktf_cdktf_provider_azurerm.management_lock import ManagementLock
@@ -41,6 +45,7 @@ from cdktf_cdktf_provider_azurerm.storage_account import (
     StorageAccountBlobPropertiesContainerDeleteRetentionPolicy,
     StorageAccountBlobPropertiesDeleteRetentionPolicy,
 )
+from cdktf_cdktf_provider_azurerm.storage_blob import StorageBlob
 from cdktf_cdktf_provider_azurerm.storage_container import StorageContainer
 from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
 from cdktf_cdktf_provider_github.actions_environment_secret import ActionsEnvironmentSecret
@@ -68,9 +73,11 @@ from cdktf_cdktf_provider_github.repository_ruleset import (
 )
 from cdktf_cdktf_provider_random.password import Password
 from cdktf_cdktf_provider_random.provider import RandomProvider
+from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from stacks.bootstrap_config import BootstrapConfig
+from stacks.key_vault import propagation_wait
 from stacks.permissions import (
     BOOTSTRAP_CONTAINER,
     DEPLOY_BRANCH,
@@ -117,6 +124,15 @@ class BootstrapStack(TerraformStack):
         }
         GithubProvider(self, "github", owner=config.owner)
         RandomProvider(self, "random")
+        TimeProvider(self, "time")
+        if config.state_backend == "azurerm":
+            # Second step of the bootstrap (docs/delivery.md): this stack's own state moves into
+            # the account it made (`make bootstrap-move-state`).
+            AzurermBackend(self, subscription_id=subscriptions.state,
+                           resource_group_name=config.state_resource_group,
+                           storage_account_name=config.state_storage_account,
+                           container_name=BOOTSTRAP_CONTAINER, key=f"{STACK_NAME}.tfstate",
+                           use_azuread_auth=True)
         self._state()
         self._identities()
         self._roles()
@@ -174,6 +190,32 @@ class BootstrapStack(TerraformStack):
             for name in [STATE_CONTAINER.format(environment=e) for e in ENVIRONMENTS]
             + [BOOTSTRAP_CONTAINER]
         }
+        # Shared keys are off: whoever runs this stack writes blobs (the empty states below, and
+        # this stack's own state once moved) through a data role of their own.
+        operator = RoleAssignment(
+            self, "operator-state-access", provider=self.providers["state"],
+            scope=self.state_account.id, role_definition_name="Storage Blob Data Contributor",
+            principal_id=DataAzurermClientConfig(
+                self, "operator", provider=self.providers["state"]).object_id,
+            description="the person who runs the bootstrap stack: empty states, its own state")
+        ready = propagation_wait(self, "operator-state-access-wait", [operator])
+        # An empty state (serial 0) per environment stack, so the read-only plan identities can
+        # plan before the first apply (the azurerm backend would otherwise create the blob, a
+        # write they do not have). Written once: never updated, never destroyed with this stack.
+        for env in ENVIRONMENTS:
+            blob = StorageBlob(
+                self, f"empty-state-{env}", provider=self.providers["state"],
+                name=f"todo-api-{env}.tfstate", type="Block", content_type="application/json",
+                storage_account_name=self.state_account.name,
+                storage_container_name=self.containers[STATE_CONTAINER.format(environment=env)].name,
+                source_content=json.dumps({
+                    "version": 4, "terraform_version": self.config.terraform_version,
+                    "serial": 0, "lineage": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                           f"todo-api-{env}.tfstate")),
+                    "outputs": {}, "resources": [], "check_results": None}),
+                depends_on=[ready])
+            blob.add_override("lifecycle.ignore_changes", "all")
+            blob.add_override("lifecycle.prevent_destroy", True)
 
     def _identities(self) -> None:
         group = self._group("identity-group", self.config.identity_resource_group)

@@ -103,8 +103,8 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         source=f"{_SVC}/apimanagement/api_management_resource.go: Read calls"
         " delegationClient.ListSecrets and tenantAccessClient.ListSecrets (every SKU but"
         " Consumption)",
-        why_harmless="the developer portal's delegation key and the tenant access key; both"
-        " are off in this stack (no delegation, tenant access disabled)",
+        why_harmless="the developer portal's delegation validation key and the tenant access"
+        " keys; this stack enables neither delegation nor tenant access (azurerm defaults)",
     ),
     "azurerm_api_management_api": ResourceActions("Microsoft.ApiManagement/service/apis"),
     "azurerm_api_management_api_diagnostic": ResourceActions(
@@ -145,6 +145,9 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
     "azurerm_traffic_manager_profile": ResourceActions("Microsoft.Network/trafficManagerProfiles"),
     "azurerm_traffic_manager_azure_endpoint": ResourceActions(
         "Microsoft.Network/trafficManagerProfiles/azureEndpoints"
+    ),
+    "azurerm_traffic_manager_external_endpoint": ResourceActions(
+        "Microsoft.Network/trafficManagerProfiles/externalEndpoints"
     ),
     "azurerm_cosmosdb_account": ResourceActions(
         "Microsoft.DocumentDB/databaseAccounts",

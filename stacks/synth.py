@@ -39,8 +39,9 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
     if bootstrap is not None:
         from stacks.bootstrap_stack import BootstrapStack
 
+        model = PermissionModel(frozenset().union(*map(resource_types, stacks)))
         try:
-            model = PermissionModel(frozenset().union(*map(resource_types, stacks)))
+            model.roles()  # every resource type's actions decided
         except UnknownResourceType as error:
             raise SynthError(str(error)) from None
         BootstrapStack(app, bootstrap, model)

@@ -87,7 +87,10 @@ def resolve(stack: dict) -> dict:
         identity["subjects"].append(block["subject"])
     by_principal = {i["principal_id"]: i for i in identities.values()}
     for block in resources.get("azurerm_role_assignment", {}).values():
-        identity = by_principal[value(block["principal_id"])]
+        identity = by_principal.get(value(block["principal_id"]))
+        if identity is None:  # the person who runs the bootstrap (azurerm_client_config)
+            assert block["principal_id"].startswith("${data.azurerm_client_config."), block
+            continue
         role = (builtin[block["role_definition_name"]] if "role_definition_name" in block
                 else custom_roles[value(block["role_definition_id"])])
         if role["assignable_roles"]:  # an RBAC administrator must be limited by a condition
