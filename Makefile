@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
+.PHONY: bootstrap-move-state demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
 
 demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -46,6 +46,12 @@ system-packages:
 
 synth: $(VENV)/.synced
 	$(PY) main.py
+
+# Bootstrap, step 2 (docs/delivery.md): with state_backend = "azurerm" in config/bootstrap.toml,
+# move todo-api-bootstrap's local state into the account it created. Run once, by hand.
+bootstrap-move-state: $(VENV)/.synced node_modules/.synced
+	$(PY) main.py
+	cd cdktf.out/stacks/todo-api-bootstrap && terraform init -input=false -migrate-state -force-copy
 
 certs: $(VENV)/.synced
 	$(PY) -m tools.certs generate

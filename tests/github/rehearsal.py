@@ -113,8 +113,8 @@ def with_job_environment_variable(workflow: str) -> str:
         if environment:
             line = f"      REHEARSAL_JOB_ENVIRONMENT: {environment.group(1)}\n"
             if re.search(r"^    env:\n", text, re.MULTILINE):
-                text = re.sub(r"^    env:\n", lambda m: m.group(0) + line, text, count=1,
-                              flags=re.MULTILINE)
+                text = re.sub(r"^    env:\n", lambda m, add=line: m.group(0) + add, text,
+                              count=1, flags=re.MULTILINE)
             else:
                 text = text.replace(environment.group(0), environment.group(0) + "\n    env:\n"
                                     + line.rstrip("\n"), 1)

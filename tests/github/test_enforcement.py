@@ -62,7 +62,8 @@ class Job:
 
     def run(self, program: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(program), *args], cwd=self.folder,
-                              env=self.env, capture_output=True, text=True, timeout=60)
+                              env=self.env, capture_output=True, text=True, timeout=60,
+                              check=False)
 
     def init(self, environment: str) -> subprocess.CompletedProcess:
         return self.run(TERRAFORM, "init", f"-backend-config=subscription_id={STATE}",
