@@ -9,7 +9,6 @@ checks at plan time; docs/delivery.md "Bootstrap").
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +18,10 @@ from stacks.config import (
     CONFIG_DIR,
     PROJECT_ROOT,
     ConfigError,
-    _display,
     _Model,
     _one_line,
     _set_dotted,
+    read_toml,
 )
 from stacks.regions import REGIONS
 
@@ -97,13 +96,7 @@ class BootstrapConfig(_Model):
 
 def load_bootstrap(path: Path = CONFIG_DIR / "bootstrap.toml",
                    overrides: dict[str, Any] | None = None) -> BootstrapConfig:
-    where = _display(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{where}: invalid TOML: {error}") from None
+    data, where = read_toml(path)
     for dotted, value in (overrides or {}).items():
         if dotted.startswith("bootstrap."):
             _set_dotted(data, dotted.removeprefix("bootstrap."), value)

@@ -397,13 +397,7 @@ def load_environment(
 ) -> EnvironmentConfig:
     """File, then `TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_<ENV>` if not empty, then overrides."""
     path = config_dir / f"{environment}.toml"
-    where = _display(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{where}: invalid TOML: {error}") from None
+    data, where = read_toml(path)
     if "environment" in data:
         raise ConfigError(f"{where}: environment: set by the file name, not in the file")
     variable = KEY_VAULT_ADMINISTRATORS_ENV.format(environment.upper())
@@ -417,6 +411,17 @@ def load_environment(
         return EnvironmentConfig.model_validate({**data, "environment": environment})
     except ValidationError as error:
         raise ConfigError(f"{where}: {_one_line(error)}") from None
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """A configuration file's table and how to name it in an error (ConfigError if unreadable)."""
+    where = _display(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), where
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: invalid TOML: {error}") from None
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, Any]:
