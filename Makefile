@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: bootstrap-move-state demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
+.PHONY: bootstrap-move-state preflight demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
 
 demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -52,6 +52,11 @@ synth: $(VENV)/.synced
 bootstrap-move-state: $(VENV)/.synced node_modules/.synced
 	$(PY) main.py
 	cd cdktf.out/stacks/todo-api-bootstrap && terraform init -input=false -migrate-state -force-copy
+
+# Read-only check of Azure with your own `az login` before the first deploy (tools/preflight.py).
+preflight: $(VENV)/.synced node_modules/.synced
+	$(PY) main.py
+	$(PY) -m tools.preflight cdktf.out/stacks
 
 certs: $(VENV)/.synced
 	$(PY) -m tools.certs generate

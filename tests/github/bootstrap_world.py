@@ -98,7 +98,7 @@ def resolve(stack: dict) -> dict:
                 assert role_id in block.get("condition", ""), block
         identity["grants"].append({"scope": value(block["scope"]), "role": role,
                                    "role_name": block.get("role_definition_name")
-                                   or value(block["role_definition_id"])})
+                                   or value(block["role_definition_id"]).removeprefix("role:")})
 
     repository_variables = {b["variable_name"]: value(b["value"])
                             for b in resources.get("github_actions_variable", {}).values()}
