@@ -50,6 +50,10 @@ class ResourceActions:
     refresh_data: tuple[str, ...] = ()
     source: str = ""
     why_harmless: str = ""
+    # Created, changed and deleted through the data plane (Key Vault objects): those actions
+    # are data actions that the environment stack grants its deploy identity itself (Key Vault
+    # Administrator, key_vault.administrator_object_ids), not roles of the bootstrap.
+    data_plane: bool = False
 
     @property
     def namespace(self) -> str:
@@ -171,6 +175,7 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
     "azurerm_key_vault_certificate": ResourceActions(
         "Microsoft.KeyVault/vaults/certificates",
         refresh_data=("Microsoft.KeyVault/vaults/certificates/read",),
+        data_plane=True,
         source=f"{_SVC}/keyvault/key_vault_certificate_resource.go: Read calls GetCertificate"
         " (data plane)",
         why_harmless="the certificate's public part and policy; the private key is a secret"
@@ -179,6 +184,7 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
     "azurerm_key_vault_secret": ResourceActions(
         "Microsoft.KeyVault/vaults/secrets",
         refresh_data=("Microsoft.KeyVault/vaults/secrets/getSecret/action",),
+        data_plane=True,
         source=f"{_SVC}/keyvault/key_vault_secret_resource.go: Read calls GetSecret (data"
         " plane, returns the value)",
         why_harmless="NOT harmless: the health key; prod's is read only in prod-plan, on"

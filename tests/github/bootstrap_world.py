@@ -133,7 +133,8 @@ def resolve(stack: dict) -> dict:
                                 "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6"},
         "resource_actions": {
             resource_type: {"read": list(row.read), "read_data": list(row.refresh_data),
-                            "write": list(row.write), "delete": list(row.delete)}
+                            "write": list(row.write), "delete": list(row.delete),
+                            "data_plane": row.data_plane}
             for resource_type, row in RESOURCE_ACTIONS.items()},
     }
 
