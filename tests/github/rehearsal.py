@@ -23,7 +23,8 @@ Azure or Docker: the rehearsal.
   variable; environment variables are therefore handed to act as markers that the fakes
   resolve for the job's own environment (empty for a job that names none, as on GitHub). The
   job's `environment:` reaches the fakes as REHEARSAL_JOB_ENVIRONMENT, which the rehearsal
-  copy adds to each job that names one (the same expression, evaluated by act).
+  copy adds to each job that names one (the same expression, evaluated by act); in a job that
+  names none, the copy makes each environment secret read as empty, as GitHub does.
 
 The ci job's `make test` is recorded, not run: running it would start this suite inside
 itself, forever (see tests/github/fakes/bin/make).
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtests.processes import signal_group
+from stacks.permissions import ENVIRONMENT_SECRETS
 from tests.github.bootstrap_world import act_variables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,9 +104,10 @@ def prepare_source(target: Path) -> Path:
 JOB = re.compile(r"^  ([\w-]+):\n", re.MULTILINE)
 
 
-def with_job_environment_variable(workflow: str) -> str:
+def with_job_environment_variable(workflow: str, environment_secrets=ENVIRONMENT_SECRETS) -> str:
     """Each job that names an `environment:` also gets it as REHEARSAL_JOB_ENVIRONMENT (same
-    expression), in its own `env:` (added when the job has none)."""
+    expression), in its own `env:` (added when the job has none). In a job that names none, an
+    environment secret reads as empty, as on GitHub (act would hand it every secret)."""
     head, jobs_marker, body = workflow.partition("\njobs:\n")
     chunks = JOB.split(body)
     out = [chunks[0]]
@@ -118,6 +121,9 @@ def with_job_environment_variable(workflow: str) -> str:
             else:
                 text = text.replace(environment.group(0), environment.group(0) + "\n    env:\n"
                                     + line.rstrip("\n"), 1)
+        else:
+            for secret in environment_secrets:
+                text = re.sub(rf"\bsecrets\.{secret}\b", "''", text)
         out.append(f"  {name}:\n{text}")
     return head + jobs_marker + "".join(out)
 

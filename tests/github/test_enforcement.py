@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS
 from tests.github.bootstrap_world import ENV_SCOPED, client_id, resolve
@@ -257,3 +258,20 @@ def test_the_deploy_identity_can_stop_a_web_app(job):
                    ENV_SCOPED + "AZURE_SUBSCRIPTION_ID").returncode == 0
     result = dev.run(AZ, "webapp", "stop", "--resource-group", "rg-weu", "--name", "app-weu")
     assert result.returncode == 0, result.stderr
+
+
+def test_an_environment_secret_reads_empty_in_a_job_that_names_no_environment():
+    """The rehearsal copy does what GitHub does and act does not (act hands every job every
+    secret): the plan job without its environment gets no bundle key."""
+    from tests.github.rehearsal import with_job_environment_variable
+
+    workflow = (HERE.parents[1] / ".github" / "workflows" / "deploy.yml").read_text()
+    planted = workflow.replace(
+        "    environment: ${{ github.event_name == 'push' && 'dev' || inputs.environment }}-plan\n",
+        "", 1)
+    assert planted != workflow
+    jobs = yaml.safe_load(with_job_environment_variable(planted))["jobs"]
+    assert "secrets.PLAN_BUNDLE_KEY" not in yaml.safe_dump(jobs["plan"])
+    assert "secrets.PLAN_BUNDLE_KEY" in yaml.safe_dump(jobs["deploy"])
+    kept = yaml.safe_load(with_job_environment_variable(workflow))["jobs"]
+    assert "secrets.PLAN_BUNDLE_KEY" in yaml.safe_dump(kept["plan"])
