@@ -4,10 +4,11 @@ owns the three subscriptions and administers the repository (docs/delivery.md "B
 
 Azure (azurerm, one provider alias per subscription):
 - in the state subscription: the state account (Entra ID auth only, versioned, soft delete)
-  with one container per environment plus one for this stack, the user-assigned identities
-  with their federated credentials, and a CanNotDelete lock on both resource groups. No deploy
+  with one container per environment plus one for this stack, and the user-assigned
+  identities with their federated credentials. No deploy
   identity has a role in this subscription, only blob data on its own container: it cannot turn
-  shared keys back on, read the other environment's state or delete the account;
+  shared keys back on, read the other environment's state or delete the account; the state's
+  resource group carries a CanNotDelete lock;
 - in dev and prod: the custom plan role, each identity's role assignments, and the resource
   providers the environment stacks use (derived from their synthesized resource types; the
   environment stacks set `resource_provider_registrations = "none"`).
@@ -141,7 +142,7 @@ class BootstrapStack(TerraformStack):
 
     # -- Azure -----------------------------------------------------------------------------
 
-    def _group(self, construct_id: str, name: str) -> ResourceGroup:
+    def _group(self, construct_id: str, name: str, locked: bool) -> ResourceGroup:
         group = ResourceGroup(self, construct_id, provider=self.providers["state"], name=name,
                               location=self.config.location, tags={"project": "todo-api"})
         if self.config.uses_placeholders:
@@ -150,13 +151,14 @@ class BootstrapStack(TerraformStack):
                 "condition": "${false}",
                 "error_message": "config/bootstrap.toml still holds the placeholder"
                                  " subscription ids: set yours (docs/delivery.md Bootstrap)"}])
-        ManagementLock(self, f"{construct_id}-lock", provider=self.providers["state"],
-                       name="do-not-delete", scope=group.id, lock_level="CanNotDelete",
-                       notes="todo-api delivery: state or identities (stacks/bootstrap_stack.py)")
+        if locked:
+            ManagementLock(self, f"{construct_id}-lock", provider=self.providers["state"],
+                           name="do-not-delete", scope=group.id, lock_level="CanNotDelete",
+                           notes="todo-api Terraform state (stacks/bootstrap_stack.py)")
         return group
 
     def _state(self) -> None:
-        group = self._group("state-group", self.config.state_resource_group)
+        group = self._group("state-group", self.config.state_resource_group, locked=True)
         self.state_account = StorageAccount(
             self, "state-account", provider=self.providers["state"],
             name=self.config.state_storage_account, resource_group_name=group.name,
@@ -218,7 +220,9 @@ class BootstrapStack(TerraformStack):
             blob.add_override("lifecycle.prevent_destroy", True)
 
     def _identities(self) -> None:
-        group = self._group("identity-group", self.config.identity_resource_group)
+        # Not locked: a CanNotDelete lock covers child resources, so no federated credential
+        # could ever be removed (ScopeLocked). Losing an identity costs a redeploy, not data.
+        group = self._group("identity-group", self.config.identity_resource_group, locked=False)
         self.identities = {}
         for identity in self.model.identities:
             managed = UserAssignedIdentity(

@@ -198,8 +198,7 @@ def test_state_lives_in_its_own_subscription_entra_only_and_locked(bootstrap):
     assert providers["state"] == STATE and len(set(providers.values())) == 3
     locks = blocks(bootstrap, "azurerm_management_lock").values()
     assert {lock["lock_level"] for lock in locks} == {"CanNotDelete"}
-    assert {lock["scope"] for lock in locks} == {"${azurerm_resource_group.state-group.id}",
-                                                  "${azurerm_resource_group.identity-group.id}"}
+    assert {lock["scope"] for lock in locks} == {"${azurerm_resource_group.state-group.id}"}
 
 
 def test_empty_states_are_written_once_and_never_destroyed(bootstrap):
