@@ -3,12 +3,12 @@ model (stacks/permissions.py) and config/bootstrap.toml. Deployed once, by hand,
 owns the three subscriptions and administers the repository (docs/delivery.md "Bootstrap").
 
 Azure (azurerm, one provider alias per subscription):
-- in the state subscription: the state account (Entra ID auth only, versioned, soft delete)
-  with one container per environment plus one for this stack, and the user-assigned
-  identities with their federated credentials. No deploy
-  identity has a role in this subscription, only blob data on its own container: it cannot turn
-  shared keys back on, read the other environment's state or delete the account; the state's
-  resource group carries a CanNotDelete lock;
+- in the state subscription: the state account (Entra ID auth only, versioned, soft delete,
+  reads and writes audited) with one container per environment plus one for this stack, an
+  empty state per environment stack, and the user-assigned identities with their federated
+  credentials. No deploy identity has a role in this subscription, only blob data on its own
+  container: it cannot turn shared keys back on, read the other environment's state or delete
+  the account; the state's resource group carries a CanNotDelete lock;
 - in dev and prod: the custom plan role, each identity's role assignments, and the resource
   providers the environment stacks use (derived from their synthesized resource types; the
   environment stacks set `resource_provider_registrations = "none"`).
