@@ -2,11 +2,11 @@
 (master/workers): put every records-*.jsonl into REPORT_DIR/records/, then
 
     python -m loadtests.analyse REPORT_DIR [--fault-time EPOCH [--restore-time EPOCH]]
-        [--max-failure-ratio X] [--max-recovery-seconds S] ...
+        [--profile local] [--max-failure-ratio X] [--max-recovery-seconds S] ...
 
 Writes summary.json and timeline.png into REPORT_DIR, prints the results table, and exits 1
-when a threshold breaks. (Items lost across the fault need the API: `loadtests.run` checks
-them; this command does not.)
+when a threshold breaks. (Reconciling the items needs the store, before and after the run:
+`loadtests.run` does it; this command does not.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 
 from loadtests import analysis
-from loadtests.run import RunError, RunSpec, add_threshold_flags, conclude, summarise
+from loadtests.run import (
+    LOCAL_PROFILE,
+    PROFILES,
+    RunError,
+    RunSpec,
+    add_threshold_flags,
+    conclude,
+    summarise,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report_dir", type=Path)
     parser.add_argument("--fault-time", type=float, default=None, help="epoch seconds")
     parser.add_argument("--restore-time", type=float, default=None, help="epoch seconds")
+    parser.add_argument("--profile", choices=PROFILES, default=LOCAL_PROFILE)
     add_threshold_flags(parser)
     args = parser.parse_args(argv)
     spec = RunSpec(
@@ -31,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         host="",
         key="",
         report_dir=args.report_dir,
+        profile=args.profile,
         thresholds={name: getattr(args, name) for name in analysis.THRESHOLDS},
     )
     try:

@@ -2,7 +2,10 @@
 
 A record: t (start, epoch seconds), method, name, status, ms (latency), site
 (APP-SERVICE-SITE-NAME or None), outcome ("ok", "fail", or "lost": a 404 on an item the user
-created earlier), item (the item id, when there is one).
+created earlier), item (the item id, when there is one), user, token (the item's logical-create
+identity, loadtests.item_identity) and, for a create or update, content (name and isCompleted:
+as answered once acknowledged, as sent otherwise). Loss is judged by loadtests.reconciliation
+against the store, not here.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+
+from loadtests.reconciliation import DEFECTS
 
 Record = dict
 
@@ -134,27 +139,6 @@ def per_second(records: list[Record], start: float) -> list[dict]:
     ]
 
 
-def items_lost(records: list[Record], fault_at: float, present: set[str]) -> dict:
-    """Items created (201) before the fault and not deleted before it, that did not survive it.
-
-    An item survived when the API lists it after the run, or when a read, update or delete of
-    it succeeded after the fault (users keep deleting their oldest items, so an item deleted
-    after the fault was evidently still there)."""
-    ok = [r for r in records if r["outcome"] == "ok" and r["item"]]
-    created = {r["item"] for r in ok if r["method"] == "POST" and end_time(r) < fault_at}
-    # A delete that began before the fault may end after it: it was the user's, not the fault's.
-    deleted = {r["item"] for r in ok if r["method"] == "DELETE" and r["t"] < fault_at}
-    seen_after = {r["item"] for r in ok if r["method"] != "POST" and end_time(r) >= fault_at}
-    expected = created - deleted
-    missing = expected - present - seen_after
-    return {
-        "created_before_fault": len(expected),
-        "missing_after": len(missing),
-        "lost_ratio": round(len(missing) / len(expected), 4) if expected else 0.0,
-        "lost_item_responses": sum(r["outcome"] == "lost" for r in records),
-    }
-
-
 def failover_summary(
     records: list[Record], fault_at: float, restore_at: float | None = None
 ) -> dict:
@@ -216,8 +200,13 @@ def _missing_or_above(value, limit) -> bool:
     return value is None or value > limit
 
 
-# Threshold name -> (summary field, number type, broken(value, limit)). The run CLI offers
-# each as a flag (--max-failure-ratio ...).
+def item_threshold(figure: str) -> str:
+    """The threshold on one reconciliation figure (a DEFECTS name)."""
+    return f"max_items_{figure}"
+
+
+# Threshold name -> (summary field, dotted for nested ones, number type, broken(value, limit)).
+# The run CLI offers each as a flag (--max-failure-ratio ...).
 THRESHOLDS = {
     "max_failure_ratio": ("failure_ratio", float, _above),
     "max_failed_gets": ("failed_gets", int, _above),
@@ -226,9 +215,18 @@ THRESHOLDS = {
     "max_recovery_seconds": ("recovery_s", float, _missing_or_above),
     "max_failback_seconds": ("failback_s", float, _missing_or_above),
     "max_server_errors": ("server_errors", int, _above),
-    "max_items_lost": ("items_lost", int, _missing_or_above),
-    "max_lost_item_responses": ("lost_item_responses", int, _missing_or_above),
+    # Reconciliation against the store: max_items_missing, ..._duplicates, ..._orphans,
+    # ..._stale_content, ..._resurrected. Broken too when no reconciliation was made.
+    **{item_threshold(name): (f"items.{name}", int, _missing_or_above) for name in DEFECTS},
 }
+
+
+def field_value(summary: dict, field: str):
+    """A summary field by dotted path ("items.missing"); None when absent."""
+    value = summary
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def breaches(summary: dict, thresholds: dict[str, float | None]) -> list[str]:
@@ -238,7 +236,7 @@ def breaches(summary: dict, thresholds: dict[str, float | None]) -> list[str]:
         if limit is None:
             continue
         field, _, broken = THRESHOLDS[name]
-        value = summary.get(field)
+        value = field_value(summary, field)
         if broken(value, limit):
             lines.append(f"{name.replace('_', '-')} {limit} broken: {field} = {value}")
     return lines

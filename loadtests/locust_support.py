@@ -29,6 +29,7 @@ from locust import FastHttpUser, constant_throughput, events, task
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER  # noqa: F401 (re-exported)
+from loadtests.item_identity import content, item_name, new_token
 
 ITEMS_PER_USER = 5
 FLUSH_SECONDS = 1.0
@@ -117,6 +118,8 @@ def record_request(
             "outcome": outcome,
             "item": context.get("item"),
             "user": context.get("user"),
+            "token": context.get("token"),
+            **({"content": context["content"]} if "content" in context else {}),
         }
     )
 
@@ -138,9 +141,15 @@ def close_records(**_):
 class TodoUser(FastHttpUser):
     """A realistic TodoItem mix: list, create, read, update, delete (own items, at most 5 kept).
 
-    A 404 on a read or update of an item this user created earlier means the item was lost
-    (for example across a failover with the in-memory store): the request is recorded with
-    outcome "lost", counted apart from availability failures, and the item is forgotten.
+    Every logical create gets a token of its own (loadtests.item_identity), written at the start
+    of the item's name by the create and by every update, and recorded with every request about
+    the item; creates and updates also record the content (as answered once acknowledged, as
+    sent otherwise). The run's reconciliation checks the store against these records. The user
+    never retries a create: each POST is a logical create of its own.
+
+    A 404 on a read, update or delete of an item this user created earlier is recorded with
+    outcome "lost" (counted apart from availability failures) and the item is forgotten; whether
+    it is really gone is for the reconciliation to say.
     """
 
     abstract = True
@@ -152,6 +161,8 @@ class TodoUser(FastHttpUser):
         self.prefix = (opts.api_path or "").rstrip("/")
         self.headers = {SUBSCRIPTION_KEY_HEADER: opts.subscription_key}
         self.items: list[str] = []
+        self.tokens: dict[str, str] = {}  # item id -> token of its create
+        self.updates = 0
         self.user_id = uuid.uuid4().hex[:8]
 
     def wait_time(self):
@@ -164,11 +175,18 @@ class TodoUser(FastHttpUser):
     def _forget(self, item: str) -> None:
         if item in self.items:
             self.items.remove(item)
+        self.tokens.pop(item, None)
 
-    def _call(self, method: str, item: str | None, expected: int, **kwargs) -> bool:
-        """One request; True when it got the expected status."""
+    def _call(
+        self, method: str, item: str | None, expected: int, token: str, body: dict | None = None
+    ) -> dict | None:
+        """One request; the answer's JSON object (or {}) when it got the expected status."""
         name = f"{self.prefix}{TODO_PATH}" + ("/[id]" if item else "")
-        context = {"item": item, "user": self.user_id}
+        context = {"item": item, "user": self.user_id, "token": token}
+        options = {}
+        if body is not None:
+            context["content"] = content(body)
+            options["json"] = body
         with self.client.request(
             method,
             self._url(item),
@@ -176,64 +194,68 @@ class TodoUser(FastHttpUser):
             headers=self.headers,
             context=context,
             catch_response=True,
-            **kwargs,
+            **options,
         ) as response:
+            context = response.request_meta["context"]
             if response.status_code == expected:
+                answer = {}
+                if body is not None:
+                    try:
+                        answer = response.json()
+                        context["content"] = content(answer)
+                    except (ValueError, AttributeError):
+                        response.failure(f"{expected} without a JSON item")
+                        return None
+                    if item is None:  # a create: its record names the item it made
+                        context["item"] = answer.get("id")
                 response.success()
-                return True
-            if item is not None and response.status_code == 404 and method == "DELETE":
-                # Gone already: a delete the gateway retried after its first attempt landed
-                # (or a lost item: reads and updates, not deletes, are what detect loss).
-                response.success()
-                self._forget(item)
-            elif item is not None and response.status_code == 404:
-                response.request_meta["context"]["outcome"] = "lost"
+                return answer
+            if item is not None and response.status_code == 404:
+                context["outcome"] = "lost"
                 response.success()
                 self._forget(item)
             else:
                 response.failure(f"expected {expected}, got {response.status_code}")
-            return False
+            return None
 
     @task(1)
     def list_items(self) -> None:
-        self._call("GET", None, 200)
+        self._call("GET", None, 200, None)
 
     @task(3)
     def create_item(self) -> None:
-        body = {"name": f"load test item {random.randint(0, 1_000_000)}", "isCompleted": False}
-        with self.client.request(
-            "POST",
-            self._url(),
-            name=f"{self.prefix}{TODO_PATH}",
-            headers=self.headers,
-            json=body,
-            context={"user": self.user_id},
-            catch_response=True,
-        ) as response:
-            if response.status_code == 201:
-                item = response.json()["id"]
-                response.request_meta["context"]["item"] = item
-                self.items.append(item)
-            else:
-                response.failure(f"expected 201, got {response.status_code}")
+        token = new_token()
+        body = {"name": item_name(token, "load test item"), "isCompleted": False}
+        answer = self._call("POST", None, 201, token, body)
+        item = answer.get("id") if answer else None
+        if isinstance(item, str):
+            self.items.append(item)
+            self.tokens[item] = token
         if len(self.items) > ITEMS_PER_USER:
             self.delete_item()
 
     @task(5)
     def read_item(self) -> None:
         if self.items:
-            self._call("GET", random.choice(self.items), 200)
+            item = random.choice(self.items)
+            self._call("GET", item, 200, self.tokens[item])
 
     @task(2)
     def update_item(self) -> None:
         if self.items:
             item = random.choice(self.items)
-            body = {"id": item, "name": "updated by the load test", "isCompleted": True}
-            self._call("PUT", item, 200, json=body)
+            token = self.tokens[item]
+            self.updates += 1  # every update sends content of its own
+            body = {
+                "id": item,
+                "name": item_name(token, f"updated by the load test #{self.updates}"),
+                "isCompleted": self.updates % 2 == 1,
+            }
+            self._call("PUT", item, 200, token, body)
 
     @task(1)
     def delete_item(self) -> None:
         if self.items:
             item = self.items[0]
-            if self._call("DELETE", item, 204):
+            if self._call("DELETE", item, 204, self.tokens[item]) is not None:
                 self._forget(item)

@@ -22,6 +22,7 @@ def _number(value, unit: str = "", digits: int = 1) -> str:
 
 def results_table(summary: dict) -> str:
     rows = [
+        ("fidelity profile", summary.get("profile") or "-"),
         ("requests", _number(summary["requests"])),
         ("requests/s", _number(summary["rps"])),
         (
@@ -72,17 +73,41 @@ def results_table(summary: dict) -> str:
             ),
         ]
     rows.append(("500s (server errors)", _number(summary.get("server_errors", 0))))
-    lost = summary.get("items")
-    if lost:
-        rows += [
-            (
-                "items created before the fault, missing after",
-                f"{lost['missing_after']} of {lost['created_before_fault']} ({lost['lost_ratio']:.1%})",
-            ),
-            ("404s on items users had created (data lost)", _number(lost["lost_item_responses"])),
-        ]
+    items = summary.get("items")
+    if items:
+        rows += reconciliation_rows(items)
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+# (figure, label) of the reconciliation rows; the defects first, then what is not an error.
+ITEM_ROWS = (
+    ("missing", "items missing (acknowledged, not deleted, not in the store)"),
+    ("duplicates", "items duplicated (one create stored twice)"),
+    ("orphans", "orphan items (in the store, created by no client)"),
+    ("stale_content", "items with stale content (not the last acknowledged)"),
+    ("resurrected", "items resurrected (deleted with 204, still in the store)"),
+    ("unacknowledged_present", "creates without an answer, present (not an error)"),
+    ("unacknowledged_update_applied", "updates without an answer, applied (not an error)"),
+    ("unacknowledged_delete_applied", "deletes without an answer, applied (not an error)"),
+    ("not_found_responses", "404s on items users had created (client view)"),
+)
+
+
+def reconciliation_rows(items: dict) -> list[tuple[str, str]]:
+    creates = (
+        f"{items['acknowledged']} / {items['creates_attempted']} "
+        f"({items['acknowledged_deleted']} deleted since; {items['preexisting']} items before)"
+    )
+    rows = [
+        ("items reconciled against", items["read_from"]),
+        ("creates acknowledged (201) / attempted", creates),
+        ("items expected / found there", f"{items['expected_in_store']} / {items['in_store']}"),
+    ]
+    for figure, label in ITEM_ROWS:
+        shown = ", ".join(entry["id"] for entry in items["examples"].get(figure, []))
+        rows.append((label, f"{items[figure]}" + (f"  (e.g. {shown})" if shown else "")))
+    return rows
 
 
 def timeline_png(

@@ -7,6 +7,11 @@ per-request records, write the reports and apply the thresholds.
         [--fault-at SECONDS --fault-command CMD] [--restore-at SECONDS --restore-command CMD]
         [--report-dir DIR] [--max-failure-ratio X] [--max-failed-gets N]
         [--max-recovery-seconds S] [--max-failback-seconds S] [--max-p95-ms MS] [--min-rps R]
+        [--profile local] [--store-table NAME] [--max-items-missing N] ...
+
+Items are reconciled (loadtests.reconciliation) against the store with --store-table (the
+connection string from $LOADTESTS_STORE_CONNECTION_STRING), otherwise, for a failover run,
+against the API's list (labelled: not the store).
 
 Exit status: 0 when every threshold holds, 1 when one breaks, 2 when the run itself failed.
 Writes into the report dir: locust.html, locust_*.csv, locust.log, records/, summary.json,
@@ -19,7 +24,6 @@ import argparse
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -28,17 +32,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import httpx
-
-from app.contract import SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from loadtests import analysis, report
+from loadtests.item_sources import ApiItems, ItemSource, ItemSourceError, TableItems
 from loadtests.processes import kill_tree
+from loadtests.reconciliation import ReconciliationError, StoredItem, reconcile
 from tools.cli import write_atomic
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "failover", "security")
 PROGRESS_SECONDS = 5.0
 GRACE_SECONDS = 30.0
+# Fidelity profiles: how close the run is to production ("azure" is to come).
+LOCAL_PROFILE = "local"
+PROFILES = (LOCAL_PROFILE,)
+STORE_CONNECTION_STRING_ENV = "LOADTESTS_STORE_CONNECTION_STRING"
 
 
 class RunError(Exception):
@@ -65,6 +72,9 @@ class RunSpec:
     restore_at: float | None = None
     fault_target: str = "region"  # or "store": the shared table store is what fails
     thresholds: dict[str, float | None] = field(default_factory=dict)
+    profile: str = LOCAL_PROFILE
+    # Where the items are read before and after the run to reconcile them (None: not at all).
+    items_source: ItemSource | None = None
 
 
 def locust_command(spec: RunSpec) -> list[str]:
@@ -153,20 +163,22 @@ def _shell(command: str) -> Callable[[], None]:
     return run
 
 
-def present_items(spec: RunSpec) -> set[str]:
-    """Ids the API lists after the run (through the same host, key and certificate)."""
-    verify = ssl.create_default_context(cafile=spec.ca_bundle or None)
-    if spec.cert:
-        verify.load_cert_chain(spec.cert, spec.cert_key or None)
-    url = f"{spec.host.rstrip('/')}{spec.api_path.rstrip('/')}{TODO_PATH}"
+def read_items(source: ItemSource, when: str) -> list[StoredItem]:
     try:
-        response = httpx.get(
-            url, headers={SUBSCRIPTION_KEY_HEADER: spec.key}, verify=verify, timeout=10
-        )
-        response.raise_for_status()
-    except httpx.HTTPError as error:
-        raise RunError(f"listing the items after the run failed: {error}") from None
-    return {item["id"] for item in response.json()}
+        return source.read()
+    except ItemSourceError as error:
+        raise RunError(f"items {when}: {error}") from None
+
+
+def reconciled(spec: RunSpec, records: list[dict], baseline: list[StoredItem] | None) -> dict:
+    """The reconciliation figures of the run (loadtests.reconciliation)."""
+    source = spec.items_source
+    stored = read_items(source, "after the run")
+    try:
+        items = reconcile(records, stored, baseline or [], read_from=source.describe())
+    except ReconciliationError as error:
+        raise RunError(f"reconciliation: {error}") from None
+    return items
 
 
 def drive(
@@ -219,11 +231,18 @@ def summarise(
     fault_time: float | None,
     restore_time: float | None,
     restored_time: float | None = None,
+    baseline: list[StoredItem] | None = None,
 ) -> dict:
+    """`baseline`: the items the store held before the run (read from spec.items_source)."""
     records = analysis.load_records(spec.report_dir / "records")
     if not records:
         raise RunError(f"no request records in {spec.report_dir / 'records'}/ (see locust.log)")
-    summary = {"scenario": spec.scenario, "host": spec.host, **analysis.request_stats(records)}
+    summary = {
+        "scenario": spec.scenario,
+        "host": spec.host,
+        "profile": spec.profile,
+        **analysis.request_stats(records),
+    }
     start = records[0]["t"]
     if fault_time is not None:
         summary["fault_time"], summary["restore_time"] = fault_time, restore_time
@@ -234,12 +253,10 @@ def summarise(
         summary["failover"] = analysis.failover_summary(records, fault_time, restore_time)
         if spec.fault_target == "store":
             summary["store_fault"] = analysis.store_fault_summary(records, fault_time, restore_time)
-        if spec.host:  # ask the API which items survived
-            summary["items"] = analysis.items_lost(records, fault_time, present_items(spec))
-            summary["items_lost"] = summary["items"]["missing_after"]
-            summary["lost_item_responses"] = summary["items"]["lost_item_responses"]
         summary["recovery_s"] = summary["failover"]["recovery_s"]
         summary["failback_s"] = summary["failover"]["failback_s"]
+    if spec.items_source is not None:
+        summary["items"] = reconciled(spec, records, baseline)
     summary["per_second"] = analysis.per_second(records, start)
     summary["breaches"] = analysis.breaches(summary, spec.thresholds)
     write_atomic(spec.report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -259,10 +276,12 @@ def run_scenario(
     say: Callable[[str], None] = print,
 ) -> dict:
     spec.report_dir.mkdir(parents=True, exist_ok=True)
+    source = spec.items_source
+    baseline = read_items(source, "before the run") if source is not None else None
     code, fault_time, restore_time, restored_time = drive(spec, fault, restore, say)
     if code != 0:
         raise RunError(f"Locust exited with status {code}; see {spec.report_dir / 'locust.log'}")
-    return summarise(spec, fault_time, restore_time, restored_time)
+    return summarise(spec, fault_time, restore_time, restored_time, baseline)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -300,6 +319,16 @@ def _parser() -> argparse.ArgumentParser:
         "503 window and the recovery after the restart to the report)",
     )
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default=LOCAL_PROFILE, help="fidelity profile (report)"
+    )
+    parser.add_argument(
+        "--store-table",
+        default=None,
+        metavar="NAME",
+        help=f"reconcile the items against this table (connection string from "
+        f"${STORE_CONNECTION_STRING_ENV}); default for failover: the API's list",
+    )
     add_threshold_flags(parser)
     return parser
 
@@ -323,7 +352,25 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
     report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     given = {f.name: getattr(args, f.name) for f in fields(RunSpec) if hasattr(args, f.name)}
-    return RunSpec(**{**given, "report_dir": report_dir, "thresholds": thresholds})
+    spec = RunSpec(**{**given, "report_dir": report_dir, "thresholds": thresholds})
+    spec.items_source = items_source(args, spec)
+    return spec
+
+
+def items_source(args: argparse.Namespace, spec: RunSpec) -> ItemSource | None:
+    """The table named by --store-table; else, for a failover run, the API's list."""
+    if args.store_table is not None:
+        connection_string = os.environ.get(STORE_CONNECTION_STRING_ENV, "")
+        if not connection_string:
+            raise RunError(
+                f"--store-table needs ${STORE_CONNECTION_STRING_ENV} (its connection string)"
+            )
+        return TableItems(connection_string, args.store_table)
+    if spec.scenario == "failover":
+        return ApiItems(
+            spec.host, spec.key, spec.api_path, spec.ca_bundle, spec.cert, spec.cert_key
+        )
+    return None
 
 
 def conclude(summary: dict, report_dir: Path) -> int:

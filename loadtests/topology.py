@@ -45,6 +45,7 @@ from app.contract import MAX_BODY_BYTES, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEAD
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests.azurite import Azurite
+from loadtests.item_sources import ApiItems, ItemSource, TableItems
 from loadtests.processes import (
     HOST,
     ManagedProcess,
@@ -73,6 +74,10 @@ OPENAPI_FILE = ROOT / "app" / "openapi.json"
 # Asked through the gateway to learn which region serves: a published operation that reads one
 # item (404 for this id) and writes nothing.
 PROBE_PATH = f"{TODO_PATH}/serving-region-probe"
+# What a reconciliation of the in-memory store can see (loadtests.item_sources.ApiItems).
+MEMORY_LIST_NOTE = (
+    "in-memory store, no table to read: only the items of the region answering the list"
+)
 # Stand-in only: the front ends report the serial of the client certificate they were shown,
 # so a certificate rotation can be observed through the gateway.
 CLIENT_CERT_SERIAL_HEADER = "X-Client-Cert-Serial"
@@ -89,6 +94,7 @@ class TopologyConfig:
     health_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     check_interval_ms: int = CHECK_INTERVAL_MS
     store: str = TABLE_STORE  # or MEMORY_STORE: each app keeps its own items (lost on failover)
+    table_name: str = DEFAULT_TABLE_NAME  # the apps' TABLE_NAME; reconciliation reads it too
     workers: int = 1  # per region; more than 1 needs the table store
 
 
@@ -111,7 +117,7 @@ def _store_environment(config: TopologyConfig, store: Azurite | None) -> dict[st
         return {"STORE": MEMORY_STORE}
     return {
         "STORE": TABLE_STORE,
-        "TABLE_NAME": DEFAULT_TABLE_NAME,
+        "TABLE_NAME": config.table_name,
         "TABLE_CONNECTION_STRING": store.connection_string,
     }
 
@@ -213,6 +219,14 @@ class Topology:
     def app_url(self, role: str) -> str:
         return f"http://{HOST}:{self.regions[role].app_port}"
 
+    def items_source(self) -> ItemSource:
+        """Where reconciliation reads this topology's items: the shared table itself or, with
+        the in-memory store (no table), the gateway's list, labelled as such."""
+        if self.store is not None:
+            where = f"Azurite {self.store.endpoint}"
+            return TableItems(self.store.connection_string, self.config.table_name, where)
+        return ApiItems(self.gateway_url, self.config.subscription_key, note=MEMORY_LIST_NOTE)
+
     @property
     def processes(self) -> list[ManagedProcess]:
         """Every process, in start order (stop() goes in reverse: the store last)."""
@@ -228,7 +242,11 @@ class Topology:
             "health_key": self.config.health_key,
             "certs_dir": str(self.config.certs_dir),
             "store": (
-                {"kind": TABLE_STORE, "endpoint": self.store.endpoint}
+                {
+                    "kind": TABLE_STORE,
+                    "endpoint": self.store.endpoint,
+                    "table": self.config.table_name,
+                }
                 if self.store
                 else {"kind": MEMORY_STORE}
             ),
@@ -283,7 +301,7 @@ class Topology:
         if self.config.store == TABLE_STORE:
             self.store = Azurite(self.workdir, port=ports[5])
             self.store.start()
-            self.store.create_table(DEFAULT_TABLE_NAME)  # Terraform's part on Azure
+            self.store.create_table(self.config.table_name)  # Terraform's part on Azure
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
         for (role, site), app_port, frontend_port in zip(roles, ports[0:4:2], ports[1:4:2]):
             self.regions[role] = self._region(role, site, app_port, frontend_port)

@@ -116,8 +116,13 @@ def report(report_dir: Path) -> dict:
     records = analysis.load_records(report_dir / "records")
     items = summary.get("items") or {}
     result = {
-        "items_lost": items.get("missing_after"),
-        "items_created_before_move": items.get("created_before_fault"),
+        # Reconciled against the store after the drill (loadtests.reconciliation): every
+        # acknowledged create, before, during and after the move.
+        "items_lost": items.get("missing"),
+        "items_duplicated": items.get("duplicates"),
+        "items_orphaned": items.get("orphans"),
+        "items_stale": items.get("stale_content"),
+        "items_acknowledged": items.get("acknowledged"),
         "seconds_without_successful_writes": longest_write_gap(records, summary["fault_time"]),
         "move_started_at_s": summary.get("fault_at_s"),
         "move_back_started_at_s": summary.get("restore_at_s"),

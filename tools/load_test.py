@@ -160,16 +160,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def database_verdict(code: int, report_dir: Path) -> int:
-    """The load test's exit code, or 1 when the database failover lost an item."""
+    """The load test's exit code, or 1 when the database failover lost, duplicated, orphaned or
+    changed an item (or nothing was reconciled: no figure is not a zero)."""
     from tools import db_failover  # reads loadtests' records: imported only for this drill
 
     if not (report_dir / "summary.json").is_file():
         return code or 1
     result = db_failover.report(report_dir)
-    print(f"database failover: {result['items_lost']} item(s) lost (goal 0),"
+    print(f"database failover: {result['items_lost']} item(s) lost,"
+          f" {result['items_duplicated']} duplicated, {result['items_orphaned']} orphaned,"
+          f" {result['items_stale']} stale (goal 0 each),"
           f" {result['seconds_without_successful_writes']} s without a successful write")
-    if result["items_lost"]:
-        print("error: items were lost across the database failover", file=sys.stderr)
+    defects = [name for name in ("items_lost", "items_duplicated", "items_orphaned", "items_stale")
+               if result[name] is None or result[name] > 0]
+    if defects:
+        print(f"error: the database failover left {', '.join(defects)} (reconciled against"
+              " the items the load test wrote)", file=sys.stderr)
         return code or 1
     return code
 

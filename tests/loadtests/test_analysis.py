@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from loadtests import analysis
+from loadtests.reconciliation import DEFECTS
 
 PRIMARY, SECONDARY = "region-a", "region-b"
 
@@ -91,27 +92,6 @@ def test_no_success_from_another_region_means_no_recovery():
     assert analysis.failover_summary(records, fault_at=5.5)["recovery_s"] is None
 
 
-def test_items_created_before_the_fault_and_not_listed_after_are_lost():
-    records = [
-        record(1.0, "POST", 201, item="kept"),
-        record(2.0, "POST", 201, item="lost"),
-        record(3.0, "POST", 201, item="deleted"),
-        record(4.0, "DELETE", 204, item="deleted"),
-        record(5.0, "POST", 201, item="deleted-after-the-fault"),
-        record(12.0, "POST", 201, site=SECONDARY, item="after-fault"),
-        record(13.0, "GET", 404, site=SECONDARY, outcome="lost", item="lost"),
-        record(14.0, "DELETE", 204, site=SECONDARY, item="deleted-after-the-fault"),
-    ]
-    lost = analysis.items_lost(records, fault_at=10.0, present={"kept", "after-fault"})
-    # "deleted-after-the-fault" is not listed at the end, but its delete proves it survived.
-    assert lost == {
-        "created_before_fault": 3,
-        "missing_after": 1,
-        "lost_ratio": 0.3333,
-        "lost_item_responses": 1,
-    }
-
-
 def test_per_second_counts_requests_failures_and_sites():
     rows = analysis.per_second(failover_records(), start=0.0)
     ten = next(row for row in rows if row["second"] == 10)
@@ -148,7 +128,25 @@ def test_a_store_fault_reports_the_503_window_and_the_recovery_after_restart():
     assert analysis.request_stats(records)["server_errors"] == 1
 
 
-def test_items_lost_and_server_errors_are_thresholds():
-    summary = {"items_lost": 1, "server_errors": 0, "lost_item_responses": 0}
-    thresholds = {"max_items_lost": 0, "max_server_errors": 0, "max_lost_item_responses": 0}
-    assert analysis.breaches(summary, thresholds) == ["max-items-lost 0 broken: items_lost = 1"]
+def test_each_reconciliation_defect_is_a_threshold_on_the_items_figures():
+    thresholds = {analysis.item_threshold(name): 0 for name in DEFECTS}
+    clean = {"items": {name: 0 for name in DEFECTS}}
+    assert analysis.breaches(clean, thresholds) == []
+    for name in DEFECTS:
+        summary = {"items": {**clean["items"], name: 1}}
+        assert analysis.breaches(summary, thresholds) == [
+            f"{analysis.item_threshold(name).replace('_', '-')} 0 broken: items.{name} = 1"
+        ]
+
+
+def test_no_reconciliation_breaks_the_item_thresholds():
+    """A run whose items were not reconciled cannot claim that nothing was lost."""
+    assert analysis.breaches({}, {"max_items_missing": 0}) == [
+        "max-items-missing 0 broken: items.missing = None"
+    ]
+
+
+def test_server_errors_are_a_threshold():
+    assert analysis.breaches({"server_errors": 1}, {"max_server_errors": 0}) == [
+        "max-server-errors 0 broken: server_errors = 1"
+    ]

@@ -8,12 +8,17 @@ import signal
 import subprocess
 import sys
 
+from app.contract import TODO_PATH
+from loadtests.analysis import load_records
+from loadtests.item_identity import token_of
+from loadtests.reconciliation import DEFECTS
+from loadtests.run import STORE_CONNECTION_STRING_ENV
 from loadtests.topology import ROOT
 
 RUN_TIMEOUT_SECONDS = 120
 
 
-def run(topology, *arguments: str) -> subprocess.CompletedProcess:
+def run(topology, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
@@ -32,6 +37,7 @@ def run(topology, *arguments: str) -> subprocess.CompletedProcess:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     ) as process:
         try:
             stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
@@ -113,3 +119,80 @@ def test_the_security_scenario_fails_when_a_front_end_admits_a_call(topology, ce
         str(tmp_path),
     )
     assert result.returncode == 1
+
+
+def test_a_failover_run_reconciles_every_item_against_the_table(topology, tmp_path):
+    """Load without a fault: every item the users were told about is in the table, as told."""
+    result = run(
+        topology,
+        "failover",
+        "--users",
+        "4",
+        "--duration",
+        "4",
+        "--store-table",
+        topology.config.table_name,
+        *[arg for name in DEFECTS for arg in (f"--max-items-{name.replace('_', '-')}", "0")],
+        "--report-dir",
+        str(tmp_path),
+        env={STORE_CONNECTION_STRING_ENV: topology.store.connection_string},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    items = summary["items"]
+    assert items["read_from"] == f"store: table {topology.config.table_name}"
+    assert items["acknowledged"] > 0 and items["creates_attempted"] >= items["acknowledged"]
+    assert {name: items[name] for name in DEFECTS} == dict.fromkeys(DEFECTS, 0)
+    assert summary["profile"] == "local"
+    # Each create's identity is in its item's name, in the records and in the table alike.
+    posts = [r for r in load_records(tmp_path / "records") if r["method"] == "POST"]
+    assert posts and all(token_of(r["content"]["name"]) == r["token"] for r in posts)
+    in_table = {item.id: item for item in topology.items_source().read()}
+    kept = [r for r in posts if r["item"] in in_table]
+    assert kept and all(token_of(in_table[r["item"]].name) == r["token"] for r in kept)
+    assert "items missing (acknowledged, not deleted, not in the store)  0" in result.stdout
+
+
+def test_a_store_table_without_its_connection_string_is_a_one_line_error(topology, tmp_path):
+    result = run(
+        topology,
+        "failover",
+        "--store-table",
+        "TodoItems",
+        "--report-dir",
+        str(tmp_path),
+        env={STORE_CONNECTION_STRING_ENV: ""},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: --store-table needs ${STORE_CONNECTION_STRING_ENV} (its connection string)\n"
+    )
+
+
+def test_a_table_that_cannot_be_read_stops_the_run_before_it_starts(topology, tmp_path):
+    result = run(
+        topology,
+        "failover",
+        "--store-table",
+        "NoSuchTable",
+        "--report-dir",
+        str(tmp_path),
+        env={STORE_CONNECTION_STRING_ENV: topology.store.connection_string},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: items before the run: reading table 'NoSuchTable' failed: ResourceNotFoundError"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "records").exists()  # no load was sent
+
+
+def test_without_a_table_a_failover_run_reconciles_through_the_api_and_says_so(topology, tmp_path):
+    result = run(
+        topology, "failover", "--users", "2", "--duration", "3", "--report-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    items = json.loads((tmp_path / "summary.json").read_text())["items"]
+    url = f"{topology.gateway_url}{TODO_PATH}"
+    assert items["read_from"] == f"api: GET {url} (the API's list, not the store)"
+    assert items["acknowledged"] > 0 and items["missing"] == 0

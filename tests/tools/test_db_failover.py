@@ -99,9 +99,11 @@ def test_report_counts_items_lost_and_the_write_gap(tmp_path):
         "\n".join(json.dumps(r) for r in lines) + "\n")
     (tmp_path / "summary.json").write_text(json.dumps({
         "fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0,
-        "items": {"created_before_fault": 1, "missing_after": 0}}))
+        "items": {"acknowledged": 2, "missing": 1, "duplicates": 0, "orphans": 0,
+                  "stale_content": 0}}))
     result = db_failover.report(tmp_path)
-    assert (result["items_lost"], result["seconds_without_successful_writes"]) == (0, 3.0)
+    assert (result["items_lost"], result["seconds_without_successful_writes"]) == (1, 3.0)
+    assert (result["items_duplicated"], result["items_acknowledged"]) == (0, 2)
     assert json.loads((tmp_path / "database-failover.json").read_text()) == result
 
 

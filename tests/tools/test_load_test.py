@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.tools.stack_outputs_data import raw_outputs
 from tools import load_test
 from tools.stack_outputs import parse
@@ -119,3 +121,19 @@ def test_one_drill_per_run(tmp_path, capsys):
             "--database-failover"]
     assert load_test.run_cli(lambda: load_test.main(argv)) == 2
     assert "one drill per run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("items", "verdict"), [
+    ({"acknowledged": 3, "missing": 0, "duplicates": 0, "orphans": 0, "stale_content": 0}, 0),
+    ({"acknowledged": 3, "missing": 0, "duplicates": 1, "orphans": 0, "stale_content": 0}, 1),
+    ({"acknowledged": 3, "missing": 0, "duplicates": 0, "orphans": 0, "stale_content": 2}, 1),
+    ({}, 1),  # nothing reconciled is not a pass
+])
+def test_the_database_drill_fails_on_any_reconciliation_defect(tmp_path, items, verdict):
+    from tools.load_test import database_verdict
+
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "records-1.jsonl").write_text("")
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0, "items": items}))
+    assert database_verdict(0, tmp_path) == verdict
