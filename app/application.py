@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp
 
 from app.certificates import ClientCertificatePolicy
 from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
+from app.idempotency import IdempotentWrites
 from app.key_vault import (
     PendingSetting,
     SecretReader,
@@ -76,13 +79,16 @@ def create_app(
     settings: Settings,
     store: TodoStore | None = None,
     read_secret: SecretReader = read_with_managed_identity,
+    clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
-    """`read_secret` reads a Key Vault secret App Service left unresolved (tests pass a fake)."""
+    """`read_secret` reads a Key Vault secret App Service left unresolved (tests pass a fake);
+    `clock` (epoch seconds) decides when idempotency keys expire (tests pass a fake)."""
     store = store if store is not None else open_store(settings)
     health_key = PendingSetting(
         settings.health_check_key, settings.health_check_key_reference, check_health_check_key
     )
-    routes = [*api_routes(store, health_key), _openapi_route()]
+    keys = IdempotentWrites(store, settings.idempotency_key_expiry_seconds, clock)
+    routes = [*api_routes(store, health_key, keys), _openapi_route()]
     if settings.development:
         routes += swagger_ui_routes()
 

@@ -20,3 +20,16 @@ JSON_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 HEALTH_OK_TEXT = "HealthCheck OK"
 CERTIFICATE_REJECTED = "The client certificate was rejected."
+
+# Retry-safe writes (IETF draft-ietf-httpapi-idempotency-key-header; app/idempotency.py). A key is
+# 1-255 visible ASCII characters other than " and \, sent bare (as most clients do) or as the
+# draft's structured-field string in double quotes; both forms name the same key.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"  # "true" on a replayed answer (Stripe's name)
+IDEMPOTENCY_KEY_METHODS = ("POST", "PUT", "DELETE")
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = (
+    rf"^(?:[!#-\[\]-~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}"
+    rf'|"[!#-\[\]-~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")$'
+)
+DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 24 * 60 * 60

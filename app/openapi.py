@@ -13,8 +13,13 @@ import tempfile
 from pathlib import Path
 
 from app.contract import (
+    DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENT_REPLAYED_HEADER,
     JSON_MEDIA_TYPE,
     MAX_BODY_BYTES,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_NAME_LENGTH,
     NON_BLANK_PATTERN,
     PROBLEM_MEDIA_TYPE,
@@ -29,6 +34,8 @@ ITEM_ID_PATTERN = "^[0-9a-f]{32}$"
 
 _SCHEMA_REF = "#/components/schemas/"
 _RESPONSE_REF = "#/components/responses/"
+_PARAMETER_REF = "#/components/parameters/"
+_HEADER_REF = "#/components/headers/"
 
 
 def _ref(kind: str, name: str) -> dict:
@@ -36,7 +43,11 @@ def _ref(kind: str, name: str) -> dict:
 
 
 def _site_header() -> dict:
-    return {SITE_NAME_HEADER: {"$ref": "#/components/headers/SiteName"}}
+    return {SITE_NAME_HEADER: _ref(_HEADER_REF, "SiteName")}
+
+
+def _replayed_header() -> dict:
+    return {IDEMPOTENT_REPLAYED_HEADER: _ref(_HEADER_REF, "IdempotentReplayed")}
 
 
 def _json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
@@ -47,10 +58,10 @@ def _json_response(description: str, schema: dict, headers: dict | None = None) 
     }
 
 
-def _problem(description: str) -> dict:
+def _problem(description: str, headers: dict | None = None) -> dict:
     return {
         "description": description,
-        "headers": _site_header(),
+        "headers": {**_site_header(), **(headers or {})},
         "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref(_SCHEMA_REF, "ProblemDetails")}},
     }
 
@@ -116,10 +127,26 @@ def _schemas() -> dict:
 
 
 def _responses() -> dict:
+    retry_after = {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying (a request in progress).",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
     return {
         "BadRequest": _problem(
             "The body is missing, not a JSON object, has a blank or too long name, a field of the "
-            "wrong type, or (PUT) an id that differs from the path."
+            "wrong type, or (PUT) an id that differs from the path; or the "
+            f"{IDEMPOTENCY_KEY_HEADER} header is malformed or repeated."
+        ),
+        "Conflict": _problem(
+            f"A request with the same {IDEMPOTENCY_KEY_HEADER} is still in progress (retry after "
+            "Retry-After seconds), or (PUT) the item was changed by another request meanwhile.",
+            retry_after,
+        ),
+        "KeyReused": _problem(
+            f"The {IDEMPOTENCY_KEY_HEADER} was already used for a different request (method, "
+            "path or body)."
         ),
         "Forbidden": _problem("The client certificate was rejected."),
         "NotFound": _problem("No TodoItem has this id."),
@@ -134,8 +161,10 @@ def _errors(*names: str) -> dict:
         "BadRequest": "400",
         "Forbidden": "403",
         "NotFound": "404",
+        "Conflict": "409",
         "PayloadTooLarge": "413",
         "UnsupportedMediaType": "415",
+        "KeyReused": "422",
         "ServerError": "500",
     }
     return {codes[name]: _ref(_RESPONSE_REF, name) for name in (*names, "Forbidden", "ServerError")}
@@ -159,8 +188,42 @@ def _operation(operation_id: str, summary: str, responses: dict, **extra) -> dic
     }
 
 
+def _idempotency_key_parameter() -> dict:
+    expiry_hours = DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS // 3600
+    return {
+        "name": IDEMPOTENCY_KEY_HEADER,
+        "in": "header",
+        "required": False,
+        "description": (
+            "Makes the write safe to retry (IETF draft-ietf-httpapi-idempotency-key-header). "
+            f'1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters other than " and \\, '
+            "bare or in double quotes (both name the same key); a fresh UUID per write is best. "
+            "The same key with the same request (method, path, body) replays the first answer "
+            f"with {IDEMPOTENT_REPLAYED_HEADER}: true; with another request it is 422; while the "
+            f"first is in progress, 409. Keys are remembered for {expiry_hours} h by default. "
+            "Refused requests (4xx, 503) store nothing: retry them with the same key."
+        ),
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH + 2,
+            "pattern": IDEMPOTENCY_KEY_PATTERN,
+        },
+    }
+
+
+def _keyed(responses: dict) -> dict:
+    """A keyed write's answers: the success may be a replay; 409 and 422 come with the key."""
+    keyed = {**responses, **_errors("BadRequest", "Conflict", "KeyReused")}
+    for code, response in keyed.items():
+        if code.startswith("2"):
+            response["headers"] = {**response["headers"], **_replayed_header()}
+    return keyed
+
+
 def _paths() -> dict:
     item = _ref(_SCHEMA_REF, "TodoItem")
+    key_parameter = [_ref(_PARAMETER_REF, "IdempotencyKey")]
     location = {
         "Location": {"description": "Path of the created item.", "schema": {"type": "string"}}
     }
@@ -183,10 +246,13 @@ def _paths() -> dict:
             "post": _operation(
                 "PostTodoItem",
                 "Create an item; the server assigns its id.",
-                {
-                    "201": _json_response("The created item.", item, location),
-                    **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
-                },
+                _keyed(
+                    {
+                        "201": _json_response("The created item.", item, location),
+                        **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
+                    }
+                ),
+                parameters=key_parameter,
                 requestBody=_body("NewTodoItem"),
             ),
         },
@@ -200,19 +266,27 @@ def _paths() -> dict:
             "put": _operation(
                 "PutTodoItem",
                 "Replace an item; the body's id must equal the path's.",
-                {
-                    "200": _json_response("The updated item.", item),
-                    **_errors("BadRequest", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
-                },
+                _keyed(
+                    {
+                        "200": _json_response("The updated item.", item),
+                        **_errors(
+                            "BadRequest", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"
+                        ),
+                    }
+                ),
+                parameters=key_parameter,
                 requestBody=_body("TodoItemUpdate"),
             ),
             "delete": _operation(
                 "DeleteTodoItem",
                 "Delete an item.",
-                {
-                    "204": {"description": "Deleted.", "headers": _site_header()},
-                    **_errors("NotFound"),
-                },
+                _keyed(
+                    {
+                        "204": {"description": "Deleted.", "headers": _site_header()},
+                        **_errors("NotFound"),
+                    }
+                ),
+                parameters=key_parameter,
             ),
         },
     }
@@ -244,8 +318,16 @@ def build_openapi() -> dict:
                 "SiteName": {
                     "description": "The App Service site (region) that answered.",
                     "schema": {"type": "string"},
-                }
+                },
+                "IdempotentReplayed": {
+                    "description": (
+                        f"true: this is the stored answer to an earlier request with the same "
+                        f"{IDEMPOTENCY_KEY_HEADER}, replayed; absent on a first answer."
+                    ),
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
             },
+            "parameters": {"IdempotencyKey": _idempotency_key_parameter()},
             "schemas": _schemas(),
             "responses": _responses(),
         },

@@ -21,9 +21,10 @@ from app.contract import (
     TODO_ITEM_PATH,
     TODO_PATH,
 )
+from app.idempotency import Attempt, IdempotentWrites, fingerprint, request_key
 from app.key_vault import PendingSetting
 from app.problems import Problem
-from app.store import ConcurrentUpdate, TodoStore, new_item_id, todo_item
+from app.store import ConcurrentUpdate, KeyWrite, TodoItem, TodoStore, new_item_id, todo_item
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -72,8 +73,7 @@ def _reject_constant(name: str) -> None:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # NaN and Infinity are not JSON
 
 
-async def _read_object(request: Request) -> dict:
-    body = await _read_body(request)
+def _decode_object(body: bytes) -> dict:
     try:
         data = _DECODER.decode(body.decode("utf-8"))
     except ValueError:  # includes UnicodeDecodeError: JSON bodies are UTF-8 (RFC 8259)
@@ -110,26 +110,45 @@ def _not_found() -> Problem:
     return Problem(404, "No TodoItem has this id.")
 
 
+def _item_path(item_id: str) -> str:
+    return f"{TODO_PATH}/{item_id}"
+
+
 def _json(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 class TodoItemsApi:
-    """The TodoItem endpoints over one store; items carry their JSON, encoded once."""
+    """The TodoItem endpoints over one store; items carry their JSON, encoded once.
 
-    def __init__(self, store: TodoStore) -> None:
+    POST, PUT and DELETE with an Idempotency-Key header go through `keys` (app/idempotency.py):
+    the item write and its stored answer land together. Without the header nothing changes."""
+
+    def __init__(self, store: TodoStore, keys: IdempotentWrites) -> None:
         self.store = store
+        self.keys = keys
 
     async def list(self, request: Request) -> Response:
         items = await self.store.list()
         return _json(b"[" + b",".join(item.json for item in items) + b"]")
 
     async def create(self, request: Request) -> Response:
-        data = await _read_object(request)
+        key = request_key(request)
+        data = _decode_object(await _read_body(request))
         _body_id(data)  # validated, then ignored: the server assigns ids
-        item = todo_item(new_item_id(), _name(data), _is_completed(data))
-        await self.store.add(item)
-        return _json(item.json, 201, {"Location": f"{TODO_PATH}/{item.id}"})
+        name, is_completed = _name(data), _is_completed(data)
+        if key is None:
+            item = todo_item(new_item_id(), name, is_completed)
+            await self.store.add(item)
+            return _json(item.json, 201, {"Location": _item_path(item.id)})
+
+        async def perform(attempt: Attempt) -> KeyWrite:
+            item = todo_item(attempt.item_id, name, is_completed)
+            answer = attempt.answer(201, item.json, _item_path(item.id))
+            await self.store.add(item, answer)
+            return answer
+
+        return await self.keys.run(key, fingerprint(request, TODO_PATH, data), None, perform)
 
     async def get(self, request: Request) -> Response:
         item = await self.store.get(request.path_params["id"])
@@ -139,24 +158,49 @@ class TodoItemsApi:
 
     async def replace(self, request: Request) -> Response:
         item_id = request.path_params["id"]
-        data = await _read_object(request)
+        key = request_key(request)
+        data = _decode_object(await _read_body(request))
         if _body_id(data) != item_id:
             raise Problem(400, "The field 'id' must equal the id in the path.")
         item = todo_item(item_id, _name(data), _is_completed(data))
+        if key is None:
+            await self._replace(item)
+            return _json(item.json)
+
+        async def perform(attempt: Attempt) -> KeyWrite:
+            answer = attempt.answer(200, item.json)
+            await self._replace(item, answer)
+            return answer
+
+        path = _item_path(item_id)
+        return await self.keys.run(key, fingerprint(request, path, data), item_id, perform)
+
+    async def _replace(self, item: TodoItem, key: KeyWrite | None = None) -> None:
         try:
-            replaced = await self.store.replace(item)
+            replaced = await self.store.replace(item, key)
         except ConcurrentUpdate:
             raise Problem(
                 409, "The item was changed by another request meanwhile; read it and try again."
             ) from None
         if replaced is None:
             raise _not_found()
-        return _json(item.json)
 
     async def delete(self, request: Request) -> Response:
-        if not await self.store.delete(request.path_params["id"]):
-            raise _not_found()
-        return Response(status_code=204)
+        item_id = request.path_params["id"]
+        key = request_key(request)
+        if key is None:
+            if not await self.store.delete(item_id):
+                raise _not_found()
+            return Response(status_code=204)
+
+        async def perform(attempt: Attempt) -> KeyWrite:
+            answer = attempt.answer(204)
+            if not await self.store.delete(item_id, answer):
+                raise _not_found()
+            return answer
+
+        path = _item_path(item_id)
+        return await self.keys.run(key, fingerprint(request, path), item_id, perform)
 
 
 def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
@@ -181,8 +225,10 @@ def _health(key: PendingSetting) -> Endpoint:
     return health
 
 
-def api_routes(store: TodoStore, health_check_key: PendingSetting) -> list[Route]:
-    api = TodoItemsApi(store)
+def api_routes(
+    store: TodoStore, health_check_key: PendingSetting, keys: IdempotentWrites
+) -> list[Route]:
+    api = TodoItemsApi(store, keys)
     items = {"GET": api.list, "POST": api.create}
     item = {"GET": api.get, "PUT": api.replace, "DELETE": api.delete}
     return [

@@ -22,6 +22,7 @@ from app.certificates import (
     parse_pinned_key,
     parse_thumbprint,
 )
+from app.contract import DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS
 from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
@@ -47,6 +48,7 @@ TABLE_ENDPOINT = "TABLE_ENDPOINT"
 TABLE_NAME = "TABLE_NAME"
 TABLE_CONNECTION_STRING = "TABLE_CONNECTION_STRING"
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+IDEMPOTENCY_KEY_EXPIRY_SECONDS = "IDEMPOTENCY_KEY_EXPIRY_SECONDS"
 
 # Every variable the app reads (the stacks set these as app settings).
 APP_SETTING_NAMES = (
@@ -72,6 +74,7 @@ APP_SETTING_NAMES = (
     TABLE_NAME,
     TABLE_CONNECTION_STRING,
     AZURE_CLIENT_ID,
+    IDEMPOTENCY_KEY_EXPIRY_SECONDS,
 )
 
 PRODUCTION = "production"
@@ -98,6 +101,9 @@ DEFAULT_TELEMETRY_TRACES_PER_SECOND = 5.0
 MAX_TELEMETRY_TRACES_PER_SECOND = 1000.0
 CONSOLE_EXPORTER = "console"
 FILE_EXPORTER_PREFIX = "file:"
+# How long an Idempotency-Key is remembered: 1 minute to 30 days, 24 h by default (app/contract.py).
+MIN_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 60
+MAX_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 30 * 24 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class Settings:
     host: str = DEFAULT_HOST
     web_concurrency: int = DEFAULT_WEB_CONCURRENCY
     store: StoreSettings = StoreSettings()
+    idempotency_key_expiry_seconds: int = DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS
 
     @property
     def development(self) -> bool:
@@ -407,6 +414,13 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         host=_value(environ, HOST) or DEFAULT_HOST,
         web_concurrency=web_concurrency,
         store=_store(environ, environment, web_concurrency),
+        idempotency_key_expiry_seconds=_integer(
+            environ,
+            IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+            DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+            MIN_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+            MAX_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+        ),
     )
 
 

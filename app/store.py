@@ -5,13 +5,19 @@ for Table on Azure, Azurite locally). Each in-memory operation runs without an a
 on one event loop it is atomic: no lock is needed and concurrent requests never see a half-made
 change. The in-memory store lives in one process: with several workers each would have its own,
 so the settings allow it only with one worker.
+
+Idempotency keys (app/idempotency.py) are rows beside the items: a KeyRecord lives under a key id
+in a partition (an item id). A keyed write (add, replace or delete with `key=`) writes the item
+and the key row of the item's partition together or not at all; the table store does it in one
+entity group transaction, the in-memory store in one step without an await.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class TodoItem(NamedTuple):
@@ -57,22 +63,67 @@ class ConcurrentUpdate(Exception):
     """A replace met a change made by another writer since the item was read."""
 
 
+class KeyTaken(Exception):
+    """A key row's condition failed: the row exists (insert) or changed since it was read."""
+
+
+class KeyRecord(NamedTuple):
+    """What the store keeps under one idempotency key in one partition.
+
+    A claim (status 0) marks a request in flight until `lease_until` and names the partition it
+    writes (`target`); a stored answer (status > 0) is the response to replay. Either counts as
+    absent from `expires_at` on (epoch seconds). `version` is set by the store when it reads or
+    writes the row: what a conditional write or release compares.
+    """
+
+    fingerprint: str
+    expires_at: float
+    target: str
+    lease_until: float = 0.0
+    status: int = 0
+    body: bytes = b""
+    location: str = ""
+    version: Any = None
+
+
+class KeyWrite(NamedTuple):
+    """A key row to write: inserted when `replacing` is None, else replacing the row of that
+    version (an expired record, or a claim being taken over)."""
+
+    key_id: str
+    record: KeyRecord
+    replacing: Any = None
+
+
 class TodoStore(Protocol):
     async def list(self) -> list[TodoItem]: ...
 
     async def get(self, item_id: str) -> TodoItem | None: ...
 
-    async def add(self, item: TodoItem) -> TodoItem:
+    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
         """Store a new item. Adding the very same item again succeeds (a retried create);
-        another item with a taken id raises KeyError."""
+        another item with a taken id raises KeyError.
 
-    async def replace(self, item: TodoItem) -> TodoItem | None:
+        With `key`, the key row is written in the item's partition with the item, or neither:
+        KeyTaken (checked first) or KeyError (any item under the id) and nothing is written."""
+
+    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
         """Replace the stored item with the same id; None if there is none.
 
-        Raises ConcurrentUpdate when another writer changed the item meanwhile."""
+        Raises ConcurrentUpdate when another writer changed the item meanwhile. With `key`: the
+        key row too, or nothing (KeyTaken)."""
 
-    async def delete(self, item_id: str) -> bool:
-        """Delete the item; False if there was none."""
+    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
+        """Delete the item; False if there was none. With `key`: the key row too, or nothing."""
+
+    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
+        """The key row in this partition (expired or not), with its version; None if none."""
+
+    async def write_key(self, partition: str, write: KeyWrite) -> Any:
+        """Write a key row alone (a claim); its new version. KeyTaken if the condition fails."""
+
+    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
+        """Delete the key row if it still has this version; otherwise leave it."""
 
     async def close(self) -> None:
         """Release connections (at shutdown)."""
@@ -84,6 +135,8 @@ class InMemoryTodoStore:
 
     def __init__(self) -> None:
         self._items: dict[str, tuple] = {}
+        self._keys: dict[tuple[str, str], KeyRecord] = {}
+        self._versions = itertools.count(1)
 
     async def list(self) -> list[TodoItem]:
         return [TodoItem._make(fields) for fields in self._items.values()]
@@ -92,21 +145,59 @@ class InMemoryTodoStore:
         fields = self._items.get(item_id)
         return None if fields is None else TodoItem._make(fields)
 
-    async def add(self, item: TodoItem) -> TodoItem:
+    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
         existing = self._items.get(item.id)
-        if existing is not None and existing != tuple(item):  # the same item again: a retry
+        if key is not None:  # checked in the table store's order: the key row, then the item
+            self._check_key(item.id, key)
+            if existing is not None:
+                raise KeyError(item.id)
+        elif existing is not None and existing != tuple(item):  # the same item again: a retry
             raise KeyError(item.id)
         self._items[item.id] = tuple(item)
+        if key is not None:
+            self._put_key(item.id, key)
         return item
 
-    async def replace(self, item: TodoItem) -> TodoItem | None:
+    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
         if item.id not in self._items:
             return None
+        if key is not None:
+            self._check_key(item.id, key)
+            self._put_key(item.id, key)
         self._items[item.id] = tuple(item)
         return item
 
-    async def delete(self, item_id: str) -> bool:
-        return self._items.pop(item_id, None) is not None
+    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
+        if item_id not in self._items:
+            return False
+        if key is not None:
+            self._check_key(item_id, key)
+            self._put_key(item_id, key)
+        del self._items[item_id]
+        return True
+
+    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
+        return self._keys.get((partition, key_id))
+
+    async def write_key(self, partition: str, write: KeyWrite) -> Any:
+        self._check_key(partition, write)
+        return self._put_key(partition, write)
+
+    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
+        row = self._keys.get((partition, key_id))
+        if row is not None and row.version == version:
+            del self._keys[(partition, key_id)]
+
+    def _check_key(self, partition: str, write: KeyWrite) -> None:
+        """An insert needs no row, a replace the row of that version (as If-Match does)."""
+        row = self._keys.get((partition, write.key_id))
+        if (None if row is None else row.version) != write.replacing:
+            raise KeyTaken(write.key_id)
+
+    def _put_key(self, partition: str, write: KeyWrite) -> Any:
+        version = next(self._versions)
+        self._keys[(partition, write.key_id)] = write.record._replace(version=version)
+        return version
 
     async def close(self) -> None:
         pass

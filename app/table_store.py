@@ -2,14 +2,17 @@
 client. One client per process, opened on first use and closed at shutdown.
 
 Entities: PartitionKey = the item id (point reads and writes hit one partition each and spread
-across the account), RowKey = ENTITY_ROW_KEY (one entity per partition), Name, IsCompleted.
-The table is created by Terraform (Azure) or by the local topology (Azurite), never here.
+across the account), RowKey = ENTITY_ROW_KEY (one item per partition), Name, IsCompleted.
+Idempotency keys (app/idempotency.py) are rows beside it: RowKey = KEY_ROW_PREFIX + the key id,
+written with the item in one entity group transaction (same partition) or alone (a claim).
+Listing reads only the item rows. The table is created by Terraform (Azure) or by the local
+topology (Azurite), never here.
 
 Failures have two outcomes the API can name:
 - StoreUnavailable: the store did not answer in time, refused the connection, throttled (429),
   failed (5xx), refused our identity (401/403, e.g. a role assignment still propagating) or has
-  no such table. The route answers 503 + Retry-After; every write is one entity operation, so
-  nothing is ever half-written.
+  no such table. The route answers 503 + Retry-After; every write is one entity operation or one
+  transaction, so nothing is ever half-written.
 - ConcurrentUpdate: a replace lost an ETag race against another writer (the route answers 409).
 
 Every operation, retries included, runs under one deadline (OPERATION_DEADLINE_SECONDS), well
@@ -37,8 +40,18 @@ from azure.core.exceptions import (
 from azure.data.tables import TableErrorCode, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from app import table_transaction
 from app.settings import StoreSettings
-from app.store import ConcurrentUpdate, StoreUnavailable, TodoItem, todo_item
+from app.store import (
+    ConcurrentUpdate,
+    KeyRecord,
+    KeyTaken,
+    KeyWrite,
+    StoreUnavailable,
+    TodoItem,
+    todo_item,
+)
+from app.table_transaction import Delete, Failure, Insert, Replace
 
 logger = logging.getLogger("app.store")
 
@@ -46,6 +59,17 @@ ENTITY_ROW_KEY = "item"
 NAME = "Name"
 IS_COMPLETED = "IsCompleted"
 SELECT = ["PartitionKey", NAME, IS_COMPLETED]
+ITEMS_ONLY = f"RowKey eq '{ENTITY_ROW_KEY}'"  # a partition may also hold idempotency key rows
+KEY_ROW_PREFIX = "idempotency-"
+FINGERPRINT = "Fingerprint"
+EXPIRES_AT = "ExpiresAt"  # epoch seconds as Edm.Double (an epoch in ms would overflow Int32)
+TARGET = "Target"
+LEASE_UNTIL = "LeaseUntil"
+STATUS = "Status"
+BODY = "Body"
+LOCATION = "Location"
+# The operation of a keyed transaction that writes the key row (the item's comes after it).
+KEY_OPERATION = 0
 
 # Bounds of one store operation. The SDK's defaults (300 s read timeout, 3 retries backing off
 # up to 2 minutes) would outlive any gateway: a caller would see a gateway timeout instead of a
@@ -97,6 +121,40 @@ def _entity(item: TodoItem) -> dict[str, Any]:
 
 def _item(entity: dict[str, Any]) -> TodoItem:
     return todo_item(entity["PartitionKey"], entity[NAME], bool(entity.get(IS_COMPLETED, False)))
+
+
+def _key_entity(partition: str, write: KeyWrite) -> dict[str, Any]:
+    record = write.record
+    return {
+        "PartitionKey": partition,
+        "RowKey": KEY_ROW_PREFIX + write.key_id,
+        FINGERPRINT: record.fingerprint,
+        EXPIRES_AT: float(record.expires_at),
+        TARGET: record.target,
+        LEASE_UNTIL: float(record.lease_until),
+        STATUS: record.status,
+        BODY: record.body.decode(),  # JSON bodies: UTF-8 text
+        LOCATION: record.location,
+    }
+
+
+def _key_record(entity: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(
+        fingerprint=entity[FINGERPRINT],
+        expires_at=float(entity[EXPIRES_AT]),
+        target=entity[TARGET],
+        lease_until=float(entity.get(LEASE_UNTIL, 0.0)),
+        status=int(entity.get(STATUS, 0)),
+        body=entity.get(BODY, "").encode(),
+        location=entity.get(LOCATION, ""),
+        version=entity.metadata["etag"],
+    )
+
+
+def _key_operation(partition: str, write: KeyWrite) -> Insert | Replace:
+    """The key row's part of a transaction: insert, or replace the version read (If-Match)."""
+    entity = _key_entity(partition, write)
+    return Insert(entity) if write.replacing is None else Replace(entity, write.replacing)
 
 
 def _error_code(error: HttpResponseError) -> str:
@@ -171,14 +229,15 @@ class TableTodoStore:
                 return await call()
         except TimeoutError:
             raise self._unavailable(operation, f"no answer within {self.deadline:g} s") from None
-        except ResourceNotFoundError as error:
-            # Item-level 404s are handled inside the calls; this one is the table itself.
-            raise self._unavailable(
-                operation, f"table {self.table_name!r}: {_error_code(error)}"
-            ) from None
         except ClientAuthenticationError as error:  # before its base, HttpResponseError
             raise self._unavailable(operation, f"{type(error).__name__}: {error.message}") from None
         except HttpResponseError as error:
+            if error.status_code == 404:
+                # Entity-level 404s are handled inside the calls; this one is the table itself
+                # (TableNotFound, from a single operation or from a transaction).
+                raise self._unavailable(
+                    operation, f"table {self.table_name!r}: {_error_code(error)}"
+                ) from None
             if error.status_code in _UNAVAILABLE_STATUSES:
                 raise self._unavailable(
                     operation, f"HTTP {error.status_code} {_error_code(error)}", _retry_after(error)
@@ -197,8 +256,8 @@ class TableTodoStore:
 
     async def list(self) -> list[TodoItem]:
         async def call() -> list[TodoItem]:
-            entities = self.client.list_entities(
-                select=SELECT, results_per_page=self.page_size, **self._call_options()
+            entities = self.client.query_entities(
+                ITEMS_ONLY, select=SELECT, results_per_page=self.page_size, **self._call_options()
             )
             return [_item(entity) async for entity in entities]
 
@@ -224,7 +283,10 @@ class TableTodoStore:
 
         return await self._run("get", call)
 
-    async def add(self, item: TodoItem) -> TodoItem:
+    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
+        if key is not None:
+            return await self._run("add", lambda: self._add_with_key(item, key))
+
         async def call() -> TodoItem:
             try:
                 await self.client.create_entity(_entity(item), **self._call_options())
@@ -238,7 +300,15 @@ class TableTodoStore:
 
         return await self._run("add", call)
 
-    async def replace(self, item: TodoItem) -> TodoItem | None:
+    async def _add_with_key(self, item: TodoItem, key: KeyWrite) -> TodoItem:
+        # A retried transaction whose first attempt landed meets its own key row: KeyTaken, and
+        # the caller replays what that row holds.
+        failed = await self._transact([_key_operation(item.id, key), Insert(_entity(item))])
+        if failed is not None:
+            raise KeyTaken(key.key_id) if failed.index == KEY_OPERATION else KeyError(item.id)
+        return item
+
+    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
         if not _storable_key(item.id):
             return None
 
@@ -246,11 +316,14 @@ class TableTodoStore:
             current = await self._read(item.id)
             if current is None:
                 return None
+            etag = current.metadata["etag"]
+            if key is not None:
+                return await self._replace_with_key(item, key, etag)
             try:
                 await self.client.update_entity(
                     _entity(item),
                     mode=UpdateMode.REPLACE,
-                    etag=current.metadata["etag"],
+                    etag=etag,
                     match_condition=MatchConditions.IfNotModified,
                     **self._call_options(),
                 )
@@ -264,7 +337,20 @@ class TableTodoStore:
 
         return await self._run("replace", call)
 
-    async def delete(self, item_id: str) -> bool:
+    async def _replace_with_key(self, item: TodoItem, key: KeyWrite, etag: str) -> TodoItem | None:
+        # The If-Match inside the transaction is what refuses a racing writer: Azurite 3.37
+        # honours it (Azurite#1233 reported older releases ignoring it; a test guards it).
+        update = Replace(_entity(item), etag)
+        failed = await self._transact([_key_operation(item.id, key), update])
+        if failed is None:
+            return item
+        if failed.index == KEY_OPERATION:
+            raise KeyTaken(key.key_id)
+        if failed.status == 412:
+            raise ConcurrentUpdate(item.id)
+        return None  # 404: deleted meanwhile
+
+    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
         if not _storable_key(item_id):
             return False
 
@@ -273,10 +359,88 @@ class TableTodoStore:
             # concurrent deletes of one item may therefore both succeed (DELETE is idempotent).
             if await self._read(item_id) is None:
                 return False
+            if key is not None:
+                return await self._delete_with_key(item_id, key)
             await self.client.delete_entity(item_id, ENTITY_ROW_KEY, **self._call_options())
             return True
 
         return await self._run("delete", call)
+
+    async def _delete_with_key(self, item_id: str, key: KeyWrite) -> bool:
+        # Inside a transaction a missing entity is reported (404), unlike delete_entity alone.
+        remove = Delete(item_id, ENTITY_ROW_KEY)
+        failed = await self._transact([_key_operation(item_id, key), remove])
+        if failed is not None and failed.index == KEY_OPERATION:
+            raise KeyTaken(key.key_id)
+        return failed is None
+
+    async def _transact(self, operations: list) -> Failure | None:
+        """Run one entity group transaction: all its operations or none. The Failure of an
+        operation whose condition failed (409 exists, 412 changed, 404 no such entity) is
+        returned, with its index; any other refusal raises, for _run to map."""
+        failed = await table_transaction.submit(self.client, operations, **self._call_options())
+        if failed is None or failed.status in (409, 412):
+            return failed
+        if failed.status == 404 and failed.code == TableErrorCode.RESOURCE_NOT_FOUND:
+            return failed
+        error = HttpResponseError(message=f"transaction refused: {failed.status} {failed.code}")
+        error.status_code, error.error_code = failed.status, failed.code
+        raise error
+
+    # -- idempotency key rows alone (claims) -----------------------------------------------------
+
+    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
+        async def call() -> KeyRecord | None:
+            try:
+                entity = await self.client.get_entity(
+                    partition, KEY_ROW_PREFIX + key_id, **self._call_options()
+                )
+            except ResourceNotFoundError as error:
+                if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
+                    return None
+                raise
+            return _key_record(entity)
+
+        return await self._run("read key", call)
+
+    async def write_key(self, partition: str, write: KeyWrite) -> Any:
+        async def call() -> Any:
+            entity = _key_entity(partition, write)
+            try:
+                if write.replacing is None:
+                    answer = await self.client.create_entity(entity, **self._call_options())
+                else:
+                    answer = await self.client.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=write.replacing,
+                        match_condition=MatchConditions.IfNotModified,
+                        **self._call_options(),
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                raise KeyTaken(write.key_id) from None
+            except ResourceNotFoundError as error:  # the row read was deleted meanwhile
+                if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
+                    raise KeyTaken(write.key_id) from None
+                raise
+            return answer["etag"]
+
+        return await self._run("write key", call)
+
+    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
+        async def call() -> None:
+            try:
+                await self.client.delete_entity(
+                    partition,
+                    KEY_ROW_PREFIX + key_id,
+                    etag=version,
+                    match_condition=MatchConditions.IfNotModified,
+                    **self._call_options(),
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass  # taken over or gone already: not ours to delete
+
+        await self._run("release key", call)
 
 
 def table_store(settings: StoreSettings, **options: Any) -> TableTodoStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 import warnings
 from collections.abc import Callable
 
@@ -13,7 +14,9 @@ with warnings.catch_warnings():  # Starlette 1.x suggests httpx2; httpx is what 
     from starlette.testclient import TestClient
 
 from app.application import create_app
-from app.settings import Settings, load_settings
+from app.settings import Settings, StoreSettings, load_settings
+from app.store import InMemoryTodoStore
+from app.table_store import TableTodoStore, table_store
 from tests.app import certs, servers
 
 HEALTH_KEY = "test-health-key-0123456789"
@@ -99,3 +102,31 @@ def production_server(environment, tmp_path_factory):
     server = servers.start_production(environment, log, f"/health/{HEALTH_KEY}")
     yield server
     server.stop()
+
+
+BACKENDS = ("memory", "table")
+
+
+@pytest.fixture
+def make_table_store(azurite):
+    """A TableTodoStore over a fresh table; extra keyword arguments go to TableTodoStore.
+    `make(table=name)` opens another client (another process, say) on a table made before."""
+
+    def make(table: str | None = None, **options) -> TableTodoStore:
+        name = table or "t" + uuid.uuid4().hex[:16]
+        if table is None:
+            azurite.create_table(name)
+        settings = StoreSettings(
+            kind="table", table_name=name, connection_string=azurite.connection_string
+        )
+        return table_store(settings, **options)
+
+    return make
+
+
+@pytest.fixture(params=BACKENDS)
+def make_store(request, make_table_store):
+    """Each test using it runs twice: over the in-memory store and over a fresh Azurite table."""
+    if request.param == "memory":
+        return lambda **options: InMemoryTodoStore()
+    return make_table_store

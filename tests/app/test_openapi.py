@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from swagger_ui_bundle import swagger_ui_path
 
-from app.contract import MAX_BODY_BYTES, MAX_NAME_LENGTH, OPENAPI_PATH, SUBSCRIPTION_KEY_HEADER
+from app.contract import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+    MAX_BODY_BYTES,
+    MAX_NAME_LENGTH,
+    OPENAPI_PATH,
+    SUBSCRIPTION_KEY_HEADER,
+)
 from app.openapi import OPENAPI_FILE
 from app.settings import load_settings
 from tests.app.servers import REPO
@@ -52,14 +59,50 @@ def test_document_declares_the_subscription_key_header(served):
     ("path", "method", "codes"),
     [
         ("/api/TodoItem", "get", {"200", "403", "500"}),
-        ("/api/TodoItem", "post", {"201", "400", "403", "413", "415", "500"}),
+        ("/api/TodoItem", "post", {"201", "400", "403", "409", "413", "415", "422", "500"}),
         ("/api/TodoItem/{id}", "get", {"200", "403", "404", "500"}),
-        ("/api/TodoItem/{id}", "put", {"200", "400", "403", "404", "413", "415", "500"}),
-        ("/api/TodoItem/{id}", "delete", {"204", "403", "404", "500"}),
+        (
+            "/api/TodoItem/{id}",
+            "put",
+            {"200", "400", "403", "404", "409", "413", "415", "422", "500"},
+        ),
+        ("/api/TodoItem/{id}", "delete", {"204", "400", "403", "404", "409", "422", "500"}),
     ],
 )
 def test_document_lists_every_response_code(served, path, method, codes):
     assert set(served.json()["paths"][path][method]["responses"]) == codes
+
+
+WRITES = [
+    ("/api/TodoItem", "post"),
+    ("/api/TodoItem/{id}", "put"),
+    ("/api/TodoItem/{id}", "delete"),
+]
+
+
+def _resolve(document: dict, node: dict) -> dict:
+    while "$ref" in node:
+        *_, kind, name = node["$ref"].split("/")
+        node = document["components"][kind][name]
+    return node
+
+
+@pytest.mark.parametrize(("path", "method"), WRITES)
+def test_writes_declare_the_idempotency_key_and_the_replay_marker(served, path, method):
+    document = served.json()
+    operation = document["paths"][path][method]
+    parameters = [_resolve(document, p) for p in operation["parameters"]]
+    [key] = [p for p in parameters if p["name"] == IDEMPOTENCY_KEY_HEADER]
+    assert key["in"] == "header" and key["required"] is False
+    assert key["schema"]["pattern"] and "409" in operation["responses"]
+    [success] = [code for code in operation["responses"] if code.startswith("2")]
+    assert IDEMPOTENT_REPLAYED_HEADER in operation["responses"][success]["headers"]
+
+
+def test_reads_take_no_idempotency_key(served):
+    paths = served.json()["paths"]
+    assert "parameters" not in paths["/api/TodoItem"]["get"]
+    assert "parameters" not in paths["/api/TodoItem/{id}"]["get"]
 
 
 def test_document_states_the_limits(served):

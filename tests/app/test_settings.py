@@ -115,9 +115,21 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 22  # 18 + 4 telemetry (test_telemetry.py)
+    assert len(app_settings.APP_SETTING_NAMES) == 23  # 19 + 4 telemetry (test_telemetry.py)
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
+
+
+def test_idempotency_keys_are_kept_a_day_unless_set(environment):
+    assert load_settings(environment).idempotency_key_expiry_seconds == 24 * 60 * 60
+    week = load_settings({**environment, "IDEMPOTENCY_KEY_EXPIRY_SECONDS": "604800"})
+    assert week.idempotency_key_expiry_seconds == 604800
+
+
+@pytest.mark.parametrize("value", ["59", "2592001", "1.5", "a day", "-60"])
+def test_an_idempotency_key_expiry_out_of_range_is_refused(environment, value):
+    with pytest.raises(SettingsError, match="^IDEMPOTENCY_KEY_EXPIRY_SECONDS: must be a whole"):
+        load_settings({**environment, "IDEMPOTENCY_KEY_EXPIRY_SECONDS": value})
 
 
 # -- the store -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.application import create_app
+from app.contract import IDEMPOTENCY_KEY_HEADER
 from app.settings import StoreSettings
 from app.table_store import table_store
 from loadtests.azurite import Azurite
@@ -24,6 +25,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 TABLE = "TodoItems"
+KEYED = {IDEMPOTENCY_KEY_HEADER: "4b1d0c9e-outage"}
 
 
 @pytest.fixture
@@ -68,8 +70,10 @@ def test_a_stopped_store_gets_503_then_everything_is_back(settings, cert_header,
             client.get(f"/api/TodoItem/{item['id']}"),
             client.get("/api/TodoItem"),
             client.post("/api/TodoItem", json={"name": "refused"}),
+            client.post("/api/TodoItem", json={"name": "refused"}, headers=KEYED),
             client.put(f"/api/TodoItem/{item['id']}", json={"id": item["id"], "name": "x"}),
             client.delete(f"/api/TodoItem/{item['id']}"),
+            client.delete(f"/api/TodoItem/{item['id']}", headers=KEYED),
         ):
             assert_unavailable(response)
         own_azurite.restart()
@@ -101,13 +105,17 @@ def test_a_missing_table_is_a_503_that_names_the_table(settings, cert_header, ow
     with api(settings, cert_header, store_for(own_azurite, table="NeverCreated")) as client:
         assert_unavailable(client.get("/api/TodoItem"))
         assert_unavailable(client.post("/api/TodoItem", json={"name": "nowhere"}))
+        # A keyed POST is a transaction: the service names the missing table inside its answer.
+        assert_unavailable(client.post("/api/TodoItem", json={"name": "nowhere"}, headers=KEYED))
     assert "table 'NeverCreated': TableNotFound" in caplog.text
+    assert "during add: table 'NeverCreated'" in caplog.text
 
 
 def test_a_wrong_account_key_is_a_503_not_a_500(settings, cert_header, own_azurite):
     wrong = Azurite(own_azurite.workdir, port=own_azurite.port)  # same account, another key
     with api(settings, cert_header, store_for(wrong)) as client:
         assert_unavailable(client.get("/api/TodoItem"))
+        assert_unavailable(client.post("/api/TodoItem", json={"name": "x"}, headers=KEYED))
 
 
 def test_a_put_that_races_another_writer_gets_409_and_theirs_is_kept(
