@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: bootstrap-move-state preflight demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-telemetry flake-hunt lint package clean
+.PHONY: bootstrap-move-state preflight demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-idempotency bench-telemetry flake-hunt lint package clean
 
 demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -75,6 +75,9 @@ bench-synth: $(VENV)/.synced
 
 bench-gateway: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m benchmarks.gateway
+
+bench-idempotency: $(VENV)/.synced node_modules/.synced system-packages
+	$(PY) -m benchmarks.idempotency
 
 bench-telemetry: $(VENV)/.synced system-packages
 	$(PY) -m benchmarks.telemetry

@@ -5,9 +5,11 @@ Traffic Manager needs up to (failures + 1) x interval + TTL to move clients; the
 covers that window. Two ways a region fails, handled in two places (Microsoft's policy reference,
 api-management-error-handling-policies and forward-request-policy):
 
-- It answers 5xx: `forward-request` returns a response, so the `retry` in `backend` sees it and
-  forwards again to the other region's backend. Idempotent methods only: a 5xx POST may have
-  been applied.
+- It answers 502 or 503 (App Service's answer for a stopped or dead app): `forward-request`
+  returns a response, so the `retry` in `backend` sees it and forwards again to the other
+  region's backend. Retry-safe requests only: reads, and writes that carry an
+  `Idempotency-Key` (the app replays a completed keyed write rather than applying it twice); a
+  keyless write answered 502/503 may have been applied. A 500 is the app's own bug: not retried.
 - It does not answer (the connection fails, or no response headers within the timeout):
   `forward-request` raises an error and processing jumps to `on-error`; a `retry` never sees it.
   `on-error` may not `forward-request`, so it replays the request through the gateway: a
@@ -15,7 +17,7 @@ api-management-error-handling-policies and forward-request-policy):
   header naming the other region's backend (Microsoft's "Replay request on error" snippet,
   Azure/api-management-policy-snippets). The replay's `inbound` presents the client certificate
   and `forward-request`s to that backend (the other web app's URL and Host); `on-error` returns
-  the replay's response. After `Timeout` only idempotent methods go again (the first region may
+  the replay's response. After `Timeout` only retry-safe requests go again (the first region may
   still apply a POST); after `BackendConnectionFailure` every method does (no connection, no
   request). Anything else, or a second failure, is a problem+json 502/504 that says whether the
   request may have been applied.
@@ -37,7 +39,13 @@ header itself only pins its own request to one region's web app, without the sec
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+# Sent again after the request may have reached the first region (a timeout, a 502 or 503):
+# reads, and writes that carry an Idempotency-Key (the app replays a completed one instead of
+# applying it twice; app/openapi.json declares the header, a test keeps the name in step).
+# A write without a key goes again only when it cannot have arrived (no connection).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+RETRY_STATUSES = (502, 503)  # the region's front end or app is down, not an app bug (500)
 RETRY_COUNT = 1
 FORWARD_TIMEOUT_SECONDS = 20
 # The replay waits for its own forward-request plus the round trip through the gateway.
@@ -73,7 +81,7 @@ def api_policy(
     max_body_bytes: int,
 ) -> str:
     """The first fallback is also the one used when the gateway's region is none of them."""
-    methods = ", ".join(f'"{m}"' for m in IDEMPOTENT_METHODS)
+    methods = ", ".join(f'"{m}"' for m in SAFE_METHODS)
     policies = ET.Element("policies")
     inbound = ET.SubElement(policies, "inbound")
     ET.SubElement(inbound, "base")
@@ -85,8 +93,9 @@ def api_policy(
     ET.SubElement(
         inbound,
         "set-variable",
-        name="idempotent",
-        value=f"@(new [] {{ {methods} }}.Contains(context.Request.Method))",
+        name="retry-safe",
+        value=f"@(new [] {{ {methods} }}.Contains(context.Request.Method)"
+        f' || context.Request.Headers.ContainsKey("{IDEMPOTENCY_KEY_HEADER}"))',
     )
     _choose_fallback(inbound, fallbacks)
     ET.SubElement(inbound, "set-backend-service", {"backend-id": primary_backend_id})
@@ -97,8 +106,9 @@ def api_policy(
         backend,
         "retry",
         {
-            "condition": f"@({_var('idempotent', 'bool')} && !{_var('fell-back', 'bool')}"
-            " && context.Response != null && context.Response.StatusCode >= 500)",
+            "condition": f"@({_var('retry-safe', 'bool')} && !{_var('fell-back', 'bool')}"
+            " && context.Response != null && ("
+            + " || ".join(f"context.Response.StatusCode == {s}" for s in RETRY_STATUSES) + "))",
             "count": str(RETRY_COUNT),
             "interval": "0",
             "first-fast-retry": "true",
@@ -169,7 +179,7 @@ def _on_error(on_error: ET.Element) -> None:
         '@(context.LastError.Section == "backend"'
         f" && !{_var('fell-back', 'bool')}"
         f' && (context.LastError.Reason == "{CONNECTION_FAILURE}"'
-        f' || (context.LastError.Reason == "{TIMEOUT}" && {_var("idempotent", "bool")})))'
+        f' || (context.LastError.Reason == "{TIMEOUT}" && {_var("retry-safe", "bool")})))'
     )
     again = ET.SubElement(choose, "when", condition=no_answer)
     # Through the gateway again (the replay's inbound presents the certificate by id): the URL

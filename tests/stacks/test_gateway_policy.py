@@ -45,14 +45,16 @@ def _replay(policy: ET.Element) -> ET.Element:
     return again
 
 
-def test_a_5xx_is_retried_once_against_the_other_region_for_idempotent_methods(policies):
+def test_a_502_or_503_is_retried_once_against_the_other_region_if_retry_safe(policies):
     _, found = policies
     for policy in found:
         (retry,) = policy.find("backend").iter("retry")
         condition = retry.get("condition")
-        assert 'GetValueOrDefault<bool>("idempotent")' in condition
+        assert 'GetValueOrDefault<bool>("retry-safe")' in condition
         assert '!context.Variables.GetValueOrDefault<bool>("fell-back")' in condition
-        assert "context.Response != null && context.Response.StatusCode >= 500" in condition
+        assert ("context.Response != null && (context.Response.StatusCode == 502"
+                " || context.Response.StatusCode == 503)") in condition
+        assert ">= 500" not in condition  # a 500 is the app's bug, not a dead region
         assert (retry.get("count"), retry.get("interval")) == ("1", "0")
         switch = retry.find("choose/when/set-backend-service")
         assert switch.get("backend-id") == FALLBACK_BACKEND
@@ -60,14 +62,41 @@ def test_a_5xx_is_retried_once_against_the_other_region_for_idempotent_methods(p
         assert forward.get("buffer-request-body") == "true"
 
 
-def test_idempotent_methods_exclude_post(policies):
+def test_retry_safe_means_a_read_or_a_write_with_an_idempotency_key(policies):
+    """A keyless write (POST, PUT or DELETE) is never sent twice once it may have arrived."""
     _, found = policies
     for policy in found:
         (variable,) = [
-            v for v in policy.find("inbound").iter("set-variable") if v.get("name") == "idempotent"
+            v for v in policy.find("inbound").iter("set-variable") if v.get("name") == "retry-safe"
         ]
-        assert '"GET"' in variable.get("value") and '"PUT"' in variable.get("value")
-        assert '"POST"' not in variable.get("value")
+        value = variable.get("value")
+        assert '"GET"' in value and '"HEAD"' in value
+        assert not [m for m in ('"POST"', '"PUT"', '"DELETE"') if m in value]
+        assert 'context.Request.Headers.ContainsKey("Idempotency-Key")' in value
+
+
+def test_the_key_the_gateway_trusts_is_the_header_the_api_declares():
+    """The app's OpenAPI document declares Idempotency-Key on every write the policy retries."""
+    import json
+
+    from stacks.gateway_policy import IDEMPOTENCY_KEY_HEADER
+    from stacks.openapi import OPENAPI_PATH
+
+    document = json.loads(OPENAPI_PATH.read_text())
+    for path, operations in document["paths"].items():
+        for method in ("post", "put", "delete"):
+            if method in operations:
+                parameters = [p if "$ref" not in p else _resolve(document, p["$ref"])
+                              for p in operations[method].get("parameters", [])]
+                assert [p for p in parameters if p["in"] == "header"
+                        and p["name"] == IDEMPOTENCY_KEY_HEADER], (method, path)
+
+
+def _resolve(document: dict, ref: str) -> dict:
+    node = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
 
 
 def test_a_region_that_does_not_answer_is_replayed_through_the_gateway_to_the_other(policies):
@@ -126,14 +155,15 @@ def test_a_second_region_that_cannot_be_reached_gets_a_502(policies):
         assert "Neither region answered" in response.find("set-body").text
 
 
-def test_after_a_timeout_only_idempotent_methods_go_again(policies):
-    """A POST that timed out may still be applied by the first region: no second attempt."""
+def test_after_a_timeout_only_retry_safe_requests_go_again(policies):
+    """A keyless write that timed out may still be applied by the first region: no second
+    attempt."""
     _, found = policies
     for policy in found:
         condition = _replay(policy).get("condition")
         assert (
             '(context.LastError.Reason == "Timeout" && '
-            'context.Variables.GetValueOrDefault<bool>("idempotent"))'
+            'context.Variables.GetValueOrDefault<bool>("retry-safe"))'
         ) in condition
 
 

@@ -283,15 +283,16 @@ def test_api_is_imported_from_the_openapi_file_and_requires_a_key(case):
         assert api["protocols"] == ["https"]
 
 
-def test_api_policy_retries_idempotent_requests_against_the_other_region(case):
+def test_api_policy_retries_retry_safe_requests_against_the_other_region(case):
     _, _, stack = case
     backends = {b["name"] for b in blocks(stack, "azurerm_api_management_backend").values()}
     assert backends == {"traffic-manager", "app-aue", "app-ause"}
     for policy in blocks(stack, "azurerm_api_management_api_policy").values():
         xml = policy["xml_content"]
         assert '<set-backend-service backend-id="traffic-manager" />' in xml
-        assert "<retry " in xml and "context.Response.StatusCode &gt;= 500" in xml
+        assert "<retry " in xml and "context.Response.StatusCode == 503" in xml
         assert "&quot;POST&quot;" not in xml and "&quot;GET&quot;" in xml
+        assert "ContainsKey(&quot;Idempotency-Key&quot;)" in xml
         assert "context.Deployment.Region == &quot;Australia Southeast&quot;" in xml
         assert '<set-variable name="fallback-backend" value="app-aue" />' in xml
         assert '<set-variable name="fallback-backend" value="app-ause" />' in xml
