@@ -27,7 +27,14 @@ import gevent.ssl
 from locust import FastHttpUser, constant_throughput, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from app.contract import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_METHODS,
+    IDEMPOTENT_REPLAYED_HEADER,
+    SITE_NAME_HEADER,
+    SUBSCRIPTION_KEY_HEADER,
+    TODO_PATH,
+)
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER  # noqa: F401 (re-exported)
 from loadtests.item_identity import content, item_name, new_token
 
@@ -119,6 +126,9 @@ def record_request(
             "item": context.get("item"),
             "user": context.get("user"),
             "token": context.get("token"),
+            # The app answered from a stored Idempotency-Key answer (the write was a retry that
+            # the gateway sent again, or the first had already been applied).
+            **({"replayed": True} if headers.get(IDEMPOTENT_REPLAYED_HEADER) == "true" else {}),
             **({"content": context["content"]} if "content" in context else {}),
         }
     )
@@ -136,6 +146,18 @@ def close_records(**_):
 
 
 # -- the TodoItem user --------------------------------------------------------------------------
+
+
+IN_FLIGHT_RETRIES = 2
+MAX_RETRY_AFTER_S = 10.0
+
+
+def retry_after(response) -> float | None:
+    """Seconds the answer's Retry-After asks for (capped), None without a usable one."""
+    try:
+        return min(float(response.headers.get("Retry-After")), MAX_RETRY_AFTER_S)
+    except (TypeError, ValueError):
+        return None
 
 
 class TodoUser(FastHttpUser):
@@ -180,43 +202,65 @@ class TodoUser(FastHttpUser):
     def _call(
         self, method: str, item: str | None, expected: int, token: str, body: dict | None = None
     ) -> dict | None:
-        """One request; the answer's JSON object (or {}) when it got the expected status."""
+        """One request; the answer's JSON object (or {}) when it got the expected status.
+
+        A write carries a fresh Idempotency-Key. When the app answers 409 with Retry-After (the
+        key is held by an attempt still in flight: typically one a dead region claimed before
+        the gateway sent the write again to the other), the user sends the same request with
+        the same key again after Retry-After (at most IN_FLIGHT_RETRIES times, each wait capped
+        at MAX_RETRY_AFTER_S): that 409 is recorded with outcome "retried", not as a failure."""
         name = f"{self.prefix}{TODO_PATH}" + ("/[id]" if item else "")
-        context = {"item": item, "user": self.user_id, "token": token}
-        options = {}
-        if body is not None:
-            context["content"] = content(body)
-            options["json"] = body
-        with self.client.request(
-            method,
-            self._url(item),
-            name=name,
-            headers=self.headers,
-            context=context,
-            catch_response=True,
-            **options,
-        ) as response:
-            context = response.request_meta["context"]
-            if response.status_code == expected:
-                answer = {}
-                if body is not None:
-                    try:
-                        answer = response.json()
-                        context["content"] = content(answer)
-                    except (ValueError, AttributeError):
-                        response.failure(f"{expected} without a JSON item")
-                        return None
-                    if item is None:  # a create: its record names the item it made
-                        context["item"] = answer.get("id")
-                response.success()
-                return answer
-            if item is not None and response.status_code == 404:
-                context["outcome"] = "lost"
-                response.success()
-                self._forget(item)
-            else:
-                response.failure(f"expected {expected}, got {response.status_code}")
-            return None
+        options = {"json": body} if body is not None else {}
+        headers = self.headers
+        if method in IDEMPOTENCY_KEY_METHODS:
+            # A fresh key per logical write; the same key on this user's own retries and on the
+            # gateway's, so the app replays instead of applying twice.
+            headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: uuid.uuid4().hex}
+        for attempt in range(IN_FLIGHT_RETRIES + 1):
+            context = {"item": item, "user": self.user_id, "token": token}
+            if body is not None:
+                context["content"] = content(body)
+            with self.client.request(
+                method,
+                self._url(item),
+                name=name,
+                headers=headers,
+                context=context,
+                catch_response=True,
+                **options,
+            ) as response:
+                # Locust records its own copy of the context: mark that one.
+                context = response.request_meta["context"]
+                wait = retry_after(response) if IDEMPOTENCY_KEY_HEADER in headers else None
+                if response.status_code == 409 and wait is not None and attempt < IN_FLIGHT_RETRIES:
+                    context["outcome"] = "retried"
+                    response.success()
+                else:
+                    return self._answer(response, context, item, expected, body)
+            time.sleep(wait)  # gevent's, under Locust
+        return None
+
+    def _answer(self, response, context: dict, item, expected: int, body) -> dict | None:
+        if response.status_code == expected:
+            answer = {}
+            if body is not None:
+                try:
+                    answer = response.json()
+                    context["content"] = content(answer)
+                except (ValueError, AttributeError):
+                    response.failure(f"{expected} without a JSON item")
+                    return None
+                if item is None:  # a create: its record names the item it made
+                    context["item"] = answer.get("id")
+            response.success()
+            return answer
+        if item is not None and response.status_code == 404:
+            context["outcome"] = "lost"
+            response.success()
+            self._forget(item)
+        else:
+            response.failure(f"expected {expected}, got {response.status_code}")
+        return None
 
     @task(1)
     def list_items(self) -> None:

@@ -114,7 +114,14 @@ def ledger(records: Iterable[dict]) -> tuple[dict[str, int], dict[str, str], dic
                 "without item identity cannot be reconciled"
             )
         attempts[token] += 1
-        if record["status"] == CREATED and record.get("item") and token not in item_of:
+        if record["status"] == CREATED and not record.get("item"):
+            # The client was told which item it made: a record without it is a recording
+            # defect, and would silently turn an acknowledged create into an unanswered one.
+            raise ReconciliationError(
+                f"a POST answered 201 at t={record['t']} has no item id in its record: the"
+                " records are incomplete"
+            )
+        if record["status"] == CREATED and token not in item_of:
             item_of[token] = record["item"]
             histories[record["item"]] = _History(
                 token, [_Write(record["t"], _content(record), True)]

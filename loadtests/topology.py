@@ -41,7 +41,13 @@ from typing import Self
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app.contract import MAX_BODY_BYTES, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
+from app.contract import (
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_BODY_BYTES,
+    SITE_NAME_HEADER,
+    SUBSCRIPTION_KEY_HEADER,
+    TODO_PATH,
+)
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests.azurite import Azurite
@@ -358,6 +364,7 @@ class Topology:
             self.workdir / "gateway.cfg",
             port=self.gateway_port,
             key_header=SUBSCRIPTION_KEY_HEADER,
+            idempotency_key_header=IDEMPOTENCY_KEY_HEADER,
             subscription_key=self.config.subscription_key,
             published=published_operations(json.loads(OPENAPI_FILE.read_text())),
             max_body_bytes=MAX_BODY_BYTES,

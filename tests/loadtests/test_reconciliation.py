@@ -165,3 +165,15 @@ def test_records_without_item_identity_are_a_one_line_error(drop):
     with pytest.raises(ReconciliationError, match=f"has no {drop}") as caught:
         reconcile([record], [])
     assert "\n" not in str(caught.value)
+
+
+def test_a_201_recorded_without_its_item_is_an_error_not_an_unanswered_create():
+    """A recording defect (the create's answer not written into its record) must not pass as
+    'creates without an answer': found when the Locust user recorded into its own copy of the
+    request context."""
+    from loadtests.reconciliation import ReconciliationError, reconcile
+
+    record = {"t": 1.0, "method": "POST", "status": 201, "item": None, "token": "a" * 32,
+              "content": {"name": "lt:" + "a" * 32 + " x", "isCompleted": False}}
+    with pytest.raises(ReconciliationError, match="no item id"):
+        reconcile([record], [], [], read_from="test")

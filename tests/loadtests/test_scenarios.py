@@ -196,3 +196,49 @@ def test_without_a_table_a_failover_run_reconciles_through_the_api_and_says_so(t
     url = f"{topology.gateway_url}{TODO_PATH}"
     assert items["read_from"] == f"api: GET {url} (the API's list, not the store)"
     assert items["acknowledged"] > 0 and items["missing"] == 0
+
+
+def test_a_write_answered_409_in_flight_is_sent_again_with_its_key(tmp_path):
+    """The app answers 409 + Retry-After while another attempt holds the key (a region that
+    died mid-write): the user waits and sends the same write with the same key again; the 409
+    is recorded as retried, not failed. Here a stand-in API answers every key's first write
+    with that 409."""
+    from types import SimpleNamespace
+
+    from app.contract import IDEMPOTENCY_KEY_HEADER
+    from tests.github.fake_azure import Gateway, reply
+
+    class HeldKeys(Gateway):
+        def __init__(self):
+            super().__init__("todo", "load-test-key")
+            self.web_app_names = ["todo-api-stand-in"]
+            self.keys: list[str] = []
+
+        def answer(self, request, path):
+            key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+            if key is not None and key not in self.keys:
+                self.keys.append(key)
+                request.rfile.read(int(request.headers.get("Content-Length") or 0))
+                reply(request, 409, {"status": 409}, {"Retry-After": "0"})
+                return 409
+            return super().answer(request, path)
+
+    api = HeldKeys()
+    try:
+        stand_in = SimpleNamespace(gateway_url=api.url,
+                                   config=SimpleNamespace(subscription_key="load-test-key"))
+        result = run(stand_in, "throughput", "--users", "2", "--duration", "3", "--api-path",
+                     "/todo", "--report-dir", str(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        records = load_records(tmp_path / "records")
+        retried = [r for r in records if r["outcome"] == "retried"]
+        writes = [r for r in records if r["method"] in ("POST", "PUT", "DELETE")]
+        assert retried and all(r["status"] == 409 for r in retried)
+        assert not [r for r in records if r["outcome"] == "fail"]
+        # every write's key was sent twice: once held (409), once served
+        held = [c for c in api.calls if c[0] in ("POST", "PUT", "DELETE") and c[2] == 409]
+        served = [c for c in api.calls if c[0] in ("POST", "PUT", "DELETE") and c[2] != 409]
+        assert len(held) == len(served) == len(retried) == len(writes) - len(retried)
+        assert len(api.keys) == len(held)
+    finally:
+        api.close()
