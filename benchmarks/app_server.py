@@ -285,6 +285,16 @@ def report(kind: str, rows, args) -> bool:
     return met
 
 
+def machine_problem() -> str | None:
+    """Why this machine cannot run a pinned side-by-side benchmark (None: it can)."""
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if len(os.sched_getaffinity(0)) < 2:
+        return "needs 2 CPUs (server and load generator apart)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("memory", "table", "both"), default="both")
@@ -293,12 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"benchmark: {tool} is not installed", file=sys.stderr)
-            return 2
-    if len(os.sched_getaffinity(0)) < 2:
-        print("benchmark: needs 2 CPUs (server and load generator apart)", file=sys.stderr)
+    problem = machine_problem()
+    if problem:
+        print(f"benchmark: {problem}", file=sys.stderr)
         return 2
     kinds = ["memory", "table"] if args.store == "both" else [args.store]
     met = True

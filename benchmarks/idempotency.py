@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from benchmarks.app_server import (  # one place for the certificates, Azurite a
     _settings,
     _start,
     _store,
+    machine_problem,
 )
 from benchmarks.wrk import Result
 
@@ -158,12 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"benchmark: {tool} is not installed", file=sys.stderr)
-            return 2
-    if len(os.sched_getaffinity(0)) < 2:
-        print("benchmark: needs 2 CPUs (server and load generator apart)", file=sys.stderr)
+    problem = machine_problem()
+    if problem:
+        print(f"benchmark: {problem}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-idempotency-") as tmp:
         baseline, candidate = measure(args, Path(tmp))
