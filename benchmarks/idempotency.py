@@ -26,7 +26,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from benchmarks import wrk
 from benchmarks.app_server import (  # one place for the certificates, Azurite and server setup
     LOAD_CPU,
     POST_BODY,
@@ -35,6 +34,7 @@ from benchmarks.app_server import (  # one place for the certificates, Azurite a
     _settings,
     _start,
     _store,
+    _wrk,
     machine_problem,
 )
 from benchmarks.wrk import Result
@@ -79,19 +79,6 @@ def _table(connection_string: str, name: str, create: bool) -> None:
             service.delete_table(name)
 
 
-def _run(url: str, cert: str, seconds: float, args, script: Path) -> Result:
-    name, value = cert.split(": ", 1)
-    return wrk.run(
-        url,
-        seconds=seconds,
-        threads=args.threads,
-        connections=args.connections,
-        headers={name: value},
-        script=script,
-        cpus=LOAD_CPU,
-    )
-
-
 def _case(args, work: Path, settings: dict, cert: str, header: str, name: str) -> Result:
     """One measured case: a fresh table and server, a warm-up, the run; the table dropped."""
     from tests.app import servers
@@ -101,8 +88,8 @@ def _case(args, work: Path, settings: dict, cert: str, header: str, name: str) -
     server = _start(servers, {**settings, "TABLE_NAME": name}, work / f"{name}.log")
     url = f"http://127.0.0.1:{server.port}/api/TodoItem"
     try:
-        _run(url, cert, WARM_UP_SECONDS, args, write_script(work, header))
-        return _run(url, cert, args.duration, args, write_script(work, header))
+        _wrk(url, cert, WARM_UP_SECONDS, args, write_script(work, header))
+        return _wrk(url, cert, args.duration, args, write_script(work, header))
     finally:
         server.stop()
         _table(connection_string, name, create=False)
