@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 ENVIRONMENTS = ("dev", "prod")
 OIDC_ISSUER = "https://token.actions.githubusercontent.com"
@@ -353,27 +353,6 @@ class GithubEnvironment:
     branches: tuple[str, ...] = (DEPLOY_BRANCH,)
 
 
-@dataclass(frozen=True)
-class PermissionModel:
-    resource_types: frozenset[str]
-    identities: tuple[Identity, ...] = field(init=False)
-    environments: tuple[GithubEnvironment, ...] = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "identities", _identities())
-        object.__setattr__(self, "environments", _environments())
-
-    def roles(self) -> dict[str, Role]:
-        custom = {r.name: r for r in (plan_role(e, self.resource_types) for e in ENVIRONMENTS)}
-        return {**BUILTIN_ROLES, **custom}
-
-    def identity(self, key: str) -> Identity:
-        return next(i for i in self.identities if i.key == key)
-
-    def namespaces(self) -> list[str]:
-        return provider_namespaces(self.resource_types)
-
-
 def _identities() -> tuple[Identity, ...]:
     found = []
     for env in ENVIRONMENTS:
@@ -411,6 +390,25 @@ def _environments() -> tuple[GithubEnvironment, ...]:
         found.append(GithubEnvironment(f"{env}-plan", f"plan-{env}", False, env))
         found.append(GithubEnvironment(env, f"deploy-{env}", env == "prod", env))
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class PermissionModel:
+    """The identities and environments (fixed), with the roles the stacks' resource types need."""
+
+    resource_types: frozenset[str]
+    identities: ClassVar[tuple[Identity, ...]] = _identities()
+    environments: ClassVar[tuple[GithubEnvironment, ...]] = _environments()
+
+    def roles(self) -> dict[str, Role]:
+        custom = {r.name: r for r in (plan_role(e, self.resource_types) for e in ENVIRONMENTS)}
+        return {**BUILTIN_ROLES, **custom}
+
+    def identity(self, key: str) -> Identity:
+        return next(i for i in self.identities if i.key == key)
+
+    def namespaces(self) -> list[str]:
+        return provider_namespaces(self.resource_types)
 
 
 # Repository-level variables the workflows read (no secrets: client ids are not secrets, the
