@@ -57,12 +57,14 @@ def http_status(
     path: str,
     headers: dict[str, str] | None = None,
     tls: ssl.SSLContext | None = None,
+    timeout: float = 2.0,
 ) -> int | None:
-    """Status of a GET on 127.0.0.1 (HTTPS with `tls`), or None when nothing answers."""
+    """Status of a GET on 127.0.0.1 (HTTPS with `tls`), or None when nothing answers within
+    `timeout` seconds."""
     if tls is None:
-        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+        connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
     else:
-        connection = http.client.HTTPSConnection(HOST, port, timeout=2, context=tls)
+        connection = http.client.HTTPSConnection(HOST, port, timeout=timeout, context=tls)
     try:
         connection.request("GET", path, headers=headers or {})
         return connection.getresponse().status

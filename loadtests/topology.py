@@ -32,6 +32,7 @@ import shutil
 import signal
 import ssl
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from app.contract import (
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests.azurite import Azurite
+from loadtests.fidelity import APP_SERVICE_REQUEST_TIMEOUT_SECONDS, AZURE, Profile, local_profile
 from loadtests.item_sources import ApiItems, ItemSource, TableItems
 from loadtests.processes import (
     HOST,
@@ -63,6 +65,7 @@ from loadtests.processes import (
     port_open,
     signal_group,
 )
+from loadtests.traffic_manager import Endpoint, HAProxyAdmin, TrafficManagerModel
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -102,6 +105,8 @@ class TopologyConfig:
     store: str = TABLE_STORE  # or MEMORY_STORE: each app keeps its own items (lost on failover)
     table_name: str = DEFAULT_TABLE_NAME  # the apps' TABLE_NAME; reconciliation reads it too
     workers: int = 1  # per region; more than 1 needs the table store
+    # How the gateway, routing and front ends behave when a region fails (loadtests.fidelity).
+    profile: Profile = field(default_factory=local_profile)
 
 
 @dataclass
@@ -111,6 +116,7 @@ class Region:
     frontend_port: int
     app: ManagedProcess
     frontend: ManagedProcess
+    admin_socket: str  # the front end's runtime API
 
 
 def _port_taken_meanwhile(error: TopologyError) -> bool:
@@ -212,6 +218,10 @@ class Topology:
         self.gateway: ManagedProcess | None = None
         self.gateway_port = 0
         self.store: Azurite | None = None
+        self.traffic_manager: TrafficManagerModel | None = None
+        # The runtime API sockets: a short private folder (a Unix socket path has at most 107
+        # bytes, and a test's workdir may be longer).
+        self.admin_dir = Path(tempfile.mkdtemp(prefix="topology-"))
 
     # -- facts the clients need -------------------------------------------------------------
 
@@ -243,6 +253,7 @@ class Topology:
     def state(self) -> dict:
         return {
             "owner_pid": os.getpid(),
+            "profile": self.config.profile.name,
             "gateway_url": self.gateway_url,
             "subscription_key": self.config.subscription_key,
             "health_key": self.config.health_key,
@@ -320,8 +331,33 @@ class Topology:
         self._start_gateway()
         self._write_state()
 
+    def _dead_app_rules(self) -> dict[str, str]:
+        """How a region's front end answers while its app is dead: `local` refuses the
+        connection (the easiest failure to retry), `azure` answers 503 as App Service does."""
+        if self.config.profile.name == AZURE:
+            return {
+                "app_down": "    # As App Service: a dead app is answered 503 (no server to connect to).\n",
+                "app_server_options": "",
+                "app_timeout": f"{APP_SERVICE_REQUEST_TIMEOUT_SECONDS}s",
+            }
+        interval = self.config.check_interval_ms
+        return {
+            "app_down": (
+                "    # While the app is down, refuse at the connection (the gateway sees a connection\n"
+                "    # failure, which it may retry on the other region for any method) and close\n"
+                "    # kept-alive connections.\n"
+                "    tcp-request connection reject if { nbsrv(app) eq 0 }\n"
+                "    http-request reject if { nbsrv(app) eq 0 }\n"
+            ),
+            "app_server_options": (
+                f" check inter {interval} fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+            ),
+            "app_timeout": "30s",
+        }
+
     def _region(self, role: str, site: str, app_port: int, frontend_port: int) -> Region:
         env = _app_environment(self.config, site, app_port, self.store)
+        admin_socket = str(self.admin_dir / f"frontend-{role}.sock")
         app = ManagedProcess(
             f"{role} app ({site})",
             ["bash", str(ROOT / "app" / "startup.sh")],
@@ -340,9 +376,11 @@ class Topology:
             cert_header=CLIENT_CERT_HEADER,
             serial_header=CLIENT_CERT_SERIAL_HEADER,
             check_interval_ms=self.config.check_interval_ms,
+            admin_socket=admin_socket,
+            **self._dead_app_rules(),
         )
         frontend = _haproxy(f"{role} front end (HAProxy on {HOST}:{frontend_port})", config_path)
-        return Region(site, app_port, frontend_port, app, frontend)
+        return Region(site, app_port, frontend_port, app, frontend, admin_socket)
 
     def _start_app(self, role: str) -> None:
         region = self.regions[role]
@@ -357,31 +395,101 @@ class Topology:
         health = f"/health/{self.config.health_key}"
         return http_status(region.frontend_port, health, tls=tls) == 200
 
-    def _start_gateway(self) -> None:
+    def _gateway_backends(self, server_tls: str) -> str:
+        """The gateway's backends by the fidelity profile (gateway-backends-<profile>.cfg)."""
+        profile = self.config.profile
         primary, secondary = self.regions["primary"], self.regions["secondary"]
+        values = {
+            "primary": primary.site,
+            "primary_port": primary.frontend_port,
+            "secondary": secondary.site,
+            "secondary_port": secondary.frontend_port,
+            "server_tls": server_tls,
+            "health_key": self.config.health_key,
+            "check_interval_ms": self.config.check_interval_ms,
+        }
+        if profile.name == AZURE:
+            gateway, routing = profile.gateway, profile.routing
+            statuses = " ".join(str(s) for s in gateway.retry_statuses)
+            connection = "conn-failure" if gateway.again_after_connection_failure else ""
+            after_timeout = gateway.again_after_timeout in ("retry-safe", "all")
+            safe = f"{connection} {'response-timeout ' if after_timeout else ''}{statuses}"
+            keyless = (
+                f"{connection} {'response-timeout' if gateway.again_after_timeout == 'all' else ''}"
+            )
+            values |= {
+                "source": profile.source,
+                "admin_socket": self.gateway_admin_socket,
+                "retries": gateway.retries,
+                "retry_statuses": statuses,
+                "retry_safe_methods": " ".join(gateway.retry_safe_methods),
+                "idempotency_key_header": gateway.idempotency_header,
+                "forward_timeout_s": f"{gateway.forward_timeout_s:g}",
+                "retry_on_safe": " ".join(safe.split()) or "none",
+                "retry_on_keyless": " ".join(keyless.split()) or "none",
+                "probe_interval_s": f"{routing.probe_interval_s:g}",
+                "probe_timeout_s": f"{routing.probe_timeout_s:g}",
+                "tolerated_failures": routing.tolerated_failures,
+                "dns_ttl_s": f"{routing.dns_ttl_s:g}",
+            }
+        template = (TEMPLATES / f"gateway-backends-{profile.name}.cfg").read_text()
+        return Template(template).substitute({k: str(v) for k, v in values.items()})
+
+    @property
+    def gateway_admin_socket(self) -> str:
+        return str(self.admin_dir / "gateway.sock")
+
+    def _retry_safe_methods(self) -> str:
+        gateway = self.config.profile.gateway
+        return " ".join(gateway.retry_safe_methods) if gateway else "GET HEAD OPTIONS"
+
+    def _start_gateway(self) -> None:
+        server_tls = (
+            f"ssl verify required ca-file {self.config.certs_dir / 'ca.pem'} "
+            f"crt {_bundle(self.workdir, self.config.certs_dir, 'client')} "
+            "sni str(localhost) check-sni localhost"
+        )
         config_path = render(
             "gateway.cfg",
             self.workdir / "gateway.cfg",
             port=self.gateway_port,
+            admin_socket=self.gateway_admin_socket,
+            retry_safe_methods=self._retry_safe_methods(),
+            backends=self._gateway_backends(server_tls),
             key_header=SUBSCRIPTION_KEY_HEADER,
             idempotency_key_header=IDEMPOTENCY_KEY_HEADER,
             subscription_key=self.config.subscription_key,
             published=published_operations(json.loads(OPENAPI_FILE.read_text())),
             max_body_bytes=MAX_BODY_BYTES,
-            health_key=self.config.health_key,
-            check_interval_ms=self.config.check_interval_ms,
-            ca_file=self.config.certs_dir / "ca.pem",
-            client_bundle=_bundle(self.workdir, self.config.certs_dir, "client"),
-            primary=primary.site,
-            primary_port=primary.frontend_port,
-            secondary=secondary.site,
-            secondary_port=secondary.frontend_port,
         )
         self.gateway = _haproxy(
             f"gateway (HAProxy on {HOST}:{self.gateway_port})", config_path, master_worker=True
         )
         self.gateway.start()
         self.gateway.wait_ready(self._gateway_serves_primary)
+        if self.config.profile.routing is not None:
+            self._start_traffic_manager()
+
+    def _start_traffic_manager(self) -> None:
+        admin = HAProxyAdmin(self.gateway_admin_socket)
+        primary = self.regions["primary"].site
+
+        def route(primary_in_rotation: bool) -> None:
+            for backend in ("regions", "regions_keyless_write"):
+                admin.set_ready(backend, primary, primary_in_rotation)
+
+        endpoints = [
+            Endpoint(region.site, lambda timeout, r=region: self._probe(r, timeout))
+            for region in self.regions.values()
+        ]
+        self.traffic_manager = TrafficManagerModel(self.config.profile.routing, endpoints, route)
+        self.traffic_manager.start()
+
+    def _probe(self, region: Region, timeout: float) -> int | None:
+        """Traffic Manager's probe: HTTPS GET of /health/<key> on the region's front end."""
+        tls = ssl.create_default_context(cafile=str(self.config.certs_dir / "ca.pem"))
+        health = f"/health/{self.config.health_key}"
+        return http_status(region.frontend_port, health, tls=tls, timeout=timeout)
 
     def _gateway_serves_primary(self) -> bool:
         return self.serving_site() == self.config.primary_site
@@ -410,6 +518,8 @@ class Topology:
         os.replace(tmp, path)
 
     def stop(self) -> None:
+        if self.traffic_manager is not None:
+            self.traffic_manager.stop()
         errors = []
         for process in reversed(self.processes):
             try:
@@ -419,18 +529,31 @@ class Topology:
         state = self.workdir / STATE_FILE
         if state.exists() and json.loads(state.read_text()).get("owner_pid") == os.getpid():
             state.unlink()
+        shutil.rmtree(self.admin_dir, ignore_errors=True)
         if errors:
             raise errors[0]
 
     # -- faults -------------------------------------------------------------------------------
 
-    def kill_app(self, role: str = "primary") -> None:
-        """SIGKILL the region's app (gunicorn master and workers). Returns once its port
-        refuses connections: until then a dying worker's socket still takes one, and resets it."""
+    def serving_now(self, role: str = "primary") -> int:
+        """Requests the region's app is serving now, as its front end counts them."""
+        return HAProxyAdmin(self.regions[role].admin_socket).current_sessions("app", "app")
+
+    def kill_app(self, role: str = "primary", mid_request_within: float = 0.0) -> int:
+        """SIGKILL the region's app (gunicorn master and workers). With `mid_request_within`,
+        first wait up to that many seconds for the app to be serving a request, so the fault
+        cuts requests in flight. Returns how many it was serving when killed (front end's
+        count, read just before the signal). Returns once its port refuses connections: until
+        then a dying worker's socket still takes one, and resets it."""
         region = self.regions[role]
+        serving = self.serving_now(role)
+        deadline = time.monotonic() + mid_request_within
+        while serving == 0 and time.monotonic() < deadline:
+            serving = self.serving_now(role)
         region.app.kill()
         port = region.app_port
         region.app.wait_for(lambda: not port_open(port), f"refusing connections on port {port}")
+        return serving
 
     def hang_app(self, role: str = "primary") -> None:
         """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing
