@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         thresholds={name: getattr(args, name) for name in analysis.THRESHOLDS},
     )
     try:
-        summary = summarise(spec, args.fault_time, args.restore_time)
+        faults = (
+            [{"fault_time": args.fault_time, "restore_time": args.restore_time}]
+            if args.fault_time is not None
+            else []
+        )
+        summary = summarise(spec, faults)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -23,8 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
+import gevent
 import gevent.ssl
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 from app.contract import (
@@ -129,6 +130,9 @@ def record_request(
             # The app answered from a stored Idempotency-Key answer (the write was a retry that
             # the gateway sent again, or the first had already been applied).
             **({"replayed": True} if headers.get(IDEMPOTENT_REPLAYED_HEADER) == "true" else {}),
+            **({"retry_after": True} if headers.get("Retry-After") is not None else {}),
+            # A create this user sent again on purpose, with the key of an earlier one.
+            **({"deliberate_replay": True} if context.get("deliberate_replay") else {}),
             **({"content": context["content"]} if "content" in context else {}),
         }
     )
@@ -148,8 +152,15 @@ def close_records(**_):
 # -- the TodoItem user --------------------------------------------------------------------------
 
 
-IN_FLIGHT_RETRIES = 2
+# A keyed write answered 409 (its key is held by an attempt in flight) or 503 (the store is
+# away), with Retry-After, is sent again with the same key after Retry-After seconds (each wait
+# capped at MAX_RETRY_AFTER_S) while the waits add up to at most RETRY_BUDGET_S.
 MAX_RETRY_AFTER_S = 10.0
+RETRY_BUDGET_S = 30.0
+RETRYABLE_WITH_KEY = (409, 503)
+# Creates remembered for deliberate replays (per user); the oldest are replayed first, so most
+# replays come after a fault and restart the original create had preceded.
+REMEMBERED_CREATES = 20
 
 
 def retry_after(response) -> float | None:
@@ -186,10 +197,14 @@ class TodoUser(FastHttpUser):
         self.tokens: dict[str, str] = {}  # item id -> token of its create
         self.updates = 0
         self.user_id = uuid.uuid4().hex[:8]
+        self.creates: list[tuple[str, str, dict, str]] = []  # (key, token, body, item) answered 201
 
     def wait_time(self):
+        """Poisson arrivals at --user-rate per user (exponential gaps): users never fall into
+        lockstep, so a fault lands among requests at any stage, not between synchronized
+        bursts. (Fixed pacing made every user send at the same instants.)"""
         rate = self.environment.parsed_options.user_rate
-        return constant_throughput(rate)(self) if rate > 0 else 0
+        return random.expovariate(rate) if rate > 0 else 0
 
     def _url(self, item: str | None = None) -> str:
         return f"{self.prefix}{TODO_PATH}" + (f"/{item}" if item else "")
@@ -200,24 +215,35 @@ class TodoUser(FastHttpUser):
         self.tokens.pop(item, None)
 
     def _call(
-        self, method: str, item: str | None, expected: int, token: str, body: dict | None = None
+        self,
+        method: str,
+        item: str | None,
+        expected: int,
+        token: str,
+        body: dict | None = None,
+        key: str | None = None,
+        replay: bool = False,
     ) -> dict | None:
         """One request; the answer's JSON object (or {}) when it got the expected status.
 
-        A write carries a fresh Idempotency-Key. When the app answers 409 with Retry-After (the
-        key is held by an attempt still in flight: typically one a dead region claimed before
-        the gateway sent the write again to the other), the user sends the same request with
-        the same key again after Retry-After (at most IN_FLIGHT_RETRIES times, each wait capped
-        at MAX_RETRY_AFTER_S): that 409 is recorded with outcome "retried", not as a failure."""
+        A write carries an Idempotency-Key: a fresh one per logical write, or `key` (a replay).
+        When the app answers 409 (the key is held by an attempt still in flight: typically one
+        a dead region claimed before the gateway sent the write again to the other) or 503
+        (the store is away) with Retry-After, the user sends the same request with the same key
+        again after Retry-After (RETRY_BUDGET_S in all): those answers are recorded with outcome
+        "retried", neither a success nor a failure."""
         name = f"{self.prefix}{TODO_PATH}" + ("/[id]" if item else "")
         options = {"json": body} if body is not None else {}
         headers = self.headers
         if method in IDEMPOTENCY_KEY_METHODS:
-            # A fresh key per logical write; the same key on this user's own retries and on the
-            # gateway's, so the app replays instead of applying twice.
-            headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: uuid.uuid4().hex}
-        for attempt in range(IN_FLIGHT_RETRIES + 1):
+            # The same key on this user's own retries and on the gateway's, so the app replays
+            # instead of applying twice.
+            headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: key or uuid.uuid4().hex}
+        waited = 0.0
+        while True:
             context = {"item": item, "user": self.user_id, "token": token}
+            if replay:
+                context["deliberate_replay"] = True
             if body is not None:
                 context["content"] = content(body)
             with self.client.request(
@@ -232,13 +258,18 @@ class TodoUser(FastHttpUser):
                 # Locust records its own copy of the context: mark that one.
                 context = response.request_meta["context"]
                 wait = retry_after(response) if IDEMPOTENCY_KEY_HEADER in headers else None
-                if response.status_code == 409 and wait is not None and attempt < IN_FLIGHT_RETRIES:
+                retry = (
+                    response.status_code in RETRYABLE_WITH_KEY
+                    and wait is not None
+                    and waited + wait <= RETRY_BUDGET_S
+                )
+                if retry:
                     context["outcome"] = "retried"
                     response.success()
                 else:
                     return self._answer(response, context, item, expected, body)
             time.sleep(wait)  # gevent's, under Locust
-        return None
+            waited += wait
 
     def _answer(self, response, context: dict, item, expected: int, body) -> dict | None:
         if response.status_code == expected:
@@ -268,15 +299,38 @@ class TodoUser(FastHttpUser):
 
     @task(3)
     def create_item(self) -> None:
-        token = new_token()
+        token, key = new_token(), uuid.uuid4().hex
         body = {"name": item_name(token, "load test item"), "isCompleted": False}
-        answer = self._call("POST", None, 201, token, body)
+        answer = self._call("POST", None, 201, token, body, key=key)
+        self._created(answer, key, token, body)
+
+    def _created(self, answer: dict | None, key: str, token: str, body: dict) -> None:
         item = answer.get("id") if answer else None
         if isinstance(item, str):
             self.items.append(item)
             self.tokens[item] = token
+            self.creates = [*self.creates[-(REMEMBERED_CREATES - 1) :], (key, token, body, item)]
         if len(self.items) > ITEMS_PER_USER:
             self.delete_item()
+
+    @task(1)
+    def create_item_sent_twice_at_once(self) -> None:
+        """A create and its copy (same key, same body) sent at the same moment, as a client
+        that timed out and retried, or a gateway's retry, can: one item must come of it."""
+        token, key = new_token(), uuid.uuid4().hex
+        body = {"name": item_name(token, "load test item (sent twice)"), "isCompleted": False}
+        first = gevent.spawn(self._call, "POST", None, 201, token, body, key)
+        copy = gevent.spawn(self._call, "POST", None, 201, token, body, key, True)
+        gevent.joinall([first, copy])
+        self._created(first.value, key, token, body)
+
+    @task(1)
+    def replay_an_earlier_create(self) -> None:
+        """Send the oldest remembered create again with its key (often from before a fault and
+        a restart): the app must replay its answer (the same item), never make another."""
+        if self.creates:
+            key, token, body, _ = self.creates.pop(0)
+            self._call("POST", None, 201, token, body, key=key, replay=True)
 
     @task(5)
     def read_item(self) -> None:

@@ -19,6 +19,14 @@ Against the items in the store (and the ones it held before the run, `baseline`)
   item, changed);
 - resurrected: deleted (204) and still in the store.
 
+Writes sent again with their Idempotency-Key, counted apart: `retried_creates` (logical creates
+answered 409 or 503 with Retry-After at least once, then acknowledged) and how many of them
+have exactly one item in the store (`retried_creates_single`; `retried_creates_not_single`:
+those with another count than one, or than none once deleted with 204); `deliberate_replays` (creates a
+client sent again on purpose with an earlier create's key and body: the same logical create),
+those answered with that create's item (`replays_same_item`) and
+those answered with another (`replays_other_item`: the key failed to deduplicate).
+
 Not errors, counted apart: unacknowledged_present (a create that got no 201 but whose item is
 there: one per token, further ones are duplicates), unacknowledged_update_applied (the store
 holds the content of a PUT that got no answer), unacknowledged_delete_applied (an item is gone
@@ -208,6 +216,15 @@ def reconcile(
             _entry(None, item_id, token_of(before[item_id].name), preexisting=True)
         )
     deleted = sum(history.deleted for history in histories.values())
+    items_per_token = Counter(token_of(item.name) for item in in_store.values())
+    retried = {
+        r["token"] for r in records if r["method"] == "POST" and r["outcome"] == "retried"
+    } & item_of.keys()
+    replays = [
+        r
+        for r in records
+        if r.get("deliberate_replay") and r["method"] == "POST" and r["status"] == CREATED
+    ]
     return {
         "read_from": read_from,
         "creates_attempted": len(attempts),
@@ -218,5 +235,19 @@ def reconcile(
         "in_store": len(stored),
         **{name: len(entries) for name, entries in found.items()},
         "not_found_responses": sum(r["outcome"] == "lost" for r in records),
+        "retried_creates": len(retried),
+        "retried_creates_single": sum(items_per_token[token] == 1 for token in retried),
+        # One item each, none once deleted with 204.
+        "retried_creates_not_single": sum(
+            items_per_token[token] != (0 if histories[item_of[token]].deleted else 1)
+            for token in retried
+        ),
+        "deliberate_replays": sum(
+            bool(r.get("deliberate_replay")) and r["outcome"] != "retried" for r in records
+        ),
+        "replays_same_item": sum(item_of.get(r["token"]) == r["item"] for r in replays),
+        "replays_other_item": sum(
+            r["token"] in item_of and item_of[r["token"]] != r["item"] for r in replays
+        ),
         "examples": {name: entries[:EXAMPLES] for name, entries in found.items() if entries},
     }

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from loadtests.analysis import SUSTAIN_SECONDS, SUSTAINED_SUCCESS_RATIO
+
 
 def _number(value, unit: str = "", digits: int = 1) -> str:
     if value is None:
@@ -54,11 +56,18 @@ def results_table(summary: dict) -> str:
                     _number(failover["failback_s"], " s", 3),
                 )
             )
+    faults = summary.get("faults")
+    if faults:
+        rows += fault_rows(faults)
     if store:
         rows += [
-            ("503s while the store was away", _number(store["unavailable_responses"])),
+            (
+                "503s with Retry-After while the store was away",
+                _number(store["unavailable_responses"]),
+            ),
             ("503 window (first -> last)", _number(store["unavailable_window_s"], " s", 3)),
-            ("failures other than 503", _number(store["other_failures"])),
+            ("failures (anything but 503 + Retry-After)", _number(store["failures"])),
+            ("503s without Retry-After", _number(store["unavailable_without_retry_after"])),
             (
                 "store restart took (until it listens)",
                 _number(summary.get("restore_took_s"), " s", 3),
@@ -73,11 +82,67 @@ def results_table(summary: dict) -> str:
             ),
         ]
     rows.append(("500s (server errors)", _number(summary.get("server_errors", 0))))
+    writes = summary.get("writes")
+    if writes:
+        rows.append(("writes retried / replayed", f"{writes['retried']} / {writes['replayed']}"))
     items = summary.get("items")
     if items:
         rows += reconciliation_rows(items)
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+def fault_rows(faults: dict) -> list[tuple[str, str]]:
+    """The rows of several faults (analysis.fault_cycles): the spread, the worst, each fault."""
+    spread = faults["failures"]
+    per_fault = ", ".join(str(n) for n in faults["failures_per_fault"]) or "-"
+    sustained = f"{SUSTAINED_SUCCESS_RATIO:.0%} for {SUSTAIN_SECONDS:g} s"
+    rows = [
+        ("faults", _number(faults["count"])),
+        (
+            "failures per fault (min / median / max)",
+            f"{per_fault} ({' / '.join(_number(spread[k]) for k in ('min', 'median', 'max'))})",
+        ),
+        ("in flight at each fault", ", ".join(map(str, faults["in_flight_per_fault"])) or "-"),
+        (
+            "worst recovery (fault -> 1st success elsewhere)",
+            _number(faults["worst_recovery_s"], " s", 3),
+        ),
+        (
+            f"worst sustained recovery ({sustained})",
+            _number(faults["worst_sustained_recovery_s"], " s", 3),
+        ),
+        ("worst time without a successful write", _number(faults["worst_write_gap_s"], " s", 3)),
+        ("writes retried / replayed in the faults", f"{faults['retried']} / {faults['replayed']}"),
+    ]
+    for n, cycle in enumerate(faults["faults"], 1):
+        rows.append((f"fault {n} at {_number(cycle['at_s'], ' s')}", _cycle_text(cycle)))
+    return rows
+
+
+def _cycle_text(cycle: dict) -> str:
+    latency = ", ".join(
+        f"{phase} {_number(figures['p50'], '', 0)}/{_number(figures['p99'], '', 0)} ms"
+        for phase, figures in cycle["latency_ms"].items()
+    )
+    return (
+        f"in flight {cycle['in_flight']}, failures {cycle['failures']}, "
+        f"recovery {_number(cycle['recovery_s'], ' s', 3)}, "
+        f"sustained {_number(cycle['sustained_recovery_s'], ' s', 3)}, "
+        f"write gap {_number(cycle['write_gap_s'], ' s', 3)}, p50/p99 {latency}, "
+        f"failback {_number(cycle['failback_s'], ' s', 3)}"
+        + (
+            f", app serving {cycle['app_serving_at_kill']} at the kill"
+            if "app_serving_at_kill" in cycle
+            else ""
+        )
+        + (
+            f", traffic moved by Traffic Manager after {_number(cycle['traffic_moved_s'], ' s')}"
+            f" and back {_number(cycle.get('traffic_back_s'), ' s')} after the restore"
+            if "traffic_moved_s" in cycle
+            else ""
+        )
+    )
 
 
 # (figure, label) of the reconciliation rows; the defects first, then what is not an error.
@@ -107,13 +172,36 @@ def reconciliation_rows(items: dict) -> list[tuple[str, str]]:
     for figure, label in ITEM_ROWS:
         shown = ", ".join(entry["id"] for entry in items["examples"].get(figure, []))
         rows.append((label, f"{items[figure]}" + (f"  (e.g. {shown})" if shown else "")))
+    if "retried_creates" in items:
+        rows += [
+            (
+                "creates sent again after 409/503 + Retry-After",
+                (
+                    f"{items['retried_creates']} ({items['retried_creates_not_single']} without "
+                    "exactly one item; deleted ones: none)"
+                ),
+            ),
+            (
+                "deliberate replays: same item / another item",
+                (
+                    f"{items['deliberate_replays']}: {items['replays_same_item']} / "
+                    f"{items['replays_other_item']}"
+                ),
+            ),
+        ]
     return rows
 
 
 def timeline_png(
-    path: Path, seconds: list[dict], fault_s: float | None, restore_s: float | None
+    path: Path,
+    seconds: list[dict],
+    fault_s: float | None = None,
+    restore_s: float | None = None,
+    marks: list[tuple[float, float | None]] | None = None,
 ) -> None:
-    """Requests/s and failures/s (top), responses/s per serving region (bottom), fault marker."""
+    """Requests/s and failures/s (top), responses/s per serving region (bottom), and a marker
+    per fault and restore: `marks` ((fault_s, restore_s) pairs, seconds since the start), or
+    else the one fault_s and restore_s."""
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
     xs = [row["second"] for row in seconds]
     top.plot(xs, [row["requests"] for row in seconds], label="requests/s")
@@ -125,10 +213,7 @@ def timeline_png(
     bottom.set_ylabel("responses/s by region")
     bottom.set_xlabel("seconds since the first request")
     for axis in (top, bottom):
-        if fault_s is not None:
-            axis.axvline(fault_s, color="black", linestyle="--", label="fault")
-        if restore_s is not None:
-            axis.axvline(restore_s, color="green", linestyle=":", label="restore")
+        _mark_faults(axis, marks if marks is not None else [(fault_s, restore_s)])
         axis.legend(loc="upper right", fontsize="small")
     figure.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".timeline.", suffix=".png")
@@ -139,3 +224,13 @@ def timeline_png(
     finally:
         plt.close(figure)
         Path(tmp).unlink(missing_ok=True)
+
+
+def _mark_faults(axis, marks: list[tuple[float | None, float | None]]) -> None:
+    """A dashed line per fault, a dotted one per restore; each named once in the legend."""
+    labels = {"fault": "fault", "restore": "restore"}
+    for fault, restore in marks:
+        if fault is not None:
+            axis.axvline(fault, color="black", linestyle="--", label=labels.pop("fault", None))
+        if restore is not None:
+            axis.axvline(restore, color="green", linestyle=":", label=labels.pop("restore", None))

@@ -5,9 +5,10 @@ per-request records, write the reports and apply the thresholds.
         [--cert PEM --cert-key KEY] [--ca-bundle PEM] [--api-path /todo] [--frontend-urls URLS]
         [--users N] [--spawn-rate R] [--duration SECONDS] [--user-rate RPS] [--processes N]
         [--fault-at SECONDS --fault-command CMD] [--restore-at SECONDS --restore-command CMD]
+        (--fault-at and --restore-at may be repeated: several faults in one run)
         [--report-dir DIR] [--max-failure-ratio X] [--max-failed-gets N]
         [--max-recovery-seconds S] [--max-failback-seconds S] [--max-p95-ms MS] [--min-rps R]
-        [--profile local] [--store-table NAME] [--max-items-missing N] ...
+        [--profile local|azure] [--store-table NAME] [--max-items-missing N] ...
 
 Items are reconciled (loadtests.reconciliation) against the store with --store-table (the
 connection string from $LOADTESTS_STORE_CONNECTION_STRING), otherwise, for a failover run,
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from loadtests import analysis, report
+from loadtests import analysis, fidelity, report
 from loadtests.item_sources import ApiItems, ItemSource, ItemSourceError, TableItems
 from loadtests.processes import kill_tree
 from loadtests.reconciliation import ReconciliationError, StoredItem, reconcile
@@ -42,9 +43,9 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "failover", "security")
 PROGRESS_SECONDS = 5.0
 GRACE_SECONDS = 30.0
-# Fidelity profiles: how close the run is to production ("azure" is to come).
-LOCAL_PROFILE = "local"
-PROFILES = (LOCAL_PROFILE,)
+# Fidelity profiles (loadtests.fidelity): how close the stand-in is to what is deployed; a run
+# against Azure itself is labelled "azure" too.
+LOCAL_PROFILE, PROFILES = fidelity.LOCAL, fidelity.PROFILES
 STORE_CONNECTION_STRING_ENV = "LOADTESTS_STORE_CONNECTION_STRING"
 
 
@@ -68,13 +69,15 @@ class RunSpec:
     ca_bundle: str = ""
     api_path: str = ""
     frontend_urls: str = ""
-    fault_at: float | None = None
-    restore_at: float | None = None
+    # Faults: (seconds after the start, seconds of its restore or None), in time order.
+    schedule: list[tuple[float, float | None]] = field(default_factory=list)
     fault_target: str = "region"  # or "store": the shared table store is what fails
     thresholds: dict[str, float | None] = field(default_factory=dict)
     profile: str = LOCAL_PROFILE
     # Where the items are read before and after the run to reconcile them (None: not at all).
     items_source: ItemSource | None = None
+    # Events of the run's environment for the report (the Traffic Manager model's), since a time.
+    events: Callable[[float], list[dict]] | None = None
 
 
 def locust_command(spec: RunSpec) -> list[str]:
@@ -89,7 +92,7 @@ def locust_command(spec: RunSpec) -> list[str]:
         "-u",
         str(spec.users),
         "-r",
-        str(spec.spawn_rate or spec.users),
+        f"{spec.spawn_rate or spec.users:g}",
         "-t",
         f"{spec.duration:g}s",
         "--stop-timeout",
@@ -183,15 +186,19 @@ def reconciled(spec: RunSpec, records: list[dict], baseline: list[StoredItem] | 
 
 def drive(
     spec: RunSpec,
-    fault: Callable[[], None] | None,
+    fault: Callable[[], object] | None,
     restore: Callable[[], None] | None,
     say: Callable[[str], None],
-) -> tuple[int, float | None, float | None, float | None]:
-    """Run Locust; call `fault`/`restore` at their times.
+) -> tuple[int, list[dict]]:
+    """Run Locust; call `fault` and `restore` at the times of spec.schedule.
 
-    Returns (exit code, fault time, restore time, time the restore call returned)."""
+    Returns (exit code, one dict per fault fired: fault_time, restore_time (epoch), how long
+    the restore call took, and what a fault call returns as a dict: a kill says when exactly it
+    struck (fault_time) and how many requests the app was serving (app_serving))."""
     (spec.report_dir / "records").mkdir(parents=True, exist_ok=True)
     progress = Progress(spec.report_dir / "records", say)
+    schedule = list(spec.schedule) if fault else []
+    fired: list[dict] = []
     with open(spec.report_dir / "locust.log", "wb") as log:
         # In this process's group (a group kill from above, a CI job's cancel or a test's
         # timeout, reaches it); its workers (`--processes`) are its children: kill_tree.
@@ -199,20 +206,25 @@ def drive(
             locust_command(spec), env=locust_environment(spec), stdout=log, stderr=subprocess.STDOUT
         )
         started = time.time()
-        fault_time = restore_time = restored_time = None
         next_progress = PROGRESS_SECONDS
         try:
             while process.poll() is None:
                 elapsed = time.time() - started
-                if fault and fault_time is None and elapsed >= spec.fault_at:
-                    fault_time = time.time()
-                    fault()
-                    say(f"  {elapsed:5.0f} s  fault injected")
-                if restore and restore_time is None and elapsed >= spec.restore_at:
-                    restore_time = time.time()
+                if len(fired) < len(schedule) and elapsed >= schedule[len(fired)][0]:
+                    fired.append({"fault_time": time.time(), "restore_time": None})
+                    said = fault()
+                    if isinstance(said, dict):  # a kill: when exactly, and what it cut
+                        fired[-1].update(said)
+                    say(f"  {elapsed:5.0f} s  fault {len(fired)} injected")
+                restore_at = schedule[len(fired) - 1][1] if fired else None
+                due = restore_at is not None and elapsed >= restore_at
+                if restore and due and fired[-1]["restore_time"] is None:
+                    fired[-1]["restore_time"] = time.time()
                     restore()
-                    restored_time = time.time()
-                    say(f"  {elapsed:5.0f} s  restored ({restored_time - restore_time:.1f} s)")
+                    took = fired[-1]["restore_took_s"] = round(
+                        time.time() - fired[-1]["restore_time"], 3
+                    )
+                    say(f"  {elapsed:5.0f} s  restored ({took:.1f} s)")
                 if elapsed >= next_progress:
                     progress.report(elapsed)
                     next_progress += PROGRESS_SECONDS
@@ -223,17 +235,16 @@ def drive(
             if process.poll() is None:
                 kill_tree(process.pid)
             process.wait()
-    return process.returncode, fault_time, restore_time, restored_time
+    return process.returncode, fired
 
 
 def summarise(
     spec: RunSpec,
-    fault_time: float | None,
-    restore_time: float | None,
-    restored_time: float | None = None,
+    faults: list[dict] | None = None,
     baseline: list[StoredItem] | None = None,
 ) -> dict:
-    """`baseline`: the items the store held before the run (read from spec.items_source)."""
+    """`faults`: the faults fired (drive()); `baseline`: the items the store held before the
+    run (read from spec.items_source)."""
     records = analysis.load_records(spec.report_dir / "records")
     if not records:
         raise RunError(f"no request records in {spec.report_dir / 'records'}/ (see locust.log)")
@@ -242,46 +253,80 @@ def summarise(
         "host": spec.host,
         "profile": spec.profile,
         **analysis.request_stats(records),
+        "writes": {
+            "retried": sum(r["outcome"] == "retried" for r in records),
+            "replayed": sum(bool(r.get("replayed")) for r in records),
+        },
     }
     start = records[0]["t"]
-    if fault_time is not None:
+    if faults:
+        # The first fault's figures under the names a single-fault run always had.
+        first = faults[0]
+        fault_time, restore_time = first["fault_time"], first["restore_time"]
         summary["fault_time"], summary["restore_time"] = fault_time, restore_time
         summary["fault_at_s"] = round(fault_time - start, 3)
         summary["restore_at_s"] = round(restore_time - start, 3) if restore_time else None
-        if restore_time and restored_time:
-            summary["restore_took_s"] = round(restored_time - restore_time, 3)
+        if "restore_took_s" in first:
+            summary["restore_took_s"] = first["restore_took_s"]
         summary["failover"] = analysis.failover_summary(records, fault_time, restore_time)
         if spec.fault_target == "store":
             summary["store_fault"] = analysis.store_fault_summary(records, fault_time, restore_time)
         summary["recovery_s"] = summary["failover"]["recovery_s"]
         summary["failback_s"] = summary["failover"]["failback_s"]
+        cycles = analysis.fault_cycles(records, faults)
+        for cycle, fault in zip(cycles["faults"], faults, strict=True):
+            if "app_serving" in fault:  # a kill: what the app was serving (its front end's count)
+                cycle["app_serving_at_kill"] = fault["app_serving"]
+            cycle["restore_took_s"] = fault.get("restore_took_s")
+        summary["faults"] = cycles
+    if spec.events is not None:
+        events = spec.events(start)
+        summary["events"] = [{**event, "at_s": round(event["t"] - start, 3)} for event in events]
+        for cycle, fault in zip(summary.get("faults", {}).get("faults", []), faults, strict=True):
+            cycle |= traffic_moves(events, fault)
     if spec.items_source is not None:
         summary["items"] = reconciled(spec, records, baseline)
     summary["per_second"] = analysis.per_second(records, start)
     summary["breaches"] = analysis.breaches(summary, spec.thresholds)
     write_atomic(spec.report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    report.timeline_png(
-        spec.report_dir / "timeline.png",
-        summary["per_second"],
-        summary.get("fault_at_s"),
-        summary.get("restore_at_s"),
-    )
+    marks = [
+        (f["fault_time"] - start, f["restore_time"] - start if f["restore_time"] else None)
+        for f in faults or []
+    ]
+    report.timeline_png(spec.report_dir / "timeline.png", summary["per_second"], marks=marks)
     return summary
+
+
+def traffic_moves(events: list[dict], fault: dict) -> dict:
+    """When the gateway followed Traffic Manager away from the primary after the fault, and back
+    after the restore (seconds), from the model's events; {} when it never moved."""
+    follows = [e for e in events if e["event"] == "gateway follows"]
+    away = next(
+        (e["t"] for e in follows if not e["primary"] and e["t"] >= fault["fault_time"]), None
+    )
+    if away is None:
+        return {}
+    restore = fault["restore_time"]
+    back = next((e["t"] for e in follows if e["primary"] and restore and e["t"] >= restore), None)
+    return {
+        "traffic_moved_s": round(away - fault["fault_time"], 3),
+        "traffic_back_s": round(back - restore, 3) if back is not None else None,
+    }
 
 
 def run_scenario(
     spec: RunSpec,
-    fault: Callable[[], None] | None = None,
+    fault: Callable[[], object] | None = None,
     restore: Callable[[], None] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     spec.report_dir.mkdir(parents=True, exist_ok=True)
     source = spec.items_source
     baseline = read_items(source, "before the run") if source is not None else None
-    code, fault_time, restore_time, restored_time = drive(spec, fault, restore, say)
+    code, faults = drive(spec, fault, restore, say)
     if code != 0:
         raise RunError(f"Locust exited with status {code}; see {spec.report_dir / 'locust.log'}")
-    return summarise(spec, fault_time, restore_time, restored_time, baseline)
+    return summarise(spec, faults, baseline)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -307,9 +352,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
     parser.add_argument("--user-rate", type=float, default=0.0, help="requests/s per user")
     parser.add_argument("--processes", type=int, default=None, help="Locust worker processes")
-    parser.add_argument("--fault-at", type=float, default=None, help="seconds after the start")
+    parser.add_argument(
+        "--fault-at",
+        type=float,
+        action="append",
+        default=None,
+        help="seconds after the start (repeat for several faults)",
+    )
     parser.add_argument("--fault-command", default=None, help="shell command injecting the fault")
-    parser.add_argument("--restore-at", type=float, default=None)
+    parser.add_argument(
+        "--restore-at", type=float, action="append", default=None, help="one per --fault-at"
+    )
     parser.add_argument("--restore-command", default=None)
     parser.add_argument(
         "--fault-target",
@@ -345,14 +398,21 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         raise RunError("--fault-at and --fault-command go together")
     if (args.restore_at is None) != (args.restore_command is None):
         raise RunError("--restore-at and --restore-command go together")
-    if args.restore_at is not None and (args.fault_at is None or args.restore_at <= args.fault_at):
-        raise RunError("--restore-at must come after --fault-at")
+    faults, restores = args.fault_at or [], args.restore_at or []
+    if restores and len(restores) != len(faults):
+        raise RunError(f"--restore-at: one per --fault-at ({len(faults)}), got {len(restores)}")
+    schedule = list(zip(faults, restores or [None] * len(faults), strict=True))
+    moments = [m for pair in schedule for m in pair if m is not None]
+    if moments != sorted(moments) or len(set(moments)) != len(moments):
+        raise RunError("--fault-at/--restore-at: each restore after its fault, before the next")
     thresholds = {name: getattr(args, name) for name in analysis.THRESHOLDS}
     if args.scenario == "security" and thresholds["max_failure_ratio"] is None:
         thresholds["max_failure_ratio"] = 0.0  # every refused call must be refused
     report_dir = args.report_dir or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     given = {f.name: getattr(args, f.name) for f in fields(RunSpec) if hasattr(args, f.name)}
-    spec = RunSpec(**{**given, "report_dir": report_dir, "thresholds": thresholds})
+    spec = RunSpec(
+        **{**given, "report_dir": report_dir, "thresholds": thresholds, "schedule": schedule}
+    )
     spec.items_source = items_source(args, spec)
     return spec
 

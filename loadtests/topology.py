@@ -539,21 +539,23 @@ class Topology:
         """Requests the region's app is serving now, as its front end counts them."""
         return HAProxyAdmin(self.regions[role].admin_socket).current_sessions("app", "app")
 
-    def kill_app(self, role: str = "primary", mid_request_within: float = 0.0) -> int:
+    def kill_app(self, role: str = "primary", mid_request_within: float = 0.0) -> dict:
         """SIGKILL the region's app (gunicorn master and workers). With `mid_request_within`,
         first wait up to that many seconds for the app to be serving a request, so the fault
-        cuts requests in flight. Returns how many it was serving when killed (front end's
-        count, read just before the signal). Returns once its port refuses connections: until
-        then a dying worker's socket still takes one, and resets it."""
+        cuts requests in flight. Returns {"fault_time": when the signal was sent (epoch),
+        "app_serving": how many requests it was serving then (front end's count, read just
+        before)}, once its port refuses connections: until then a dying worker's socket still
+        takes one, and resets it."""
         region = self.regions[role]
         serving = self.serving_now(role)
         deadline = time.monotonic() + mid_request_within
         while serving == 0 and time.monotonic() < deadline:
             serving = self.serving_now(role)
+        killed = {"fault_time": time.time(), "app_serving": serving}
         region.app.kill()
         port = region.app_port
         region.app.wait_for(lambda: not port_open(port), f"refusing connections on port {port}")
-        return serving
+        return killed
 
     def hang_app(self, role: str = "primary") -> None:
         """SIGSTOP the region's app: connections are still accepted (by the kernel) but nothing

@@ -235,10 +235,11 @@ def test_a_write_answered_409_in_flight_is_sent_again_with_its_key(tmp_path):
         writes = [r for r in records if r["method"] in ("POST", "PUT", "DELETE")]
         assert retried and all(r["status"] == 409 for r in retried)
         assert not [r for r in records if r["outcome"] == "fail"]
-        # every write's key was sent twice: once held (409), once served
+        # every key was held once (409) and its write then sent again and served; the users'
+        # deliberate replays and copies are served at once (their key is known by then)
         held = [c for c in api.calls if c[0] in ("POST", "PUT", "DELETE") and c[2] == 409]
         served = [c for c in api.calls if c[0] in ("POST", "PUT", "DELETE") and c[2] != 409]
-        assert len(held) == len(served) == len(retried) == len(writes) - len(retried)
-        assert len(api.keys) == len(held)
+        assert len(held) == len(retried) == len(api.keys)
+        assert len(served) == len(writes) - len(retried) >= len(held)
     finally:
         api.close()
