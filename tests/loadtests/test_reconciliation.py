@@ -177,3 +177,53 @@ def test_a_201_recorded_without_its_item_is_an_error_not_an_unanswered_create():
               "content": {"name": "lt:" + "a" * 32 + " x", "isCompleted": False}}
     with pytest.raises(ReconciliationError, match="no item id"):
         reconcile([record], [], [], read_from="test")
+
+
+def retried(t, token, status=409):
+    """An answer after which the user sent the same keyed create again."""
+    record = create(t, token, status=status)
+    return {**record, "outcome": "retried", "retry_after": True}
+
+
+def replay(t, token, item):
+    return {**create(t, token, item), "deliberate_replay": True}
+
+
+def test_a_create_sent_again_after_409_or_503_counts_once_with_its_one_item():
+    records = [retried(1.0, A), retried(2.0, A, 503), create(3.0, A, "id-a"),
+               retried(4.0, B, 503), create(5.0, B, "id-b"), delete(6.0, "id-b", B)]
+    result = reconcile(records, [stored("id-a", A)])
+    assert defects(result) == {}
+    assert (result["retried_creates"], result["retried_creates_single"]) == (2, 1)
+    assert result["retried_creates_not_single"] == 0  # id-b was deleted with 204: none expected
+
+
+def test_a_retried_create_stored_twice_is_not_single():
+    records = [retried(1.0, A, 503), create(2.0, A, "id-a")]
+    result = reconcile(records, [stored("id-a", A), stored("id-copy", A)])
+    assert result["retried_creates_not_single"] == 1
+    assert defects(result) == {"duplicates": 1}
+
+
+def test_a_deliberate_replay_answered_with_its_creates_item_is_no_defect():
+    records = [create(1.0, A, "id-a"), replay(9.0, A, "id-a")]
+    result = reconcile(records, [stored("id-a", A)])
+    assert defects(result) == {}
+    assert (result["deliberate_replays"], result["replays_same_item"]) == (1, 1)
+    assert result["replays_other_item"] == 0
+
+
+def test_a_deliberate_replay_answered_with_another_item_is_counted_and_duplicates():
+    records = [create(1.0, A, "id-a"), replay(9.0, A, "id-other")]
+    result = reconcile(records, [stored("id-a", A), stored("id-other", A)])
+    assert result["replays_other_item"] == 1
+    assert defects(result) == {"duplicates": 1}
+
+
+def test_a_copy_answered_when_the_original_never_was_acknowledges_the_create():
+    """Sent twice at once: the run ended before the original's answer; the copy's 201 names
+    the item, which is then no orphan."""
+    records = [replay(1.0, A, "id-a")]
+    result = reconcile(records, [stored("id-a", A)])
+    assert defects(result) == {}
+    assert result["acknowledged"] == 1
