@@ -84,7 +84,16 @@ def results_table(summary: dict) -> str:
     rows.append(("500s (server errors)", _number(summary.get("server_errors", 0))))
     writes = summary.get("writes")
     if writes:
-        rows.append(("writes retried / replayed", f"{writes['retried']} / {writes['replayed']}"))
+        rows.append(
+            (
+                "writes retried (after 409 / 503) / replayed (not asked on purpose)",
+                (
+                    f"{writes['retried']} ({writes.get('retried_after_409', '-')} / "
+                    f"{writes.get('retried_after_503', '-')}) / {writes['replayed']} "
+                    f"({writes.get('replayed_unasked', '-')})"
+                ),
+            )
+        )
     items = summary.get("items")
     if items:
         rows += reconciliation_rows(items)

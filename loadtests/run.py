@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,9 +44,10 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "failover", "security")
 PROGRESS_SECONDS = 5.0
 GRACE_SECONDS = 30.0
-# Fidelity profiles (loadtests.fidelity): how close the stand-in is to what is deployed; a run
-# against Azure itself is labelled "azure" too.
-LOCAL_PROFILE, PROFILES = fidelity.LOCAL, fidelity.PROFILES
+# The report's label of what was under load: a fidelity profile of the local stand-in
+# (loadtests.fidelity: how close it is to what is deployed), or "deployed" (Azure itself).
+LOCAL_PROFILE, DEPLOYED = fidelity.LOCAL, "deployed"
+PROFILES = (*fidelity.PROFILES, DEPLOYED)
 STORE_CONNECTION_STRING_ENV = "LOADTESTS_STORE_CONNECTION_STRING"
 
 
@@ -253,10 +255,7 @@ def summarise(
         "host": spec.host,
         "profile": spec.profile,
         **analysis.request_stats(records),
-        "writes": {
-            "retried": sum(r["outcome"] == "retried" for r in records),
-            "replayed": sum(bool(r.get("replayed")) for r in records),
-        },
+        "writes": write_retries(records),
     }
     start = records[0]["t"]
     if faults:
@@ -295,6 +294,21 @@ def summarise(
     ]
     report.timeline_png(spec.report_dir / "timeline.png", summary["per_second"], marks=marks)
     return summary
+
+
+def write_retries(records: list[dict]) -> dict:
+    """Keyed writes sent again: by the users after a 409 (key in flight) or a 503 (store away),
+    and answers the app replayed; `replayed_unasked`: replays no user asked for on purpose
+    (a gateway's retry, or a user's own retry, found the write already applied)."""
+    retried = Counter(r["status"] for r in records if r["outcome"] == "retried")
+    replayed = [r for r in records if r.get("replayed")]
+    return {
+        "retried": sum(retried.values()),
+        "retried_after_409": retried[409],
+        "retried_after_503": retried[503],
+        "replayed": len(replayed),
+        "replayed_unasked": sum(not r.get("deliberate_replay") for r in replayed),
+    }
 
 
 def traffic_moves(events: list[dict], fault: dict) -> dict:
@@ -373,7 +387,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--report-dir", type=Path, default=None, help="default: reports/<time>")
     parser.add_argument(
-        "--profile", choices=PROFILES, default=LOCAL_PROFILE, help="fidelity profile (report)"
+        "--profile",
+        choices=PROFILES,
+        default=LOCAL_PROFILE,
+        help="what is under load, for the report: a stand-in profile, or deployed (Azure)",
     )
     parser.add_argument(
         "--store-table",

@@ -7,6 +7,9 @@
            -> Azurite, the one table account both regions share (data on disk in the workdir)
 
     python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
+        [--profile local|azure]  azure: API Management's retry rules, Traffic Manager's probes
+                                 and TTL, App Service's 503, from cdktf.out/stacks/todo-api-dev
+                                 (loadtests.fidelity; `make synth` first)
     python -m loadtests.topology down      stop the running one (state in .local/topology/)
     python -m loadtests.topology fault     SIGKILL the primary app of the running one
     python -m loadtests.topology fault-hang  SIGSTOP the primary app: it accepts, never answers
@@ -51,6 +54,7 @@ from app.contract import (
 )
 from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
 from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
+from loadtests import fidelity
 from loadtests.azurite import Azurite
 from loadtests.fidelity import APP_SERVICE_REQUEST_TIMEOUT_SECONDS, AZURE, Profile, local_profile
 from loadtests.item_sources import ApiItems, ItemSource, TableItems
@@ -663,6 +667,7 @@ def _up(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         store=args.store,
         workers=args.workers,
+        profile=fidelity.profile(args.profile, args.stacks, args.stack),
     )
     requests: list[str] = []
     for name, (signum, _, _) in ACTIONS.items():
@@ -686,7 +691,10 @@ def _up(args: argparse.Namespace) -> int:
 
 def describe(state: dict) -> str:
     key = state["subscription_key"]
-    lines = [f"gateway      {state['gateway_url']}   ({SUBSCRIPTION_KEY_HEADER}: {key})"]
+    lines = [
+        f"profile      {state['profile']}",
+        f"gateway      {state['gateway_url']}   ({SUBSCRIPTION_KEY_HEADER}: {key})",
+    ]
     for role, region in state["regions"].items():
         lines.append(
             f"{role:<12} {region['site']}: front end {region['frontend_url']}, "
@@ -752,6 +760,18 @@ def _parser() -> argparse.ArgumentParser:
         help="table: one Azurite both regions share (default); memory: each app its own",
     )
     parser.add_argument("--workers", type=int, default=1, help="app workers per region")
+    parser.add_argument(
+        "--profile",
+        choices=fidelity.PROFILES,
+        default=fidelity.LOCAL,
+        help="fidelity profile (loadtests.fidelity): local (default, the best case) or azure",
+    )
+    parser.add_argument(
+        "--stack", default=fidelity.DEFAULT_STACK, help="azure profile: the stack to read"
+    )
+    parser.add_argument(
+        "--stacks", type=Path, default=ROOT / "cdktf.out" / "stacks", help=argparse.SUPPRESS
+    )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=argparse.SUPPRESS)
     return parser
 
@@ -766,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         owner = _signal_owner(ACTIONS[args.command][0], args.workdir)
         print(f"{args.command}: signalled the topology (pid {owner})")
         return 0
-    except TopologyError as error:
+    except (TopologyError, fidelity.ProfileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C while starting: Topology.start has stopped its part

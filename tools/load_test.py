@@ -68,6 +68,7 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
         "--users", str(users),
         "--duration", str(duration),
         "--report-dir", str(report_dir),
+        "--profile", "deployed",
     ]
     if not drill:
         return command + ["--max-failure-ratio", MAX_FAILURE_RATIO]

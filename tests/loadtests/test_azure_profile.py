@@ -155,3 +155,19 @@ def test_a_kill_waits_for_a_request_in_flight_and_says_how_many_it_cut(start_top
         for worker in workers:
             worker.join()
     assert killed["app_serving"] >= 1
+
+
+def test_topology_up_in_the_azure_profile_without_a_synthesized_stack_is_a_one_line_error(
+        tmp_path):
+    import subprocess
+    import sys
+
+    from loadtests.topology import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.topology", "up", "--profile", "azure",
+         "--stacks", str(tmp_path), "--workdir", str(tmp_path / "w")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "cannot read" in result.stderr
+    assert "todo-api-dev/cdk.tf.json" in result.stderr and "Traceback" not in result.stderr

@@ -107,9 +107,12 @@ def test_a_store_drill_counts_anything_but_a_503_with_retry_after_as_failures():
 
 
 def test_retried_and_replayed_writes_have_a_row_when_the_runner_counts_them():
-    table = report.results_table({**RUN, "writes": {"retried": 5, "replayed": 3}})
-    assert row(table, "writes retried / replayed") == "5 / 3"
-    assert "writes retried / replayed" not in report.results_table(RUN)
+    writes = {"retried": 5, "retried_after_409": 4, "retried_after_503": 1, "replayed": 3,
+              "replayed_unasked": 2}
+    table = report.results_table({**RUN, "writes": writes})
+    label = "writes retried (after 409 / 503) / replayed (not asked on purpose)"
+    assert row(table, label) == "5 (4 / 1) / 3 (2)"
+    assert label not in report.results_table(RUN)
 
 
 SECONDS = [{"second": s, "requests": 10, "failures": s % 2, "sites": {"a": 10}} for s in range(60)]

@@ -243,3 +243,20 @@ def test_a_write_answered_409_in_flight_is_sent_again_with_its_key(tmp_path):
         assert len(served) == len(writes) - len(retried) >= len(held)
     finally:
         api.close()
+
+
+def test_write_retries_tell_the_users_retries_from_the_apps_replays():
+    from loadtests.run import write_retries
+
+    records = [
+        {"outcome": "retried", "status": 409},
+        {"outcome": "retried", "status": 503, "retry_after": True},
+        {"outcome": "retried", "status": 503, "retry_after": True},
+        {"outcome": "ok", "status": 201, "replayed": True},
+        {"outcome": "ok", "status": 201, "replayed": True, "deliberate_replay": True},
+        {"outcome": "ok", "status": 201},
+    ]
+    assert write_retries(records) == {
+        "retried": 3, "retried_after_409": 1, "retried_after_503": 2,
+        "replayed": 2, "replayed_unasked": 1,
+    }

@@ -28,6 +28,14 @@ def test_throughput_run_targets_the_gateway_api_with_the_key():
     assert option(command, "--api-path") == "/todo"
     assert "sub-key" not in command  # passed in the environment
     assert "--fault-command" not in command
+    assert option(command, "--profile") == "deployed"  # the report says: Azure itself
+
+
+def test_the_profile_label_of_a_deployed_run_is_one_loadtests_run_accepts():
+    from loadtests.run import PROFILES
+
+    command = load_test.load_test_command(parse(RAW), 20, 120, True, Path("r"))
+    assert option(command, "--profile") in PROFILES
 
 
 def test_failover_drill_stops_and_starts_the_primary_mid_run():
