@@ -186,8 +186,8 @@ def reconciliation_rows(items: dict) -> list[tuple[str, str]]:
             (
                 "creates sent again after 409/503 + Retry-After",
                 (
-                    f"{items['retried_creates']} ({items['retried_creates_not_single']} without "
-                    "exactly one item; deleted ones: none)"
+                    f"{items['retried_creates']}, of which {items['retried_creates_not_single']} "
+                    "without exactly one item (none once deleted)"
                 ),
             ),
             (
