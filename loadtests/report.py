@@ -86,7 +86,7 @@ def results_table(summary: dict) -> str:
     if writes:
         rows.append(
             (
-                "writes retried (after 409 / 503) / replayed (not asked on purpose)",
+                "writes retried (409 / 503) / replayed (unasked)",
                 (
                     f"{writes['retried']} ({writes.get('retried_after_409', '-')} / "
                     f"{writes.get('retried_after_503', '-')}) / {writes['replayed']} "

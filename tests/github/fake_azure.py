@@ -20,7 +20,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from app.contract import SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER
+from app.contract import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+    SITE_NAME_HEADER,
+    SUBSCRIPTION_KEY_HEADER,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_IP = "203.0.113.7"
@@ -89,7 +94,10 @@ class Gateway(Server):
         self.key = key
         self.operations = published_operations()
         self.items: dict[str, dict] = {}
-        self.lock = threading.Lock()
+        # As the app: a keyed write's first answer, replayed to the same key (no fingerprint
+        # check and no in-flight 409 here: app/idempotency.py and its tests hold those).
+        self.answers: dict[str, tuple[int, dict | None]] = {}
+        self.lock = threading.RLock()  # answer() holds it around todo()
         self.state_dir: Path | None = None  # the running rehearsal's REHEARSAL_DIR
         self.web_app_names: list[str] = []
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
@@ -134,8 +142,18 @@ class Gateway(Server):
         if request.command != "GET" and azure.get("cosmos_moving"):
             reply(request, 503, {"message": "write region moving"})
             return 503
-        status, payload = self.todo(request.command, operation, body)
-        reply(request, status, payload, {SITE_NAME_HEADER: running[0]})
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        with self.lock:
+            replayed = key in self.answers
+            if not replayed:
+                answer = self.todo(request.command, operation, body)
+                if key is not None and request.command != "GET":
+                    self.answers[key] = answer
+            status, payload = self.answers[key] if replayed else answer
+        headers = {SITE_NAME_HEADER: running[0]}
+        if replayed:
+            headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
+        reply(request, status, payload, headers)
         return status
 
     def todo(self, method: str, operation: str, body):

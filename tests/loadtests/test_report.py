@@ -110,7 +110,7 @@ def test_retried_and_replayed_writes_have_a_row_when_the_runner_counts_them():
     writes = {"retried": 5, "retried_after_409": 4, "retried_after_503": 1, "replayed": 3,
               "replayed_unasked": 2}
     table = report.results_table({**RUN, "writes": writes})
-    label = "writes retried (after 409 / 503) / replayed (not asked on purpose)"
+    label = "writes retried (409 / 503) / replayed (unasked)"
     assert row(table, label) == "5 (4 / 1) / 3 (2)"
     assert label not in report.results_table(RUN)
 

@@ -5,6 +5,7 @@ real HAProxy started per test."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
 import shutil
 import socket
@@ -73,6 +74,7 @@ class Gateway:
         self.calls: list[tuple[float, bool]] = []
         self.refuse = 0  # how many of the next route(False) calls raise TopologyError
         self.refused = 0
+        self.callers: list[threading.Thread] = []
 
     def __call__(self, primary_in_rotation: bool) -> None:
         with self._lock:
@@ -81,6 +83,7 @@ class Gateway:
                 self.refused += 1
                 raise TopologyError("gateway: reloading (planted by the test)")
             self.calls.append((time.time(), primary_in_rotation))
+            self.callers.append(threading.current_thread())
 
     def values(self) -> list[bool]:
         with self._lock:
@@ -91,24 +94,38 @@ class Gateway:
             return next((t for t, v in self.calls if v == value and t >= after), None)
 
 
+# id(model) -> the thread its start() started (a waiting test gives up once it has ended)
+THREADS: dict[int, threading.Thread] = {}
+
+
 @pytest.fixture
 def start_model():
     """Start a model (stopped at the end of the test, whatever happens)."""
     started: list[TrafficManagerModel] = []
 
-    def start(primary: Probe, secondary: Probe, gateway: Gateway, **options):
+    def start(primary, secondary, gateway: Gateway, **options) -> TrafficManagerModel:
         model = TrafficManagerModel(
             rules(**options),
             [Endpoint("primary", primary), Endpoint("secondary", secondary)],
             gateway,
         )
         started.append(model)
+        before = set(threading.enumerate())
         model.start()
+        [THREADS[id(model)]] = [
+            t for t in set(threading.enumerate()) - before if t.name == "traffic-manager"
+        ]
         return model
 
     yield start
     for model in started:
         model.stop()
+        THREADS.pop(id(model), None)
+
+
+def model_ended(model: TrafficManagerModel) -> str | None:
+    thread = THREADS.get(id(model))
+    return "the model's thread ended" if thread is not None and not thread.is_alive() else None
 
 
 def events(model: TrafficManagerModel, *names: str) -> list[dict]:
@@ -130,6 +147,7 @@ def wait_event(model: TrafficManagerModel, name: str, after: float = 0.0, **deta
         found,
         f"the model's event {name!r} {details}",
         details=lambda: f"events: {model.recent_events(0.0)}",
+        give_up=lambda: model_ended(model),
     )
 
 
@@ -143,7 +161,8 @@ def wait_probes(probe: Probe, count: int) -> None:
 def test_starts_routing_to_the_primary_and_probes_with_the_timeout(start_model):
     primary, secondary, gateway = Probe(), Probe(), Gateway()
     model = start_model(primary, secondary, gateway)
-    assert gateway.values()[:1] == [True]  # before the first probe: start() itself
+    assert gateway.values()[:1] == [True]
+    assert gateway.callers[0] is threading.current_thread()  # start() itself, not the thread
     wait_probes(primary, 3)
     wait_probes(secondary, 3)
     assert {timeout for _, timeout in primary.calls} == {TIMEOUT}
@@ -243,12 +262,30 @@ def test_a_gateway_that_cannot_be_reached_is_told_again(start_model):
     follows = wait_event(model, "gateway follows", primary=False)
     unreachable = events(model, "gateway unreachable")
     assert gateway.refused == 2
-    assert len(unreachable) >= 2
+    assert len(unreachable) == 2
     assert "reloading" in unreachable[0]["error"]
     assert all(e["t"] <= follows["t"] for e in unreachable)
     assert model.applied is False
     seen = primary.count
     wait_probes(primary, seen + 2)  # still probing
+
+
+def test_a_probe_that_raises_counts_as_a_failure_and_the_model_keeps_going(start_model):
+    """KNOWN BUG (fails): an exception from a probe ends the model's thread silently: no
+    event, the gateway never follows again. Real Traffic Manager counts any probe error as a
+    failed probe. Topology._probe -> http_status catches OSError only, so e.g. a front end
+    answering something that is not HTTP (http.client.BadStatusLine) would do it."""
+    script = iter([http.client.BadStatusLine("garbage"), None])
+
+    def primary(timeout: float) -> int | None:
+        answer = next(script, None)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    model = start_model(primary, Probe(), Gateway())
+    wait_event(model, "degraded", endpoint="primary")
+    wait_event(model, "gateway follows", primary=False)
 
 
 def test_stop_ends_the_thread_and_its_probes(start_model):
