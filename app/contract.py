@@ -10,6 +10,15 @@ SWAGGER_ASSETS_PATH = "/swagger-ui"
 
 SITE_NAME_HEADER = "APP-SERVICE-SITE-NAME"
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
+# The header App Service's front end sets to the caller's certificate (base64 DER); the app's
+# default CLIENT_CERT_HEADER.
+CLIENT_CERT_HEADER = "X-ARR-ClientCert"
+
+# What the deployment tells the app (app/settings.py reads them): STORE is one of these, and
+# the table's default name.
+MEMORY_STORE = "memory"
+TABLE_STORE = "table"
+DEFAULT_TABLE_NAME = "TodoItems"
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_NAME_LENGTH = 200

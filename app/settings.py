@@ -22,7 +22,13 @@ from app.certificates import (
     parse_pinned_key,
     parse_thumbprint,
 )
-from app.contract import DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS
+from app.contract import CLIENT_CERT_HEADER as APP_SERVICE_CLIENT_CERT_HEADER
+from app.contract import (
+    DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+    DEFAULT_TABLE_NAME,
+    MEMORY_STORE,
+    TABLE_STORE,
+)
 from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
@@ -80,13 +86,10 @@ APP_SETTING_NAMES = (
 PRODUCTION = "production"
 DEVELOPMENT = "development"
 DEFAULT_SITE_NAME = "localhost"
-DEFAULT_CLIENT_CERT_HEADER = "X-ARR-ClientCert"
+DEFAULT_CLIENT_CERT_HEADER = APP_SERVICE_CLIENT_CERT_HEADER
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_WEB_CONCURRENCY = 1  # the stacks set more with the table store
-MEMORY_STORE = "memory"
-TABLE_STORE = "table"
-DEFAULT_TABLE_NAME = "TodoItems"
 # Azure Table / Cosmos DB for Table: a letter, then letters and digits, 3-63 in all.
 TABLE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -307,8 +310,13 @@ def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
             TELEMETRY_SAMPLING_RATIO, f"set it or {TELEMETRY_TRACES_PER_SECOND}, not both"
         )
     exporter = _value(environ, TELEMETRY_EXPORTER)
-    if exporter is not None and exporter != CONSOLE_EXPORTER and not (
-        exporter.startswith(FILE_EXPORTER_PREFIX) and exporter.removeprefix(FILE_EXPORTER_PREFIX)
+    if (
+        exporter is not None
+        and exporter != CONSOLE_EXPORTER
+        and not (
+            exporter.startswith(FILE_EXPORTER_PREFIX)
+            and exporter.removeprefix(FILE_EXPORTER_PREFIX)
+        )
     ):
         raise SettingsError(
             TELEMETRY_EXPORTER,

@@ -288,10 +288,7 @@ def _cycle(
     }
     failures = [r for r in cycle if failed(r)]
     oks = [r for r in cycle if r["outcome"] == "ok"]
-    # Without a successful write in [at, gap_end] (bounded by the run's end).
-    gap_end = max(at, min(fault_end, timeline.end))
-    writes = [end_time(r) for r in oks if r["method"] in WRITE_METHODS and end_time(r) <= gap_end]
-    points = [at, *writes, gap_end]
+    write_ends = [end_time(r) for r in oks if r["method"] in WRITE_METHODS]
     recovered = (end_time(r) for r in oks if r["site"] and r["site"] != primary)
     candidates = [at, *(end_time(r) for r in cycle if succeeded(r))]
     failed_back = (
@@ -303,7 +300,11 @@ def _cycle(
         "in_flight": timeline.in_flight(at),
         "failures": len(failures),
         **_failure_window(failures, at),
-        "write_gap_s": round(max(b - a for a, b in pairwise(points)), 3),
+        "write_gap_s": _write_gap(write_ends, at, min(fault_end, timeline.end)),
+        # The restore may pause writes too (a store's write region moving back).
+        "write_gap_after_s": (
+            None if restore is None else _write_gap(write_ends, restore, min(until, timeline.end))
+        ),
         "latency_ms": {phase: _latency(rs) for phase, rs in phases.items()},
         "recovery_s": _since(at, next(recovered, None)),
         "sustained_recovery_s": _since(at, next(filter(timeline.sustained_from, candidates), None)),
@@ -311,6 +312,14 @@ def _cycle(
         "retried": sum(r["outcome"] == "retried" for r in cycle),
         "replayed": sum(bool(r.get("replayed")) for r in cycle),
     }
+
+
+def _write_gap(write_ends: list[float], since: float, until: float) -> float:
+    """The longest time in [since, until] (until bounded below by since) without one of the
+    successful writes' end times."""
+    until = max(since, until)
+    points = [since, *(t for t in write_ends if since <= t <= until), until]
+    return round(max(b - a for a, b in pairwise(points)), 3)
 
 
 def _latency(records: list[Record]) -> dict:

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from app.settings import MEMORY_STORE, TABLE_STORE
+from app.contract import MEMORY_STORE, TABLE_STORE
 from loadtests.analysis import item_threshold
 from loadtests.fidelity import AZURE, LOCAL, PROFILES, Profile, ProfileError, profile
 from loadtests.processes import TopologyError

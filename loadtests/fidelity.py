@@ -44,6 +44,9 @@ class GatewayRules:
 
     retries: int  # attempts after the first
     retry_statuses: tuple[int, ...]
+    # The retry applies to retry-safe requests only (its condition asks for "retry-safe"), or
+    # to every request (then keyless writes are sent again after those statuses too).
+    retry_only_retry_safe: bool
     retry_safe_methods: tuple[str, ...]
     idempotency_header: str  # a write carrying it is retry-safe
     forward_timeout_s: float
@@ -99,13 +102,15 @@ def azure_profile(stack_file: Path) -> Profile:
         ) from None
     except ValueError:
         raise ProfileError(f"azure profile: {stack_file} is not JSON") from None
-    resources = stack.get("resource", {})
-    return Profile(
-        AZURE,
-        str(stack_file),
-        _gateway_rules(_only(resources, "azurerm_api_management_api_policy", stack_file)),
-        _routing_rules(_only(resources, "azurerm_traffic_manager_profile", stack_file)),
-    )
+    resources = stack.get("resource") if isinstance(stack, dict) else None
+    if not isinstance(resources, dict):
+        raise ProfileError(f"azure profile: {stack_file} is not a synthesized stack (no resources)")
+    policy = _only(resources, "azurerm_api_management_api_policy", stack_file)
+    routing = _only(resources, "azurerm_traffic_manager_profile", stack_file)
+    try:
+        return Profile(AZURE, str(stack_file), _gateway_rules(policy), _routing_rules(routing))
+    except ProfileError as error:
+        raise ProfileError(f"azure profile: {stack_file}: {error}") from None
 
 
 def profile(name: str, stacks_dir: Path, stack: str = DEFAULT_STACK) -> Profile:
@@ -119,7 +124,10 @@ def profile(name: str, stacks_dir: Path, stack: str = DEFAULT_STACK) -> Profile:
 def _only(resources: dict, kind: str, stack_file: Path) -> dict:
     found = list(resources.get(kind, {}).values())
     if len(found) != 1:
-        raise ProfileError(f"azure profile: {stack_file} has {len(found)} {kind}, expected 1")
+        raise ProfileError(
+            f"azure profile: {stack_file} has {len(found)} {kind}, expected 1 (the profile "
+            "reads a stack of the single gateway topology)"
+        )
     return found[0]
 
 
@@ -137,22 +145,26 @@ def _routing_rules(profile: dict) -> RoutingRules:
             dns_ttl_s=float(dns["ttl"]),
             expected_statuses=ranges,
         )
-    except (KeyError, ValueError) as error:
-        raise ProfileError(f"azure profile: Traffic Manager profile lacks {error}") from None
+    except KeyError as error:
+        raise ProfileError(f"the Traffic Manager profile lacks {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ProfileError(
+            f"the Traffic Manager profile has a value that is no number ({error})"
+        ) from None
 
 
 def _gateway_rules(policy: dict) -> GatewayRules:
     try:
         root = ET.fromstring(policy["xml_content"])
-    except (KeyError, ET.ParseError) as error:
-        raise ProfileError(f"azure profile: the API policy is not XML ({error})") from None
+    except (KeyError, TypeError, ET.ParseError) as error:
+        raise ProfileError(f"the API policy is not XML ({error})") from None
     retry = root.find("./backend/retry")
     forward = root.find("./backend/retry/forward-request")
     safe = root.find("./inbound/set-variable[@name='retry-safe']")
     if retry is None or forward is None or safe is None:
         raise ProfileError(
-            "azure profile: the API policy has no backend <retry> with a <forward-request> "
-            "and no retry-safe variable: the gateway's rules cannot be derived"
+            "the API policy lacks a backend <retry> with a <forward-request>, or the "
+            "retry-safe variable: the gateway's rules cannot be derived"
         )
     statuses = tuple(
         int(s) for s in re.findall(r"StatusCode\s*==\s*(\d+)", retry.get("condition", ""))
@@ -161,8 +173,8 @@ def _gateway_rules(policy: dict) -> GatewayRules:
     header = re.search(r'Headers\.ContainsKey\("([^"]+)"\)', safe.get("value", ""))
     if not statuses or not methods or header is None:
         raise ProfileError(
-            "azure profile: the API policy's retry condition or retry-safe rule is not in the "
-            "form loadtests.fidelity reads (StatusCode == N; methods; Headers.ContainsKey)"
+            "the API policy's retry condition or retry-safe rule is not in the form "
+            "loadtests.fidelity reads (StatusCode == N; methods; Headers.ContainsKey)"
         )
     on_error = " ".join(
         when.get("condition", "") for when in root.findall("./on-error/choose/when")[:1]
@@ -175,6 +187,7 @@ def _gateway_rules(policy: dict) -> GatewayRules:
         again_after_connection_failure='"BackendConnectionFailure"' in on_error,
         again_after_timeout=after_timeout,
         retries=int(retry.get("count", "0")),
+        retry_only_retry_safe='"retry-safe"' in retry.get("condition", ""),
         retry_statuses=statuses,
         retry_safe_methods=methods,
         idempotency_header=header.group(1),

@@ -28,7 +28,8 @@ import gevent.ssl
 from locust import FastHttpUser, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-from app.contract import (
+from app.contract import (  # CLIENT_CERT_HEADER: re-exported to the security locustfile
+    CLIENT_CERT_HEADER,  # noqa: F401
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_METHODS,
     IDEMPOTENT_REPLAYED_HEADER,
@@ -36,7 +37,6 @@ from app.contract import (
     SUBSCRIPTION_KEY_HEADER,
     TODO_PATH,
 )
-from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER  # noqa: F401 (re-exported)
 from loadtests.item_identity import content, item_name, new_token
 
 ITEMS_PER_USER = 5

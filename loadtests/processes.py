@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.process_groups import signal_group
+
 HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -187,12 +189,6 @@ class ManagedProcess:
         self.signal_group(signal.SIGKILL)
         self.process.wait()
         self.wait_group_gone()
-
-
-def signal_group(pgid: int, signum: int) -> None:
-    """Send `signum` to every process of the group; a group already gone is no error."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 def group_alive(pgid: int) -> bool:

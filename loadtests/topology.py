@@ -46,14 +46,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app.contract import (
+    CLIENT_CERT_HEADER,
+    DEFAULT_TABLE_NAME,
     IDEMPOTENCY_KEY_HEADER,
     MAX_BODY_BYTES,
+    MEMORY_STORE,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
+    TABLE_STORE,
     TODO_PATH,
 )
-from app.settings import DEFAULT_CLIENT_CERT_HEADER as CLIENT_CERT_HEADER
-from app.settings import DEFAULT_TABLE_NAME, MEMORY_STORE, TABLE_STORE
 from loadtests import fidelity
 from loadtests.azurite import Azurite
 from loadtests.fidelity import APP_SERVICE_REQUEST_TIMEOUT_SECONDS, AZURE, Profile, local_profile
@@ -420,6 +422,7 @@ class Topology:
             safe = f"{connection} {'response-timeout ' if after_timeout else ''}{statuses}"
             keyless = (
                 f"{connection} {'response-timeout' if gateway.again_after_timeout == 'all' else ''}"
+                f" {'' if gateway.retry_only_retry_safe else statuses}"
             )
             values |= {
                 "source": profile.source,

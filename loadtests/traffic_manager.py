@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from loadtests.fidelity import RoutingRules
@@ -130,9 +130,21 @@ class TrafficManagerModel:
                 due = self._pending[0][0] if self._pending else next_probe
                 self._stop.wait(max(0.0, min(next_probe, due) - time.monotonic()))
 
+    def _probe(self, endpoint: Endpoint) -> int | None:
+        """One probe; any error (no answer, not HTTP) is a failed probe, as for Traffic Manager."""
+        try:
+            return endpoint.probe(self.rules.probe_timeout_s)
+        except Exception:  # noqa: BLE001 (whatever the probe raised, the probe failed)
+            return None
+
     def _probe_all(self, pool: ThreadPoolExecutor) -> None:
-        timeout = self.rules.probe_timeout_s
-        statuses = list(pool.map(lambda e: e.probe(timeout), self.endpoints))
+        """Probe every endpoint at once; changes that fall due meanwhile are applied on time."""
+        probes = [pool.submit(self._probe, endpoint) for endpoint in self.endpoints]
+        while not all(probe.done() for probe in probes):
+            due = self._pending[0][0] if self._pending else None
+            wait(probes, None if due is None else max(0.0, due - time.monotonic()))
+            self._apply_due()
+        statuses = [probe.result() for probe in probes]
         for endpoint, status in zip(self.endpoints, statuses, strict=True):
             if self.rules.expected(status):
                 endpoint.failures = 0

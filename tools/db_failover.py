@@ -11,9 +11,10 @@ as `writeLocations[0]`. `back` does the reverse and turns automatic failover on 
 idempotent (a write region already home is only confirmed), so the load-test workflow runs it in
 an `always()` step too, also after a failure or a cancellation.
 
-`report` reads the load test's per-request records (loadtests' `records/`) and `summary.json`
-and writes `database-failover.json`: items lost (goal 0; created before the move, missing after
-the run) and the longest time without a successful write after the move started.
+`report` reads the load test's `summary.json` (written by loadtests.run: the reconciliation of
+the items against the store, and the fault's figures) and writes `database-failover.json`:
+items lost, duplicated, orphaned, stale (goal 0 each) and the longest time without a
+successful write while the region moved or moved back.
 
 The regions come from the stack output `cosmos_regions` (write region first, as deployed).
 """
@@ -25,14 +26,11 @@ import json
 import subprocess
 import sys
 import time
-from itertools import pairwise
 from pathlib import Path
 
-from loadtests import analysis
 from tools.cli import CliError, read_json, run_cli, write_atomic
 from tools.stack_outputs import CosmosAccount, load
 
-WRITE_METHODS = ("POST", "PUT", "DELETE")
 REPORT_FILE = "database-failover.json"
 
 
@@ -98,23 +96,17 @@ def back(cosmos: CosmosAccount, timeout: float, poll: float, **waiting) -> float
     return took
 
 
-def longest_write_gap(records: list[dict], since: float) -> float:
-    """Longest time (s) from `since` without a successful write, to the last write seen."""
-    ends = sorted(analysis.end_time(r) for r in records
-                  if r["method"] in WRITE_METHODS and r["outcome"] == "ok"
-                  and analysis.end_time(r) >= since)
-    last_attempt = max((analysis.end_time(r) for r in records if r["method"] in WRITE_METHODS),
-                       default=since)
-    points = [since, *ends, max(last_attempt, ends[-1] if ends else since)]
-    return round(max(b - a for a, b in pairwise(points)), 3)
-
-
 def report(report_dir: Path) -> dict:
     summary = read_json(report_dir / "summary.json", "load test summary")
-    if summary.get("fault_time") is None:
-        raise CliError(f"{report_dir}/summary.json has no fault time: was it a failover run?")
-    records = analysis.load_records(report_dir / "records")
+    try:
+        [move] = summary["faults"]["faults"]
+    except (KeyError, TypeError, ValueError):
+        raise CliError(
+            f"{report_dir}/summary.json has not exactly one fault: was it a database failover run?"
+        ) from None
     items = summary.get("items") or {}
+    # Writes pause while the write region moves, and again while it moves back.
+    gaps = [move.get("write_gap_s"), move.get("write_gap_after_s")]
     result = {
         # Reconciled against the store after the drill (loadtests.reconciliation): every
         # acknowledged create, before, during and after the move.
@@ -123,7 +115,7 @@ def report(report_dir: Path) -> dict:
         "items_orphaned": items.get("orphans"),
         "items_stale": items.get("stale_content"),
         "items_acknowledged": items.get("acknowledged"),
-        "seconds_without_successful_writes": longest_write_gap(records, summary["fault_time"]),
+        "seconds_without_successful_writes": max((g for g in gaps if g is not None), default=None),
         "move_started_at_s": summary.get("fault_at_s"),
         "move_back_started_at_s": summary.get("restore_at_s"),
     }

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-from loadtests.processes import signal_group
 from tools.cli import interrupt_on_sigterm
+from tools.process_groups import signal_group
 
 REPO = Path(__file__).resolve().parents[1]
 # pytest's short test summary (-ra): "FAILED tests/x.py::test_y[p] - message" / "ERROR ...".

@@ -307,6 +307,17 @@ def test_the_write_gap_is_the_longest_time_between_successful_writes_in_the_faul
     assert cycle["write_gap_s"] == 2.49  # last write ends at 11.51, restore at 14
 
 
+def test_the_write_gap_after_the_restore_is_measured_apart():
+    """A store's write region moving back pauses writes after the restore too."""
+    records = [record(9.0, method="POST"), record(12.0, method="POST")]
+    records += [record(15.0, method="PUT"), record(21.0, method="POST"), record(22.0)]
+    cycle = analysis.fault_cycles(records, [fault(10.0, 14.0)])["faults"][0]
+    assert cycle["write_gap_s"] == 2.01  # 10 -> 12.01 (the POST ends); 12.01 -> 14 is 1.99
+    assert cycle["write_gap_after_s"] == 6.0  # the PUT ends at 15.01, the next at 21.01
+    unrestored = analysis.fault_cycles(records, [fault(10.0)])["faults"][0]
+    assert unrestored["write_gap_after_s"] is None
+
+
 def test_a_fault_never_restored_measures_the_write_gap_to_the_end_of_the_run():
     records = [record(t, method="POST") for t in range(10)] + [record(15.0)]
     cycle = analysis.fault_cycles(records, [fault(9.5)])["faults"][0]

@@ -271,10 +271,8 @@ def test_a_gateway_that_cannot_be_reached_is_told_again(start_model):
 
 
 def test_a_probe_that_raises_counts_as_a_failure_and_the_model_keeps_going(start_model):
-    """KNOWN BUG (fails): an exception from a probe ends the model's thread silently: no
-    event, the gateway never follows again. Real Traffic Manager counts any probe error as a
-    failed probe. Topology._probe -> http_status catches OSError only, so e.g. a front end
-    answering something that is not HTTP (http.client.BadStatusLine) would do it."""
+    """An exception from a probe (a front end answering something that is not HTTP:
+    http.client.BadStatusLine) is a failed probe, as for Traffic Manager; the model goes on."""
     script = iter([http.client.BadStatusLine("garbage"), None])
 
     def primary(timeout: float) -> int | None:

@@ -81,30 +81,30 @@ def test_a_write_region_that_never_moves_fails_after_the_timeout(account):
         db_failover.move(COSMOS, timeout=30, poll=10, **no_wait(account))
 
 
-def record(t, method, outcome="ok", item=None):
-    return {"t": t, "ms": 0, "method": method, "outcome": outcome, "item": item,
-            "site": "app-weu", "status": 200}
+def summary(**move) -> dict:
+    return {"fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0,
+            "faults": {"faults": [{"write_gap_s": 3.0, "write_gap_after_s": 1.5, **move}]},
+            "items": {"acknowledged": 2, "missing": 1, "duplicates": 0, "orphans": 0,
+                      "stale_content": 0}}
 
 
-def test_longest_write_gap_after_the_move(tmp_path):
-    records = [record(99, "POST"), record(101, "POST"), record(102, "POST", "fail"),
-               record(105, "PUT"), record(106, "GET"), record(107, "DELETE")]
-    assert db_failover.longest_write_gap(records, since=100.0) == 4.0
-
-
-def test_report_counts_items_lost_and_the_write_gap(tmp_path):
-    (tmp_path / "records").mkdir()
-    lines = [record(99, "POST", item="a"), record(100.5, "POST", "fail"), record(103, "POST")]
-    (tmp_path / "records" / "records-1.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in lines) + "\n")
-    (tmp_path / "summary.json").write_text(json.dumps({
-        "fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0,
-        "items": {"acknowledged": 2, "missing": 1, "duplicates": 0, "orphans": 0,
-                  "stale_content": 0}}))
+def test_report_counts_items_lost_and_the_longest_write_gap(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps(summary()))
     result = db_failover.report(tmp_path)
     assert (result["items_lost"], result["seconds_without_successful_writes"]) == (1, 3.0)
     assert (result["items_duplicated"], result["items_acknowledged"]) == (0, 2)
     assert json.loads((tmp_path / "database-failover.json").read_text()) == result
+
+
+def test_the_move_back_pausing_writes_longer_is_the_figure(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps(summary(write_gap_after_s=8.25)))
+    assert db_failover.report(tmp_path)["seconds_without_successful_writes"] == 8.25
+
+
+def test_a_summary_without_one_fault_is_a_one_line_error(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"items": {}}))
+    with pytest.raises(CliError, match="not exactly one fault"):
+        db_failover.report(tmp_path)
 
 
 def test_cli_without_cosmos_outputs_is_one_line_and_exit_2(tmp_path, capsys):

@@ -140,8 +140,8 @@ def test_one_drill_per_run(tmp_path, capsys):
 def test_the_database_drill_fails_on_any_reconciliation_defect(tmp_path, items, verdict):
     from tools.load_test import database_verdict
 
-    (tmp_path / "records").mkdir()
-    (tmp_path / "records" / "records-1.jsonl").write_text("")
+    move = {"write_gap_s": 2.0, "write_gap_after_s": 1.0}
     (tmp_path / "summary.json").write_text(json.dumps(
-        {"fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0, "items": items}))
+        {"fault_time": 100.0, "fault_at_s": 1.0, "restore_at_s": 2.0,
+         "faults": {"faults": [move]}, "items": items}))
     assert database_verdict(0, tmp_path) == verdict
