@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from tools.process_groups import signal_group
 
 HOST = "127.0.0.1"
@@ -213,17 +215,16 @@ def _all_stopped(pgid: int) -> bool:
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and every process it started that is still its descendant: for a
     child left in its parent's process group (so that a group kill from above reaches it),
-    which `killpg` of its own cannot target."""
-    children: dict[int, list[int]] = {}
-    for stat in _process_table():
-        children.setdefault(stat.ppid, []).append(stat.pid)
-    tree, index = [pid], 0
-    while index < len(tree):
-        tree += children.get(tree[index], [])
-        index += 1
+    which `killpg` of its own cannot target. The descendants are listed first (psutil), then
+    all are killed: parent first, so it starts no more."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
     for member in tree:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(member, signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            member.kill()
 
 
 @dataclass
