@@ -87,7 +87,8 @@ def tail(path: Path, lines: int = 3) -> str:
 
 
 class ManagedProcess:
-    """One child process in its own session (process group), logging into a file."""
+    """One child process in its own session (process group), logging into a file: the local
+    topology's processes and the app servers the tests start (tests/app/servers.py)."""
 
     def __init__(
         self,
@@ -96,11 +97,13 @@ class ManagedProcess:
         log: Path,
         env: dict[str, str] | None = None,
         stop_signal: int = signal.SIGTERM,
+        cwd: Path | None = None,
     ):
         self.name = name
         self.argv = argv
         self.log = log
         self.env = env
+        self.cwd = cwd
         self.stop_signal = stop_signal  # the signal that makes the program shut down cleanly
         self.process: subprocess.Popen | None = None
         self.paused = False
@@ -115,6 +118,7 @@ class ManagedProcess:
             self.process = subprocess.Popen(
                 self.argv,
                 env=self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -177,10 +181,15 @@ class ManagedProcess:
         pgid = self.process.pid
         self.wait_for(lambda: not group_alive(pgid), "every process gone after SIGKILL")
 
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child."""
+    def exit_code(self) -> int | None:
+        """The leader's exit status, None while it runs (or before it started)."""
+        return None if self.process is None else self.process.poll()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
+        """Send the stop signal to the group, SIGKILL it if it lingers, and reap the child.
+        Returns the leader's exit status (None if it never started)."""
         if self.process is None:
-            return
+            return None
         self.signal_group(self.stop_signal)
         self.resume()  # a stopped (paused) group handles the stop signal only once continued
         try:
@@ -189,8 +198,9 @@ class ManagedProcess:
             pass
         # Whatever the leader did, no member of its group may outlive it.
         self.signal_group(signal.SIGKILL)
-        self.process.wait()
+        code = self.process.wait()
         self.wait_group_gone()
+        return code
 
 
 def group_alive(pgid: int) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from loadtests.processes import ManagedProcess
 from tests.leftovers import MARKER
 from tests.waiting import wait_until
 
@@ -63,7 +64,7 @@ def run_to_exit(command: list[str], app_settings: dict[str, str]) -> subprocess.
 
 @dataclass
 class Server:
-    process: subprocess.Popen
+    process: ManagedProcess  # the topology's process manager: one for the whole repository
     port: int
     log: Path
 
@@ -84,7 +85,7 @@ class Server:
         port: another process may have taken it since, and would answer in this server's stead)."""
         try:
             sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, TypeError):  # TypeError: never started (no pid)
             return False
         return any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets)
 
@@ -100,7 +101,7 @@ class Server:
         """Wait until `condition()` holds; fail saying `what` never happened, with the output."""
 
         def exited() -> str | None:  # the condition is checked once more: the output is final
-            code = self.process.poll()
+            code = self.process.exit_code()
             return None if code is None or condition() else f"the server exited with {code}"
 
         wait_until(condition, what, READY_TIMEOUT, details=self.output, give_up=exited)
@@ -112,13 +113,9 @@ class Server:
         return self.output()
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=READY_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
+        """SIGTERM to the server's process group (gunicorn's master and workers shut down
+        gracefully), SIGKILL after READY_TIMEOUT; returns the server's exit status."""
+        return self.process.stop(timeout=READY_TIMEOUT)
 
 
 def start(
@@ -131,15 +128,11 @@ def start(
 ) -> Server:
     """Start the server and return once it answers `ready_path` (any HTTP status)."""
     port = port or free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=server_environment(app_settings, port),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    log.unlink(missing_ok=True)  # this server's output only
+    process = ManagedProcess(
+        f"server on port {port}", command, log, server_environment(app_settings, port), cwd=cwd
+    )
+    process.start()
     server = Server(process, port, log)
     try:
         server.wait_for(
