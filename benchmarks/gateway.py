@@ -24,10 +24,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app.contract import SUBSCRIPTION_KEY_HEADER
+from app.contract import CLIENT_CERT_HEADER, SUBSCRIPTION_KEY_HEADER
 from app.contract import TODO_PATH as PATH
 from benchmarks import wrk
-from loadtests.topology import CLIENT_CERT_HEADER, Topology, TopologyConfig
+from loadtests.topology import Topology, TopologyConfig
 from tools import certs
 
 
