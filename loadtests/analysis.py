@@ -36,6 +36,14 @@ def load_records(directory: Path) -> list[Record]:
     return sorted(records, key=lambda r: r["t"])
 
 
+def load_sent_tokens(directory: Path) -> set[str]:
+    """The tokens of every create sent (sent-*.txt: written before each POST goes out)."""
+    tokens: set[str] = set()
+    for path in Path(directory).glob("sent-*.txt"):
+        tokens.update(line for line in path.read_text().split() if line)
+    return tokens
+
+
 def end_time(record: Record) -> float:
     return record["t"] + record["ms"] / 1000
 

@@ -33,14 +33,15 @@ from collections import Counter
 from pathlib import Path
 
 from app.contract import MEMORY_STORE, TABLE_STORE
-from loadtests.analysis import item_threshold
+from loadtests import release_drill
+from loadtests.analysis import item_threshold, load_records
 from loadtests.fidelity import AZURE, LOCAL, PROFILES, Profile, ProfileError, profile
 from loadtests.processes import TopologyError
 from loadtests.reconciliation import DEFECTS
 from loadtests.run import RunError, RunSpec, conclude, run_scenario
 from loadtests.topology import DEFAULT_CERTS, ROOT, Topology, TopologyConfig
 from tools import certs
-from tools.cli import CliError
+from tools.cli import CliError, write_atomic
 
 STACKS_DIR = ROOT / "cdktf.out" / "stacks"
 # What each fault takes away, how it comes back, and what it hits (a region or the store).
@@ -69,6 +70,7 @@ GOALS = {
     (AZURE, "store"): {"max_store_failures": 0, **ITEMS_RECONCILED},
 }
 RAMP_SECONDS = 5.0
+RELEASE_SECONDS = 80.0  # three releases (about 45 s here: two regions, 12 s bakes) fit, with room
 # The store drill: one fault, the store away for a few seconds.
 STORE_DRILL = {"duration": 30.0, "schedule": [(10.0, 15.0)]}
 # A region fault cycle: the fault lasts `hold` seconds, then `settle` seconds until the next.
@@ -195,11 +197,75 @@ def drills(args: argparse.Namespace, report_root: Path) -> int:
                 code, summary = drill(topology, args, fault, report_root / name / fault)
                 codes.append(code)
                 results[name, fault] = summary
+            if name == LOCAL and not args.fault and args.store == TABLE_STORE:
+                code, summary = release(topology, args, report_root / name / "release")
+                codes.append(code)
+                results[name, "release"] = summary
             step(f"stopping the {name} topology")
     step("both profiles side by side")
     print(comparison(results))
     print("stopped: nothing left running")
     return max(codes)
+
+
+def release(topology: Topology, args: argparse.Namespace, report_dir: Path) -> tuple[int, dict]:
+    """Three releases under load through the release driver (loadtests.release_drill)."""
+    step(
+        f"release under load: {args.users} users; a good version, one failing its smoke test, "
+        "one answering 5xx once it passed its smoke tests "
+        f"(bake {release_drill.BAKE_SECONDS:g} s per region)"
+    )
+    releases = release_drill.ReleaseDrill(topology)
+    spec = RunSpec(
+        scenario="failover",
+        host=topology.gateway_url,
+        key=topology.config.subscription_key,
+        report_dir=report_dir,
+        users=args.users,
+        spawn_rate=args.users / RAMP_SECONDS,
+        user_rate=10.0,
+        duration=RELEASE_SECONDS,
+        thresholds=dict(ITEMS_RECONCILED),
+        profile=topology.config.profile.name,
+        items_source=topology.items_source(),
+        background=releases,
+        background_at=RAMP_SECONDS,
+    )
+    summary = run_scenario(spec)
+    if releases.error is not None:
+        raise RunError(f"release drill: {type(releases.error).__name__}: {releases.error}")
+    records = load_records(report_dir / "records")
+    summary["rollout"] = releases.figures(records, records[0]["t"])
+    summary["breaches"] += release_drill.verdicts(summary["rollout"])
+    write_atomic(report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    step("results: release under load")
+    print(rollout_table(summary["rollout"]))
+    return conclude(summary, report_dir), summary
+
+
+def rollout_table(rollouts: dict) -> str:
+    lines = []
+    for name, figures in rollouts.items():
+        verdict = (
+            "went through"
+            if figures["succeeded"]
+            else f"stopped in {figures['stopped_in']}"
+            + (", swapped back" if figures["rolled_back"] else ", production untouched")
+        )
+        served = figures["broken_version_served"]
+        lines.append(
+            f"  {name:<20} {verdict}; callers' requests {figures['requests']}, failed "
+            f"{figures['failed_requests']}"
+            + ("" if served is None else f", answered by this version {served}")
+        )
+        if figures["reason"]:
+            lines.append(f"  {'':<20} why: {figures['reason']}")
+        for s in figures["steps"]:
+            lines.append(
+                f"  {'':<20} {s['started_at_s']:7.1f} s  {s['region']:<9} {s['step']:<16} "
+                f"{'ok' if s['ok'] else 'FAILED'}"
+            )
+    return "\n".join(lines)
 
 
 def describe_topology(topology: Topology) -> None:

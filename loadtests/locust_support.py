@@ -78,21 +78,24 @@ def ssl_context(with_client_cert: bool):
 class RecordWriter:
     """One JSON-lines file per process (works under --processes and master/workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "records", suffix: str = "jsonl") -> None:
+        self.kind, self.suffix = kind, suffix
         self.file = None
         self.pid = None
         self.flushed = 0.0
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict | str) -> None:
         opts = _OPTIONS["value"]
         if not opts or not opts.records_dir:
             return
         if self.file is None or self.pid != os.getpid():
             self.pid = os.getpid()
-            path = Path(opts.records_dir) / f"records-{socket.gethostname()}-{self.pid}.jsonl"
+            name = f"{self.kind}-{socket.gethostname()}-{self.pid}.{self.suffix}"
+            path = Path(opts.records_dir) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "a", buffering=1 << 16)  # noqa: SIM115 (open for the run)
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        line = record if isinstance(record, str) else json.dumps(record, separators=(",", ":"))
+        self.file.write(line + "\n")
         now = time.time()
         if now - self.flushed > FLUSH_SECONDS:
             self.file.flush()
@@ -105,6 +108,9 @@ class RecordWriter:
 
 
 WRITER = RecordWriter()
+# The token of every create, written before it is sent: a request cut when the run stops its
+# users leaves no record, but its item must not then count as an orphan (reconciliation).
+SENT = RecordWriter("sent", "txt")
 
 
 @events.request.add_listener
@@ -140,13 +146,15 @@ def record_request(
 
 @events.test_stop.add_listener
 def flush_records(**_):
-    if WRITER.file is not None:
-        WRITER.file.flush()
+    for writer in (WRITER, SENT):
+        if writer.file is not None:
+            writer.file.flush()
 
 
 @events.quitting.add_listener
 def close_records(**_):
     WRITER.close()
+    SENT.close()
 
 
 # -- the TodoItem user --------------------------------------------------------------------------
@@ -239,6 +247,8 @@ class TodoUser(FastHttpUser):
             # The same key on this user's own retries and on the gateway's, so the app replays
             # instead of applying twice.
             headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: key or uuid.uuid4().hex}
+        if method == "POST" and token:
+            SENT.write(token)
         waited = 0.0
         while True:
             context = {"item": item, "user": self.user_id, "token": token}

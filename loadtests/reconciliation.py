@@ -161,10 +161,15 @@ def reconcile(
     stored: Iterable[StoredItem],
     baseline: Iterable[StoredItem] = (),
     read_from: str = "",
+    sent: Iterable[str] = (),
 ) -> dict:
     """The figures of one run (see the module docstring), with the first few entries of each in
-    `examples`. `read_from` says where `stored` was read (shown in the report)."""
+    `examples`. `read_from` says where `stored` was read (shown in the report). `sent`: the
+    tokens of every create the clients sent, answered or not (a request cut when the run
+    stopped its users leaves no record, but was sent: its item is no orphan)."""
     attempts, item_of, histories = ledger(records)
+    for token in sent:
+        attempts.setdefault(token, 0)
     stored = sorted(stored, key=lambda item: item.id)
     before = {item.id: item for item in baseline}
     found: dict[str, list[dict]] = {name: [] for name in DEFECTS + UNACKNOWLEDGED}

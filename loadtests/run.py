@@ -80,6 +80,10 @@ class RunSpec:
     items_source: ItemSource | None = None
     # Events of the run's environment for the report (the Traffic Manager model's), since a time.
     events: Callable[[float], list[dict]] | None = None
+    # Work done under the load (a release: loadtests.demo), started this many seconds in, in a
+    # thread of its own; the run waits for it before it ends.
+    background: Callable[[], None] | None = None
+    background_at: float = 0.0
 
 
 def locust_command(spec: RunSpec) -> list[str]:
@@ -180,7 +184,8 @@ def reconciled(spec: RunSpec, records: list[dict], baseline: list[StoredItem] | 
     source = spec.items_source
     stored = read_items(source, "after the run")
     try:
-        items = reconcile(records, stored, baseline or [], read_from=source.describe())
+        sent = analysis.load_sent_tokens(spec.report_dir / "records")
+        items = reconcile(records, stored, baseline or [], read_from=source.describe(), sent=sent)
     except ReconciliationError as error:
         raise RunError(f"reconciliation: {error}") from None
     return items
@@ -209,9 +214,12 @@ def drive(
         )
         started = time.time()
         next_progress = PROGRESS_SECONDS
+        worker = threading.Thread(target=spec.background or (lambda: None), name="background")
         try:
             while process.poll() is None:
                 elapsed = time.time() - started
+                if spec.background and not worker.ident and elapsed >= spec.background_at:
+                    worker.start()
                 if len(fired) < len(schedule) and elapsed >= schedule[len(fired)][0]:
                     fired.append({"fault_time": time.time(), "restore_time": None})
                     said = fault()
@@ -237,6 +245,8 @@ def drive(
             if process.poll() is None:
                 kill_tree(process.pid)
             process.wait()
+            if worker.ident:
+                worker.join()
     return process.returncode, fired
 
 

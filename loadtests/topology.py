@@ -96,6 +96,9 @@ MEMORY_LIST_NOTE = (
 # Stand-in only: the front ends report the serial of the client certificate they were shown,
 # so a certificate rotation can be observed through the gateway.
 CLIENT_CERT_SERIAL_HEADER = "X-Client-Cert-Serial"
+STAGING_SLOT = "staging"
+# After freezing an app, how long its front end may take to pass on an answer already written.
+FREEZE_SETTLE_SECONDS = 0.02
 
 
 @dataclass
@@ -118,11 +121,23 @@ class TopologyConfig:
 @dataclass
 class Region:
     site: str
-    app_port: int
+    app_port: int  # the production slot's app (swaps exchange it with the staging slot's)
     frontend_port: int
     app: ManagedProcess
     frontend: ManagedProcess
     admin_socket: str  # the front end's runtime API
+    # The staging slot: its own front-end listener (the slot's own hostname) and app port. Its
+    # app runs once a release deployed to it (loadtests.slots); until then it answers 503.
+    staging_frontend_port: int = 0
+    staging_app_port: int = 0
+    staging_app: ManagedProcess | None = None
+    package: Path = ROOT  # the package root production runs (app/ inside)
+    staging_package: Path | None = None
+
+    @property
+    def staging_site(self) -> str:
+        """The staging slot's site name (App Service: the slot's host is <app>-<slot>)."""
+        return f"{self.site}-{STAGING_SLOT}"
 
 
 def _port_taken_meanwhile(error: TopologyError) -> bool:
@@ -253,7 +268,12 @@ class Topology:
     def processes(self) -> list[ManagedProcess]:
         """Every process, in start order (stop() goes in reverse: the store last)."""
         store = [self.store.process] if self.store and self.store.process else []
-        parts = [p for r in self.regions.values() for p in (r.app, r.frontend)]
+        parts = [
+            p
+            for r in self.regions.values()
+            for p in (r.app, r.staging_app, r.frontend)
+            if p is not None
+        ]
         return store + parts + ([self.gateway] if self.gateway else [])
 
     def state(self) -> dict:
@@ -318,7 +338,7 @@ class Topology:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # All picked at once: ports picked one call after another could repeat a port the
         # first call had just released.
-        ports = free_ports(6)
+        ports = free_ports(10)
         self.gateway_port = self.config.gateway_port or ports[4]
         ensure_port_free(self.gateway_port, "gateway")
         if self.config.store == TABLE_STORE:
@@ -326,8 +346,10 @@ class Topology:
             self.store.start()
             self.store.create_table(self.config.table_name)  # Terraform's part on Azure
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
-        for (role, site), app_port, frontend_port in zip(roles, ports[0:4:2], ports[1:4:2]):
-            self.regions[role] = self._region(role, site, app_port, frontend_port)
+        for (role, site), app_port, frontend_port, staging in zip(
+            roles, ports[0:4:2], ports[1:4:2], (ports[6:8], ports[8:10]), strict=True
+        ):
+            self.regions[role] = self._region(role, site, app_port, frontend_port, staging)
         for role in self.regions:
             self._start_app(role)
         for region in self.regions.values():
@@ -361,15 +383,26 @@ class Topology:
             "app_timeout": "30s",
         }
 
-    def _region(self, role: str, site: str, app_port: int, frontend_port: int) -> Region:
-        env = _app_environment(self.config, site, app_port, self.store)
-        admin_socket = str(self.admin_dir / f"frontend-{role}.sock")
-        app = ManagedProcess(
-            f"{role} app ({site})",
-            ["bash", str(ROOT / "app" / "startup.sh")],
-            self.workdir / f"app-{role}.log",
-            env,
+    def app_process(
+        self, role: str, slot: str, site: str, port: int, package: Path
+    ) -> ManagedProcess:
+        """The app of one slot of a region: `package`'s app/startup.sh with the slot's settings
+        (its site name and port), as App Service runs a slot."""
+        return ManagedProcess(
+            f"{role} app, {slot} slot ({site})",
+            ["bash", str(package / "app" / "startup.sh")],
+            self.workdir / f"app-{role}-{slot}.log"
+            if slot != "production"
+            else self.workdir / f"app-{role}.log",
+            _app_environment(self.config, site, port, self.store),
         )
+
+    def _region(
+        self, role: str, site: str, app_port: int, frontend_port: int, staging: list[int]
+    ) -> Region:
+        admin_socket = str(self.admin_dir / f"frontend-{role}.sock")
+        app = self.app_process(role, "production", site, app_port, ROOT)
+        staging_frontend_port, staging_app_port = staging
         config_path = render(
             "frontend.cfg",
             self.workdir / f"frontend-{role}.cfg",
@@ -383,10 +416,21 @@ class Topology:
             serial_header=CLIENT_CERT_SERIAL_HEADER,
             check_interval_ms=self.config.check_interval_ms,
             admin_socket=admin_socket,
+            staging_port=staging_frontend_port,
+            staging_app_port=staging_app_port,
             **self._dead_app_rules(),
         )
         frontend = _haproxy(f"{role} front end (HAProxy on {HOST}:{frontend_port})", config_path)
-        return Region(site, app_port, frontend_port, app, frontend, admin_socket)
+        return Region(
+            site,
+            app_port,
+            frontend_port,
+            app,
+            frontend,
+            admin_socket,
+            staging_frontend_port,
+            staging_app_port,
+        )
 
     def _start_app(self, role: str) -> None:
         region = self.regions[role]
@@ -548,18 +592,26 @@ class Topology:
 
     def kill_app(self, role: str = "primary", mid_request_within: float = 0.0) -> dict:
         """SIGKILL the region's app (gunicorn master and workers). With `mid_request_within`,
-        first wait up to that many seconds for the app to be serving a request, so the fault
-        cuts requests in flight. Returns {"fault_time": when the signal was sent (epoch),
-        "app_serving": how many requests it was serving then (front end's count, read just
-        before)}, once its port refuses connections: until then a dying worker's socket still
-        takes one, and resets it."""
+        first make sure the kill cuts a caller's request (for up to that many seconds): freeze
+        the app (SIGSTOP), let any answer it had already written leave the front end, and kill
+        it only if the front end still waits on it for a request; otherwise let it run again
+        and try anew. Returns {"fault_time": when the kill was sent (epoch), "app_serving": the
+        requests the frozen app held (its front end's count; 0 when it never held one)}, once
+        its port refuses connections: until then a dying worker's socket still takes one."""
         region = self.regions[role]
-        serving = self.serving_now(role)
+        serving = 0
         deadline = time.monotonic() + mid_request_within
-        while serving == 0 and time.monotonic() < deadline:
+        while mid_request_within > 0:
+            region.app.pause()
+            time.sleep(FREEZE_SETTLE_SECONDS)  # an answer already written reaches its caller
             serving = self.serving_now(role)
+            if serving or time.monotonic() >= deadline:
+                break
+            region.app.resume()
+            time.sleep(FREEZE_SETTLE_SECONDS)  # requests arrive
         killed = {"fault_time": time.time(), "app_serving": serving}
         region.app.kill()
+        region.app.paused = False
         port = region.app_port
         region.app.wait_for(lambda: not port_open(port), f"refusing connections on port {port}")
         return killed

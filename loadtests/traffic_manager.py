@@ -56,8 +56,19 @@ class HAProxyAdmin:
         if answer:  # silent on success
             raise TopologyError(f"HAProxy: set server {backend}/{server} state {state}: {answer}")
 
-    def current_sessions(self, backend: str, server: str) -> int:
-        """Requests the server is serving now (`scur` of `show stat`)."""
+    def set_address(self, backend: str, server: str, port: int, host: str = "127.0.0.1") -> None:
+        """Point a server at another address: new requests go there, those in flight finish."""
+        answer = self.command(f"set server {backend}/{server} addr {host} port {port}").strip()
+        if "changed" not in answer and answer:
+            raise TopologyError(f"HAProxy: set server {backend}/{server} addr: {answer}")
+
+    def responses(self, backend: str) -> tuple[int, int]:
+        """(responses, 5xx responses) the backend has given since the start."""
+        row = self._stat(backend, "BACKEND")
+        counts = [int(row.get(f"hrsp_{kind}") or 0) for kind in ("1xx", "2xx", "3xx", "4xx", "5xx")]
+        return sum(counts), counts[-1]
+
+    def _stat(self, backend: str, server: str) -> dict[str, str]:
         lines = self.command("show stat").splitlines()
         if not lines or not lines[0].startswith("# "):
             raise TopologyError(f"HAProxy runtime API {self.path}: no statistics")
@@ -65,8 +76,12 @@ class HAProxyAdmin:
         for line in lines[1:]:
             row = dict(zip(columns, line.split(","), strict=False))
             if row.get("pxname") == backend and row.get("svname") == server:
-                return int(row["scur"] or 0)
+                return row
         raise TopologyError(f"HAProxy: no server {backend}/{server}")
+
+    def current_sessions(self, backend: str, server: str) -> int:
+        """Requests the server is serving now (`scur` of `show stat`)."""
+        return int(self._stat(backend, server)["scur"] or 0)
 
 
 @dataclass

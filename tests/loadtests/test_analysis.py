@@ -454,3 +454,10 @@ def test_failures_and_store_failures_are_thresholds():
     assert analysis.breaches({"failures": 3}, {"max_store_failures": 0}) == [
         "max-store-failures 0 broken: store_fault.failures = None"
     ]
+
+
+def test_the_sent_tokens_of_every_process_are_read(tmp_path):
+    (tmp_path / "sent-host-1.txt").write_text("a" * 32 + "\n" + "b" * 32 + "\n")
+    (tmp_path / "sent-host-2.txt").write_text("b" * 32 + "\n")
+    (tmp_path / "records-host-1.jsonl").write_text("")
+    assert analysis.load_sent_tokens(tmp_path) == {"a" * 32, "b" * 32}

@@ -15,10 +15,11 @@ def test_kill_tree_kills_a_process_and_every_descendant_left_in_its_group():
     # cannot single them out, kill_tree must find them.
     parent = subprocess.Popen(["bash", "-c", "sleep 300 & (sleep 300 & wait) & wait"])
     try:
-        tree = wait_until(
-            lambda: (lambda kids: kids if len(kids) >= 3 else None)(
-                psutil.Process(parent.pid).children(recursive=True)),
-            "bash started its children and grandchild")
+        def descendants():
+            kids = psutil.Process(parent.pid).children(recursive=True)
+            return kids if len(kids) >= 3 else None
+
+        tree = wait_until(descendants, "bash started its child, the subshell and its child")
         kill_tree(parent.pid)
         parent.wait(timeout=30)
         wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE

@@ -227,3 +227,13 @@ def test_a_copy_answered_when_the_original_never_was_acknowledges_the_create():
     result = reconcile(records, [stored("id-a", A)])
     assert defects(result) == {}
     assert result["acknowledged"] == 1
+
+
+def test_an_item_of_a_create_that_was_sent_but_never_recorded_is_no_orphan():
+    """A request cut when the run stopped its users leaves no record; its token was written
+    before it went out (sent-*.txt), so its item is an unanswered create, not an orphan."""
+    without = reconcile([create(1.0, A, "id-a")], [stored("id-a", A), stored("id-b", B)])
+    assert defects(without) == {"orphans": 1}
+    result = reconcile([create(1.0, A, "id-a")], [stored("id-a", A), stored("id-b", B)], sent=[A, B])
+    assert defects(result) == {}
+    assert result["unacknowledged_present"] == 1 and result["creates_attempted"] == 2

@@ -1,0 +1,146 @@
+"""Deployment slots on the local stand-in: the release driver's local backend
+(tools.release.Backend), so `make demo` rehearses a release with the code the workflow runs.
+
+Each region's front end has a production listener (backend `app`) and a staging listener
+(backend `staging`, the slot's own address). A deploy starts the package's app/startup.sh on the
+staging slot's port with the staging slot's settings. A swap does what App Service's does:
+
+1. the staging slot's app is restarted with production's settings (its site name) and warmed
+   up, while production keeps serving;
+2. the front end's `app` (and health) server is pointed at it and `staging` at the old
+   production app, through HAProxy's runtime API: no listener closes, requests in flight
+   finish where they are;
+3. the old production app is stopped gracefully (gunicorn finishes what it serves) and started
+   again with the staging slot's settings.
+
+A swap back is the same swap again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ssl
+import zipfile
+from pathlib import Path
+
+import httpx
+
+from loadtests.processes import TopologyError, http_status
+from loadtests.topology import Region, Topology
+from loadtests.traffic_manager import HAProxyAdmin
+from tools.release import ReleaseError, health_path
+
+ROLLOUT_ORDER = ("secondary", "primary")  # the region that serves least goes first
+
+
+class LocalSlots:
+    """tools.release.Backend over a running Topology (regions named by role)."""
+
+    def __init__(self, topology: Topology, order: tuple[str, ...] = ROLLOUT_ORDER) -> None:
+        self.topology = topology
+        self.order = order
+        self.packages = topology.workdir / "packages"
+
+    # -- what the driver asks -----------------------------------------------------------------
+
+    def regions(self) -> list[str]:
+        return list(self.order)
+
+    def health_path(self) -> str:
+        return health_path(self.topology.config.health_key)
+
+    def deploy(self, role: str, package: Path) -> None:
+        region = self._region(role)
+        root = self._unpack(package)
+        if region.staging_app is not None:
+            region.staging_app.stop()
+        region.staging_package = root
+        region.staging_app = self._start(role, "staging", root, region.staging_app_port)
+
+    def warm_up(self, role: str) -> None:
+        region = self._region(role)
+        if region.staging_app is None:
+            raise ReleaseError("nothing deployed to the staging slot")
+        try:
+            region.staging_app.wait_ready(lambda: self._healthy(region.staging_app_port))
+        except TopologyError as error:
+            raise ReleaseError(
+                f"the staging slot never answered its health path: {error}"
+            ) from None
+
+    def client(self, role: str, slot: str) -> tuple[httpx.Client, str, str]:
+        region = self._region(role)
+        certs = self.topology.config.certs_dir
+        tls = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        tls.load_cert_chain(certs / "client.pem", certs / "client.key")
+        port = region.frontend_port if slot == "production" else region.staging_frontend_port
+        site = region.site if slot == "production" else region.staging_site
+        return httpx.Client(verify=tls, timeout=10), f"https://127.0.0.1:{port}", site
+
+    def swap(self, role: str) -> None:
+        region = self._region(role)
+        if region.staging_app is None or region.staging_package is None:
+            raise ReleaseError("nothing deployed to the staging slot: nothing to swap")
+        # 1. the staging slot's instances get production's settings, and warm up
+        region.staging_app.stop()
+        incoming = self._start(role, "production", region.staging_package, region.staging_app_port)
+        # 2. the front end's routing switches: production -> the warmed-up app
+        admin = HAProxyAdmin(region.admin_socket)
+        for backend in ("app", "app_health"):
+            admin.set_address(backend, "app", region.staging_app_port)
+        admin.set_address("staging", "app", region.app_port)
+        # 3. the old production app becomes the staging slot, with the staging settings
+        outgoing, outgoing_package, outgoing_port = region.app, region.package, region.app_port
+        outgoing.stop()
+        region.app, region.app_port, region.package = (
+            incoming,
+            region.staging_app_port,
+            (region.staging_package),
+        )
+        region.staging_app_port, region.staging_package = outgoing_port, outgoing_package
+        region.staging_app = self._start(role, "staging", outgoing_package, outgoing_port)
+
+    def served(self, role: str) -> tuple[int, int]:
+        """(answers, 5xx answers) of the region's production backend: the front end's counters
+        (the local stand-in for App Service's Requests and Http5xx metrics)."""
+        return HAProxyAdmin(self._region(role).admin_socket).responses("app")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _region(self, role: str) -> Region:
+        try:
+            return self.topology.regions[role]
+        except KeyError:
+            raise ReleaseError(f"no region {role!r} in this topology") from None
+
+    def _healthy(self, port: int) -> bool:
+        return http_status(port, self.health_path()) == 200
+
+    def _start(self, role: str, slot: str, package: Path, port: int):
+        region = self._region(role)
+        site = region.site if slot == "production" else region.staging_site
+        process = self.topology.app_process(role, slot, site, port, package)
+        process.start()
+        try:
+            process.wait_ready(lambda: self._healthy(port))
+        except TopologyError as error:
+            process.stop()
+            raise ReleaseError(f"the {slot} slot's app did not start: {error}") from None
+        return process
+
+    def _unpack(self, package: Path) -> Path:
+        """The package zip (tools.package_app) unpacked once, under its digest."""
+        try:
+            data = Path(package).read_bytes()
+        except OSError as error:
+            raise ReleaseError(f"package {package}: {error.strerror}") from None
+        root = self.packages / hashlib.sha256(data).hexdigest()[:16]
+        if not (root / "app" / "startup.sh").is_file():
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    archive.extractall(root)
+            except zipfile.BadZipFile:
+                raise ReleaseError(f"package {package}: not a zip file") from None
+            (root / "app" / "startup.sh").chmod(0o755)
+        return root
