@@ -13,6 +13,12 @@ when every goal holds.
    callers get 503 + Retry-After meanwhile, never anything else, and each keyed write sent again
    after the store returns makes exactly one item.
 
+3. release (local profile): three releases under load through the release driver the workflow
+   uses (tools.release, with the stand-in's staging slots: loadtests.slots): a good version
+   goes through region by region with no failed request; a version failing its smoke test
+   stops on the first region's staging slot; a version answering 5xx after its swap is swapped
+   back by the bake and the rollout stops (loadtests.release_drill).
+
 After each drill the items are reconciled against the table itself (loadtests.reconciliation):
 any item missing, duplicated, orphaned, stale or resurrected fails the drill.
 
