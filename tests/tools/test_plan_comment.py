@@ -282,3 +282,256 @@ def test_the_pr_label_names_the_kind_of_change(plan, kind):
 def test_forgetting_is_labelled_destroys():
     assert plan_comment.label("todo-api-dev", plan_of(entry("x.y", ["forget"]))).endswith(
         "destroys")
+
+
+# --- sensitive values (hashicorp/terraform#35609: Terraform's text can print them) ---------
+
+SECRET = "hunter2-Secret-value"
+
+
+@pytest.mark.parametrize("source", [
+    "after_sensitive", "before_sensitive", "output_change", "prior_state_module",
+    "planned_output", "variable_value", "variable_default",
+])
+def test_each_sensitive_mark_of_the_plan_json_is_a_value_to_redact(source):
+    """One source at a time: the value is found only through that mark."""
+    plan = plan_of()
+    if source == "after_sensitive":
+        plan["resource_changes"] = [entry("x.a", ["create"], change={
+            "after": {"conn": {"user": "u", "password": SECRET}},
+            "after_sensitive": {"conn": {"password": True}}})]
+    elif source == "before_sensitive":
+        plan["resource_changes"] = [entry("x.a", ["delete"], change={
+            "before": {"keys": ["k1", SECRET]}, "before_sensitive": {"keys": [False, True]}})]
+    elif source == "output_change":
+        plan["output_changes"] = {"token": {"actions": ["create"], "after": {"v": SECRET},
+                                            "after_sensitive": True}}
+    elif source == "prior_state_module":
+        plan["prior_state"] = {"values": {"root_module": {"child_modules": [{"resources": [
+            {"address": "module.m.x.a", "values": {"input": SECRET},
+             "sensitive_values": {"input": True}}]}]}}}
+    elif source == "planned_output":
+        plan["planned_values"] = {"outputs": {"token": {"sensitive": True, "value": SECRET}}}
+    else:
+        declared = {"sensitive": True}
+        if source == "variable_default":
+            declared["default"] = SECRET
+        else:
+            plan["variables"] = {"secret": {"value": SECRET}}
+        plan["configuration"] = {"root_module": {"variables": {"secret": declared}}}
+    assert SECRET in plan_comment.sensitive_values(plan)
+
+
+def test_values_not_marked_sensitive_are_not_redacted():
+    plan = plan_of(entry("x.a", ["create"], change={
+        "after": {"user": "admin", "password": SECRET}, "after_sensitive": {"password": True}}))
+    plan["variables"] = {"region": {"value": "westeurope"}}
+    plan["configuration"] = {"root_module": {"variables": {"region": {}}}}
+    assert plan_comment.sensitive_values(plan) == {SECRET}
+
+
+# How Terraform 1.11 prints these values in plan text (checked with `terraform show`).
+TERRAFORM_RENDERING = r"""      + input  = [
+          + "pa\"ss-word",
+          + "back\\slash",
+          + <<-EOT
+                multi
+                line-secret
+            EOT,
+          + jsonencode(
+                {
+                  + pw = "js\"on-pw"
+                }
+            ),
+          + "https://u:hunter2-Secret-value@h",
+          + "user=admin;pw=pa\"ss-word;",
+          + "abc",
+          + "abcd",
+        ]
+"""
+
+
+def test_redaction_covers_the_forms_terraform_prints():
+    secrets = {'pa"ss-word', "back\\slash", "multi\nline-secret\n", '{"pw":"js\\"on-pw"}',
+               SECRET, "abc"}
+    redacted = plan_comment.redact(TERRAFORM_RENDERING, plan_comment.sensitive_values(
+        plan_of(entry("x.a", ["create"], change={"after": sorted(secrets),
+                                                  "after_sensitive": True}))))
+    for part in ("ss-word", "slash", "line-secret", "on-pw", SECRET):
+        assert part not in redacted
+    assert redacted.count("+ (sensitive value),") == 3  # Terraform's quoted forms
+    assert '"https://u:(sensitive value)@h"' in redacted
+    assert '"user=admin;pw=(sensitive value);"' in redacted  # escaped as Terraform quotes it
+    assert '+ (sensitive value),\n          + "abcd",' in redacted  # "abc" only where quoted
+
+
+def test_a_secret_that_terraform_prints_never_reaches_the_comment(tmp_path):
+    """Regression (hashicorp/terraform#35609): an attribute copies a sensitive input without
+    the mark, so Terraform's own text shows the value; the JSON still marks the source."""
+    plan = plan_of(
+        entry("terraform_data.marked", ["no-op"], change={
+            "before": {"input": SECRET, "output": SECRET},
+            "after": {"input": SECRET, "output": SECRET},
+            "before_sensitive": {"input": True}, "after_sensitive": {"input": True}}),
+        entry("terraform_data.copy", ["create"], change={
+            "after": {"input": SECRET}, "after_sensitive": {}}))
+    text = f'  # terraform_data.copy will be created\n      + input  = "{SECRET}"\n'
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    (tmp_path / "plan.txt").write_text(text)
+    outs = [tmp_path / name for name in ("c.md", "s.md", "redacted.txt")]
+    assert plan_comment.main([
+        "--stack", "todo-api-dev", "--plan-json", str(tmp_path / "plan.json"),
+        "--plan-text", str(tmp_path / "plan.txt"), "--out", str(outs[0]),
+        "--summary-out", str(outs[1]), "--redacted-text-out", str(outs[2])]) == 0
+    for out in outs:
+        assert SECRET not in out.read_text()
+        assert "+ input  = (sensitive value)" in out.read_text()
+
+
+def test_a_secret_in_an_address_is_redacted_everywhere():
+    """`for_each = toset(nonsensitive(var.names))` puts a sensitive value in the address."""
+    plan = plan_of(entry(f'azurerm_key_vault_secret.s["{SECRET}"]', ["delete"]))
+    plan["variables"] = {"names": {"value": [SECRET]}}
+    plan["configuration"] = {"root_module": {"variables": {"names": {"sensitive": True}}}}
+    for text in (render_comment("todo-api-dev", plan),
+                 plan_comment.render_summary("todo-api-dev", plan)):
+        assert SECRET not in text
+        assert '| - destroy | `azurerm_key_vault_secret.s[(sensitive value)]` |' in text
+        assert '> - `azurerm_key_vault_secret.s[(sensitive value)]`: - destroy' in text
+
+
+def test_redacted_text_needs_the_plan_text(tmp_path):
+    with pytest.raises(plan_comment.CliError, match="--redacted-text-out needs --plan-text"):
+        plan_comment.main(["--stack", "s", "--plan-json", str(PLANS / "create.json"),
+                           "--out", str(tmp_path / "c.md"),
+                           "--redacted-text-out", str(tmp_path / "t.txt")])
+
+
+# --- addresses that Markdown would misread ---------------------------------------------------
+
+def rendered_rows(markdown: str) -> list[list[str]]:
+    """The changed-resources table as GitHub parses it (GFM tables): cells' text per row."""
+    from markdown_it import MarkdownIt
+
+    rows, row, inside = [], None, False
+    for token in MarkdownIt("commonmark").enable("table").parse(markdown):
+        if token.type == "table_open":
+            inside = True
+        elif token.type == "tr_open" and inside:
+            row = []
+            rows.append(row)
+        elif token.type == "inline" and row is not None:
+            row.append("".join(child.content for child in token.children))
+        elif token.type == "table_close":
+            inside, row = False, None
+    return [r for r in rows if len(r) != 5]  # the counts table has 5 columns
+
+
+@pytest.mark.parametrize("key", ["a|b", "tick`key", "``x|`", "back\\|slash", "*em* _u_"])
+def test_an_address_with_pipes_or_backticks_is_one_cell_of_the_table(key):
+    address = f'azurerm_key_vault_secret.s["{key}"]'
+    moved = entry(address, ["update"], previous_address=f'azurerm_key_vault_secret.t["{key}"]')
+    rows = rendered_rows(render_comment("todo-api-dev", plan_of(moved)))
+    assert rows == [["action", "address"], [
+        "~ update", f'{address} (moved from azurerm_key_vault_secret.t["{key}"])']]
+
+
+def test_an_address_with_a_backtick_stays_a_code_span_in_the_warning():
+    text = summary("todo-api-dev", plan_of(entry('x.y["a`b"]', ["delete"])))
+    assert '> - `` x.y["a`b"] ``: - destroy' in text
+
+
+# --- deposed objects --------------------------------------------------------------------------
+
+def test_a_deposed_object_is_named_as_such_in_table_and_warning():
+    plan = plan_of(entry("azurerm_linux_web_app.app", ["create", "delete"]),
+                   entry("azurerm_linux_web_app.app", ["delete"], deposed="1a2b3c4d"))
+    comment = render_comment("todo-api-dev", plan)
+    assert "| - destroy (deposed object 1a2b3c4d) | `azurerm_linux_web_app.app` |" in comment
+    assert "> - `azurerm_linux_web_app.app`: - destroy (deposed object 1a2b3c4d)" in comment
+    assert table_row(comment) == "| `todo-api-dev` | 0 | 0 | **1** :warning: | **1** :x: |"
+
+
+# --- stateful resources -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("plan", "expected"), [
+    ("delete.json", [("azurerm_key_vault_secret.old_key", "delete")]),
+    ("mixed.json", [("azurerm_key_vault_secret.old_key", "delete")]),
+    ("replace.json", []),  # azurerm_api_management_backend is not azurerm_api_management
+    ("create.json", []),
+    ("no_changes.json", []),
+])
+def test_stateful_changes_of_the_hand_written_plans(plan, expected):
+    assert plan_comment.stateful_changes(load(plan)) == expected
+
+
+def test_stateful_type_comes_from_the_address_when_the_entry_has_none():
+    plan = plan_of(entry('module.db["a.b"].azurerm_cosmosdb_account.acct', ["delete", "create"]),
+                   entry("data.azurerm_key_vault.kv", ["read"]),
+                   entry("azurerm_storage_blob.state", ["create", "forget"]))
+    assert plan_comment.stateful_changes(plan) == [
+        ('module.db["a.b"].azurerm_cosmosdb_account.acct', "replace"),
+        ("azurerm_storage_blob.state", "create-forget")]
+
+
+def test_stateful_section_comes_right_after_the_heading():
+    text = summary("todo-api-dev", load("mixed.json"))
+    heading, stateful, table = text.split("\n\n")[:3]
+    assert heading == "### Terraform plan: `todo-api-dev`"
+    assert stateful.startswith("> [!CAUTION]\n> **Stateful resources deleted or replaced (1)")
+    assert stateful.endswith("> - `azurerm_key_vault_secret.old_key`: - destroy")
+    assert table.startswith("| stack |")
+
+
+def test_the_refusal_names_the_first_few_addresses_in_one_line():
+    stateful = [(f"azurerm_key_vault.kv{i}", "delete") for i in range(5)]
+    message = plan_comment.refusal(stateful)
+    assert "\n" not in message
+    assert "azurerm_key_vault.kv2 (delete) and 2 more" in message
+    assert "azurerm_key_vault.kv3" not in message
+
+
+def test_refusing_is_a_no_op_without_stateful_changes(tmp_path):
+    assert plan_comment.main(["--stack", "todo-api-dev", "--plan-json", str(PLANS / "replace.json"),
+                              "--out", str(tmp_path / "c.md"),
+                              "--refuse-stateful-changes"]) == 0
+
+
+def test_refusing_a_hand_written_plan_exits_3_from_the_command_line(tmp_path):
+    out = tmp_path / "comment.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.plan_comment", "--stack", "todo-api-dev", "--plan-json",
+         str(PLANS / "mixed.json"), "--out", str(out), "--refuse-stateful-changes"],
+        check=False, cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [
+        "error: " + plan_comment.refusal([("azurerm_key_vault_secret.old_key", "delete")])]
+    assert "This plan is refused" in out.read_text()
+
+
+# --- the job summary's size -------------------------------------------------------------------
+
+def test_the_job_summary_file_stays_under_its_cap_with_what_came_before(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_comment, "MAX_SUMMARY_BYTES", 30_000)
+    step_summary = tmp_path / "summary.md"
+    step_summary.write_text("x" * 10_000 + "\n")
+    (tmp_path / "plan.txt").write_text("\n".join(f"line {i} \u00e9\u00e9" for i in range(20_000)))
+    assert plan_comment.main([
+        "--stack", "todo-api-dev", "--plan-json", str(PLANS / "mixed.json"), "--plan-text",
+        str(tmp_path / "plan.txt"), "--out", str(tmp_path / "c.md"),
+        "--summary-out", str(step_summary)]) == 0
+    written = step_summary.read_bytes()
+    assert 25_000 < len(written) < 30_000
+    assert b"cut here: the full plan is in the workflow run's artifacts (SHA-256" in written
+
+
+def test_a_full_job_summary_gets_nothing_more(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plan_comment, "MAX_SUMMARY_BYTES", 1_000)
+    step_summary = tmp_path / "summary.md"
+    step_summary.write_text("x" * 990)
+    assert plan_comment.main(["--stack", "todo-api-dev", "--plan-json", str(PLANS / "mixed.json"),
+                              "--out", str(tmp_path / "c.md"),
+                              "--summary-out", str(step_summary)]) == 0
+    assert step_summary.read_text() == "x" * 990
+    assert "no room left in the job summary" in capsys.readouterr().err
