@@ -63,8 +63,7 @@ STATEFUL_TYPES = frozenset(
         "azurerm_cosmosdb_account",
         "azurerm_cosmosdb_table",
         "azurerm_key_vault",
-        "azurerm_key_vault_certificate",
-        "azurerm_key_vault_secret",
+        "azurerm_key_vault_certificate",  # (secrets are regenerated or soft-deleted: not listed)
         "azurerm_api_management",
         "azurerm_storage_account",
         "azurerm_storage_container",

@@ -235,9 +235,18 @@ def other_deploy_runs(world) -> dict[str, Run]:
         for stack in scenario["stacks"].values():
             stack["applied_elsewhere_after_plan"] = True
         return scenario
+    def deletes_the_store(scenario):
+        for stack in scenario["stacks"].values():
+            stack["plan"]["resource_changes"].append(COSMOS_DELETE)
+        return scenario
     cases = {
         "prod": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, None),
         "stale": (stale, "push", None, None),
+        # A plan that destroys the Cosmos DB account: refused on a push, applied only when the
+        # run was started by hand with allow-stateful-changes.
+        "stateful": (deletes_the_store, "push", None, None),
+        "stateful allowed": (deletes_the_store, "workflow_dispatch",
+                             {"environment": "dev", "allow-stateful-changes": "true"}, None),
         # Run workflow from a branch other than main: prod-plan's branch policy refuses it.
         "branch": (lambda s: s, "workflow_dispatch", {"environment": "prod"},
                    {"ref": "refs/heads/feature"}),
@@ -279,6 +288,31 @@ def test_prod_cannot_be_planned_from_a_branch(other_deploy_runs):
         failures[0])
     assert terraform_calls(run, "plan") == [] and terraform_calls(run, "apply") == []
     assert not run.job_succeeded("deploy prod")
+
+
+COSMOS_DELETE = {
+    "address": "azurerm_cosmosdb_account.data_store_account",
+    "type": "azurerm_cosmosdb_account",
+    "name": "data_store_account",
+    "mode": "managed",
+    "change": {"actions": ["delete"], "before": {"name": "todo-api-dev-cosmos"}, "after": None},
+}
+
+
+def test_a_plan_deleting_a_stateful_resource_is_refused_without_the_override(other_deploy_runs):
+    run = other_deploy_runs["stateful"]
+    [failure] = run.steps_failed()
+    assert "Plan summary (what the reviewer approves)" in failure
+    assert "azurerm_cosmosdb_account.data_store_account" in failure
+    assert terraform_calls(run, "apply") == []
+    assert not [c for c in run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
+
+
+def test_the_override_input_lets_a_stateful_deletion_through(other_deploy_runs):
+    run = other_deploy_runs["stateful allowed"]
+    run.assert_green()
+    [applied] = terraform_calls(run, "apply")
+    assert applied["stack"] == "todo-api-dev"
 
 
 def test_a_stale_plan_is_refused_and_nothing_is_deployed(other_deploy_runs):

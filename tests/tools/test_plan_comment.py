@@ -454,15 +454,26 @@ def test_a_deposed_object_is_named_as_such_in_table_and_warning():
 
 # --- stateful resources -----------------------------------------------------------------------
 
+def with_a_certificate(name: str) -> dict:
+    """The hand-written plan with its Key Vault secret made a certificate (stateful: a secret
+    is regenerated or soft-deleted and is not listed)."""
+    return json.loads((PLANS / name).read_text().replace("azurerm_key_vault_secret",
+                                                         "azurerm_key_vault_certificate"))
+
+
+def test_a_key_vault_secret_is_not_a_stateful_resource():
+    assert plan_comment.stateful_changes(load("mixed.json")) == []
+
+
 @pytest.mark.parametrize(("plan", "expected"), [
-    ("delete.json", [("azurerm_key_vault_secret.old_key", "delete")]),
-    ("mixed.json", [("azurerm_key_vault_secret.old_key", "delete")]),
+    ("delete.json", [("azurerm_key_vault_certificate.old_key", "delete")]),
+    ("mixed.json", [("azurerm_key_vault_certificate.old_key", "delete")]),
     ("replace.json", []),  # azurerm_api_management_backend is not azurerm_api_management
     ("create.json", []),
     ("no_changes.json", []),
 ])
 def test_stateful_changes_of_the_hand_written_plans(plan, expected):
-    assert plan_comment.stateful_changes(load(plan)) == expected
+    assert plan_comment.stateful_changes(with_a_certificate(plan)) == expected
 
 
 def test_stateful_type_comes_from_the_address_when_the_entry_has_none():
@@ -475,11 +486,11 @@ def test_stateful_type_comes_from_the_address_when_the_entry_has_none():
 
 
 def test_stateful_section_comes_right_after_the_heading():
-    text = summary("todo-api-dev", load("mixed.json"))
+    text = summary("todo-api-dev", with_a_certificate("mixed.json"))
     heading, stateful, table = text.split("\n\n")[:3]
     assert heading == "### Terraform plan: `todo-api-dev`"
     assert stateful.startswith("> [!CAUTION]\n> **Stateful resources deleted or replaced (1)")
-    assert stateful.endswith("> - `azurerm_key_vault_secret.old_key`: - destroy")
+    assert stateful.endswith("> - `azurerm_key_vault_certificate.old_key`: - destroy")
     assert table.startswith("| stack |")
 
 
@@ -499,14 +510,16 @@ def test_refusing_is_a_no_op_without_stateful_changes(tmp_path):
 
 def test_refusing_a_hand_written_plan_exits_3_from_the_command_line(tmp_path):
     out = tmp_path / "comment.md"
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(with_a_certificate("mixed.json")))
     result = subprocess.run(
         [sys.executable, "-m", "tools.plan_comment", "--stack", "todo-api-dev", "--plan-json",
-         str(PLANS / "mixed.json"), "--out", str(out), "--refuse-stateful-changes"],
+         str(plan), "--out", str(out), "--refuse-stateful-changes"],
         check=False, cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 3
     assert result.stderr.strip().splitlines() == [
-        "error: " + plan_comment.refusal([("azurerm_key_vault_secret.old_key", "delete")])]
+        "error: " + plan_comment.refusal([("azurerm_key_vault_certificate.old_key", "delete")])]
     assert "This plan is refused" in out.read_text()
 
 

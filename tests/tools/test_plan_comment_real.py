@@ -255,7 +255,7 @@ def write_typed(tmp_path: Path, name: str, resource_type: str) -> Path:
 
 
 def test_refusing_stateful_changes_exits_3_after_writing_comment_and_summary(tmp_path, capsys):
-    plan = write_typed(tmp_path, "destroy", "azurerm_key_vault_secret")
+    plan = write_typed(tmp_path, "destroy", "azurerm_key_vault_certificate")
     out, summary = tmp_path / "c.md", tmp_path / "s.md"
     code = plan_comment.run_cli(lambda: plan_comment.main([
         "--stack", STACK, "--plan-json", str(plan), "--out", str(out), "--summary-out",
