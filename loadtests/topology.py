@@ -389,7 +389,7 @@ class Topology:
         """The app of one slot of a region: `package`'s app/startup.sh with the slot's settings
         (its site name and port), as App Service runs a slot."""
         return ManagedProcess(
-            f"{role} app, {slot} slot ({site})",
+            f"{role} app ({site})" if slot == "production" else f"{role} app, {slot} slot ({site})",
             ["bash", str(package / "app" / "startup.sh")],
             self.workdir / f"app-{role}-{slot}.log"
             if slot != "production"
