@@ -56,6 +56,30 @@ COSMOS_ACCOUNT_SETTINGS: tuple[tuple[str, Any], ...] = (
 )
 
 
+# Resources whose data goes with them: Terraform refuses to destroy or replace them
+# (`lifecycle.prevent_destroy`) unless the environment's config sets
+# protect_stateful_resources = false (docs/deploy.md, "Stateful resources"). The plan renderer
+# lists the same types first and refuses their deletion without an override (tools/plan_comment.py).
+STATEFUL_RESOURCE_TYPES = (
+    "azurerm_cosmosdb_account",
+    "azurerm_cosmosdb_table",
+    "azurerm_key_vault",
+    "azurerm_key_vault_certificate",
+    "azurerm_api_management",
+)
+
+
+@jsii.implements(IAspect)
+class PreventDestroyStateful:
+    """`lifecycle.prevent_destroy` on every stateful resource (STATEFUL_RESOURCE_TYPES)."""
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, TerraformResource) and (
+            node.terraform_resource_type in STATEFUL_RESOURCE_TYPES
+        ):
+            node.add_override("lifecycle.prevent_destroy", True)
+
+
 def resolve(value: Any, scope: IConstruct) -> Any:
     """Tokens -> Terraform expressions, as synth writes them."""
     return Tokenization.resolve(

@@ -335,6 +335,9 @@ class EnvironmentConfig(_Model):
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )
     state: State = Field(default_factory=State)
+    # Terraform refuses to destroy or replace the stateful resources (stacks/aspects.py); set
+    # false, deliberately and for one apply, to delete one (docs/deploy.md).
+    protect_stateful_resources: bool = True
 
     @model_validator(mode="after")
     def _data_store_regions(self) -> EnvironmentConfig:

@@ -17,6 +17,7 @@ from constructs import Construct
 from stacks.alerts import OperationsAlerts
 from stacks.aspects import (
     CosmosAccountPolicy,
+    PreventDestroyStateful,
     RequiredTagsPolicy,
     TrafficManagerProbePolicy,
     WebAppSecurityPolicy,
@@ -151,6 +152,8 @@ class TodoApiStack(TerraformStack):
             TrafficManagerProbePolicy([health_check_path(self.secrets), APIM_STATUS_PATH])
         )
         Aspects.of(self).add(RequiredTagsPolicy())
+        if config.protect_stateful_resources:
+            Aspects.of(self).add(PreventDestroyStateful())
         self._outputs(primary, secondary)
 
     def _providers(self) -> None:
