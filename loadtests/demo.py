@@ -144,6 +144,23 @@ def synthesize() -> None:
             print(f"    {count:3d}  {kind}")
 
 
+def load_spec(topology: Topology, args: argparse.Namespace, report_dir: Path, **run) -> RunSpec:
+    """The demo's load (the failover scenario's users, ramped up, 10 requests/s each) against
+    the topology, reconciled against its store; `run`: the drill's own settings."""
+    return RunSpec(
+        scenario="failover",
+        host=topology.gateway_url,
+        key=topology.config.subscription_key,
+        report_dir=report_dir,
+        users=args.users,
+        spawn_rate=args.users / RAMP_SECONDS,
+        user_rate=10.0,
+        profile=topology.config.profile.name,
+        items_source=topology.items_source(),
+        **run,
+    )
+
+
 def drill(
     topology: Topology, args: argparse.Namespace, fault: str, report_dir: Path
 ) -> tuple[int, dict]:
@@ -166,18 +183,12 @@ def drill(
     if fault == "app":
         take_away = functools.partial(take_away, mid_request_within=MID_REQUEST_WITHIN_SECONDS)
     model = topology.traffic_manager
-    spec = RunSpec(
-        scenario="failover",
-        host=topology.gateway_url,
-        key=topology.config.subscription_key,
-        report_dir=report_dir,
-        users=args.users,
-        spawn_rate=args.users / RAMP_SECONDS,
-        user_rate=10.0,
+    spec = load_spec(
+        topology,
+        args,
+        report_dir,
         fault_target=target,
         thresholds=thresholds,
-        profile=profile.name,
-        items_source=topology.items_source(),
         events=model.recent_events if model else None,
         **timing,
     )
@@ -222,18 +233,12 @@ def release(topology: Topology, args: argparse.Namespace, report_dir: Path) -> t
         f"(bake {release_drill.BAKE_SECONDS:g} s per region)"
     )
     releases = release_drill.ReleaseDrill(topology)
-    spec = RunSpec(
-        scenario="failover",
-        host=topology.gateway_url,
-        key=topology.config.subscription_key,
-        report_dir=report_dir,
-        users=args.users,
-        spawn_rate=args.users / RAMP_SECONDS,
-        user_rate=10.0,
+    spec = load_spec(
+        topology,
+        args,
+        report_dir,
         duration=RELEASE_SECONDS,
         thresholds=dict(ITEMS_RECONCILED),
-        profile=topology.config.profile.name,
-        items_source=topology.items_source(),
         background=releases,
         background_at=RAMP_SECONDS,
     )
