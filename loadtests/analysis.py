@@ -422,6 +422,8 @@ THRESHOLDS = {
     ),
     "max_write_gap_seconds": ("faults.worst_write_gap_s", float, _missing_or_above),
     "min_in_flight_at_fault": ("faults.min_in_flight", int, _missing_or_below),
+    # A kill's own count: the requests the frozen app held when it was killed (Topology.kill_app).
+    "min_app_serving_at_kill": ("faults.min_app_serving_at_kill", int, _missing_or_below),
     # Reconciliation against the store: max_items_missing, ..._duplicates, ..._orphans,
     # ..._stale_content, ..._resurrected. Broken too when no reconciliation was made.
     **{item_threshold(name): (f"items.{name}", int, _missing_or_above) for name in DEFECTS},

@@ -287,6 +287,8 @@ def summarise(
             if "app_serving" in fault:  # a kill: what the app was serving (its front end's count)
                 cycle["app_serving_at_kill"] = fault["app_serving"]
             cycle["restore_took_s"] = fault.get("restore_took_s")
+        serving = [c["app_serving_at_kill"] for c in cycles["faults"] if "app_serving_at_kill" in c]
+        cycles["min_app_serving_at_kill"] = min(serving) if len(serving) == len(faults) else None
         summary["faults"] = cycles
     if spec.events is not None:
         events = spec.events(start)

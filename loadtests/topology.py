@@ -587,7 +587,8 @@ class Topology:
     # -- faults -------------------------------------------------------------------------------
 
     def serving_now(self, role: str = "primary") -> int:
-        """Requests the region's app is serving now, as its front end counts them."""
+        """Requests the region's app is serving now, as its front end counts them (`scur` of
+        its `app` server; health probes have a backend of their own)."""
         return HAProxyAdmin(self.regions[role].admin_socket).current_sessions("app", "app")
 
     def kill_app(self, role: str = "primary", mid_request_within: float = 0.0) -> dict:
