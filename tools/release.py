@@ -193,7 +193,8 @@ def roll_out(
 
 def _smoked(backend: Backend, region: str, slot: str) -> str | None:
     client, base, site = backend.client(region, slot)
-    problems = smoke(client, base, site, backend.health_path())
+    with client:
+        problems = smoke(client, base, site, backend.health_path())
     return "; ".join(problems[:3]) if problems else None
 
 
@@ -202,8 +203,14 @@ def _bake(backend: Backend, region: str, seconds: float) -> str | None:
     answers (callers', and a read the bake sends itself each round, so that a region that
     serves nobody, the secondary, is still exercised)."""
     client, base, _ = backend.client(region, "production")
+    with client:
+        return _watch(backend, region, client, base, time.monotonic() + seconds)
+
+
+def _watch(
+    backend: Backend, region: str, client: httpx.Client, base: str, deadline: float
+) -> str | None:
     answers, errors = backend.served(region)
-    deadline = time.monotonic() + seconds
     while True:
         try:
             status = client.get(base + backend.health_path()).status_code
