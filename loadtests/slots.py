@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.processes import TopologyError, http_status
 from loadtests.topology import Region, Topology
-from loadtests.traffic_manager import HAProxyAdmin
 from tools.release import ReleaseError, health_path
 
 ROLLOUT_ORDER = ("secondary", "primary")  # the region that serves least goes first

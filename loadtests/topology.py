@@ -59,6 +59,7 @@ from app.contract import (
 from loadtests import fidelity
 from loadtests.azurite import Azurite
 from loadtests.fidelity import APP_SERVICE_REQUEST_TIMEOUT_SECONDS, AZURE, Profile, local_profile
+from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.item_sources import ApiItems, ItemSource, TableItems
 from loadtests.processes import (
     HOST,
@@ -71,7 +72,7 @@ from loadtests.processes import (
     port_open,
     signal_group,
 )
-from loadtests.traffic_manager import Endpoint, HAProxyAdmin, TrafficManagerModel
+from loadtests.traffic_manager import Endpoint, TrafficManagerModel
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from loadtests.fidelity import RoutingRules
+from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.processes import TopologyError
-from loadtests.traffic_manager import Endpoint, HAProxyAdmin, TrafficManagerModel
+from loadtests.traffic_manager import Endpoint, TrafficManagerModel
 from tests.waiting import wait_until
 
 INTERVAL = 0.05
