@@ -10,7 +10,6 @@ import asyncio
 
 import pytest
 
-from app.settings import StoreSettings
 from app.store import (
     ConcurrentUpdate,
     KeyRecord,
@@ -19,7 +18,7 @@ from app.store import (
     new_item_id,
     todo_item,
 )
-from app.table_store import TableTodoStore, table_store
+from app.table_store import TableTodoStore
 
 
 def run(store, scenario):
@@ -133,11 +132,7 @@ class InterleavingTableStore(TableTodoStore):
 def test_a_replace_racing_another_writer_is_refused_not_lost(make_table_store, azurite):
     store = make_table_store()
     store.__class__ = InterleavingTableStore
-    other = table_store(
-        StoreSettings(
-            kind="table", table_name=store.table_name, connection_string=azurite.connection_string
-        )
-    )
+    other = make_table_store(table=store.table_name)
     item = todo_item(new_item_id(), "start")
     theirs = todo_item(item.id, "theirs")
     ours = todo_item(item.id, "ours", True)
