@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import uuid
@@ -252,10 +251,6 @@ def measure(kind: str, args, work: Path) -> list[tuple[str, list[Result], list[R
     return rows
 
 
-def _median(results: list[Result]) -> float:
-    return statistics.median(r.requests_per_second for r in results)
-
-
 def report(kind: str, rows, args) -> bool:
     print(
         f"\nstore={kind}: app/startup.sh, 1 worker each, server on CPU {SERVER_CPU}, wrk "
@@ -275,11 +270,11 @@ def report(kind: str, rows, args) -> bool:
                 f"{f.requests_per_second / b.requests_per_second:>6.2f} {b.p99_ms:>7.2f}ms "
                 f"{f.p99_ms:>7.2f}ms"
             )
-        ratio = _median(full) / _median(base)
+        ratio = wrk.median_rps(full) / wrk.median_rps(base)
         verdict = "met" if ratio >= GOAL else f"MISSED (< {GOAL:.2f})"
         met = met and ratio >= GOAL
         print(
-            f"{label:<20} {'median':>5} {_median(base):>15.0f} {_median(full):>10.0f} "
+            f"{label:<20} {'median':>5} {wrk.median_rps(base):>15.0f} {wrk.median_rps(full):>10.0f} "
             f"{ratio:>6.2f}  goal {verdict}"
         )
     return met
@@ -298,10 +293,7 @@ def machine_problem() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("memory", "table", "both"), default="both")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=32)
+    wrk.add_load_arguments(parser, rounds=3, rounds_help="alternating rounds per case")
     args = parser.parse_args(argv)
     problem = machine_problem()
     if problem:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from benchmarks import wrk
 from benchmarks.app_server import (  # one place for the certificates, Azurite and server setup
     LOAD_CPU,
     POST_BODY,
@@ -107,10 +107,6 @@ def measure(args, work: Path) -> tuple[list[Result], list[Result]]:
     return baseline, candidate
 
 
-def _median(results: list[Result]) -> float:
-    return statistics.median(r.requests_per_second for r in results)
-
-
 def report(baseline: list[Result], candidate: list[Result], args) -> bool:
     print(
         f"\nPOST /api/TodoItem, store=table (Azurite on CPU {LOAD_CPU}): app/startup.sh, 1 worker, "
@@ -127,11 +123,11 @@ def report(baseline: list[Result], candidate: list[Result], args) -> bool:
             f"{c.requests_per_second / b.requests_per_second:>6.2f} {b.p99_ms:>9.2f}ms "
             f"{c.p99_ms:>11.2f}ms"
         )
-    ratio = _median(candidate) / _median(baseline)
+    ratio = wrk.median_rps(candidate) / wrk.median_rps(baseline)
     met = ratio >= GOAL
     verdict = "met" if met else f"MISSED (< {GOAL:.2f})"
     print(
-        f"{'median':>6} {_median(baseline):>13.0f} {_median(candidate):>15.0f} {ratio:>6.2f}  "
+        f"{'median':>6} {wrk.median_rps(baseline):>13.0f} {wrk.median_rps(candidate):>15.0f} {ratio:>6.2f}  "
         f"goal {verdict}"
     )
     return met
@@ -139,10 +135,7 @@ def report(baseline: list[Result], candidate: list[Result], args) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per round (default 10)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=32)
+    wrk.add_load_arguments(parser, rounds=5, rounds_help="alternating rounds (default 5)")
     args = parser.parse_args(argv)
     problem = machine_problem()
     if problem:

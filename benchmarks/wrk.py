@@ -6,7 +6,9 @@ wrong thing.
 
 from __future__ import annotations
 
+import argparse
 import re
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,3 +59,17 @@ def run(
         command, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
     return parse(output, url)
+
+
+def median_rps(results: list[Result]) -> float:
+    """The median requests/s of a case's rounds."""
+    return statistics.median(r.requests_per_second for r in results)
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, rounds: int, rounds_help: str) -> None:
+    """wrk's load options, shared by the benchmarks: seconds per round, rounds, threads,
+    connections."""
+    parser.add_argument("--duration", type=int, default=10, help="seconds per round (default 10)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
