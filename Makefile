@@ -53,13 +53,13 @@ bootstrap-move-state: $(VENV)/.synced node_modules/.synced
 	$(PY) main.py
 	cd cdktf.out/stacks/todo-api-bootstrap && terraform init -input=false -migrate-state -force-copy
 
-# Read-only check of Azure with your own `az login` before the first deploy (tools/preflight.py).
+# Read-only check of Azure with your own `az login` before the first deploy (tools/operations/preflight.py).
 preflight: $(VENV)/.synced node_modules/.synced
 	$(PY) main.py
-	$(PY) -m tools.preflight cdktf.out/stacks
+	$(PY) -m tools.operations.preflight cdktf.out/stacks
 
 certs: $(VENV)/.synced
-	$(PY) -m tools.certs generate
+	$(PY) -m tools.development.certs generate
 
 local-up: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.topology up $(ARGS)
@@ -87,10 +87,10 @@ bench-telemetry: $(VENV)/.synced system-packages
 RUNS ?= 5
 LOAD ?= stress
 flake-hunt: $(VENV)/.synced $(CHECKOV_VENV)/.synced node_modules/.synced system-packages
-	$(PY) -m tools.flake_hunt --runs $(RUNS) --load $(LOAD)
+	$(PY) -m tools.development.flake_hunt --runs $(RUNS) --load $(LOAD)
 
 package: $(VENV)/.synced
-	$(PY) -m tools.package_app
+	$(PY) -m tools.delivery.package_app
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,7 @@ from app.contract import CLIENT_CERT_HEADER, SUBSCRIPTION_KEY_HEADER
 from app.contract import TODO_PATH as PATH
 from benchmarks import wrk
 from loadtests.topology import Topology, TopologyConfig
-from tools import certs
+from tools.development import certs
 
 
 def certificate_header(config: TopologyConfig) -> dict[str, str]:

@@ -14,7 +14,7 @@ when every goal holds.
    after the store returns makes exactly one item.
 
 3. release (local profile): three releases under load through the release driver the workflow
-   uses (tools.release, with the stand-in's staging slots: loadtests.slots): a good version
+   uses (tools.delivery.release, with the stand-in's staging slots: loadtests.slots): a good version
    goes through region by region with no failed request; a version failing its smoke test
    stops on the first region's staging slot; a version answering 5xx after its swap is swapped
    back by the bake and the rollout stops (loadtests.release_drill).
@@ -46,8 +46,8 @@ from loadtests.processes import TopologyError
 from loadtests.reconciliation import DEFECTS
 from loadtests.run import RunError, RunSpec, conclude, run_scenario
 from loadtests.topology import DEFAULT_CERTS, ROOT, Topology, TopologyConfig
-from tools import certs
 from tools.cli import CliError, write_atomic
+from tools.development import certs
 
 STACKS_DIR = ROOT / "cdktf.out" / "stacks"
 # What each fault takes away, how it comes back, and what it hits (a region or the store).

@@ -1,5 +1,5 @@
 """The release drill of `make demo`: three releases under load on the local stand-in, through
-the release driver the workflow runs (tools.release, with loadtests.slots as its backend).
+the release driver the workflow runs (tools.delivery.release, with loadtests.slots as its backend).
 
 1. a good version: rolls out region by region (secondary first), 0 failed requests;
 2. a version that fails its smoke test (every PUT answers 500): stopped on the first region's
@@ -9,7 +9,7 @@ the release driver the workflow runs (tools.release, with loadtests.slots as its
    rollout stops.
 
 The two broken versions are the app with a defect planted in a copy of its source
-(`broken_package`), packaged by tools.package_app like any release. Figures (summary.json
+(`broken_package`), packaged by tools.delivery.package_app like any release. Figures (summary.json
 `rollout`): each release's steps with their times, whether it went through or was rolled back,
 the callers' failed requests during it, and how many callers' requests a broken version
 answered (from the records: requests the region's production answered while it ran that
@@ -27,8 +27,8 @@ from pathlib import Path
 from loadtests import analysis
 from loadtests.slots import LocalSlots
 from loadtests.topology import ROOT, Topology
-from tools.package_app import build
-from tools.release import SMOKE_API_CALLS, Rollout, roll_out
+from tools.delivery.package_app import build
+from tools.delivery.release import SMOKE_API_CALLS, Rollout, roll_out
 
 BAKE_SECONDS = 12.0
 RELEASES = ("good", "fails its smoke", "5xx after the swap")
@@ -67,7 +67,7 @@ async def app(scope, receive, send):
 
 
 def package(source: Path, out: Path) -> Path:
-    """The release package of an app/ folder (tools.package_app), written to `out`."""
+    """The release package of an app/ folder (tools.delivery.package_app), written to `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(build(source))
     return out

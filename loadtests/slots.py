@@ -1,5 +1,5 @@
 """Deployment slots on the local stand-in: the release driver's local backend
-(tools.release.Backend), so `make demo` rehearses a release with the code the workflow runs.
+(tools.delivery.release.Backend), so `make demo` rehearses a release with the code the workflow runs.
 
 Each region's front end has a production listener (backend `app`) and a staging listener
 (backend `staging`, the slot's own address). A deploy starts the package's app/startup.sh on the
@@ -29,13 +29,13 @@ import httpx
 from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.processes import TopologyError, http_status
 from loadtests.topology import Region, Topology
-from tools.release import ReleaseError, health_path
+from tools.delivery.release import ReleaseError, health_path
 
 ROLLOUT_ORDER = ("secondary", "primary")  # the region that serves least goes first
 
 
 class LocalSlots:
-    """tools.release.Backend over a running Topology (regions named by role)."""
+    """tools.delivery.release.Backend over a running Topology (regions named by role)."""
 
     def __init__(self, topology: Topology, order: tuple[str, ...] = ROLLOUT_ORDER) -> None:
         self.topology = topology
@@ -130,7 +130,7 @@ class LocalSlots:
         return process
 
     def _unpack(self, package: Path) -> Path:
-        """The package zip (tools.package_app) unpacked once, under its digest."""
+        """The package zip (tools.delivery.package_app) unpacked once, under its digest."""
         try:
             data = Path(package).read_bytes()
         except OSError as error:

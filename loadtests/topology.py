@@ -17,7 +17,7 @@
     python -m loadtests.topology fault-frontend / restore-frontend   the same for its front end
     python -m loadtests.topology fault-store / restore-store         stop / start Azurite
     python -m loadtests.topology reload-gateway   present the renewed client certificate
-                                                  (after python -m tools.certs renew)
+                                                  (after python -m tools.development.certs renew)
 
 From Python: `with Topology.start(TopologyConfig(...)) as topology: ...`.
 """
@@ -179,7 +179,7 @@ def _app_environment(
     except (OSError, ValueError):
         raise TopologyError(
             f"certificates: {summary_path} is missing or unreadable; "
-            "run: python -m tools.certs generate"
+            "run: python -m tools.development.certs generate"
         ) from None
     der = x509.load_pem_x509_certificate(
         (config.certs_dir / "client.pem").read_bytes()
@@ -635,7 +635,7 @@ class Topology:
         self._start_app(role)
 
     def reload_gateway(self) -> None:
-        """Present the client certificate now in certs_dir (after `python -m tools.certs renew`):
+        """Present the client certificate now in certs_dir (after `python -m tools.development.certs renew`):
         rewrite the gateway's bundle and reload it gracefully (SIGUSR2 to the HAProxy master).
         Returns once a call through the gateway is made with the new certificate."""
         if self.gateway is None or self.gateway.pid is None:

@@ -59,7 +59,7 @@ COSMOS_ACCOUNT_SETTINGS: tuple[tuple[str, Any], ...] = (
 # Resources whose data goes with them: Terraform refuses to destroy or replace them
 # (`lifecycle.prevent_destroy`) unless the environment's config sets
 # protect_stateful_resources = false (docs/deploy.md, "Stateful resources"). The plan renderer
-# lists the same types first and refuses their deletion without an override (tools/plan_comment.py).
+# lists the same types first and refuses their deletion without an override (tools/delivery/plan_comment.py).
 STATEFUL_RESOURCE_TYPES = (
     "azurerm_cosmosdb_account",
     "azurerm_cosmosdb_table",

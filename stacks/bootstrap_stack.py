@@ -91,7 +91,7 @@ from stacks.permissions import (
 )
 
 STACK_NAME = "todo-api-bootstrap"
-# The labels tools/plan_comment.py puts on pull requests (LABEL_KINDS; a test keeps them equal).
+# The labels tools/delivery/plan_comment.py puts on pull requests (LABEL_KINDS; a test keeps them equal).
 PLAN_LABEL_KINDS = {"no changes": "0E8A16", "changes": "FBCA04", "destroys": "B60205",
                     "failed": "5319E7", "skipped": "C5DEF5"}
 
@@ -315,7 +315,7 @@ class BootstrapStack(TerraformStack):
                 ActionsEnvironmentVariable(
                     self, f"variable-{environment.name}-{name}", repository=repository,
                     environment=github_environment.environment, variable_name=name, value=value)
-            # tools/plan_bundle.py wants 32 bytes, base64: the 32 random characters, encoded.
+            # tools/delivery/plan_bundle.py wants 32 bytes, base64: the 32 random characters, encoded.
             # One key per environment, shared by its plan and deploy environments only.
             ActionsEnvironmentSecret(
                 self, f"secret-{environment.name}-PLAN_BUNDLE_KEY", repository=repository,

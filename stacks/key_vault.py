@@ -2,7 +2,7 @@
 
 The certificate is generated inside Key Vault (issuer `Self`, EKU clientAuth, exportable so
 API Management can present it), so no private key ever exists in the repository, in
-`cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.certs
+`cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.development.certs
 generate`) is imported instead; its password comes from a sensitive Terraform variable.
 
 First apply in one go (role assignments take minutes to propagate): every assignment to a managed

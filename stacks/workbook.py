@@ -12,7 +12,7 @@ here (the portal's "Notebook/1.0" gallery format). Two sources, side by side:
   per endpoint (1 = up, 0 = degraded).
 
 The time range is the workbook's `TimeRange` parameter (default: the last hour, auto-refresh in
-the portal for a live drill; pick the drill's window afterwards, tools/workbook_link.py prints it).
+the portal for a live drill; pick the drill's window afterwards, tools/operations/workbook_link.py prints it).
 """
 
 import json

@@ -439,7 +439,7 @@ def test_failover_drill_restarts_the_primary_when_the_load_test_fails(load_runs)
     run = load_runs["crashed drill"]
     assert [f.split(": ")[1] for f in run.steps_failed()] == ["Main Run the load test"]
     assert app_events(run)[0] == ("stop", "app-weu")
-    # restarted twice: by tools.load_test itself, then by the always-step
+    # restarted twice: by tools.operations.load_test itself, then by the always-step
     assert app_events(run)[1:] == [("start", "app-weu"), ("start", "app-weu")]
     assert json.loads((run.state / "azure.json").read_text())["stopped"] == []
 

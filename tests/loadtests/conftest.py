@@ -19,7 +19,7 @@ import pytest
 from loadtests.processes import signal_group
 from loadtests.topology import ROOT, STATE_FILE, Topology, TopologyConfig
 from tests.waiting import wait_until
-from tools import certs
+from tools.development import certs
 
 CLI_STOP_SECONDS = 30
 

@@ -10,7 +10,7 @@ import threading
 
 from loadtests.topology import Topology, TopologyConfig
 from tests.waiting import wait_until
-from tools import certs
+from tools.development import certs
 
 TODO = "/api/TodoItem"
 WORKERS = 4
@@ -68,7 +68,7 @@ def test_renewing_the_client_certificate_under_load_fails_no_request(certs_dir, 
 
 
 def test_the_documented_commands_renew_and_reload_a_running_topology(certs_dir, tmp_path):
-    """`python -m tools.certs renew` then `python -m loadtests.topology reload-gateway`."""
+    """`python -m tools.development.certs renew` then `python -m loadtests.topology reload-gateway`."""
     import subprocess
     import sys
 
@@ -85,7 +85,7 @@ def test_the_documented_commands_renew_and_reload_a_running_topology(certs_dir, 
 
     with topology_cli_up(own, workdir) as up:
         state = read_state(workdir)
-        renew = run("tools.certs", "renew", "--out", str(own))
+        renew = run("tools.development.certs", "renew", "--out", str(own))
         assert renew.returncode == 0, renew.stderr
         reload = run("loadtests.topology", "reload-gateway", "--workdir", str(workdir))
         assert reload.returncode == 0, reload.stderr

@@ -1,4 +1,4 @@
-"""Releases through staging slots on the local stand-in: the release driver (tools.release) with
+"""Releases through staging slots on the local stand-in: the release driver (tools.delivery.release) with
 its local backend (loadtests.slots), on real processes. The broken versions are the app with a
 defect planted in a copy of its source (loadtests.release_drill)."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from loadtests import release_drill
 from loadtests.slots import LocalSlots
-from tools.release import roll_out, smoke
+from tools.delivery.release import roll_out, smoke
 
 BAKE_SECONDS = 3.0
 

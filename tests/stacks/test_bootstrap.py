@@ -301,7 +301,7 @@ def test_an_environments_plan_bundle_key_is_shared_with_its_plan_environment_onl
 
 
 def test_the_plan_labels_are_the_ones_the_comment_tool_sets(bootstrap):
-    from tools.plan_comment import LABEL_KINDS
+    from tools.delivery.plan_comment import LABEL_KINDS
 
     labels = {b["name"] for b in blocks(bootstrap, "github_issue_label").values()}
     assert labels == {"drift"} | {f"plan/todo-api-{env}: {kind}" for env in ("dev", "prod")

@@ -37,6 +37,6 @@ def test_an_environment_may_lift_the_protection_for_a_deliberate_deletion(tmp_pa
 
 
 def test_the_plan_renderer_lists_every_type_the_stacks_protect():
-    from tools.plan_comment import STATEFUL_TYPES
+    from tools.delivery.plan_comment import STATEFUL_TYPES
 
     assert set(STATEFUL_RESOURCE_TYPES) <= STATEFUL_TYPES

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, only, ref
-from tools import stack_outputs
+from tools.delivery import stack_outputs
 
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
 GATEWAYS = {"single": 1, "multi-region": 1, "dual": 2}
@@ -358,7 +358,7 @@ def test_provider_purges_and_recovers_soft_deleted_apim(case):
 def test_outputs_have_the_fixed_names(case):
     _, topology, stack = case
     outputs = stack["output"]
-    # exactly the outputs the deploy helpers read (tools/stack_outputs.py), secrets sensitive
+    # exactly the outputs the deploy helpers read (tools/delivery/stack_outputs.py), secrets sensitive
     known = {*stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS,
              *stack_outputs.OPTIONAL_LIST_OUTPUTS, *stack_outputs.OPTIONAL_TEXT_OUTPUTS,
              *stack_outputs.WORKBOOK_OUTPUTS}

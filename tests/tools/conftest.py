@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
-from tools.github_api import GitHubApi
+from tools.delivery.github_api import GitHubApi
 
 REPO = "contoso/todo-api"
 PAGE_SIZE = 2  # small pages, so the client must follow Link headers

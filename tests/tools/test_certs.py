@@ -1,4 +1,4 @@
-"""tools.certs: the local CA, the client certificate API Management presents, the front ends'
+"""tools.development.certs: the local CA, the client certificate API Management presents, the front ends'
 server certificate and the PFX, as files the app's settings and the stacks read."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from app.certificates import check_certificate
 from app.settings import load_settings
-from tools import certs
+from tools.development import certs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def generated(tmp_path_factory) -> Path:
 
 def cli(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tools.certs", *arguments],
+        [sys.executable, "-m", "tools.development.certs", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -129,5 +129,5 @@ def test_show_without_certificates_says_how_to_make_them(tmp_path):
     result = cli("show", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {tmp_path}/ca.pem is missing; run: python -m tools.certs generate"
+        f"error: {tmp_path}/ca.pem is missing; run: python -m tools.development.certs generate"
     )

@@ -1,11 +1,11 @@
-"""`python -m tools.certs renew`: a new client certificate for the same key, as Key Vault renews
+"""`python -m tools.development.certs renew`: a new client certificate for the same key, as Key Vault renews
 with reuse_key, so a public-key pin keeps admitting it."""
 
 import json
 
 from cryptography.hazmat.primitives import serialization
 
-from tools import certs
+from tools.development import certs
 
 
 def _spki(certificate) -> bytes:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools import checkov_ci
 from tools.cli import CliError
+from tools.development import checkov_ci
 
 
 def test_command_skips_every_listed_check_and_nothing_else():

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, raw_outputs
-from tools import db_failover
 from tools.cli import CliError
-from tools.stack_outputs import parse
+from tools.delivery.stack_outputs import parse
+from tools.operations import db_failover
 
 COSMOS = parse(raw_outputs(**COSMOS_OUTPUTS)).cosmos
 

@@ -27,7 +27,7 @@ def run(tmp_path, fail_for="nobody", *extra):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "AZ_LOG": str(tmp_path / "az.log"), "AZ_FAIL_FOR": fail_for}
     result = subprocess.run(
-        [sys.executable, "-m", "tools.deploy_app", str(tmp_path / "outputs.json"),
+        [sys.executable, "-m", "tools.delivery.deploy_app", str(tmp_path / "outputs.json"),
          str(tmp_path / "app.zip"), *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     log = (tmp_path / "az.log").read_text().splitlines() if (tmp_path / "az.log").exists() else []
     return result, log
@@ -74,8 +74,8 @@ def test_runner_ip_must_be_an_address(tmp_path):
 
 
 def test_close_scm_removes_the_rule_only_where_it_is_still_present(monkeypatch, capsys):
-    from tools import deploy_app
-    from tools.stack_outputs import parse
+    from tools.delivery import deploy_app
+    from tools.delivery.stack_outputs import parse
 
     calls = []
 
@@ -93,6 +93,6 @@ def test_close_scm_removes_the_rule_only_where_it_is_still_present(monkeypatch, 
 
 def test_close_scm_without_a_package_is_allowed_and_a_deploy_without_one_is_not(tmp_path):
     (tmp_path / "outputs.json").write_text(json.dumps(raw_outputs()))
-    result = subprocess.run([sys.executable, "-m", "tools.deploy_app", str(tmp_path / "outputs.json")],
+    result = subprocess.run([sys.executable, "-m", "tools.delivery.deploy_app", str(tmp_path / "outputs.json")],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "the package is required (or --close-scm)" in result.stderr

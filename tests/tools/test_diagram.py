@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import diagram
 from tools.cli import CliError
+from tools.delivery import diagram
 
 DUAL = json.loads((Path(__file__).parent / "data" / "stacks" / "dual.cdk.tf.json").read_text())
 

@@ -3,7 +3,7 @@ what the JSON holds must be on the diagram, with the request path derived from i
 
 import pytest
 
-from tools import diagram
+from tools.delivery import diagram
 
 APIM = "azurerm_api_management"
 TM = "azurerm_traffic_manager_profile"

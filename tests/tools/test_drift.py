@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import drift
+from tools.delivery import drift
 
 PLANS = Path(__file__).parent / "data" / "plans"
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def plan_with_fake_terraform(tmp_path, exit_code: int) -> Path:
            "TF_PLAN_EXIT": str(exit_code), "TF_SHOW_FILE": str(PLANS / "mixed.json")}
     out = tmp_path / "results" / "drift-todo-api-dev"
     subprocess.run(
-        [sys.executable, "-m", "tools.drift", "plan", "--stack", "todo-api-dev",
+        [sys.executable, "-m", "tools.delivery.drift", "plan", "--stack", "todo-api-dev",
          "--dir", str(tmp_path), "--out", str(out)], cwd=ROOT, env=env, check=True)
     return out
 

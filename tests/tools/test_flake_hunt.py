@@ -1,4 +1,4 @@
-"""tools/flake_hunt.py: repeated real pytest runs of a small suite that fails on purpose."""
+"""tools/development/flake_hunt.py: repeated real pytest runs of a small suite that fails on purpose."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def hunt(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_flaky.py").write_text(textwrap.dedent(FLAKY_SUITE))
-    command = [sys.executable, "-m", "tools.flake_hunt", "--report-dir", str(tmp_path / "report"),
+    command = [sys.executable, "-m", "tools.development.flake_hunt", "--report-dir", str(tmp_path / "report"),
                *options, "--", str(suite / "test_flaky.py")]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                           check=False)
@@ -85,7 +85,7 @@ def test_the_stress_load_runs_during_every_run_and_ends_with_the_hunt(tmp_path):
 
 
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tools.flake_hunt", "--runs", "0"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "tools.development.flake_hunt", "--runs", "0"], cwd=REPO,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("--runs: must be at least 1, got 0")
@@ -120,7 +120,7 @@ def test_an_interrupted_hunt_stops_its_run_and_the_run_stops_its_servers(tmp_pat
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_hangs.py").write_text(HANGING_SUITE)
-    command = [sys.executable, "-m", "tools.flake_hunt", "--runs", "2", "--load", "stress",
+    command = [sys.executable, "-m", "tools.development.flake_hunt", "--runs", "2", "--load", "stress",
                "--report-dir", str(tmp_path / "report"), "--", str(suite / "test_hangs.py")]
     hunt = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

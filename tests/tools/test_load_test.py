@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.tools.stack_outputs_data import raw_outputs
-from tools import load_test
-from tools.stack_outputs import parse
+from tools.delivery.stack_outputs import parse
+from tools.operations import load_test
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = raw_outputs(gateway_urls=["https://apim.example"], subscription_key="sub-key")
@@ -65,7 +65,7 @@ def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "AZ_LOG": str(tmp_path / "az.log"), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(  # cwd first on sys.path: the stand-in loadtests package wins
-        [sys.executable, "-m", "tools.load_test", str(tmp_path / "outputs.json"),
+        [sys.executable, "-m", "tools.operations.load_test", str(tmp_path / "outputs.json"),
          "--users", "5", "--duration", "60", "--failover"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 3
@@ -77,7 +77,7 @@ def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
 def test_too_short_duration_is_rejected_in_one_line(tmp_path):
     (tmp_path / "outputs.json").write_text(json.dumps(RAW))
     result = subprocess.run(
-        [sys.executable, "-m", "tools.load_test", str(tmp_path / "outputs.json"),
+        [sys.executable, "-m", "tools.operations.load_test", str(tmp_path / "outputs.json"),
          "--users", "5", "--duration", "5"], cwd=ROOT, capture_output=True, text=True,
         check=False)
     assert result.returncode == 2
@@ -118,7 +118,7 @@ def test_database_drill_moves_the_write_region_mid_run_and_back():
                                           database_failover=Path("out.json"))
     assert command[3] == "failover" and "--max-failure-ratio" not in command
     move = shlex.split(option(command, "--fault-command"))
-    assert move[2:5] == ["tools.db_failover", "out.json", "move"]
+    assert move[2:5] == ["tools.operations.db_failover", "out.json", "move"]
     assert (option(move, "--timeout"), option(move, "--poll-seconds")) == ("100", "10")
     assert shlex.split(option(command, "--restore-command"))[-1] == "back"
 
@@ -138,7 +138,7 @@ def test_one_drill_per_run(tmp_path, capsys):
     ({}, 1),  # nothing reconciled is not a pass
 ])
 def test_the_database_drill_fails_on_any_reconciliation_defect(tmp_path, items, verdict):
-    from tools.load_test import database_verdict
+    from tools.operations.load_test import database_verdict
 
     move = {"write_gap_s": 2.0, "write_gap_after_s": 1.0}
     (tmp_path / "summary.json").write_text(json.dumps(

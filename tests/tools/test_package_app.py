@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import package_app
 from tools.cli import CliError
+from tools.delivery import package_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def test_missing_requirements_is_a_clear_error(tmp_path):
 def test_cli_writes_the_zip_and_prints_its_digest(messy_app, tmp_path):
     out = tmp_path / "dist" / "app.zip"
     result = subprocess.run(
-        [sys.executable, "-m", "tools.package_app", "--source", str(messy_app), "--out", str(out)],
+        [sys.executable, "-m", "tools.delivery.package_app", "--source", str(messy_app), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
     assert out.read_bytes() == package_app.build(messy_app)

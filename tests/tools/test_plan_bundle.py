@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tools import plan_bundle
 from tools.cli import CliError
+from tools.delivery import plan_bundle
 
 KEY = os.urandom(32)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import plan_comment
-from tools.plan_comment import MAX_COMMENT_CHARS, github_length, render_comment, summary
+from tools.delivery import plan_comment
+from tools.delivery.plan_comment import MAX_COMMENT_CHARS, github_length, render_comment, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANS = Path(__file__).parent / "data" / "plans"
@@ -175,7 +175,7 @@ def test_cli_rejects_a_file_that_is_not_a_plan_in_one_line(tmp_path):
     bad.write_text('{"hello": 1}')
     out = tmp_path / "comment.md"
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan_comment", "--stack", "s", "--plan-json", str(bad),
+        [sys.executable, "-m", "tools.delivery.plan_comment", "--stack", "s", "--plan-json", str(bad),
          "--out", str(out)],
         check=False, cwd=ROOT, capture_output=True, text=True,
     )
@@ -513,7 +513,7 @@ def test_refusing_a_hand_written_plan_exits_3_from_the_command_line(tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(with_a_certificate("mixed.json")))
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan_comment", "--stack", "todo-api-dev", "--plan-json",
+        [sys.executable, "-m", "tools.delivery.plan_comment", "--stack", "todo-api-dev", "--plan-json",
          str(plan), "--out", str(out), "--refuse-stateful-changes"],
         check=False, cwd=ROOT, capture_output=True, text=True,
     )

@@ -13,8 +13,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.tools.data.real_plans import make_plans
-from tools import plan_comment
-from tools.plan_comment import render_comment, render_summary, stateful_changes
+from tools.delivery import plan_comment
+from tools.delivery.plan_comment import render_comment, render_summary, stateful_changes
 
 REAL = Path(make_plans.__file__).parent
 NAMES = list(make_plans.SCENARIOS)

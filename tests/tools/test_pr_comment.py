@@ -3,8 +3,8 @@
 import pytest
 
 from tools.cli import CliError
-from tools.github_api import GitHubApi, find_marked
-from tools.pr_comment import marker_of, upsert_comment
+from tools.delivery.github_api import GitHubApi, find_marked
+from tools.delivery.pr_comment import marker_of, upsert_comment
 
 MARKER = "<!-- todo-api-plan:todo-api-dev -->"
 
@@ -98,7 +98,7 @@ def test_retries_give_up_after_five_attempts(github):
 
 
 def test_the_plan_label_replaces_the_stacks_previous_one_and_keeps_others(github):
-    from tools.pr_comment import sync_label
+    from tools.delivery.pr_comment import sync_label
 
     state, api = github
     state.labels[7] = ["plan/todo-api-dev: no changes", "plan/todo-api-prod: changes", "bug"]
@@ -110,7 +110,7 @@ def test_the_plan_label_replaces_the_stacks_previous_one_and_keeps_others(github
 
 
 def test_a_label_that_is_not_a_plan_label_is_refused(github):
-    from tools.pr_comment import sync_label
+    from tools.delivery.pr_comment import sync_label
 
     _, api = github
     with pytest.raises(CliError, match="label must look like"):

@@ -57,7 +57,7 @@ def preflight(tmp_path: Path, stacks: Path, world: dict, tenant: dict):
     (tmp_path / "azure.json").write_text(json.dumps({"logged_in": "you@contoso.example"}))
     env = {**os.environ, "PATH": f"{FAKES / 'bin'}{os.pathsep}{os.environ['PATH']}",
            "REHEARSAL_DIR": str(tmp_path), "REHEARSAL_WORLD": str(tmp_path / "world.json")}
-    return subprocess.run([sys.executable, "-m", "tools.preflight", str(stacks)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tools.operations.preflight", str(stacks)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -152,7 +152,7 @@ def test_an_unreachable_subscription_is_a_finding_not_a_crash(tmp_path, stacks, 
 
 
 def test_without_synthesized_stacks_it_says_so_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tools.preflight", str(tmp_path)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "tools.operations.preflight", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "run `python main.py` first" in result.stderr

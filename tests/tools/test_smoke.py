@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.app import servers
-from tools import package_app, smoke
-from tools.stack_outputs import parse
+from tools.delivery import package_app, smoke
+from tools.delivery.stack_outputs import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"

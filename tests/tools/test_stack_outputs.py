@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tests.tools.stack_outputs_data import raw_outputs as raw
-from tools import stack_outputs
 from tools.cli import CliError
+from tools.delivery import stack_outputs
 
 
 def test_web_apps_pair_name_group_and_https_url_primary_first():

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from tests.tools.stack_outputs_data import raw_outputs
-from tools import workbook_link
 from tools.cli import CliError
+from tools.operations import workbook_link
 
 URL = "https://portal.azure.com/#@/resource/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/workbooks/w/workbook"
 FAULT, RESTORE = 1_795_000_000.0, 1_795_000_600.0  # 2026-11-18 11:06:40 and 11:16:40 UTC
@@ -64,7 +64,7 @@ def test_window_must_not_end_before_it_starts(outputs):
 
 def test_cli_prints_one_line_for_the_job_summary(outputs):
     result = subprocess.run(
-        [sys.executable, "-m", "tools.workbook_link", str(outputs), "--start", "1795000000",
+        [sys.executable, "-m", "tools.operations.workbook_link", str(outputs), "--start", "1795000000",
          "--end", "1795000600"],
         capture_output=True, text=True, check=True,
     )

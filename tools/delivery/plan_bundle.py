@@ -1,7 +1,7 @@
 """Carry a saved Terraform plan from the plan job to the approval-gated apply job, encrypted.
 
-    python -m tools.plan_bundle pack --stack-dir cdktf.out/stacks/todo-api-prod --out plan.bundle
-    python -m tools.plan_bundle unpack --bundle plan.bundle --stack-dir cdktf.out/stacks/todo-api-prod
+    python -m tools.delivery.plan_bundle pack --stack-dir cdktf.out/stacks/todo-api-prod --out plan.bundle
+    python -m tools.delivery.plan_bundle unpack --bundle plan.bundle --stack-dir cdktf.out/stacks/todo-api-prod
 
 A plan file holds every value Terraform will write, secrets included, and workflow artifacts
 can be downloaded by anyone who can read the repository: the bundle (the stack folder's
@@ -73,7 +73,7 @@ def pack(stack_dir: Path, key: bytes) -> bytes:
 def unpack(bundle: bytes, stack_dir: Path, key: bytes) -> list[str]:
     """Write the bundle's files into `stack_dir`; their names."""
     if not bundle.startswith(MAGIC):
-        raise CliError("not a plan bundle (made by `python -m tools.plan_bundle pack`)")
+        raise CliError("not a plan bundle (made by `python -m tools.delivery.plan_bundle pack`)")
     body = bundle[len(MAGIC):]
     nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
     try:

@@ -1,6 +1,6 @@
 """Post-deploy smoke checks; exits 1 with one line per failed check.
 
-    python -m tools.smoke outputs.json [--wait-seconds 600]
+    python -m tools.delivery.smoke outputs.json [--wait-seconds 600]
 
 Only what API Management publishes is asked for through a gateway: the operations of
 app/openapi.json. Through every gateway: the TodoItem list with the subscription key 200 and
@@ -25,7 +25,7 @@ import httpx
 
 from app.contract import HEALTH_PATH, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from tools.cli import run_cli
-from tools.stack_outputs import StackOutputs, load
+from tools.delivery.stack_outputs import StackOutputs, load
 
 WRONG_HEALTH_KEY = "not-the-health-check-key-0000"
 WRONG_SUBSCRIPTION_KEY = "not-the-subscription-key-0000"

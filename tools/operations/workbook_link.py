@@ -1,7 +1,7 @@
 """Print a Markdown link to the stack's failover workbook for a time window (a drill's).
 
-    python -m tools.workbook_link outputs.json --summary reports/load/summary.json
-    python -m tools.workbook_link outputs.json --start 2026-11-26T14:02:00Z [--end ...]
+    python -m tools.operations.workbook_link outputs.json --summary reports/load/summary.json
+    python -m tools.operations.workbook_link outputs.json --start 2026-11-26T14:02:00Z [--end ...]
 
 The window comes from a load run's summary.json (a failover drill records fault_time and
 restore_time: the window is from MARGIN before the fault to MARGIN after the restore) or from
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tools.cli import CliError, read_json, run_cli
-from tools.stack_outputs import WORKBOOK_URL_OUTPUT
+from tools.delivery.stack_outputs import WORKBOOK_URL_OUTPUT
 
 MARGIN = timedelta(minutes=2)
 

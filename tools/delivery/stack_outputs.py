@@ -1,8 +1,8 @@
 """Read a deployed stack's outputs (`terraform output -json`) for the deploy helpers.
 
     terraform output -json > outputs.json
-    python -m tools.stack_outputs outputs.json show
-    python -m tools.stack_outputs outputs.json github-env --env-file "$GITHUB_ENV"
+    python -m tools.delivery.stack_outputs outputs.json show
+    python -m tools.delivery.stack_outputs outputs.json github-env --env-file "$GITHUB_ENV"
 
 `github-env` masks the sensitive values in the Actions log (`::add-mask::`) and writes
 GATEWAY_URL (the first gateway), API_PATH, PRIMARY_WEB_APP, PRIMARY_RESOURCE_GROUP,
@@ -36,7 +36,7 @@ TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
 OPTIONAL_LIST_OUTPUTS = ("cosmos_regions",)
 OPTIONAL_TEXT_OUTPUTS = ("cosmos_account_name", "cosmos_resource_group_name", "table_name")
 SENSITIVE_OUTPUTS = ("subscription_key", "health_check_key")
-# Read by tools/workbook_link.py (the failover workbook), not needed by the deploy helpers.
+# Read by tools/operations/workbook_link.py (the failover workbook), not needed by the deploy helpers.
 WORKBOOK_ID_OUTPUT, WORKBOOK_URL_OUTPUT = "workbook_id", "workbook_url"
 WORKBOOK_OUTPUTS = (WORKBOOK_ID_OUTPUT, WORKBOOK_URL_OUTPUT)
 

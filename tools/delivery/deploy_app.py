@@ -1,6 +1,6 @@
 """Deploy the app package to every regional web app of a stack, one region at a time.
 
-    python -m tools.deploy_app outputs.json dist/todo-api-app.zip [--runner-ip auto|IP]
+    python -m tools.delivery.deploy_app outputs.json dist/todo-api-app.zip [--runner-ip auto|IP]
 
 Runs `az webapp deploy --type zip` (Azure CLI, logged in by azure/login) per web app, the
 secondary regions first and the primary last, so a region always serves while another restarts.
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tools.cli import CliError, run_cli
-from tools.stack_outputs import WebApp, load
+from tools.delivery.stack_outputs import WebApp, load
 
 DEFAULT_RUNNER_IP_URL = "https://api.ipify.org"
 SCM_RULE = "github-actions-deploy"
@@ -135,7 +135,7 @@ def runner_ip(value: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
-    parser.add_argument("package", type=Path, nargs="?", help="zip built by tools.package_app")
+    parser.add_argument("package", type=Path, nargs="?", help="zip built by tools.delivery.package_app")
     parser.add_argument("--runner-ip", help="open the SCM site to this address (or 'auto')")
     parser.add_argument("--close-scm", action="store_true",
                         help="only remove the deploy rule from every SCM site that has it")

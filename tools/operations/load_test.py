@@ -1,9 +1,9 @@
 """Run the Locust scenarios headless against a deployed stack, optionally with a failover drill.
 
-    python -m tools.load_test outputs.json --users 50 --duration 300 [--failover] \
+    python -m tools.operations.load_test outputs.json --users 50 --duration 300 [--failover] \
         [--report-dir reports/load]
-    python -m tools.load_test outputs.json --users 50 --duration 300 --database-failover
-    python -m tools.load_test outputs.json --restore   # start the primary web app (idempotent)
+    python -m tools.operations.load_test outputs.json --users 50 --duration 300 --database-failover
+    python -m tools.operations.load_test outputs.json --restore   # start the primary web app (idempotent)
 
 Reads the gateway URL, API path, subscription key and primary web app from the stack outputs,
 then runs `python -m loadtests.run throughput|failover ...` (the key goes through
@@ -13,8 +13,8 @@ way in; whatever happens (thresholds broken, Locust crashed, run cancelled), the
 started again before this program exits. Exits with the load test's exit code.
 
 `--database-failover` moves the Cosmos DB write region to the secondary a third of the way in
-and back two thirds in (tools.db_failover move / back; `back` again whatever happens), then
-reports items lost and seconds without a successful write (tools.db_failover report) and fails
+and back two thirds in (tools.operations.db_failover move / back; `back` again whatever happens), then
+reports items lost and seconds without a successful write (tools.operations.db_failover report) and fails
 when an item was lost (writes are expected to pause while the region moves: no failure-ratio
 threshold for this drill).
 
@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 from tools.cli import CliError, run_cli
-from tools.stack_outputs import StackOutputs, WebApp, load
+from tools.delivery.stack_outputs import StackOutputs, WebApp, load
 
 SUBSCRIPTION_KEY_ENV = "LOCUST_SUBSCRIPTION_KEY"  # read by loadtests.run
 MAX_FAILURE_RATIO = "0.01"  # throughput: at most 1 % failed requests
@@ -51,7 +51,7 @@ def az_webapp(verb: str, app: WebApp) -> list[str]:
 
 def db_failover_command(outputs_path: Path, verb: str, window: int | None = None) -> list[str]:
     """`window`: seconds the move may take (until the move back starts), polled 5+ times."""
-    command = [sys.executable, "-m", "tools.db_failover", str(outputs_path), verb]
+    command = [sys.executable, "-m", "tools.operations.db_failover", str(outputs_path), verb]
     if window:
         command += ["--timeout", str(window), "--poll-seconds", str(max(1, min(10, window // 5)))]
     return command
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 def database_verdict(code: int, report_dir: Path) -> int:
     """The load test's exit code, or 1 when the database failover lost, duplicated, orphaned or
     changed an item (or nothing was reconciled: no figure is not a zero)."""
-    from tools import db_failover  # reads loadtests' records: imported only for this drill
+    from tools.operations import (
+        db_failover,  # reads loadtests' records: imported only for this drill
+    )
 
     if not (report_dir / "summary.json").is_file():
         return code or 1

@@ -1,9 +1,9 @@
 """Certificates for the client-certificate path: a local CA, the client certificate API Management
 presents, server certificates for the local front ends, and a password-protected PFX.
 
-    python -m tools.certs generate [--out .certs] [--force]
-    python -m tools.certs renew [--out .certs]    a new client certificate for the same key
-    python -m tools.certs show [--out .certs]
+    python -m tools.development.certs generate [--out .certs] [--force]
+    python -m tools.development.certs renew [--out .certs]    a new client certificate for the same key
+    python -m tools.development.certs show [--out .certs]
 
 `generate` refuses to overwrite existing material unless --force; every file is written
 atomically. `client.json` (subject, issuer, sha1, sha256, not_after) feeds the app's settings
@@ -230,7 +230,7 @@ def _load_key(path: Path) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
-        raise CliError(f"{path} is missing; run: python -m tools.certs generate") from None
+        raise CliError(f"{path} is missing; run: python -m tools.development.certs generate") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CliError(f"{path} is not an RSA private key")
     return key
@@ -254,7 +254,7 @@ def load_certificate(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except FileNotFoundError:
-        raise CliError(f"{path} is missing; run: python -m tools.certs generate") from None
+        raise CliError(f"{path} is missing; run: python -m tools.development.certs generate") from None
     except ValueError:
         raise CliError(f"{path} is not a PEM certificate") from None
 
@@ -280,7 +280,7 @@ def show(out: Path) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.certs", description=__doc__.split("\n")[0]
+        prog="python -m tools.development.certs", description=__doc__.split("\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, text in (

@@ -1,11 +1,11 @@
 """Create or update (in place) the pull-request comment that starts with a hidden marker.
 
-    python -m tools.pr_comment --pr 12 --body-file comment.md [--label-file label.txt]
+    python -m tools.delivery.pr_comment --pr 12 --body-file comment.md [--label-file label.txt]
 
-The marker is the body's first line (`<!-- todo-api-plan:<stack> -->`, see tools.plan_comment).
+The marker is the body's first line (`<!-- todo-api-plan:<stack> -->`, see tools.delivery.plan_comment).
 Only comments written by github-actions[bot] are ever edited.
 
-`--label-file` holds one label `plan/<stack>: <kind>` (tools.plan_comment --label-out): it is
+`--label-file` holds one label `plan/<stack>: <kind>` (tools.delivery.plan_comment --label-out): it is
 put on the pull request and the stack's other `plan/<stack>: ...` labels are taken off, so the
 labels always tell the latest plan of each stack (filter pull requests by `destroys`).
 """
@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 from tools.cli import CliError, run_cli
-from tools.github_api import GitHubApi, find_marked
+from tools.delivery.github_api import GitHubApi, find_marked
 
 MARKER = re.compile(r"<!-- [\w.:-]+ -->")
 

@@ -1,12 +1,12 @@
 """Render one pull-request comment per stack from `terraform show -json` plan output.
 
-    python -m tools.plan_comment --stack todo-api-dev --plan-json plan.json \
+    python -m tools.delivery.plan_comment --stack todo-api-dev --plan-json plan.json \
         [--plan-text plan.txt] [--synth cdktf.out/stacks/todo-api-dev/cdk.tf.json] \
         [--artifact-url URL] --out comment.md [--summary-out "$GITHUB_STEP_SUMMARY"] \
         [--redacted-text-out plan-redacted.txt] \
         [--refuse-stateful-changes [--allow-stateful-changes]]
 
-    python -m tools.plan_comment --stack todo-api-dev --failed [--run-url URL] --out comment.md
+    python -m tools.delivery.plan_comment --stack todo-api-dev --failed [--run-url URL] --out comment.md
     ... [--label-out label.txt]   # the PR label for the kind of change (see `label`)
 
 The comment starts with a hidden marker (`<!-- todo-api-plan:<stack> -->`) so the workflow
@@ -46,8 +46,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import diagram
 from tools.cli import CliError, read_json, run_cli, write_atomic
+from tools.delivery import diagram
 
 MAX_COMMENT_CHARS = 65_536
 MAX_SUMMARY_BYTES = 1_000_000  # GitHub caps one step's job summary at 1 MiB: stay under it

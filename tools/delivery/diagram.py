@@ -1,6 +1,6 @@
 """Mermaid topology diagram of a synthesized stack (cdktf.out/stacks/<stack>/cdk.tf.json).
 
-    python -m tools.diagram cdktf.out/stacks/*/cdk.tf.json [--out diagram.md | --append FILE]
+    python -m tools.delivery.diagram cdktf.out/stacks/*/cdk.tf.json [--out diagram.md | --append FILE]
 
 Nothing is hard-coded about the topology: the nodes are the resources of the kinds below, the
 regions come from their `location` (literal or a reference to a resource group), and the edges

@@ -1,7 +1,7 @@
 """First contact: a read-only check of Azure, with your own `az login`, before the first deploy.
 
     make preflight                  # python main.py, then:
-    python -m tools.preflight cdktf.out/stacks
+    python -m tools.operations.preflight cdktf.out/stacks
 
 Reads what the synthesized stacks will need (the bootstrap stack: subscriptions, identities,
 federated credentials, role assignments, provider registrations; the environment stacks:

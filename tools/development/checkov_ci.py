@@ -1,6 +1,6 @@
 """checkov over the synthesized stacks in CI, with the stacks' checked-in skip list.
 
-    python -m tools.checkov_ci cdktf.out/stacks
+    python -m tools.development.checkov_ci cdktf.out/stacks
 
 The skip list (stacks/checkov-skips.yaml: check id -> design reason) is owned by the stacks and
 guarded by tests/stacks/test_checkov.py; this runs the same checks on a pull request, so a new
@@ -18,7 +18,7 @@ import yaml
 
 from tools.cli import CliError, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 SKIPS = ROOT / "stacks" / "checkov-skips.yaml"
 

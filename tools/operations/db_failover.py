@@ -1,8 +1,8 @@
 """Database failover drill: move the Cosmos DB write region to the secondary and back.
 
-    python -m tools.db_failover outputs.json move [--timeout 900] [--poll-seconds 10]
-    python -m tools.db_failover outputs.json back [--timeout 900] [--poll-seconds 10]
-    python -m tools.db_failover outputs.json report --report-dir reports/load
+    python -m tools.operations.db_failover outputs.json move [--timeout 900] [--poll-seconds 10]
+    python -m tools.operations.db_failover outputs.json back [--timeout 900] [--poll-seconds 10]
+    python -m tools.operations.db_failover outputs.json report --report-dir reports/load
 
 `move`: `az cosmosdb update --enable-automatic-failover false` (a service-managed failover must
 not fight the drill), then `az cosmosdb failover-priority-change --failover-policies
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from tools.cli import CliError, read_json, run_cli, write_atomic
-from tools.stack_outputs import CosmosAccount, load
+from tools.delivery.stack_outputs import CosmosAccount, load
 
 REPORT_FILE = "database-failover.json"
 

@@ -1,6 +1,6 @@
 """Flake hunt: run the whole suite several times while the machine is loaded on purpose.
 
-Usage: python -m tools.flake_hunt [--runs 5] [--load stress|none] [--run-timeout 1800]
+Usage: python -m tools.development.flake_hunt [--runs 5] [--load stress|none] [--run-timeout 1800]
                                   [--report-dir reports/flake-hunt] [-- PYTEST ARGS...]
 
 Each run is a fresh `pytest` process (the same one `make test` runs), started right after the
@@ -37,7 +37,7 @@ from xml.etree import ElementTree
 from tools.cli import interrupt_on_sigterm
 from tools.process_groups import signal_group
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # pytest's short test summary (-ra): "FAILED tests/x.py::test_y[p] - message" / "ERROR ...".
 SUMMARY_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - (.*))?$")
 # The last line pytest prints: "==== 3 failed, 1040 passed, 2 skipped in 301.12s (0:05:01) ===="
@@ -182,7 +182,7 @@ def summary(runs: list[Run], load_description: str, total: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.flake_hunt", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.development.flake_hunt", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="suite runs (default 5)")
     parser.add_argument("--load", choices=["stress", "none"], default="stress")

@@ -1,6 +1,6 @@
 """Build the App Service deploy package: app/ and its pinned runtime requirements, nothing else.
 
-    python -m tools.package_app [--source app] [--out dist/todo-api-app.zip]
+    python -m tools.delivery.package_app [--source app] [--out dist/todo-api-app.zip]
 
 Zip layout (App Service runs `bash app/startup.sh` from the root):
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tools.cli import CliError, run_cli, write_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path("dist/todo-api-app.zip")
 REQUIREMENTS = "requirements.txt"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold

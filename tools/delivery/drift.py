@@ -1,8 +1,8 @@
 """Nightly drift detection: plan each stack, then open, update or close one GitHub issue.
 
-    python -m tools.drift plan --stack todo-api-dev --dir cdktf.out/stacks/todo-api-dev \
+    python -m tools.delivery.drift plan --stack todo-api-dev --dir cdktf.out/stacks/todo-api-dev \
         --out results/todo-api-dev
-    python -m tools.drift report --results results/ [--run-url URL] [--dry-run]
+    python -m tools.delivery.drift report --results results/ [--run-url URL] [--dry-run]
 
 `plan` runs `terraform plan -detailed-exitcode` (0 in sync, 1 error, 2 changes) in an
 initialised stack folder and records `stack`, `exitcode` and, when the plan ran, `plan.json`
@@ -30,9 +30,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import plan_comment
 from tools.cli import CliError, read_json, run_cli, write_atomic
-from tools.github_api import GitHubApi, find_marked
+from tools.delivery import plan_comment
+from tools.delivery.github_api import GitHubApi, find_marked
 
 MARKER = "<!-- todo-api-drift -->"
 TITLE = "Infrastructure drift detected"

@@ -1,0 +1,1 @@
+"""Delivery: see tools/__init__.py."""

@@ -1,0 +1,1 @@
+"""Development: see tools/__init__.py."""

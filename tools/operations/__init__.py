@@ -1,0 +1,1 @@
+"""Operations: see tools/__init__.py."""
