@@ -1,4 +1,5 @@
-"""The API contract's fixed facts: paths, header names and request limits (defined once)."""
+"""The API contract's fixed facts: paths, header names and request limits, and the site name a
+deployment slot reports (defined once)."""
 
 TODO_PATH = "/api/TodoItem"
 TODO_ITEM_PATH = "/api/TodoItem/{id}"
@@ -9,6 +10,12 @@ SWAGGER_UI_PATH = "/"
 SWAGGER_ASSETS_PATH = "/swagger-ui"
 
 SITE_NAME_HEADER = "APP-SERVICE-SITE-NAME"
+# App Service gives every slot of a web app the app's name (WEBSITE_SITE_NAME) and the slot's
+# own (WEBSITE_SLOT_NAME: "Production", or e.g. "staging"). The production slot reports the
+# app's name; another slot <app>-<slot>, its default host name's label, so a caller (the release
+# driver's smoke test) sees which slot answered.
+PRODUCTION_SLOT = "production"
+
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 # The header App Service's front end sets to the caller's certificate (base64 DER); the app's
 # default CLIENT_CERT_HEADER.
@@ -42,3 +49,10 @@ IDEMPOTENCY_KEY_PATTERN = (
     rf'|"[!#-\[\]-~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")$'
 )
 DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 24 * 60 * 60
+
+
+def slot_site_name(site: str, slot: str | None) -> str:
+    """The site name the `slot` of web app `site` reports in SITE_NAME_HEADER."""
+    if slot is None or slot.lower() == PRODUCTION_SLOT:
+        return site
+    return f"{site}-{slot.lower()}"

@@ -28,11 +28,13 @@ from app.contract import (
     DEFAULT_TABLE_NAME,
     MEMORY_STORE,
     TABLE_STORE,
+    slot_site_name,
 )
 from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
 WEBSITE_SITE_NAME = "WEBSITE_SITE_NAME"
+WEBSITE_SLOT_NAME = "WEBSITE_SLOT_NAME"  # App Service sets both (app.contract.slot_site_name)
 HEALTH_CHECK_KEY = "HEALTH_CHECK_KEY"
 CLIENT_CERT_HEADER = "CLIENT_CERT_HEADER"
 CLIENT_CERT_SUBJECT = "CLIENT_CERT_SUBJECT"
@@ -60,6 +62,7 @@ IDEMPOTENCY_KEY_EXPIRY_SECONDS = "IDEMPOTENCY_KEY_EXPIRY_SECONDS"
 APP_SETTING_NAMES = (
     APP_ENV,
     WEBSITE_SITE_NAME,
+    WEBSITE_SLOT_NAME,
     HEALTH_CHECK_KEY,
     CLIENT_CERT_HEADER,
     CLIENT_CERT_SUBJECT,
@@ -276,13 +279,18 @@ def _health_check_key_reference(environ: Mapping[str, str]) -> KeyVaultReference
     return _parsed(HEALTH_CHECK_KEY, lambda text: parse_reference(HEALTH_CHECK_KEY, text), key)
 
 
+def _header_value(environ: Mapping[str, str], name: str) -> str | None:
+    value = _value(environ, name)
+    if value is not None and not HEADER_VALUE_PATTERN.fullmatch(value):
+        raise SettingsError(name, "must be visible ASCII (it is sent as a header value)")
+    return value
+
+
 def _site_name(environ: Mapping[str, str]) -> str:
-    site_name = _value(environ, WEBSITE_SITE_NAME) or DEFAULT_SITE_NAME
-    if not HEADER_VALUE_PATTERN.fullmatch(site_name):
-        raise SettingsError(
-            WEBSITE_SITE_NAME, "must be visible ASCII (it is sent as a header value)"
-        )
-    return site_name
+    """The web app's name, or `<name>-<slot>` in a slot other than production (as App Service
+    names the slot's host), so that answers say which slot gave them."""
+    site = _header_value(environ, WEBSITE_SITE_NAME) or DEFAULT_SITE_NAME
+    return slot_site_name(site, _header_value(environ, WEBSITE_SLOT_NAME))
 
 
 def _client_cert_header(environ: Mapping[str, str]) -> str:

@@ -40,13 +40,13 @@ from pathlib import Path
 
 from app.contract import MEMORY_STORE, TABLE_STORE
 from loadtests import release_drill
-from loadtests.analysis import item_threshold, load_records
+from loadtests.analysis import item_threshold
 from loadtests.fidelity import AZURE, LOCAL, PROFILES, Profile, ProfileError, profile
 from loadtests.processes import TopologyError
 from loadtests.reconciliation import DEFECTS
 from loadtests.run import RunError, RunSpec, conclude, run_scenario
 from loadtests.topology import DEFAULT_CERTS, ROOT, Topology, TopologyConfig
-from tools.cli import CliError, write_atomic
+from tools.cli import CliError
 from tools.development import certs
 
 STACKS_DIR = ROOT / "cdktf.out" / "stacks"
@@ -247,10 +247,7 @@ def release(topology: Topology, args: argparse.Namespace, report_dir: Path) -> t
     summary = run_scenario(spec)
     if releases.error is not None:
         raise RunError(f"release drill: {type(releases.error).__name__}: {releases.error}")
-    records = load_records(report_dir / "records")
-    summary["rollout"] = releases.figures(records, records[0]["t"])
-    summary["breaches"] += release_drill.verdicts(summary["rollout"])
-    write_atomic(report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    releases.report(summary, report_dir)
     step("results: release under load")
     print(rollout_table(summary["rollout"]))
     return conclude(summary, report_dir), summary

@@ -13,20 +13,22 @@ The two broken versions are the app with a defect planted in a copy of its sourc
 `rollout`): each release's steps with their times, whether it went through or was rolled back,
 the callers' failed requests during it, and how many callers' requests a broken version
 answered (from the records: requests the region's production answered while it ran that
-version).
+version). timeline.png marks each release's steps (loadtests.report.release_marks).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from loadtests import analysis
+from loadtests import analysis, report
 from loadtests.slots import LocalSlots
 from loadtests.topology import ROOT, Topology
+from tools.cli import write_atomic
 from tools.delivery.package_app import build
 from tools.delivery.release import SMOKE_API_CALLS, Rollout, roll_out
 
@@ -117,23 +119,47 @@ class ReleaseDrill:
         finally:
             self.done.set()
 
-    def figures(self, records: list[dict], start: float) -> dict:
-        """summary.json's `rollout`: per release, its steps, verdict and what callers saw."""
+    def report(self, summary: dict, report_dir: Path) -> None:
+        """Add the releases to the run's summary and reports (add_to_report)."""
         sites = {role: region.site for role, region in self.topology.regions.items()}
-        found = {}
-        for name, rollout in self.rollouts.items():
-            began, ended = rollout.steps[0].started, rollout.steps[-1].ended or time.time()
-            during = [r for r in records if began <= analysis.end_time(r) < ended]
-            broken = name != "good"
-            found[name] = {
-                **rollout.as_dict(start),
-                "failed_requests": sum(analysis.failed(r) for r in during),
-                "requests": len(during),
-                "broken_version_served": (
-                    served_by_new_version(rollout, records, sites) if broken else None
-                ),
-            }
-        return found
+        add_to_report(summary, report_dir, self.rollouts, sites)
+
+
+def add_to_report(
+    summary: dict, report_dir: Path, rollouts: dict[str, Rollout], sites: dict[str, str]
+) -> None:
+    """The run's summary (loadtests.run.summarise, which wrote summary.json and timeline.png
+    without the releases) gains `rollout` and the release verdicts; both files are written
+    again, the timeline with each release's steps marked. The steps' times count from the
+    run's origin, the first record's start: second 0 of summary `per_second`, the plot's x."""
+    records = analysis.load_records(report_dir / "records")
+    summary["rollout"] = figures(rollouts, records, records[0]["t"], sites)
+    summary["breaches"] += verdicts(summary["rollout"])
+    write_atomic(report_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    report.timeline_png(
+        report_dir / "timeline.png", summary["per_second"], marks=[], rollouts=summary["rollout"]
+    )
+
+
+def figures(
+    rollouts: dict[str, Rollout], records: list[dict], origin: float, sites: dict[str, str]
+) -> dict:
+    """summary.json's `rollout`: per release, its steps (seconds since `origin`), verdict and
+    what callers saw; `sites`: each region's (role's) site name."""
+    found = {}
+    for name, rollout in rollouts.items():
+        began, ended = rollout.steps[0].started, rollout.steps[-1].ended or time.time()
+        during = [r for r in records if began <= analysis.end_time(r) < ended]
+        broken = name != "good"
+        found[name] = {
+            **rollout.as_dict(origin),
+            "failed_requests": sum(analysis.failed(r) for r in during),
+            "requests": len(during),
+            "broken_version_served": (
+                served_by_new_version(rollout, records, sites) if broken else None
+            ),
+        }
+    return found
 
 
 def served_by_new_version(rollout: Rollout, records: list[dict], sites: dict[str, str]) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from loadtests.analysis import SUSTAIN_SECONDS, SUSTAINED_SUCCESS_RATIO
 
@@ -201,18 +203,82 @@ def reconciliation_rows(items: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def timeline_png(
-    path: Path,
+# The timeline of a release run (summary.json `rollout`, loadtests.release_drill): a line where
+# each release starts and at each step that changes what callers may see, a red one at each
+# failed step, each labelled; the bakes shaded.
+CALLER_VISIBLE_STEPS = ("swap", "swap back")
+FAILED_COLOR = "tab:red"
+STEP_STYLE = {  # kind: (colour, legend label)
+    "release": ("tab:gray", "release starts"),
+    "swap": ("tab:purple", "swap / swap back"),
+    "failed": (FAILED_COLOR, "step failed"),
+}
+BAKE_STYLE = {False: ("tab:green", "bake"), True: (FAILED_COLOR, "bake failed")}
+STEP_GID, BAKE_GID = "release step", "bake"  # the artists' ids (a test finds them by these)
+LABEL_GAP_S = 2.0  # closer marks get their labels on either side of their lines
+
+
+@dataclass(frozen=True)
+class StepMark:
+    """A release step's line: `x` in seconds since the first request (the plot's x axis)."""
+
+    x: float
+    label: str
+    kind: str  # a key of STEP_STYLE
+
+
+@dataclass(frozen=True)
+class BakeWindow:
+    start: float
+    end: float
+    failed: bool
+
+
+def release_marks(rollouts: dict) -> list[StepMark]:
+    """Per release (name -> Rollout.as_dict(origin) figures): where it starts, each swap and
+    swap back where it starts (callers may get the other version from then on), each failed
+    step where it failed (its end: the driver stops or swaps back from there)."""
+    marks = []
+    for name, figures in rollouts.items():
+        steps = figures["steps"]
+        if steps:
+            marks.append(StepMark(steps[0]["started_at_s"], f"{name}: release starts", "release"))
+        for step in steps:
+            what = f"{name}: {step['step']} {step['region']}"
+            if step["ok"] is False:
+                marks.append(StepMark(_ended(step), f"{what} FAILED", "failed"))
+            elif step["step"] in CALLER_VISIBLE_STEPS:
+                marks.append(StepMark(step["started_at_s"], what, "swap"))
+    return sorted(marks, key=lambda mark: mark.x)
+
+
+def bake_windows(rollouts: dict) -> list[BakeWindow]:
+    return [
+        BakeWindow(step["started_at_s"], _ended(step), step["ok"] is False)
+        for figures in rollouts.values()
+        for step in figures["steps"]
+        if step["step"] == "bake"
+    ]
+
+
+def _ended(step: dict) -> float:
+    """A step's end (its start while it had not ended when the figures were taken)."""
+    return step["started_at_s"] if step["ended_at_s"] is None else step["ended_at_s"]
+
+
+def timeline_figure(
     seconds: list[dict],
-    fault_s: float | None = None,
-    restore_s: float | None = None,
-    marks: list[tuple[float, float | None]] | None = None,
-) -> None:
-    """Requests/s and failures/s (top), responses/s per serving region (bottom), and a marker
-    per fault and restore: `marks` ((fault_s, restore_s) pairs, seconds since the start), or
-    else the one fault_s and restore_s."""
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-    xs = [row["second"] for row in seconds]
+    marks: list[tuple[float | None, float | None]] = (),
+    rollouts: dict | None = None,
+) -> Figure:
+    """Requests/s and failures/s (top), responses/s per serving region (bottom); a marker per
+    fault and restore (`marks`: (fault_s, restore_s) pairs) and the release steps of
+    `rollouts` (release_marks, bake_windows). Every x is in seconds since the first request, the
+    origin of analysis.per_second (whose row `second` s counts the answers of [s, s+1): drawn
+    mid-way, at s + 0.5)."""
+    # The top plot is the taller: it holds the steps' labels.
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(12, 7), height_ratios=(3, 2))
+    xs = [row["second"] + 0.5 for row in seconds]
     top.plot(xs, [row["requests"] for row in seconds], label="requests/s")
     top.bar(xs, [row["failures"] for row in seconds], color="tab:red", label="failures/s")
     top.set_ylabel("per second")
@@ -221,10 +287,29 @@ def timeline_png(
         bottom.plot(xs, [row["sites"].get(site, 0) for row in seconds], label=site)
     bottom.set_ylabel("responses/s by region")
     bottom.set_xlabel("seconds since the first request")
+    steps, bakes = release_marks(rollouts or {}), bake_windows(rollouts or {})
     for axis in (top, bottom):
-        _mark_faults(axis, marks if marks is not None else [(fault_s, restore_s)])
-        axis.legend(loc="upper right", fontsize="small")
+        _mark_faults(axis, marks)
+        _mark_release(axis, steps, bakes)
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside it
+    _label_steps(top, steps)
     figure.tight_layout()
+    return figure
+
+
+def timeline_png(
+    path: Path,
+    seconds: list[dict],
+    fault_s: float | None = None,
+    restore_s: float | None = None,
+    marks: list[tuple[float, float | None]] | None = None,
+    rollouts: dict | None = None,
+) -> None:
+    """timeline_figure written to `path` atomically; `marks`, or else the one fault_s and
+    restore_s."""
+    figure = timeline_figure(
+        seconds, marks if marks is not None else [(fault_s, restore_s)], rollouts
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".timeline.", suffix=".png")
     os.close(fd)
     try:
@@ -243,3 +328,45 @@ def _mark_faults(axis, marks: list[tuple[float | None, float | None]]) -> None:
             axis.axvline(fault, color="black", linestyle="--", label=labels.pop("fault", None))
         if restore is not None:
             axis.axvline(restore, color="green", linestyle=":", label=labels.pop("restore", None))
+
+
+def _mark_release(axis, steps: list[StepMark], bakes: list[BakeWindow]) -> None:
+    """A line per step, a shaded span per bake; each kind named once in the legend."""
+    named: set = set()
+    for bake in bakes:
+        color, label = BAKE_STYLE[bake.failed]
+        axis.axvspan(
+            bake.start, bake.end, color=color, alpha=0.12, label=_once(named, label), gid=BAKE_GID
+        )
+    for step in steps:
+        color, label = STEP_STYLE[step.kind]
+        axis.axvline(step.x, color=color, linewidth=1.2, label=_once(named, label), gid=STEP_GID)
+
+
+def _once(named: set, label: str) -> str | None:
+    if label in named:
+        return None
+    named.add(label)
+    return label
+
+
+def _label_steps(axis, steps: list[StepMark]) -> None:
+    """Each step's text beside its line, near the top; a mark close after another gets its
+    text on the other side, so the two do not overlap."""
+    align, previous = "right", None  # "right": the text ends at its line, on the left of it
+    for step in steps:
+        close = previous is not None and step.x - previous < LABEL_GAP_S
+        align = ("left" if align == "right" else "right") if close else "right"
+        axis.text(
+            step.x,
+            0.98,
+            f" {step.label} ",
+            transform=axis.get_xaxis_transform(),
+            rotation=90,
+            ha=align,
+            va="top",
+            fontsize=7,
+            color=STEP_STYLE[step.kind][0],
+            gid=STEP_GID,
+        )
+        previous = step.x

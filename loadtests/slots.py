@@ -5,8 +5,9 @@ Each region's front end has a production listener (backend `app`) and a staging 
 (backend `staging`, the slot's own address). A deploy starts the package's app/startup.sh on the
 staging slot's port with the staging slot's settings. A swap does what App Service's does:
 
-1. the staging slot's app is restarted with production's settings (its site name) and warmed
-   up, while production keeps serving;
+1. the staging slot's app is restarted with production's settings (WEBSITE_SLOT_NAME, so the
+   site name it reports: app.contract.slot_site_name) and warmed up, while production keeps
+   serving;
 2. the front end's `app` (and health) server is pointed at it and `staging` at the old
    production app, through HAProxy's runtime API: no listener closes, requests in flight
    finish where they are;
@@ -26,9 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from app.contract import PRODUCTION_SLOT
 from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.processes import TopologyError, http_status
-from loadtests.topology import Region, Topology
+from loadtests.topology import STAGING_SLOT, Region, Topology
 from tools.delivery.release import ReleaseError, health_path
 
 ROLLOUT_ORDER = ("secondary", "primary")  # the region that serves least goes first
@@ -56,7 +58,7 @@ class LocalSlots:
         if region.staging_app is not None:
             region.staging_app.stop()
         region.staging_package = root
-        region.staging_app = self._start(role, "staging", root, region.staging_app_port)
+        region.staging_app = self._start(role, STAGING_SLOT, root, region.staging_app_port)
 
     def warm_up(self, role: str) -> None:
         region = self._region(role)
@@ -74,9 +76,12 @@ class LocalSlots:
         certs = self.topology.config.certs_dir
         tls = ssl.create_default_context(cafile=str(certs / "ca.pem"))
         tls.load_cert_chain(certs / "client.pem", certs / "client.key")
-        port = region.frontend_port if slot == "production" else region.staging_frontend_port
-        site = region.site if slot == "production" else region.staging_site
-        return httpx.Client(verify=tls, timeout=10), f"https://127.0.0.1:{port}", site
+        port = region.frontend_port if slot == PRODUCTION_SLOT else region.staging_frontend_port
+        return (
+            httpx.Client(verify=tls, timeout=10),
+            f"https://127.0.0.1:{port}",
+            region.slot_site(slot),
+        )
 
     def swap(self, role: str) -> None:
         region = self._region(role)
@@ -84,7 +89,9 @@ class LocalSlots:
             raise ReleaseError("nothing deployed to the staging slot: nothing to swap")
         # 1. the staging slot's instances get production's settings, and warm up
         region.staging_app.stop()
-        incoming = self._start(role, "production", region.staging_package, region.staging_app_port)
+        incoming = self._start(
+            role, PRODUCTION_SLOT, region.staging_package, region.staging_app_port
+        )
         # 2. the front end's routing switches: production -> the warmed-up app
         admin = HAProxyAdmin(region.admin_socket)
         for backend in ("app", "app_health"):
@@ -99,7 +106,7 @@ class LocalSlots:
             (region.staging_package),
         )
         region.staging_app_port, region.staging_package = outgoing_port, outgoing_package
-        region.staging_app = self._start(role, "staging", outgoing_package, outgoing_port)
+        region.staging_app = self._start(role, STAGING_SLOT, outgoing_package, outgoing_port)
 
     def served(self, role: str) -> tuple[int, int]:
         """(answers, 5xx answers) of the region's production backend: the front end's counters
@@ -118,9 +125,7 @@ class LocalSlots:
         return http_status(port, self.health_path()) == 200
 
     def _start(self, role: str, slot: str, package: Path, port: int):
-        region = self._region(role)
-        site = region.site if slot == "production" else region.staging_site
-        process = self.topology.app_process(role, slot, site, port, package)
+        process = self.topology.app_process(role, slot, self._region(role).site, port, package)
         process.start()
         try:
             process.wait_ready(lambda: self._healthy(port))

@@ -3,7 +3,8 @@
     client -> HAProxy gateway (subscription key, only the operations of app/openapi.json,
               health-checked failover, mTLS to the regions)
            -> HAProxy front end per region (TLS, client certificate, X-ARR-ClientCert)
-           -> app/startup.sh per region (gunicorn + uvicorn, WEBSITE_SITE_NAME = region)
+           -> app/startup.sh per region (gunicorn + uvicorn, WEBSITE_SITE_NAME = the region's
+              site, WEBSITE_SLOT_NAME = production, as App Service sets them)
            -> Azurite, the one table account both regions share (data on disk in the workdir)
 
     python -m loadtests.topology up        start, print the URLs and keys, run until Ctrl-C
@@ -51,10 +52,12 @@ from app.contract import (
     IDEMPOTENCY_KEY_HEADER,
     MAX_BODY_BYTES,
     MEMORY_STORE,
+    PRODUCTION_SLOT,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
     TABLE_STORE,
     TODO_PATH,
+    slot_site_name,
 )
 from loadtests import fidelity
 from loadtests.azurite import Azurite
@@ -135,10 +138,13 @@ class Region:
     package: Path = ROOT  # the package root production runs (app/ inside)
     staging_package: Path | None = None
 
+    def slot_site(self, slot: str) -> str:
+        """The site name the region's `slot` reports (app.contract.slot_site_name)."""
+        return slot_site_name(self.site, slot)
+
     @property
     def staging_site(self) -> str:
-        """The staging slot's site name (App Service: the slot's host is <app>-<slot>)."""
-        return f"{self.site}-{STAGING_SLOT}"
+        return self.slot_site(STAGING_SLOT)
 
 
 def _port_taken_meanwhile(error: TopologyError) -> bool:
@@ -171,8 +177,10 @@ HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 
 def _app_environment(
-    config: TopologyConfig, site: str, port: int, store: Azurite | None
+    config: TopologyConfig, site: str, slot: str, port: int, store: Azurite | None
 ) -> dict[str, str]:
+    """A slot's app settings: as on App Service, WEBSITE_SITE_NAME is the web app's (region's)
+    name in every slot and WEBSITE_SLOT_NAME the slot's."""
     summary_path = config.certs_dir / "client.json"
     try:
         client = json.loads(summary_path.read_text())
@@ -188,6 +196,7 @@ def _app_environment(
         **os.environ,
         "APP_ENV": "production",
         "WEBSITE_SITE_NAME": site,
+        "WEBSITE_SLOT_NAME": slot,
         "HEALTH_CHECK_KEY": config.health_key,
         "CLIENT_CERT_HEADER": CLIENT_CERT_HEADER,
         "CLIENT_CERT_SUBJECT": client["subject"],
@@ -387,22 +396,23 @@ class Topology:
     def app_process(
         self, role: str, slot: str, site: str, port: int, package: Path
     ) -> ManagedProcess:
-        """The app of one slot of a region: `package`'s app/startup.sh with the slot's settings
-        (its site name and port), as App Service runs a slot."""
+        """The app of one slot of the region whose site name is `site`: `package`'s
+        app/startup.sh with the slot's settings (the site and slot names, its port), as App
+        Service runs a slot."""
+        production = slot == PRODUCTION_SLOT
+        reports = slot_site_name(site, slot)
         return ManagedProcess(
-            f"{role} app ({site})" if slot == "production" else f"{role} app, {slot} slot ({site})",
+            f"{role} app ({reports})" if production else f"{role} app, {slot} slot ({reports})",
             ["bash", str(package / "app" / "startup.sh")],
-            self.workdir / f"app-{role}-{slot}.log"
-            if slot != "production"
-            else self.workdir / f"app-{role}.log",
-            _app_environment(self.config, site, port, self.store),
+            self.workdir / (f"app-{role}.log" if production else f"app-{role}-{slot}.log"),
+            _app_environment(self.config, site, slot, port, self.store),
         )
 
     def _region(
         self, role: str, site: str, app_port: int, frontend_port: int, staging: list[int]
     ) -> Region:
         admin_socket = str(self.admin_dir / f"frontend-{role}.sock")
-        app = self.app_process(role, "production", site, app_port, ROOT)
+        app = self.app_process(role, PRODUCTION_SLOT, site, app_port, ROOT)
         staging_frontend_port, staging_app_port = staging
         config_path = render(
             "frontend.cfg",

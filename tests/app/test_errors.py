@@ -89,6 +89,16 @@ def test_site_name_defaults_to_localhost(make_client, environment, cert_header):
     assert client.get("/api/TodoItem").headers["app-service-site-name"] == "localhost"
 
 
+def test_a_staging_slot_answers_with_the_slot_in_its_site_name(make_client, environment, cert_header):
+    from app.settings import load_settings
+
+    # App Service: the app's name in every slot, and the slot's name beside it.
+    staging = load_settings({**environment, "WEBSITE_SLOT_NAME": "Staging"})
+    client = make_client(staging, cert_header)
+    site = environment["WEBSITE_SITE_NAME"]
+    assert client.get("/api/TodoItem").headers["app-service-site-name"] == f"{site}-staging"
+
+
 # Limits: body size (413), content type (415), name length (400); a rejection changes nothing.
 
 

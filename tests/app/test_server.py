@@ -26,6 +26,7 @@ UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1
         ("CLIENT_CERT_THUMBPRINTS", "not-hex"),
         ("CLIENT_CERT_VALIDATION", "off"),
         ("STORE", ""),
+        ("WEBSITE_SLOT_NAME", "créneau"),
     ],
 )
 def test_bad_setting_stops_the_start_with_one_line(environment, command, variable, value):

@@ -50,6 +50,8 @@ def test_production_refuses_a_missing_required_setting(environment, variable):
         ("APP_ENV", "staging"),
         ("WEBSITE_SITE_NAME", "région-est"),
         ("WEBSITE_SITE_NAME", "two\nlines"),
+        ("WEBSITE_SLOT_NAME", "créneau"),
+        ("WEBSITE_SLOT_NAME", "two\nlines"),
         ("CLIENT_CERT_VALIDATION", "maybe"),
         ("CLIENT_CERT_VALIDATION", "off"),
         ("HEALTH_CHECK_KEY", "short"),
@@ -107,6 +109,32 @@ def test_values_are_trimmed(environment):
     assert loaded.site_name == "todo-api-eastus"
 
 
+@pytest.mark.parametrize(
+    ("slot", "site_name"),
+    [
+        (None, "todo-api-eastus"),
+        ("", "todo-api-eastus"),
+        ("Production", "todo-api-eastus"),  # what App Service sets in the production slot
+        ("PRODUCTION", "todo-api-eastus"),
+        ("staging", "todo-api-eastus-staging"),
+        ("Staging", "todo-api-eastus-staging"),  # as the slot's host name: lowercase
+        (" blue ", "todo-api-eastus-blue"),
+    ],
+)
+def test_a_slot_other_than_production_adds_its_name_to_the_site_name(environment, slot, site_name):
+    environment = {**environment, "WEBSITE_SITE_NAME": "todo-api-eastus"}
+    if slot is not None:
+        environment["WEBSITE_SLOT_NAME"] = slot
+    assert load_settings(environment).site_name == site_name
+
+
+def test_a_slot_without_a_site_name_follows_the_default(environment):
+    without = {k: v for k, v in environment.items() if k != "WEBSITE_SITE_NAME"}
+    assert load_settings({**without, "WEBSITE_SLOT_NAME": "staging"}).site_name == (
+        "localhost-staging"
+    )
+
+
 def test_setting_names_list_every_variable_the_module_reads():
     source = Path(app_settings.__file__).read_text()
     constants = {
@@ -115,7 +143,7 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 23  # 19 + 4 telemetry (test_telemetry.py)
+    assert len(app_settings.APP_SETTING_NAMES) == 24  # 20 + 4 telemetry (test_telemetry.py)
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
 

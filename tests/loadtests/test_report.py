@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from matplotlib.axes import Axes
+import json
 
-from loadtests import report
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
+
+from loadtests import release_drill, report, run
+from loadtests.run import RunSpec
+from tests.loadtests.records import request
+from tools.delivery.release import Rollout, Step
 
 RUN = {
     "requests": 1000,
@@ -144,3 +151,123 @@ def test_the_timeline_still_takes_one_fault_and_restore(tmp_path, monkeypatch):
     lines = drawn_lines(monkeypatch)
     report.timeline_png(tmp_path / "timeline.png", SECONDS, 10.0, 20.0)
     assert lines == [(10.0, "fault"), (20.0, "restore")] * 2
+
+
+# -- the release run's timeline: each release's steps marked -------------------------------------
+
+
+def step(region, name, started, ended, ok=True):
+    """One step of summary.json `rollout` (Rollout.as_dict): seconds since the first request."""
+    return {"region": region, "step": name, "started_at_s": started, "ended_at_s": ended,
+            "ok": ok, "detail": ""}
+
+
+SWAPPED_BACK = {  # swapped in, failed its bake, swapped back
+    "5xx after the swap": {"steps": [
+        step("secondary", "deploy", 40.0, 41.0),
+        step("secondary", "warm up", 41.0, 42.0),
+        step("secondary", "smoke staging", 42.0, 42.5),
+        step("secondary", "swap", 42.5, 45.0),
+        step("secondary", "smoke production", 45.0, 45.5),
+        step("secondary", "bake", 45.5, 57.5, ok=False),
+        step("secondary", "swap back", 57.6, 60.0),
+    ]},
+}
+FAILED_SMOKE = {  # stopped before any swap
+    "fails its smoke": {"steps": [
+        step("secondary", "deploy", 10.0, 11.0),
+        step("secondary", "warm up", 11.0, 12.0),
+        step("secondary", "smoke staging", 12.0, 13.0, ok=False),
+    ]},
+}
+
+
+def step_lines(axis) -> dict[float, str]:
+    """x -> colour of the release steps' lines."""
+    return {line.get_xdata()[0]: line.get_color() for line in axis.lines
+            if line.get_gid() == report.STEP_GID}
+
+
+def step_labels(axis) -> dict[float, tuple[str, str]]:
+    """x -> (text, colour) of the release steps' labels."""
+    return {text.get_position()[0]: (text.get_text().strip(), text.get_color())
+            for text in axis.texts if text.get_gid() == report.STEP_GID}
+
+
+def bakes(axis) -> list[tuple[float, float]]:
+    return [(p.get_x(), p.get_x() + p.get_width()) for p in axis.patches
+            if p.get_gid() == report.BAKE_GID]
+
+
+def is_red(color) -> bool:
+    red, green, blue = to_rgb(color)
+    return red > 0.6 and green < 0.3 and blue < 0.3
+
+
+def test_a_release_is_marked_where_it_starts_swaps_fails_and_swaps_back():
+    figure = report.timeline_figure(SECONDS, rollouts=SWAPPED_BACK)
+    top, bottom = figure.axes
+    name = "5xx after the swap"
+    assert {x: text for x, (text, _) in step_labels(top).items()} == {
+        40.0: f"{name}: release starts",
+        42.5: f"{name}: swap secondary",  # from its start: callers may get the new version
+        57.5: f"{name}: bake secondary FAILED",  # where it failed: the driver swaps back
+        57.6: f"{name}: swap back secondary",
+    }
+    for axis in (top, bottom):
+        assert sorted(step_lines(axis)) == [40.0, 42.5, 57.5, 57.6]
+        assert bakes(axis) == [(45.5, 57.5)]
+    plt.close(figure)
+
+
+def test_a_failed_step_is_drawn_red_and_the_others_are_not():
+    figure = report.timeline_figure(SECONDS, rollouts={**FAILED_SMOKE, **SWAPPED_BACK})
+    top = figure.axes[0]
+    failed = {13.0, 57.5}  # smoke staging of the first release, bake of the second
+    assert {x for x, color in step_lines(top).items() if is_red(color)} == failed
+    assert {x for x, (_, color) in step_labels(top).items() if is_red(color)} == failed
+    assert step_labels(top)[13.0][0] == "fails its smoke: smoke staging secondary FAILED"
+    plt.close(figure)
+
+
+def test_a_seconds_counts_are_drawn_mid_way_through_that_second():
+    figure = report.timeline_figure(SECONDS[:3])
+    requests = figure.axes[0].lines[0]
+    assert list(requests.get_xdata()) == [0.5, 1.5, 2.5]  # row `second` s counts [s, s+1)
+    plt.close(figure)
+
+
+def test_the_release_steps_are_marked_on_the_runs_own_time_axis(tmp_path, monkeypatch):
+    """The marks (release_drill.add_to_report) and the plotted seconds (run.summarise) count
+    from the same origin: the swap's line falls in the second the new site starts answering."""
+    first = 1_700_000_000.0
+    swap_at = first + 12.25
+    (tmp_path / "records").mkdir()
+    records = [
+        {**request(first + n / 20, "GET", 200), "site": "old" if n / 20 < 12.25 else "new"}
+        for n in range(20 * 30)
+    ]
+    (tmp_path / "records" / "records-1.jsonl").write_text(
+        "".join(json.dumps(record) + "\n" for record in records))
+    rollout = Rollout("good.zip", [
+        Step("secondary", "deploy", first + 9.0, first + 10.0, True),
+        Step("secondary", "swap", swap_at, first + 14.0, True),
+        Step("secondary", "bake", first + 14.5, first + 20.0, True),
+    ])
+    drawn, figure_of = [], report.timeline_figure
+
+    def recording(*args, **kwargs):
+        drawn.append(figure_of(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(report, "timeline_figure", recording)
+    summary = run.summarise(RunSpec("records", "", "", tmp_path))  # writes its own timeline
+    release_drill.add_to_report(summary, tmp_path, {"good": rollout}, {"secondary": "new"})
+
+    assert json.loads((tmp_path / "summary.json").read_text())["rollout"]["good"]["steps"][1][
+        "started_at_s"] == 12.25
+    top = drawn[-1].axes[0]
+    swap_x = next(x for x, (text, _) in step_labels(top).items() if "swap" in text)
+    assert swap_x == 12.25
+    first_new = next(row["second"] for row in summary["per_second"] if "new" in row["sites"])
+    assert int(swap_x) == first_new == 12

@@ -28,6 +28,10 @@ def site_of(slots, role: str, slot: str) -> str:
         return client.get(base + slots.health_path()).headers.get("APP-SERVICE-SITE-NAME")
 
 
+def settings(process) -> tuple[str, str]:
+    return process.env["WEBSITE_SITE_NAME"], process.env["WEBSITE_SLOT_NAME"]
+
+
 def test_a_good_version_rolls_out_region_by_region_and_serves_in_production(slots, tmp_path):
     package = release_drill.package(release_drill.ROOT / "app", tmp_path / "good.zip")
     before = {role: region.app.pid for role, region in slots.topology.regions.items()}
@@ -40,6 +44,10 @@ def test_a_good_version_rolls_out_region_by_region_and_serves_in_production(slot
         assert region.package.parent == slots.packages  # unpacked from the release package
         assert site_of(slots, role, "production") == region.site
         assert site_of(slots, role, "staging") == region.staging_site  # the old one, restarted
+        assert region.staging_site == f"{region.site}-staging"
+        # as App Service: the web app's name in both slots, the slot's name beside it
+        assert settings(region.app) == (region.site, "production")
+        assert settings(region.staging_app) == (region.site, "staging")
 
 
 def test_a_version_failing_its_smoke_test_never_reaches_production(slots, tmp_path):
