@@ -6,8 +6,16 @@
   an in-memory store with `APP-SERVICE-SITE-NAME` set to the first regional web app that the
   fake az has not stopped (503 when none runs). A Cosmos DB write region that is moving
   (fake az `cosmosdb failover-priority-change`) is seen by the writes only.
-- `WebApp`: a regional web app from the runner's side: its access restrictions (default Deny,
-  only APIM and Traffic Manager allowed) answer 403 to everything.
+- `/sites/<app>` and `/sites/<app>-staging` on the gateway's port: each regional web app's
+  production and staging slot from the runner's side. Their access restrictions (default Deny,
+  only APIM and Traffic Manager) answer 403, unless the fake az added the release's rule for
+  the runner to that slot's main site. Then a slot answers the health path (the outputs' key)
+  and the TodoItem operations with its own site name (`<app>` or `<app>-staging`, as App
+  Service's instances do), from what the fake az deployed to it and swapped (azure.json
+  `slots`): the scenario's `new_package_fails` makes any package but the original one answer a
+  create with 500, in every slot (`"smoke"`) or only in production (`"after_swap"`).
+  Production's answers are counted in metrics.json, which the fake `az monitor metrics list`
+  reads.
 - `/ip` on the gateway port answers the runner's "public address" for `--runner-ip auto`.
 """
 
@@ -83,9 +91,8 @@ def reply(request, status: int, body=None, headers: dict | None = None) -> None:
     request.wfile.write(data)
 
 
-class WebApp(Server):
-    def handle(self, request):
-        reply(request, 403, {"message": "Ip Forbidden"})
+RELEASE_RULE = "github-actions-release"  # tools.delivery.deploy_app.RELEASE_RULE
+HEALTH_KEY = "health-key-0123456789"  # tests.tools.stack_outputs_data.raw_outputs()
 
 
 class Gateway(Server):
@@ -101,7 +108,12 @@ class Gateway(Server):
         self.state_dir: Path | None = None  # the running rehearsal's REHEARSAL_DIR
         self.web_app_names: list[str] = []
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.scenario: dict = {}
+        self.metrics: dict[str, dict[str, int]] = {}  # production answers per web app
         super().__init__()
+
+    def site_url(self, name: str, slot: str = "production") -> str:
+        return f"{self.url}/sites/{name}" + ("" if slot == "production" else f"-{slot}")
 
     def azure(self) -> dict:
         path = self.state_dir / "azure.json" if self.state_dir else None
@@ -119,9 +131,51 @@ class Gateway(Server):
             request.end_headers()
             request.wfile.write(data)
             return
-        status = self.answer(request, path)
+        status = self.site(request, path) if path.startswith("/sites/") else self.answer(
+            request, path)
         with self.lock:
             self.calls.append((request.command, path, status))
+
+    def site(self, request, path: str) -> int:
+        """One web app slot, as the runner reaches it through its own hostname."""
+        site, _, operation = path.removeprefix("/sites/").partition("/")
+        operation = "/" + operation
+        name, slot = (site.removesuffix("-staging"), "staging") if site.endswith("-staging") else (
+            site, "production")
+        azure = self.azure()
+        key = name if slot == "production" else f"{name}/{slot}"
+        if name not in self.web_app_names or RELEASE_RULE not in azure.get(
+                "access_rules", {}).get(key, []):
+            reply(request, 403, {"message": "Ip Forbidden"})
+            return 403
+        content = azure.get("slots", {}).get(name, {"production": "initial"}).get(slot)
+        failing = self.scenario.get("new_package_fails")
+        broken = content not in (None, "initial") and (
+            failing == "smoke" or (failing == "after_swap" and slot == "production"))
+        length = int(request.headers.get("Content-Length") or 0)
+        body = json.loads(request.rfile.read(length)) if length else None
+        headers = {SITE_NAME_HEADER: site}
+        if content is None:
+            status, payload = 404, {"message": "no content deployed to this slot"}
+        elif operation == f"/health/{HEALTH_KEY}":
+            status, payload = 200, {"status": "healthy"}
+        elif operation.startswith("/api/TodoItem") and not (broken and request.command == "POST"):
+            status, payload = self.todo(request.command, operation, body)
+        elif broken:
+            status, payload = 500, {"message": "the new package fails"}
+        else:
+            status, payload = 404, {"message": "Not Found"}
+        reply(request, status, payload, headers)
+        if slot == "production":
+            with self.lock:
+                counts = self.metrics.setdefault(name, {"Requests": 0, "Http5xx": 0})
+                counts["Requests"] += 1
+                counts["Http5xx"] += status >= 500
+                if self.state_dir is not None:
+                    target = self.state_dir / "metrics.json"
+                    target.with_suffix(".tmp").write_text(json.dumps(self.metrics))
+                    target.with_suffix(".tmp").replace(target)
+        return status
 
     def answer(self, request, path: str) -> int:
         operation = path.removeprefix(self.api_path) if path.startswith(self.api_path) else None

@@ -69,6 +69,7 @@ STAND_IN_OF = {
 ACT_TIMEOUT_SECONDS = 300
 TOKEN = "test-token"  # what the fake GitHub API accepts
 
+
 PLAN_BUNDLE_KEY = base64.b64encode(b"rehearsal-plan-bundle-key-32-byt").decode()  # a test key
 
 
@@ -192,9 +193,10 @@ class Rehearsal:
 
     def run(self, workflow: str, event: str, scenario: dict, *, payload: dict | None = None,
             inputs: dict | None = None, job: str | None = None, gateway=None,
-            actor: str | None = None) -> Run:
+            actor: str | None = None, github_url: str | None = None) -> Run:
         """One act run; `gateway`: the fake API Management this run's outputs point at (one
-        per run when runs go side by side)."""
+        per run when runs go side by side); `github_url`: another fake GitHub API than the
+        rehearsal's own (a repository with another history)."""
         gateway = gateway or self.gateway
         with self.lock:
             self.runs += 1
@@ -206,6 +208,8 @@ class Rehearsal:
         (state / "event.json").write_text(json.dumps(event_payload))
         gateway.state_dir = state
         gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
+        gateway.scenario = scenario
+        gateway.metrics = {}
         variables = act_variables(self.world)
         command = [
             str(ACT), event, "-W", f".github/workflows/{workflow}.yml",
@@ -229,7 +233,7 @@ class Rehearsal:
             "REHEARSAL_DIR": state, "REHEARSAL_SOURCE": self.source,
             "REHEARSAL_ACTIONS": STAND_INS, "REHEARSAL_FAKES": FAKES,
             "REHEARSAL_CACHE": self.workdir / "cache",
-            "GITHUB_API_URL": self.github_url, "RUNNER_IP_URL": f"{gateway.url}/ip",
+            "GITHUB_API_URL": github_url or self.github_url, "RUNNER_IP_URL": f"{gateway.url}/ip",
             "REHEARSAL_WORLD": self.world_path,
         }
         for name, value in env_for_steps.items():

@@ -272,6 +272,6 @@ def test_an_environment_secret_reads_empty_in_a_job_that_names_no_environment():
     assert planted != workflow
     jobs = yaml.safe_load(with_job_environment_variable(planted))["jobs"]
     assert "secrets.PLAN_BUNDLE_KEY" not in yaml.safe_dump(jobs["plan"])
-    assert "secrets.PLAN_BUNDLE_KEY" in yaml.safe_dump(jobs["deploy"])
+    assert "secrets.PLAN_BUNDLE_KEY" in yaml.safe_dump(jobs["apply"])
     kept = yaml.safe_load(with_job_environment_variable(workflow))["jobs"]
     assert "secrets.PLAN_BUNDLE_KEY" in yaml.safe_dump(kept["plan"])

@@ -17,7 +17,7 @@ import pytest
 
 from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS
 from tests.github.bootstrap_world import client_id, write_world
-from tests.github.fake_azure import Gateway, WebApp
+from tests.github.fake_azure import Gateway
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
 from tests.tools.conftest import FakeGitHub, serving
 from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, WORKBOOK_OUTPUTS, raw_outputs
@@ -43,18 +43,47 @@ def plan(name: str) -> dict:
     return json.loads((PLANS / f"{name}.json").read_text())
 
 
+KEY_VAULT = {"name": "kv-todo-dev", "certificate": "apim-client-certificate"}
+
+
+def client_certificate_pfx() -> str:
+    """A throwaway self-signed client certificate as Key Vault hands it out (PFX, base64)."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "rehearsal client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return base64.b64encode(
+        pkcs12.serialize_key_and_certificates(None, key, cert, None, NoEncryption())).decode()
+
+
 @dataclass
 class World:
     rehearsal: Rehearsal
     github: FakeGitHub
     gateway: Gateway
-    web_apps: list[WebApp]
+    pfx: str
 
     def scenario(self, plan_name: str = "mixed", exitcode: int = 2, gateway: Gateway | None = None,
                  **stack_overrides) -> dict:
+        gateway = gateway or self.gateway
+        names = [a["name"] for a in WEB_APPS]
         outputs = raw_outputs(
-            gateway_urls=[(gateway or self.gateway).url],
-            web_app_hostnames=[app.url for app in self.web_apps],
+            gateway_urls=[gateway.url],
+            web_app_hostnames=[gateway.site_url(n) for n in names],
+            web_app_staging_hostnames=[gateway.site_url(n, "staging") for n in names],
+            key_vault_name=KEY_VAULT["name"],
+            client_certificate_name=KEY_VAULT["certificate"],
+            release_bake_seconds=2,
             subscription_key=SUBSCRIPTION_KEY,
             **COSMOS_OUTPUTS,
             **WORKBOOK_OUTPUTS,
@@ -63,6 +92,7 @@ class World:
                  "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
                  **stack_overrides}
         return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
+                "key_vault": {**KEY_VAULT, "pfx_base64": self.pfx},
                 "cosmos": {"name": COSMOS_OUTPUTS["cosmos_account_name"],
                            "resource_group": COSMOS_OUTPUTS["cosmos_resource_group_name"],
                            "regions": COSMOS_OUTPUTS["cosmos_regions"]}}
@@ -75,14 +105,12 @@ def world(tmp_path_factory, synthesized_bootstrap_file):
     source = prepare_source(workdir / "src")
     github = FakeGitHub()
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
-    web_apps = [WebApp(), WebApp()]
     try:
         with serving(github) as github_url:
             yield World(Rehearsal(source, workdir, github_url, gateway, workdir / "world.json"),
-                        github, gateway, web_apps)
+                        github, gateway, client_certificate_pfx())
     finally:
-        for fake in [gateway, *web_apps]:
-            fake.close()
+        gateway.close()
 
 
 def terraform_calls(run: Run, command: str) -> list[dict]:
@@ -215,7 +243,7 @@ def test_deploy_applies_exactly_the_plan_it_made_from_the_stack_folder(deploy_ru
     [made] = terraform_calls(deploy_run, "plan")
     [applied] = terraform_calls(deploy_run, "apply")
     assert applied["plan_id"] == made["plan_id"]
-    assert (made["env"]["GITHUB_JOB"], applied["env"]["GITHUB_JOB"]) == ("plan", "deploy")
+    assert (made["env"]["GITHUB_JOB"], applied["env"]["GITHUB_JOB"]) == ("plan", "apply")
     for call in (made, applied):
         assert call["cwd"].endswith("cdktf.out/stacks/todo-api-dev")
     # planned read-only before the gate, applied by the environment's deploy identity after it
@@ -228,9 +256,13 @@ def test_deploy_hands_the_plan_on_encrypted(deploy_run):
 
 
 @pytest.fixture(scope="module")
-def other_deploy_runs(world) -> dict[str, Run]:
-    """Side by side, each against its own gateway: prod by hand, and a dev deploy whose state
-    another apply changed between its plan and its apply."""
+def other_deploy_runs(world, deploy_run) -> dict[str, Run]:
+    """Side by side, each against its own gateway, after `deploy_run` put this commit's package
+    on dev: prod by hand, a dev deploy whose state another apply changed between its plan and
+    its apply, stateful deletions refused and allowed (the allowed one finds dev already running
+    this package), a run from a branch, a dev release whose new package fails its smoke test in
+    production after the swap, and prod by hand in a repository where dev never ran this commit
+    (its own fake GitHub API)."""
     def stale(scenario):
         for stack in scenario["stacks"].values():
             stack["applied_elsewhere_after_plan"] = True
@@ -250,16 +282,21 @@ def other_deploy_runs(world) -> dict[str, Run]:
         # Run workflow from a branch other than main: prod-plan's branch policy refuses it.
         "branch": (lambda s: s, "workflow_dispatch", {"environment": "prod"},
                    {"ref": "refs/heads/feature"}),
+        "fails after swap": (lambda s: {**s, "new_package_fails": "after_swap"},
+                             "workflow_dispatch", {"environment": "dev"}, None),
+        "prod not green in dev": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, None),
     }
+    fresh = FakeGitHub()  # a repository whose dev environment never ran anything
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
                 for name in cases}
     try:
-        with ThreadPoolExecutor(len(cases)) as pool:
+        with serving(fresh) as fresh_url, ThreadPoolExecutor(len(cases)) as pool:
             futures = {
                 name: pool.submit(world.rehearsal.run, "deploy", event,
                                   change(world.scenario("mixed", gateway=gateways[name])),
                                   inputs=inputs, payload=payload,
-                                  gateway=gateways[name])
+                                  gateway=gateways[name],
+                                  github_url=fresh_url if name in FRESH_REPOSITORY else None)
                 for name, (change, event, inputs, payload) in cases.items()}
             return {name: future.result() for name, future in futures.items()}
     finally:
@@ -270,13 +307,15 @@ def other_deploy_runs(world) -> dict[str, Run]:
 def test_prod_is_planned_and_applied_in_prods_subscription_and_state(other_deploy_runs):
     run = other_deploy_runs["prod"]
     run.assert_green()
-    [init_plan, init_apply] = terraform_calls(run, "init")
+    inits = {c["env"]["GITHUB_JOB"]: c for c in terraform_calls(run, "init")}
+    assert sorted(inits) == ["apply", "plan", "rollout"]
     [made], [applied] = terraform_calls(run, "plan"), terraform_calls(run, "apply")
     assert made["plan_id"] == applied["plan_id"] and applied["stack"] == "todo-api-prod"
     assert (made["identity"], applied["identity"]) == (PLAN_PROD, DEPLOY_PROD)
-    for call in (init_plan, init_apply, made, applied):
+    for call in (*inits.values(), made, applied):
         assert call["subscription"] == PROD_SUBSCRIPTION
-    assert "-backend-config=container_name=tfstate-prod" in init_apply["args"]
+    for job in ("apply", "rollout"):
+        assert "-backend-config=container_name=tfstate-prod" in inits[job]["args"]
 
 
 def test_prod_cannot_be_planned_from_a_branch(other_deploy_runs):
@@ -287,8 +326,12 @@ def test_prod_cannot_be_planned_from_a_branch(other_deploy_runs):
     assert failures and 'Branch "refs/heads/feature" is not allowed to deploy to prod-plan' in (
         failures[0])
     assert terraform_calls(run, "plan") == [] and terraform_calls(run, "apply") == []
-    assert not run.job_succeeded("deploy prod")
+    assert not run.job_succeeded("apply prod")
 
+
+# Runs against a repository where dev never ran this commit: the failing release must not find
+# dev already running its package, and prod must find no evidence.
+FRESH_REPOSITORY = ("fails after swap", "prod not green in dev")
 
 COSMOS_DELETE = {
     "address": "azurerm_cosmosdb_account.data_store_account",
@@ -323,19 +366,56 @@ def test_a_stale_plan_is_refused_and_nothing_is_deployed(other_deploy_runs):
     assert not [c for c in run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
 
 
-def test_deploy_sends_the_package_to_both_regions_secondary_first(deploy_run):
-    package = deploy_run.state / "artifacts" / "app-package" / "todo-api-app.zip"
-    digest = hashlib.sha256(package.read_bytes()).hexdigest()
-    deploys = [c for c in deploy_run.calls("az") if c["args"][:2] == ["webapp", "deploy"]]
-    assert [(c["app"], c["package_sha256"]) for c in deploys] == [
-        ("app-neu", digest), ("app-weu", digest)]
+def package_digest(run: Run) -> str:
+    package = run.state / "artifacts" / "app-package" / "todo-api-app.zip"
+    return hashlib.sha256(package.read_bytes()).hexdigest()
 
 
-def test_deploy_closes_each_scm_site_it_opened(deploy_run):
-    azure = json.loads((deploy_run.state / "azure.json").read_text())
-    assert azure["scm_rules"] == {"app-weu": [], "app-neu": []}
-    checked = [c["app"] for c in deploy_run.calls("az") if "show" in c["args"][:4]]
-    assert sorted(checked) == ["app-neu", "app-weu"]  # the always-step looked again
+def release_steps(run: Run) -> list[tuple[str, str]]:
+    """(what, web app) of each slot deploy and swap, in order."""
+    steps = []
+    for call in run.calls("az"):
+        if call["args"][:2] == ["webapp", "deploy"]:
+            steps.append((f"deploy to {call['slot'] or 'production'}", call["app"]))
+        elif call["args"][:4] == ["webapp", "deployment", "slot", "swap"]:
+            steps.append(("swap", call["app"]))
+    return steps
+
+
+def slots(run: Run) -> dict:
+    return json.loads((run.state / "azure.json").read_text())["slots"]
+
+
+def test_dev_rolls_out_region_by_region_through_the_staging_slots(deploy_run):
+    assert release_steps(deploy_run) == [
+        ("deploy to staging", "app-neu"), ("swap", "app-neu"),
+        ("deploy to staging", "app-weu"), ("swap", "app-weu")]
+    digest = package_digest(deploy_run)
+    assert {app: s["production"] for app, s in slots(deploy_run).items()} == {
+        "app-neu": digest, "app-weu": digest}
+    assert "| app-neu | smoke staging |" in deploy_run.log
+    assert "| app-weu | bake |" in deploy_run.log and "Rolled out to every region." in deploy_run.log
+
+
+def test_the_rollout_job_is_a_job_of_its_own_after_the_apply(deploy_run):
+    [applied] = terraform_calls(deploy_run, "apply")
+    outputs = [c for c in terraform_calls(deploy_run, "output")]
+    assert applied["env"]["GITHUB_JOB"] == "apply"
+    assert outputs and {c["env"]["GITHUB_JOB"] for c in outputs} == {"rollout"}
+    assert {c["identity"] for c in outputs} == {DEPLOY_DEV}
+
+
+def test_the_rollout_smokes_each_slot_through_its_own_address(world, deploy_run):
+    """Each slot of each region: health, then a created item read, updated and deleted; the
+    driver checks every answer's site name (a slot answering as another fails the smoke)."""
+    secret_reads = [c for c in deploy_run.calls("az") if c["args"][:3] == ["keyvault", "secret",
+                                                                           "show"]]
+    assert [c["identity"] for c in secret_reads] == [DEPLOY_DEV]
+    for site in ("app-neu-staging", "app-neu", "app-weu-staging", "app-weu"):
+        seen = {(m, p.split("/")[-1] if m != "POST" else "", s) for m, p, s in world.gateway.calls
+                if p.startswith(f"/sites/{site}/")}
+        assert ("GET", "health-key-0123456789", 200) in seen, site
+        assert ("POST", "", 201) in seen and any(m == "DELETE" and s == 204 for m, _, s in seen)
 
 
 def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
@@ -343,6 +423,60 @@ def test_deploy_runs_the_smoke_checks_through_the_gateway(world, deploy_run):
     todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
     assert {(m, p, s) for m, p, s in world.gateway.calls if p == todo} >= {
         ("GET", todo, 200), ("GET", todo, 401)}
+
+
+def test_the_rollout_closes_every_site_it_opened(deploy_run):
+    azure = json.loads((deploy_run.state / "azure.json").read_text())
+    assert set(azure["scm_rules"]) == {"app-neu/staging", "app-weu/staging"}
+    assert all(rules == [] for rules in azure["scm_rules"].values())
+    assert set(azure["access_rules"]) == {"app-neu", "app-neu/staging", "app-weu",
+                                          "app-weu/staging"}
+    assert all(rules == [] for rules in azure["access_rules"].values())
+
+
+def test_the_rollout_is_recorded_as_a_github_deployment(world, deploy_run):
+    digest = package_digest(deploy_run)
+    [(sha, recorded, states)] = [d for d in world.github.deployment_statuses("dev")
+                                 if d[1] == digest][:1]
+    assert recorded == digest and len(sha) == 40
+    assert states[:2] == ["in_progress", "success"]
+
+
+def test_a_package_failing_after_the_swap_is_swapped_back_and_the_rollout_stops(
+        other_deploy_runs):
+    run = other_deploy_runs["fails after swap"]
+    [failure] = run.steps_failed()
+    assert "Roll the app out" in failure
+    # the first region swapped and swapped back; the second region never touched
+    assert release_steps(run) == [("deploy to staging", "app-neu"), ("swap", "app-neu"),
+                                  ("swap", "app-neu")]
+    assert {app: s["production"] for app, s in slots(run).items()} == {"app-neu": "initial"}
+    assert "Stopped** in app-neu (swapped back)" in run.log
+    assert "POST /api/TodoItem: expected 201, got 500" in run.log
+    azure = json.loads((run.state / "azure.json").read_text())
+    assert all(rules == [] for rules in azure["access_rules"].values())
+
+
+def test_prod_refuses_a_commit_whose_package_never_went_green_in_dev(other_deploy_runs):
+    run = other_deploy_runs["prod not green in dev"]
+    [failure] = run.steps_failed()
+    assert "never went green in dev: deploy it to dev first" in failure
+    assert release_steps(run) == []
+    assert terraform_calls(run, "apply")  # the infrastructure went ahead; the app did not
+
+
+def test_prod_takes_the_package_that_went_green_in_dev_and_says_so(world, other_deploy_runs):
+    run = other_deploy_runs["prod"]
+    assert "Promotion: this exact package went green in dev" in run.log
+    assert [s for s, _ in release_steps(run)] == ["deploy to staging", "swap"] * 2
+    [(_, digest, states)] = world.github.deployment_statuses("prod")
+    assert digest == package_digest(run) and states[-1] == "success"
+
+
+def test_a_rollout_of_the_package_the_environment_runs_restarts_nothing(other_deploy_runs):
+    run = other_deploy_runs["stateful allowed"]  # dev, after deploy_run put this package there
+    assert "dev already runs this package" in run.log and "nothing restarted" in run.log
+    assert release_steps(run) == []
 
 
 # drift ---------------------------------------------------------------------------------------

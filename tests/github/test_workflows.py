@@ -139,9 +139,25 @@ def test_deploys_queue_and_never_cancel_a_running_apply():
     assert "deploy-" in deploy["concurrency"]["group"]
 
 
-def test_deploy_targets_a_protected_github_environment():
-    job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
-    assert job["environment"] == "${{ github.event_name == 'push' && 'dev' || inputs.environment }}"
+def test_apply_and_rollout_target_the_protected_github_environment():
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    for name in ("apply", "rollout"):
+        assert jobs[name]["environment"] == (
+            "${{ github.event_name == 'push' && 'dev' || inputs.environment }}"), name
+
+
+def test_the_rollout_is_a_job_of_its_own_that_applies_nothing():
+    """A failed rollout can be re-run alone: it needs the apply, and holds no plan to apply."""
+    jobs = load(GITHUB / "workflows" / "deploy.yml")["jobs"]
+    rollout = jobs["rollout"]
+    commands = "\n".join(s.get("run", "") for s in rollout["steps"])
+    assert set(rollout["needs"]) == {"package", "apply"}
+    assert "terraform apply" not in commands and "plan-bundle" not in yaml.safe_dump(rollout)
+    assert "python -m tools.delivery.release" in commands
+    assert rollout["permissions"] == {"contents": "read", "id-token": "write",
+                                      "deployments": "write"}
+    assert "tools.delivery" not in "\n".join(
+        s.get("run", "") for s in jobs["apply"]["steps"] if "plan_bundle" not in s.get("run", ""))
 
 
 def test_deploy_applies_exactly_the_saved_plan_after_the_approval_gate():
@@ -151,9 +167,9 @@ def test_deploy_applies_exactly_the_saved_plan_after_the_approval_gate():
     assert "terraform plan -input=false -lock=false -out=tfplan" in commands("plan")
     # the plan is made (and shown) before the gate, in the ungated <env>-plan environment
     assert jobs["plan"]["environment"].endswith("}-plan")
-    assert "plan" in jobs["deploy"]["needs"] and "-plan" not in jobs["deploy"]["environment"]
-    assert "terraform apply -input=false -lock-timeout=10m tfplan" in commands("deploy")
-    assert "terraform plan" not in commands("deploy") and "-auto-approve" not in commands("deploy")
+    assert "plan" in jobs["apply"]["needs"] and "-plan" not in jobs["apply"]["environment"]
+    assert "terraform apply -input=false -lock-timeout=10m tfplan" in commands("apply")
+    assert "terraform plan" not in commands("apply") and "-auto-approve" not in commands("apply")
 
 
 def test_the_plan_travels_encrypted_never_as_a_plain_artifact():
@@ -164,7 +180,7 @@ def test_the_plan_travels_encrypted_never_as_a_plain_artifact():
 
 def test_deploy_job_outlasts_api_managements_create_timeout():
     hours = re.search(r'APIM_TIMEOUT = "(\d+)h"', (ROOT / "stacks" / "gateway.py").read_text())
-    job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
+    job = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["apply"]
     assert job["timeout-minutes"] >= int(hours[1]) * 60 + 30
 
 

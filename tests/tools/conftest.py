@@ -28,6 +28,13 @@ class FakeGitHub:
         self.failures: list[tuple[int, dict, str]] = []
         self.attempts = 0
         self.waits: list[float] = []  # what the client slept (tests never sleep)
+        self.deployments: list[dict] = []  # newest last; each with its "statuses", newest last
+
+    def deployment_statuses(self, environment: str) -> list[tuple[str, str, list[str]]]:
+        """(sha, package digest, states oldest first) of each deployment to `environment`."""
+        return [(d["sha"], (d.get("payload") or {}).get("package_sha256"),
+                 [s["state"] for s in d["statuses"]])
+                for d in self.deployments if d["environment"] == environment]
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -91,6 +98,15 @@ def make_handler(state: FakeGitHub, base: list[str]):
                 return self.page(state.comments.get(int(match[1]), []), url)
             if match := re.fullmatch(r"/issues/(\d+)/labels", path):
                 return self.page([{"name": n} for n in state.labels.get(int(match[1]), [])], url)
+            if path == "/deployments":
+                query = {k: v[0] for k, v in parse_qs(url.query).items() if k != "page"}
+                found = [{k: v for k, v in d.items() if k != "statuses"}
+                         for d in reversed(state.deployments)
+                         if all(str(d.get(k)) == v for k, v in query.items() if k != "per_page")]
+                return self.page(found, url)
+            if match := re.fullmatch(r"/deployments/(\d+)/statuses", path):
+                [found] = [d for d in state.deployments if d["id"] == int(match[1])]
+                return self.page(list(reversed(found["statuses"])), url)
             if path == "/issues":
                 query = parse_qs(url.query)
                 label = query.get("labels", [None])[0]
@@ -115,6 +131,24 @@ def make_handler(state: FakeGitHub, base: list[str]):
                 labels = state.labels.setdefault(int(match[1]), [])
                 labels += [n for n in body["labels"] if n not in labels]
                 return self.reply(200, [{"name": n} for n in labels])
+            if path == "/deployments":
+                deployment = {"id": state.new_id(), "sha": body["ref"], "ref": body["ref"],
+                              "task": body.get("task", "deploy"),
+                              "environment": body["environment"],
+                              "payload": body.get("payload") or {}, "statuses": []}
+                state.deployments.append(deployment)
+                return self.reply(201, {k: v for k, v in deployment.items() if k != "statuses"})
+            if match := re.fullmatch(r"/deployments/(\d+)/statuses", path):
+                [found] = [d for d in state.deployments if d["id"] == int(match[1])]
+                if body["state"] == "success" and body.get("auto_inactive", True):
+                    # GitHub: earlier successful deployments of the environment become inactive
+                    for other in state.deployments:
+                        if (other is not found and other["environment"] == found["environment"]
+                                and other["statuses"]
+                                and other["statuses"][-1]["state"] == "success"):
+                            other["statuses"].append({"state": "inactive"})
+                found["statuses"].append(body)
+                return self.reply(201, body)
             if path == "/issues":
                 issue = {"number": state.new_id(), "title": body["title"], "body": body["body"],
                          "labels": body.get("labels", []), "state": "open",

@@ -73,22 +73,33 @@ def test_runner_ip_must_be_an_address(tmp_path):
     assert "not an IPv4 address" in result.stderr
 
 
-def test_close_scm_removes_the_rule_only_where_it_is_still_present(monkeypatch, capsys):
+def test_close_removes_each_delivery_rule_only_where_it_is_still_present(monkeypatch):
+    """The SCM rule left on app-weu's production, the release rule on app-neu's staging slot."""
     from tools.delivery import deploy_app
     from tools.delivery.stack_outputs import parse
 
     calls = []
+    left = {("app-weu", None): ("scmIpSecurityRestrictions", deploy_app.SCM_RULE),
+            ("app-neu", "staging"): ("ipSecurityRestrictions", deploy_app.RELEASE_RULE)}
 
     def fake_run(command, check=False, capture_output=False, text=False):
         calls.append(command)
-        rules = [{"name": deploy_app.SCM_RULE}] if "app-weu" in command else [{"name": "apim"}]
-        out = json.dumps({"scmIpSecurityRestrictions": rules})
-        return subprocess.CompletedProcess(command, 0, out, "")
+        app = command[command.index("--name") + 1]
+        slot = command[command.index("--slot") + 1] if "--slot" in command else None
+        answer = {"ipSecurityRestrictions": [{"name": "apim"}], "scmIpSecurityRestrictions": []}
+        if (app, slot) in left:
+            key, rule = left[app, slot]
+            answer[key] = answer[key] + [{"name": rule}]
+        return subprocess.CompletedProcess(command, 0, json.dumps(answer), "")
 
     monkeypatch.setattr(deploy_app.subprocess, "run", fake_run)
-    assert deploy_app.close_scm_sites(parse(raw_outputs()).web_apps) == ["app-weu"]
+    closed = deploy_app.close_delivery_rules(parse(raw_outputs()).web_apps, (None, "staging"))
+    assert closed == ["SCM site of app-weu", "main site of app-neu/staging"]
     removes = [c for c in calls if "remove" in c]
-    assert len(removes) == 1 and "app-weu" in removes[0]
+    assert len(removes) == 2
+    assert "--scm-site" in removes[0] and "--slot" not in removes[0]
+    assert removes[1][removes[1].index("--rule-name") + 1] == deploy_app.RELEASE_RULE
+    assert "--scm-site" not in removes[1] and "staging" in removes[1]
 
 
 def test_close_scm_without_a_package_is_allowed_and_a_deploy_without_one_is_not(tmp_path):

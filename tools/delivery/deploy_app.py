@@ -1,4 +1,5 @@
-"""Deploy the app package to every regional web app of a stack, one region at a time.
+"""Deploy the app package straight to every regional web app (stacks without staging slots),
+and open and close the delivery's access rules for the runner.
 
     python -m tools.delivery.deploy_app outputs.json dist/todo-api-app.zip [--runner-ip auto|IP]
 
@@ -10,9 +11,10 @@ The stacks deny the deployment (SCM/Kudu) site to everyone by default, and GitHu
 have no fixed address: with `--runner-ip`, an Allow rule for that one address (`auto`: looked up
 at $RUNNER_IP_URL, default https://api.ipify.org) is added to the web app's SCM access restrictions just for its deploy and
 removed afterwards, whatever happens (a cancelled job's SIGTERM included), so the managed
-configuration (and the next plan) is unchanged. `--close-scm` only removes that rule from every
-web app that still has it: the deploy workflow runs it in an `always()` step, for the case where
-the runner killed this program before its own cleanup finished.
+configuration (and the next plan) is unchanged. The release driver (tools.delivery.release) opens
+the slots' SCM and main sites the same way (`opened_for`). `--close-scm [--slot staging]` only
+removes the delivery's rules from every site that still has one: the deploy workflow runs it in an
+`always()` step, for the case where the runner killed the program before its own cleanup ran.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tools.delivery.stack_outputs import WebApp, load
 DEFAULT_RUNNER_IP_URL = "https://api.ipify.org"
 SCM_RULE = "github-actions-deploy"
 SCM_RULE_PRIORITY = "50"
+RELEASE_RULE = "github-actions-release"  # the release's smoke tests and bake (tools.delivery.release)
 
 
 def deploy_order(web_apps: list[WebApp]) -> list[WebApp]:
@@ -53,10 +56,17 @@ def az_deploy_command(app: WebApp, package: Path) -> list[str]:
     ]
 
 
-def access_rule_command(verb: str, app: WebApp, ip: str) -> list[str]:
+def access_rule_command(verb: str, app: WebApp, ip: str, *, slot: str | None = None,
+                        scm: bool = True, rule: str = SCM_RULE) -> list[str]:
+    """Add or remove the delivery's Allow rule for `ip` on the SCM site (`scm`) or the main
+    site of the web app or of one of its slots."""
     command = ["az", "webapp", "config", "access-restriction", verb,
                "--resource-group", app.resource_group, "--name", app.name,
-               "--rule-name", SCM_RULE, "--scm-site", "true", "--only-show-errors"]
+               "--rule-name", rule, "--only-show-errors"]
+    if slot:
+        command += ["--slot", slot]
+    if scm:
+        command += ["--scm-site", "true"]
     if verb == "add":
         command += ["--action", "Allow", "--ip-address", f"{ip}/32",
                     "--priority", SCM_RULE_PRIORITY]
@@ -72,43 +82,69 @@ def az(command: list[str], what: str) -> None:
         raise CliError(f"{what} failed (az exit code {code})")
 
 
-@contextmanager
-def scm_opened_for(app: WebApp, ip: str | None):
-    if ip is None:
-        yield
-        return
-    az(access_rule_command("add", app, ip), f"opening the SCM site of {app.name} to {ip}")
+def az_json(command: list[str], what: str):
+    """Run an `az` command that prints JSON; its answer."""
     try:
-        yield
-    finally:
-        az(access_rule_command("remove", app, ip), f"closing the SCM site of {app.name}")
-
-
-def scm_rule_present(app: WebApp) -> bool:
-    command = ["az", "webapp", "config", "access-restriction", "show",
-               "--resource-group", app.resource_group, "--name", app.name,
-               "--only-show-errors", "--output", "json"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(command + ["--output", "json"], capture_output=True, text=True,
+                                check=False)
     except FileNotFoundError:
         raise CliError("Azure CLI `az` not found on PATH") from None
     if result.returncode != 0:
-        raise CliError(f"reading the access restrictions of {app.name} failed"
-                       f" (az exit code {result.returncode})")
+        raise CliError(f"{what} failed (az exit code {result.returncode})")
     try:
-        rules = json.loads(result.stdout).get("scmIpSecurityRestrictions") or []
-    except (ValueError, AttributeError):
-        raise CliError(f"unexpected answer from az for {app.name}'s access restrictions") from None
-    return any(rule.get("name") == SCM_RULE for rule in rules)
+        return json.loads(result.stdout)
+    except ValueError:
+        raise CliError(f"unexpected answer from az for {what}") from None
 
 
-def close_scm_sites(web_apps: list[WebApp]) -> list[str]:
-    """Remove this workflow's SCM rule wherever it is still present; the apps closed."""
+def _where(app: WebApp, slot: str | None, scm: bool) -> str:
+    return f"the {'SCM' if scm else 'main'} site of {app.name}" + (f"/{slot}" if slot else "")
+
+
+@contextmanager
+def opened_for(app: WebApp, ip: str | None, *, slot: str | None = None, scm: bool = True,
+               rule: str = SCM_RULE):
+    """The site's access restrictions allow `ip` inside the block, and never after it."""
+    if ip is None:
+        yield
+        return
+    where = _where(app, slot, scm)
+    az(access_rule_command("add", app, ip, slot=slot, scm=scm, rule=rule),
+       f"opening {where} to {ip}")
+    try:
+        yield
+    finally:
+        az(access_rule_command("remove", app, ip, slot=slot, scm=scm, rule=rule),
+           f"closing {where}")
+
+
+def scm_opened_for(app: WebApp, ip: str | None):
+    return opened_for(app, ip)
+
+
+# (rule name, the key of `az webapp config access-restriction show` that lists it, scm site)
+DELIVERY_RULES = ((SCM_RULE, "scmIpSecurityRestrictions", True),
+                  (RELEASE_RULE, "ipSecurityRestrictions", False))
+
+
+def close_delivery_rules(web_apps: list[WebApp], slots: tuple[str | None, ...] = (None,)
+                         ) -> list[str]:
+    """Remove the delivery's rules (tools.delivery.deploy_app's SCM rule, tools.delivery.release's
+    main-site rule) wherever they are still present; the sites closed."""
     closed = []
     for app in web_apps:
-        if scm_rule_present(app):
-            az(access_rule_command("remove", app, ""), f"closing the SCM site of {app.name}")
-            closed.append(app.name)
+        for slot in slots:
+            command = ["az", "webapp", "config", "access-restriction", "show",
+                       "--resource-group", app.resource_group, "--name", app.name,
+                       "--only-show-errors", *(["--slot", slot] if slot else [])]
+            answer = az_json(command, f"reading the access restrictions of {app.name}")
+            if not isinstance(answer, dict):
+                raise CliError(f"unexpected answer from az for {app.name}'s access restrictions")
+            for rule, key, scm in DELIVERY_RULES:
+                if any(r.get("name") == rule for r in answer.get(key) or []):
+                    az(access_rule_command("remove", app, "", slot=slot, scm=scm, rule=rule),
+                       f"closing {_where(app, slot, scm)}")
+                    closed.append(_where(app, slot, scm).removeprefix("the "))
     return closed
 
 
@@ -138,11 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("package", type=Path, nargs="?", help="zip built by tools.delivery.package_app")
     parser.add_argument("--runner-ip", help="open the SCM site to this address (or 'auto')")
     parser.add_argument("--close-scm", action="store_true",
-                        help="only remove the deploy rule from every SCM site that has it")
+                        help="only remove the delivery's rules (deploy and release) from every"
+                        " site and slot that still has one")
+    parser.add_argument("--slot", action="append", default=[],
+                        help="with --close-scm: also look at this slot (repeatable)")
     args = parser.parse_args(argv)
     if args.close_scm:
-        closed = close_scm_sites(load(args.outputs).web_apps)
-        print(f"SCM sites closed: {', '.join(closed) or 'none was open'}")
+        closed = close_delivery_rules(load(args.outputs).web_apps, (None, *args.slot))
+        print(f"closed: {', '.join(closed) or 'none was open'}")
         return 0
     if args.package is None:
         raise CliError("the package is required (or --close-scm)")

@@ -16,14 +16,30 @@ Per region, in the backend's order (the region that serves least first):
 and only then the next region. A failure before the swap stops the rollout and leaves
 production alone; a failure after it swaps back, then stops. The other regions are untouched.
 
-Backends: loadtests.slots (the local stand-in, `make demo`) and, for Azure, `az` (to come, with
-the workflow's rollout job). Both call `roll_out`, so the workflow and the rehearsal share it.
+Backends: loadtests.slots (the local stand-in, `make demo`) and
+tools.delivery.app_service_slots (Azure, through `az`). Both go through `roll_out`, so the
+workflow, its rehearsal and the demo run the same driver. On Azure:
+
+    python -m tools.delivery.release outputs.json dist/todo-api-app.zip --environment dev \
+        [--require-green-in dev] [--bake-seconds 300] [--runner-ip auto] [--summary-out FILE]
+
+records the rollout as a GitHub Deployment (tools.delivery.deployments: commit, package SHA-256,
+status, environment URL), refuses with `--require-green-in dev` a package that did not go green
+in dev for this very commit, restarts nothing when the environment already runs this package,
+and exits 1 when the rollout stopped (saying where and whether it swapped back).
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import hashlib
+import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +47,11 @@ from typing import Protocol
 import httpx
 
 from app.contract import HEALTH_PATH, SITE_NAME_HEADER, TODO_PATH
+from tools.cli import CliError, interrupt_on_sigterm, run_cli
+from tools.delivery.deploy_app import az_json, runner_ip
+from tools.delivery.deployments import Deployments
+from tools.delivery.github_api import GitHubApi
+from tools.delivery.stack_outputs import load
 
 MAX_BAKE_5XX_RATIO = 0.01
 BAKE_POLL_SECONDS = 0.5
@@ -230,3 +251,158 @@ def _watch(
 
 def health_path(key: str) -> str:
     return HEALTH_PATH.replace("{key}", key)
+
+
+# -- the workflow's rollout (Azure) -------------------------------------------------------------
+
+EXIT_STOPPED = 1
+DEFAULT_BAKE_SECONDS = 300.0
+
+
+def package_digest(package: Path) -> str:
+    return hashlib.sha256(package.read_bytes()).hexdigest()
+
+
+@contextmanager
+def certificate_files(pfx_base64: str | None) -> Iterator[tuple[str, str] | None]:
+    """The client certificate (Key Vault's PFX, base64) as PEM files in a private temporary
+    folder, removed on the way out: what httpx needs to present it."""
+    if pfx_base64 is None:
+        yield None
+        return
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, cert, _ = pkcs12.load_key_and_certificates(base64.b64decode(pfx_base64), None)
+    except ValueError as error:
+        raise CliError(f"the client certificate from Key Vault is not a PFX: {error}") from None
+    if key is None or cert is None:
+        raise CliError("the client certificate from Key Vault holds no key or no certificate")
+    with tempfile.TemporaryDirectory(prefix="release-cert-") as folder:
+        cert_path, key_path = Path(folder, "client.crt"), Path(folder, "client.key")
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        yield str(cert_path), str(key_path)
+
+
+def key_vault_certificate(vault: str | None, name: str | None) -> str | None:
+    """The client certificate's PFX (base64) from Key Vault, or None when the stack names none."""
+    if not (vault and name):
+        return None
+    value = az_json(["az", "keyvault", "secret", "show", "--vault-name", vault, "--name", name,
+                     "--query", "value", "--only-show-errors"],
+                    f"reading the client certificate {name} from Key Vault {vault}")
+    if not isinstance(value, str) or not value:
+        raise CliError(f"Key Vault {vault} returned no value for the certificate {name}")
+    return value
+
+
+def rollout_markdown(rollout: Rollout, origin: float) -> str:
+    lines = ["| region | step | at (s) | took (s) | result |", "|---|---|---|---|---|"]
+    for s in rollout.steps:
+        took = "" if s.ended is None else f"{s.ended - s.started:.1f}"
+        result = "ok" if s.ok else f"FAILED: {s.detail}".replace("|", "\\|")
+        lines.append(f"| {s.region} | {s.name} | {s.started - origin:.1f} | {took} | {result} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.delivery.app_service_slots import AppServiceSlots  # it imports this module
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
+    parser.add_argument("package", type=Path, help="zip built by tools.delivery.package_app")
+    parser.add_argument("--environment", required=True, help="GitHub environment (dev, prod)")
+    parser.add_argument("--require-green-in", metavar="ENVIRONMENT",
+                        help="refuse a package that did not go green there for this commit")
+    parser.add_argument("--bake-seconds", type=float,
+                        help="per region (default: the stack's output release_bake_seconds, else"
+                        f" {DEFAULT_BAKE_SECONDS:g})")
+    parser.add_argument("--metrics-every", type=float, default=60.0,
+                        help="seconds between two reads of the web app's metrics in a bake")
+    parser.add_argument("--warm-up-seconds", type=float, default=600.0)
+    parser.add_argument("--runner-ip", help="open the slots to this address (or 'auto')")
+    parser.add_argument("--summary-out", type=Path, help="append the report here (job summary)")
+    args = parser.parse_args(argv)
+    if (args.bake_seconds or 0) < 0 or args.metrics_every <= 0 or args.warm_up_seconds <= 0:
+        raise CliError("--bake-seconds must be >= 0, --metrics-every and --warm-up-seconds > 0")
+    if not args.package.is_file():
+        raise CliError(f"package {args.package} not found: build it with `make package`")
+    outputs = load(args.outputs)
+    bake_seconds = next(b for b in (args.bake_seconds, outputs.release_bake_seconds,
+                                    DEFAULT_BAKE_SECONDS) if b is not None)
+    digest = package_digest(args.package)
+    sha = os.environ.get("GITHUB_SHA") or ""
+    if not sha:
+        raise CliError("GITHUB_SHA is not set: the rollout records the commit it deploys")
+    run_url = "{}/{}/actions/runs/{}".format(
+        os.environ.get("GITHUB_SERVER_URL", "https://github.com"),
+        os.environ.get("GITHUB_REPOSITORY", ""), os.environ.get("GITHUB_RUN_ID", ""))
+    deployments = Deployments(GitHubApi.from_environment())
+    report: list[str] = [f"### App rollout to {args.environment}", "",
+                         f"Commit `{sha}`, package SHA-256 `{digest}`.", ""]
+
+    def summary(*lines: str) -> None:
+        report.extend(lines)
+        print("\n".join(lines), flush=True)
+        if args.summary_out:
+            with args.summary_out.open("a", encoding="utf-8") as out:
+                out.write("\n".join(report) + "\n\n")
+            report.clear()
+
+    if args.require_green_in:
+        green = deployments.green_in(args.require_green_in, sha, digest)
+        if green is None:
+            summary(f"**Refused**: this commit's package never went green in "
+                    f"{args.require_green_in}.")
+            raise CliError(
+                f"commit {sha[:12]} with package sha256 {digest[:12]} never went green in "
+                f"{args.require_green_in}: deploy it to {args.require_green_in} first")
+        summary(f"Promotion: this exact package went green in {args.require_green_in} "
+                f"(deployment {green.id}).")
+    current = deployments.current(args.environment)
+    environment_url = outputs.gateway_urls[0]
+    if current is not None and current.package_sha256 == digest:
+        deployment = deployments.start(args.environment, sha, digest, run_url)
+        deployments.status(deployment, "success", "package unchanged: nothing restarted",
+                           run_url, environment_url)
+        summary(f"{args.environment} already runs this package (deployment {current.id}, "
+                f"commit {current.sha[:12]}): nothing restarted.")
+        return 0
+    deployment = deployments.start(args.environment, sha, digest, run_url)
+    interrupt_on_sigterm()  # a cancelled job: the backend still removes its access rules
+    origin = time.time()
+    try:
+        pfx = key_vault_certificate(outputs.key_vault_name, outputs.client_certificate_name)
+        with certificate_files(pfx) as certificate, AppServiceSlots(
+            outputs, runner_ip(args.runner_ip), certificate, args.metrics_every,
+            args.warm_up_seconds,
+        ) as backend:
+            rollout = roll_out(backend, args.package, bake_seconds)
+    except (CliError, ReleaseError) as error:
+        deployments.status(deployment, "error", str(error), run_url)
+        raise CliError(str(error)) from None
+    except BaseException:
+        deployments.status(deployment, "error", "the rollout was interrupted", run_url)
+        raise
+    summary(rollout_markdown(rollout, origin), "")
+    if rollout.succeeded:
+        deployments.status(deployment, "success", "rolled out to every region", run_url,
+                           environment_url)
+        summary("Rolled out to every region.")
+        return 0
+    verdict = "swapped back" if rollout.rolled_back else "production untouched"
+    deployments.status(deployment, "failure", f"stopped in {rollout.stopped_in}: {verdict}",
+                       run_url)
+    summary(f"**Stopped** in {rollout.stopped_in} ({verdict}): {rollout.reason}")
+    print(f"error: rollout stopped in {rollout.stopped_in} ({verdict}): {rollout.reason}",
+          file=sys.stderr)
+    return EXIT_STOPPED
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

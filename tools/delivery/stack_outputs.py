@@ -32,6 +32,14 @@ LIST_OUTPUTS = (
     "web_app_resource_group_names",
 )
 TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
+# Optional: stacks with staging slots (the release driver, tools.delivery.release, reads it:
+# the slots' hostnames in the order of web_app_names).
+STAGING_OUTPUT = "web_app_staging_hostnames"
+# Optional: where the release's smoke tests find the client certificate (Key Vault, PFX secret).
+CERTIFICATE_OUTPUTS = ("key_vault_name", "client_certificate_name")
+# Optional: how long a release watches each region after its swap (config
+# app_service.release_bake_seconds).
+BAKE_OUTPUT = "release_bake_seconds"
 # Optional: stacks with a Cosmos DB account (the database failover drill reads them).
 OPTIONAL_LIST_OUTPUTS = ("cosmos_regions",)
 OPTIONAL_TEXT_OUTPUTS = ("cosmos_account_name", "cosmos_resource_group_name", "table_name")
@@ -68,6 +76,16 @@ class StackOutputs:
     health_check_key: str
     api_path: str
     cosmos: CosmosAccount | None = None
+    web_app_staging_hostnames: list[str] | None = None
+    key_vault_name: str | None = None
+    client_certificate_name: str | None = None
+    release_bake_seconds: float | None = None
+
+    @property
+    def staging_urls(self) -> dict[str, str]:
+        """Each web app's staging slot base URL, by web app name (empty: no slots)."""
+        hosts = self.web_app_staging_hostnames or []
+        return {name: _url(host) for name, host in zip(self.web_app_names, hosts)}
 
     @property
     def web_apps(self) -> list[WebApp]:
@@ -106,6 +124,14 @@ def parse(raw: dict) -> StackOutputs:
         values["cosmos"] = CosmosAccount(cosmos["cosmos_account_name"],
                                          cosmos["cosmos_resource_group_name"],
                                          cosmos["cosmos_regions"], cosmos["table_name"])
+    for name in (STAGING_OUTPUT, *CERTIFICATE_OUTPUTS):
+        if (raw.get(name) or {}).get("value") is not None:  # optional: absent or null
+            values[name] = _value(raw, name, name == STAGING_OUTPUT)
+    bake = (raw.get(BAKE_OUTPUT) or {}).get("value")
+    if bake is not None:
+        if isinstance(bake, bool) or not isinstance(bake, int | float) or bake < 0:
+            raise CliError(f"output {BAKE_OUTPUT!r} must be a number of seconds >= 0, got {bake!r}")
+        values[BAKE_OUTPUT] = float(bake)
     outputs = StackOutputs(**values)
     apps = len(outputs.web_app_names)
     if len(outputs.web_app_hostnames) != apps or len(outputs.web_app_resource_group_names) != apps:
@@ -113,6 +139,10 @@ def parse(raw: dict) -> StackOutputs:
             "outputs web_app_names, web_app_hostnames and web_app_resource_group_names must pair"
             " up (one web app per region, primary first)"
         )
+    if outputs.web_app_staging_hostnames is not None and len(
+            outputs.web_app_staging_hostnames) != apps:
+        raise CliError(f"output {STAGING_OUTPUT!r} must list one slot per web app"
+                       " (in the order of web_app_names)")
     return outputs
 
 
