@@ -18,6 +18,7 @@ from cdktf import (
 )
 from cdktf_cdktf_provider_azurerm.cosmosdb_account import CosmosdbAccount
 from cdktf_cdktf_provider_azurerm.linux_web_app import LinuxWebApp
+from cdktf_cdktf_provider_azurerm.linux_web_app_slot import LinuxWebAppSlot
 from cdktf_cdktf_provider_azurerm.traffic_manager_profile import TrafficManagerProfile
 from constructs import IConstruct
 
@@ -119,25 +120,25 @@ def _require(
 
 @jsii.implements(IAspect)
 class WebAppSecurityPolicy:
-    """Every Linux web app has the security settings the design requires."""
+    """Every Linux web app, and every slot of one, has the security settings the design requires
+    (a slot is a live site of its own: swapped in, it serves production)."""
 
     def visit(self, node: IConstruct) -> None:
-        if not isinstance(node, LinuxWebApp):
+        if not isinstance(node, (LinuxWebApp, LinuxWebAppSlot)):
             return
+        kind = "linux web app slot" if isinstance(node, LinuxWebAppSlot) else "linux web app"
         config = resolved_config(node)
-        _require(node, config, "linux web app", WEB_APP_SETTINGS)
+        _require(node, config, kind, WEB_APP_SETTINGS)
         health = _lookup(config, "site_config.health_check_path") or ""
         if not health.startswith(f"{HEALTH_PATH_PREFIX}/") or health == f"{HEALTH_PATH_PREFIX}/":
             _fail(
                 node,
-                f"linux web app: site_config.health_check_path must be /health/<key>, "
-                f"got {health!r}",
+                f"{kind}: site_config.health_check_path must be /health/<key>, got {health!r}",
             )
         restrictions = _lookup(config, "site_config.ip_restriction") or []
         if TRAFFIC_MANAGER_SERVICE_TAG not in [rule.get("service_tag") for rule in restrictions]:
             _fail(
-                node,
-                f"linux web app: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}",
+                node, f"{kind}: site_config.ip_restriction must allow {TRAFFIC_MANAGER_SERVICE_TAG}"
             )
 
 

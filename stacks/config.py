@@ -36,6 +36,9 @@ STACK_PREFIX = "todo-api"
 ENVIRONMENTS = ("dev", "prod")
 TOPOLOGIES = ("single", "multi-region", "dual")
 Topology = Literal["single", "multi-region", "dual"]
+# Standard or above only: Traffic Manager endpoints and deployment slots (the staging slots,
+# `AppService.staging_slot`) need it, so Free and Basic plans are refused here, whatever the slot
+# setting (tests/stacks/test_slots.py keeps the two facts together).
 PlanSku = Literal["S1", "S2", "S3", "P0v3", "P1v3", "P2v3", "P3v3"]
 # vCPUs per instance of each plan SKU (App Service pricing page); sizes the default worker count.
 PLAN_CORES = {"S1": 1, "S2": 2, "S3": 4, "P0v3": 1, "P1v3": 2, "P2v3": 4, "P3v3": 8}
@@ -91,6 +94,14 @@ class AppService(_Model):
     web_concurrency: int | None = Field(None, ge=1, le=32)
     health_check_eviction_minutes: int = Field(2, ge=2, le=10)
     scm_allowed_cidrs: tuple[IPv4Network, ...] = ()
+    # A deployment slot `staging` per region with production's settings: releases deploy to it,
+    # smoke it and swap it in (docs/deploy.md, "Staging slots"). Needs a Standard or higher
+    # plan, which is every `PlanSku`.
+    staging_slot: bool = True
+    # How long a release watches each region after its swap (health, 5xx ratio) before it moves
+    # on; a failure in that time swaps back (tools/delivery/release.py). Azure's metrics lag a
+    # minute or more, so a bake under ~3 minutes judges mostly the health path.
+    release_bake_seconds: int = Field(300, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _zones(self) -> AppService:

@@ -1,19 +1,24 @@
 """The durable TodoItem store: one Cosmos DB for Table account per environment, its table, the
-web apps' data-plane role, diagnostics.
+sites' (web apps' and slots') data-plane role, diagnostics.
 
 Secure defaults live here: Strong consistency with one write region (the primary, failover
 priority 0) and service-managed failover, so a region outage loses no acknowledged write;
 continuous backup; no keys (local authentication off, key-based metadata writes off); TLS 1.2;
-the firewall admits only the web apps' possible outbound IPs.
+the firewall admits only the sites' possible outbound IPs.
 
-azurerm 4.55 has no resource for Table data-plane role assignments, so each web app's identity
+The callers are `sites`, every site that runs the app (`RegionalApp.sites`): each region's web
+app and its staging slot, whose system identity needs the table as much as production's (a swap
+does not move identities). A slot runs on its web app's plan, so its outbound addresses are the
+web app's; they are listed anyway (`ip_range_filter` is a set, duplicates collapse).
+
+azurerm 4.55 has no resource for Table data-plane role assignments, so each site's identity
 gets "Cosmos DB Built-in Data Contributor" through an inline ARM template
 (`azurerm_resource_group_template_deployment`), one `tableRoleAssignments` child per principal
 with a name derived by `guid()` from the account, role and principal (stable across applies).
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from cdktf import Fn, Token
 from cdktf_cdktf_provider_azurerm.cosmosdb_account import (
@@ -28,6 +33,7 @@ from cdktf_cdktf_provider_azurerm.cosmosdb_table import (
     CosmosdbTableAutoscaleSettings,
 )
 from cdktf_cdktf_provider_azurerm.linux_web_app import LinuxWebApp
+from cdktf_cdktf_provider_azurerm.linux_web_app_slot import LinuxWebAppSlot
 from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
 from cdktf_cdktf_provider_azurerm.resource_group_template_deployment import (
     ResourceGroupTemplateDeployment,
@@ -111,7 +117,7 @@ class TableStore(Construct):
         regions: Sequence[str],
         resource_group_name: str,
         settings: DataStoreConfig,
-        web_apps: Mapping[str, LinuxWebApp],
+        sites: Sequence[LinuxWebApp | LinuxWebAppSlot],
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
     ) -> None:
@@ -119,7 +125,7 @@ class TableStore(Construct):
         self.regions = tuple(regions)
         self.table_name = settings.table_name
         self.table_endpoint = table_endpoint(account_name)
-        outbound_ips = [app.possible_outbound_ip_address_list for app in web_apps.values()]
+        outbound_ips = [site.possible_outbound_ip_address_list for site in sites]
         self.account = CosmosdbAccount(
             self,
             "account",
@@ -176,9 +182,7 @@ class TableStore(Construct):
                 {
                     "accountName": {"value": self.account.name},
                     "accountId": {"value": self.account.id},
-                    "principalIds": {
-                        "value": [app.identity.principal_id for app in web_apps.values()]
-                    },
+                    "principalIds": {"value": [site.identity.principal_id for site in sites]},
                 }
             ),
             tags=tags,

@@ -74,6 +74,13 @@ class ResourceActions:
 
 
 _SVC = "internal/services"
+# What `.../config/list/action` returns for the web apps and their staging slots (the same
+# settings, stacks/regional_app.py).
+_WEB_APP_SETTINGS_HARMLESS = (
+    "app settings hold Key Vault references and names, not secret values (docs/app.md), the key"
+    " itself stays in Key Vault; the publishing credentials it also returns open nothing, FTP"
+    " and WebDeploy basic auth being off"
+)
 RESOURCE_ACTIONS: dict[str, ResourceActions] = {
     "azurerm_resource_group": ResourceActions("Microsoft.Resources/subscriptions/resourceGroups"),
     "azurerm_resource_group_template_deployment": ResourceActions(
@@ -94,9 +101,18 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         refresh=("Microsoft.Web/sites/config/list/action",),
         source=f"{_SVC}/appservice/linux_web_app_resource.go: Read calls"
         " ListApplicationSettings, ListConnectionStrings, ListAzureStorageAccounts,"
-        " GetAuthSettings and GetBackupConfiguration (POST .../config/*/list)",
-        why_harmless="app settings hold Key Vault references and names, not secret values"
-        " (docs/app.md); the key itself stays in Key Vault",
+        " ListPublishingCredentials, GetAuthSettings and GetBackupConfiguration (POST"
+        " .../config/*/list); its ListSlotConfigurationNames (sticky_settings) is a GET",
+        why_harmless=_WEB_APP_SETTINGS_HARMLESS,
+    ),
+    "azurerm_linux_web_app_slot": ResourceActions(
+        "Microsoft.Web/sites/slots",
+        refresh=("Microsoft.Web/sites/slots/config/list/action",),
+        source=f"{_SVC}/appservice/linux_web_app_slot_resource.go: Read calls"
+        " ListApplicationSettingsSlot, ListConnectionStringsSlot, ListAzureStorageAccountsSlot,"
+        " ListPublishingCredentialsSlot, GetAuthSettingsSlot and GetBackupConfigurationSlot"
+        " (POST .../slots/<slot>/config/*/list); the parent web app it reads is a GET",
+        why_harmless=_WEB_APP_SETTINGS_HARMLESS,
     ),
     "azurerm_api_management": ResourceActions(
         "Microsoft.ApiManagement/service",
@@ -187,8 +203,7 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         data_plane=True,
         source=f"{_SVC}/keyvault/key_vault_secret_resource.go: Read calls GetSecret (data"
         " plane, returns the value)",
-        why_harmless="NOT harmless: the health key; prod's is read only in prod-plan, on"
-        " main",
+        why_harmless="NOT harmless: the health key; prod's is read only in prod-plan, on main",
     ),
 }
 # Types of other providers (random, time): no Azure call, nothing to grant.
@@ -204,19 +219,20 @@ class UnknownResourceType(ValueError):
 def actions_for(resource_types: set[str] | list[str]) -> dict[str, ResourceActions]:
     """The table rows of `resource_types`; an azurerm type missing from it is an error (a
     stack grew a type nobody decided the permissions of)."""
-    unknown = sorted(t for t in resource_types if t not in RESOURCE_ACTIONS
-                     and t not in LOCAL_TYPES)
+    unknown = sorted(
+        t for t in resource_types if t not in RESOURCE_ACTIONS and t not in LOCAL_TYPES
+    )
     if unknown:
         raise UnknownResourceType(
             f"no permissions decided for {', '.join(unknown)}: add them to"
-            " stacks/permissions.py RESOURCE_ACTIONS (read the provider's Read function first)")
+            " stacks/permissions.py RESOURCE_ACTIONS (read the provider's Read function first)"
+        )
     return {t: RESOURCE_ACTIONS[t] for t in sorted(resource_types) if t in RESOURCE_ACTIONS}
 
 
 def provider_namespaces(resource_types) -> list[str]:
     """Resource providers the environment stacks need registered (derived, not hand-kept)."""
-    return sorted({a.namespace for a in actions_for(resource_types).values()}
-                  - ALWAYS_REGISTERED)
+    return sorted({a.namespace for a in actions_for(resource_types).values()} - ALWAYS_REGISTERED)
 
 
 # -- Roles ------------------------------------------------------------------------------------
@@ -235,8 +251,9 @@ class Role:
     def allows(self, action: str, data: bool = False) -> bool:
         if data:
             return any(matches(p, action) for p in self.data_actions)
-        return (any(matches(p, action) for p in self.actions)
-                and not any(matches(p, action) for p in self.not_actions))
+        return any(matches(p, action) for p in self.actions) and not any(
+            matches(p, action) for p in self.not_actions
+        )
 
 
 def matches(pattern: str, action: str) -> bool:
@@ -249,35 +266,59 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 BLOB = "Microsoft.Storage/storageAccounts/blobServices/containers"
 DELEGATION_KEY = "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"
 BUILTIN_ROLES = {
-    role.name: role for role in (
-        Role("Contributor", "everything but access management (built-in)",
-             actions=("*",),
-             not_actions=("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
-                          "Microsoft.Authorization/elevateAccess/Action",
-                          "Microsoft.Blueprint/blueprintAssignments/write",
-                          "Microsoft.Blueprint/blueprintAssignments/delete",
-                          "Microsoft.Compute/galleries/share/action",
-                          "Microsoft.Purview/consents/write", "Microsoft.Purview/consents/delete",
-                          "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
-                          "Microsoft.Subscription/cancel/action",
-                          "Microsoft.Subscription/enable/action"),
-             builtin_id="b24988ac-6180-42a0-ab88-20f7382dd24c"),
-        Role("Role Based Access Control Administrator",
-             "assign roles, limited by a condition to the roles listed (built-in)",
-             actions=("Microsoft.Authorization/roleAssignments/write",
-                      "Microsoft.Authorization/roleAssignments/delete", "*/read",
-                      "Microsoft.Support/*"),
-             builtin_id="f58310d9-a9f6-439a-9e8d-f62e7b41a168",
-             assignable_roles=(KEY_VAULT_ADMINISTRATOR, KEY_VAULT_SECRETS_USER)),
-        Role("Storage Blob Data Reader", "read blobs (built-in)",
-             actions=(f"{BLOB}/read", DELEGATION_KEY),
-             data_actions=(f"{BLOB}/blobs/read",),
-             builtin_id="2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
-        Role("Storage Blob Data Contributor", "read, write and lease blobs (built-in)",
-             actions=(f"{BLOB}/delete", f"{BLOB}/read", f"{BLOB}/write", DELEGATION_KEY),
-             data_actions=(f"{BLOB}/blobs/delete", f"{BLOB}/blobs/read", f"{BLOB}/blobs/write",
-                           f"{BLOB}/blobs/move/action", f"{BLOB}/blobs/add/action"),
-             builtin_id="ba92f5b4-2d11-453d-a403-e96b0029c9fe"),
+    role.name: role
+    for role in (
+        Role(
+            "Contributor",
+            "everything but access management (built-in)",
+            actions=("*",),
+            not_actions=(
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+                "Microsoft.Blueprint/blueprintAssignments/write",
+                "Microsoft.Blueprint/blueprintAssignments/delete",
+                "Microsoft.Compute/galleries/share/action",
+                "Microsoft.Purview/consents/write",
+                "Microsoft.Purview/consents/delete",
+                "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
+                "Microsoft.Subscription/cancel/action",
+                "Microsoft.Subscription/enable/action",
+            ),
+            builtin_id="b24988ac-6180-42a0-ab88-20f7382dd24c",
+        ),
+        Role(
+            "Role Based Access Control Administrator",
+            "assign roles, limited by a condition to the roles listed (built-in)",
+            actions=(
+                "Microsoft.Authorization/roleAssignments/write",
+                "Microsoft.Authorization/roleAssignments/delete",
+                "*/read",
+                "Microsoft.Support/*",
+            ),
+            builtin_id="f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+            assignable_roles=(KEY_VAULT_ADMINISTRATOR, KEY_VAULT_SECRETS_USER),
+        ),
+        Role(
+            "Storage Blob Data Reader",
+            "read blobs (built-in)",
+            actions=(f"{BLOB}/read", DELEGATION_KEY),
+            data_actions=(f"{BLOB}/blobs/read",),
+            builtin_id="2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+        ),
+        Role(
+            "Storage Blob Data Contributor",
+            "read, write and lease blobs (built-in)",
+            actions=(f"{BLOB}/delete", f"{BLOB}/read", f"{BLOB}/write", DELEGATION_KEY),
+            data_actions=(
+                f"{BLOB}/blobs/delete",
+                f"{BLOB}/blobs/read",
+                f"{BLOB}/blobs/write",
+                f"{BLOB}/blobs/move/action",
+                f"{BLOB}/blobs/add/action",
+            ),
+            builtin_id="ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+        ),
     )
 }
 STATE_READ = f"{BLOB}/blobs/read"
@@ -293,10 +334,13 @@ def plan_role(environment: str, resource_types) -> Role:
     reads = [f"{ns}/*/read" for ns in namespaces]
     extras = sorted({x for a in rows for x in a.refresh})
     data = sorted({x for a in rows for x in a.refresh_data})
-    return Role(f"todo-api plan {environment}",
-                f"terraform plan of todo-api-{environment}: read what its refresh reads,"
-                " write nothing (stacks/permissions.py)",
-                actions=tuple(reads + extras), data_actions=tuple(data))
+    return Role(
+        f"todo-api plan {environment}",
+        f"terraform plan of todo-api-{environment}: read what its refresh reads,"
+        " write nothing (stacks/permissions.py)",
+        actions=tuple(reads + extras),
+        data_actions=tuple(data),
+    )
 
 
 # -- Identities -------------------------------------------------------------------------------
@@ -360,27 +404,51 @@ def _identities() -> tuple[Identity, ...]:
         if env == "dev":
             # Pull requests plan dev only: whatever a PR's token reaches, any writer can read.
             plan_subjects.insert(0, Subject("pull_request"))
-        found.append(Identity(
-            f"plan-{env}", env,
-            f"terraform plan of {env}"
-            + (": pull requests, and the deploy and drift workflows' plan jobs"
-               if env == "dev" else ": deploy and drift plan jobs on main, never a pull request"),
-            tuple(plan_subjects),
-            (Grant(f"todo-api plan {env}", "subscription",
-                   "refresh every resource of the stack, write nothing"),
-             Grant("Storage Blob Data Reader", "state",
-                   "read the state (plans run with -lock=false)")),
-            f"{env}-plan"))
-        found.append(Identity(
-            f"deploy-{env}", env,
-            f"apply the reviewed plan of {env}, deploy the app, run load tests and drills",
-            (Subject("environment", env),),
-            (Grant("Contributor", "subscription", "create and change the stack's resources"),
-             Grant("Role Based Access Control Administrator", "subscription",
-                   "assign Key Vault Administrator and Key Vault Secrets User, nothing else"
-                   " (condition)"),
-             Grant("Storage Blob Data Contributor", "state", "write and lease its state")),
-            env))
+        found.append(
+            Identity(
+                f"plan-{env}",
+                env,
+                f"terraform plan of {env}"
+                + (
+                    ": pull requests, and the deploy and drift workflows' plan jobs"
+                    if env == "dev"
+                    else ": deploy and drift plan jobs on main, never a pull request"
+                ),
+                tuple(plan_subjects),
+                (
+                    Grant(
+                        f"todo-api plan {env}",
+                        "subscription",
+                        "refresh every resource of the stack, write nothing",
+                    ),
+                    Grant(
+                        "Storage Blob Data Reader",
+                        "state",
+                        "read the state (plans run with -lock=false)",
+                    ),
+                ),
+                f"{env}-plan",
+            )
+        )
+        found.append(
+            Identity(
+                f"deploy-{env}",
+                env,
+                f"apply the reviewed plan of {env}, deploy the app, run load tests and drills",
+                (Subject("environment", env),),
+                (
+                    Grant("Contributor", "subscription", "create and change the stack's resources"),
+                    Grant(
+                        "Role Based Access Control Administrator",
+                        "subscription",
+                        "assign Key Vault Administrator and Key Vault Secrets User, nothing else"
+                        " (condition)",
+                    ),
+                    Grant("Storage Blob Data Contributor", "state", "write and lease its state"),
+                ),
+                env,
+            )
+        )
     return tuple(found)
 
 
@@ -414,9 +482,14 @@ class PermissionModel:
 # Repository-level variables the workflows read (no secrets: client ids are not secrets, the
 # federated credentials are what protect an identity). Everything else is per environment.
 REPOSITORY_VARIABLES = (
-    "AZURE_TENANT_ID", "AZURE_PLAN_CLIENT_ID_DEV", "AZURE_SUBSCRIPTION_ID_DEV",
-    "TFSTATE_SUBSCRIPTION_ID", "TFSTATE_RESOURCE_GROUP", "TFSTATE_STORAGE_ACCOUNT",
-    "AZURE_DEPLOYER_OBJECT_IDS_DEV", "AZURE_DEPLOYER_OBJECT_IDS_PROD",
+    "AZURE_TENANT_ID",
+    "AZURE_PLAN_CLIENT_ID_DEV",
+    "AZURE_SUBSCRIPTION_ID_DEV",
+    "TFSTATE_SUBSCRIPTION_ID",
+    "TFSTATE_RESOURCE_GROUP",
+    "TFSTATE_STORAGE_ACCOUNT",
+    "AZURE_DEPLOYER_OBJECT_IDS_DEV",
+    "AZURE_DEPLOYER_OBJECT_IDS_PROD",
 )
 ENVIRONMENT_VARIABLES = ("AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID")
 ENVIRONMENT_SECRETS = ("PLAN_BUNDLE_KEY",)
@@ -428,26 +501,38 @@ ENVIRONMENT_SECRETS = ("PLAN_BUNDLE_KEY",)
 def markdown(model: PermissionModel) -> str:
     """The identity table of docs/delivery.md (a test keeps the two equal)."""
     roles = model.roles()
-    lines = ["| identity | OIDC subjects (repo:OWNER/REPO:...) | roles, scope | state |",
-             "|---|---|---|---|"]
+    lines = [
+        "| identity | OIDC subjects (repo:OWNER/REPO:...) | roles, scope | state |",
+        "|---|---|---|---|",
+    ]
     for identity in model.identities:
         subjects = ", ".join(f"`{s.label}`" for s in identity.subjects)
-        azure = "; ".join(f"{g.role} on the {identity.environment} subscription"
-                          for g in identity.grants if g.scope == "subscription")
-        state = "; ".join(f"{g.role} on `{STATE_CONTAINER.format(environment=identity.environment)}`"
-                          for g in identity.grants if g.scope == "state")
+        azure = "; ".join(
+            f"{g.role} on the {identity.environment} subscription"
+            for g in identity.grants
+            if g.scope == "subscription"
+        )
+        state = "; ".join(
+            f"{g.role} on `{STATE_CONTAINER.format(environment=identity.environment)}`"
+            for g in identity.grants
+            if g.scope == "state"
+        )
         lines.append(f"| `{identity.name}` | {subjects} | {azure} | {state} |")
     lines += ["", "| custom role | actions | data actions |", "|---|---|---|"]
     for role in roles.values():
         if role.builtin_id is None:
-            lines.append(f"| {role.name} | {', '.join(f'`{a}`' for a in role.actions)} | "
-                         f"{', '.join(f'`{a}`' for a in role.data_actions) or '-'} |")
-    lines += ["", "| action beyond GET | resource type | why granted | provider source |",
-              "|---|---|---|---|"]
+            lines.append(
+                f"| {role.name} | {', '.join(f'`{a}`' for a in role.actions)} | "
+                f"{', '.join(f'`{a}`' for a in role.data_actions) or '-'} |"
+            )
+    lines += [
+        "",
+        "| action beyond GET | resource type | why granted | provider source |",
+        "|---|---|---|---|",
+    ]
     for resource_type, row in actions_for(model.resource_types).items():
         for action in (*row.refresh, *row.refresh_data):
-            lines.append(f"| `{action}` | `{resource_type}` | {row.why_harmless} |"
-                         f" {row.source} |")
+            lines.append(f"| `{action}` | `{resource_type}` | {row.why_harmless} | {row.source} |")
     return "\n".join(lines) + "\n"
 
 

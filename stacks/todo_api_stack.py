@@ -117,7 +117,7 @@ class TodoApiStack(TerraformStack):
             regions=config.data_store_regions,
             resource_group_name=self.global_group.name,
             settings=config.data_store,
-            web_apps={region: app.web_app for region, app in self.apps.items()},
+            sites=[site for app in self.apps.values() for site in app.sites],
             workspace=workspace,
             tags=tags,
         )
@@ -284,6 +284,21 @@ class TodoApiStack(TerraformStack):
         )
         return alerts, workbook
 
+    def _staging_outputs(self, primary: str, secondary: str) -> dict:
+        """What the release driver (tools/delivery/release.py) reads, none without
+        `app_service.staging_slot`: the slots' host names, primary first (it smokes each slot
+        there before it swaps), the bake time, and where the client certificate it presents is
+        (the Key Vault and the certificate's name: its PFX is the certificate's secret)."""
+        slots = [self.apps[region].staging_slot for region in (primary, secondary)]
+        if None in slots:
+            return {}
+        return {
+            "web_app_staging_hostnames": [slot.default_hostname for slot in slots],
+            "release_bake_seconds": self.config.app_service.release_bake_seconds,
+            "key_vault_name": self.secrets.vault.name,
+            "client_certificate_name": self.secrets.certificate.name,
+        }
+
     def _outputs(self, primary: str, secondary: str) -> None:
         gateway_urls = [url for g in self.gateways for url in g.gateway_urls]
         fqdns = [self.app_traffic.fqdn]
@@ -303,6 +318,7 @@ class TodoApiStack(TerraformStack):
             "traffic_manager_fqdns": fqdns,
             "web_app_names": [app.name for app in apps],
             "web_app_hostnames": [app.default_hostname for app in apps],
+            **self._staging_outputs(primary, secondary),
             "resource_group_names": groups,
             "web_app_resource_group_names": groups[1:],
             "api_path": self.config.gateway.api_path,

@@ -23,11 +23,18 @@ def account(stack: dict) -> tuple[str, dict]:
     return only(stack, "azurerm_cosmosdb_account")
 
 
-def web_app_refs(stack: dict, attribute: str) -> list[str]:
-    """`attribute` of each web app, primary region first (logical ids sort that way)."""
-    return [
-        ref("azurerm_linux_web_app", i, attribute) for i in blocks(stack, "azurerm_linux_web_app")
+SITE_TYPES = ("azurerm_linux_web_app", "azurerm_linux_web_app_slot")
+
+
+def site_refs(stack: dict, attribute: str) -> list[str]:
+    """`attribute` of every site that runs the app, region by region (primary first: logical ids
+    sort that way), the web app before its staging slot."""
+    sites = [
+        (i.split("_")[0], n, kind, i)
+        for n, kind in enumerate(SITE_TYPES)
+        for i in blocks(stack, kind)
     ]
+    return [ref(kind, i, attribute) for *_, kind, i in sorted(sites)]
 
 
 def test_account_is_a_table_account_writing_in_the_primary_with_strong_consistency(stack):
@@ -70,12 +77,12 @@ def test_account_accepts_no_keys(stack):
 
 
 def test_account_firewall_admits_only_the_web_apps_outbound_addresses(stack):
+    """Both web apps' and their staging slots' (the same plan's, so the same addresses)."""
     _, cosmos = account(stack)
     lists = ", ".join(
-        f"azurerm_linux_web_app.{i}.possible_outbound_ip_address_list"
-        for i in blocks(stack, "azurerm_linux_web_app")
-    )
-    assert len(blocks(stack, "azurerm_linux_web_app")) == 2
+        site[2:-1] for site in site_refs(stack, "possible_outbound_ip_address_list")
+    )  # the references without their ${...}
+    assert len(site_refs(stack, "id")) == 4
     assert cosmos["ip_range_filter"] == f"${{concat({lists})}}"
     assert cosmos["public_network_access_enabled"] is True
     assert cosmos["is_virtual_network_filter_enabled"] is True
@@ -133,13 +140,13 @@ def test_role_assignment_names_are_derived_not_random(stack):
     assert "parameters('principalIds')[copyIndex()]))]" in resource["name"]
 
 
-def test_role_template_parameters_are_the_account_and_both_web_apps_identities(stack):
+def test_role_template_parameters_are_the_account_and_the_web_apps_and_slots_identities(stack):
     account_id, cosmos = account(stack)
     deployment, _, parameters = role_deployment(stack)
     assert parameters == {
         "accountName": {"value": ref("azurerm_cosmosdb_account", account_id, "name")},
         "accountId": {"value": ref("azurerm_cosmosdb_account", account_id, "id")},
-        "principalIds": {"value": web_app_refs(stack, "identity[0].principal_id")},
+        "principalIds": {"value": site_refs(stack, "identity[0].principal_id")},
     }
     assert deployment["resource_group_name"] == cosmos["resource_group_name"]
 

@@ -27,6 +27,7 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_resource_group": 3,
         "azurerm_service_plan": 2,
         "azurerm_linux_web_app": 2,
+        "azurerm_linux_web_app_slot": 2,  # staging, one per web app (tests/stacks/test_slots.py)
         "azurerm_application_insights": 2,
         "azurerm_log_analytics_workspace": 1,
         "azurerm_key_vault": 1,
@@ -46,8 +47,8 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_api_management_subscription": gateways,
         "azurerm_api_management_logger": gateways,
         "azurerm_api_management_api_diagnostic": gateways,
-        # deployer + the Key Vault reference identity + one per web app + one per gateway
-        "azurerm_role_assignment": 1 + 1 + 2 + gateways,
+        # deployer + the Key Vault reference identity + one per web app and slot + one per gateway
+        "azurerm_role_assignment": 1 + 1 + 2 + 2 + gateways,
         "azurerm_user_assigned_identity": 1,
         # waits for role propagation: administrators, reference identity, each gateway
         "time_sleep": 1 + 1 + gateways,
@@ -55,8 +56,8 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_cosmosdb_table": 1,
         # the web apps' Cosmos DB Table data-plane role (no azurerm resource for it)
         "azurerm_resource_group_template_deployment": 1,
-        # web apps, Key Vault, each Traffic Manager, each gateway, the Cosmos DB account
-        "azurerm_monitor_diagnostic_setting": 2 + 1 + (1 + (gateways == 2)) + gateways + 1,
+        # web apps, slots, Key Vault, each Traffic Manager, each gateway, the Cosmos DB account
+        "azurerm_monitor_diagnostic_setting": 2 + 2 + 1 + (1 + (gateways == 2)) + gateways + 1,
         "azurerm_monitor_action_group": 1,
         # each Traffic Manager, each gateway, each web app (docs/operations.md)
         "azurerm_monitor_metric_alert": (1 + (gateways == 2)) + gateways + 2 + 2,
@@ -175,7 +176,7 @@ def test_every_apim_public_ip_is_in_every_web_app_allow_list(case):
 
 def test_app_settings_are_what_the_app_reads(case):
     from app.settings import APP_SETTING_NAMES
-    from stacks.regional_app import PLATFORM_SETTINGS
+    from stacks.regional_app import PLATFORM_SETTINGS, SWAP_WARMUP_SETTINGS
 
     _, _, stack = case
     app_owned = {
@@ -189,7 +190,9 @@ def test_app_settings_are_what_the_app_reads(case):
         "TABLE_ENDPOINT",
         "TABLE_NAME",
     }
+    # the swap warm-up settings are the platform's too (tests/stacks/test_slots.py)
     platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    platform |= set(SWAP_WARMUP_SETTINGS)
     for app in blocks(stack, "azurerm_linux_web_app").values():
         settings = app["app_settings"]
         assert app_owned <= set(APP_SETTING_NAMES)
@@ -248,8 +251,9 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
         if a["role_definition_name"] == "Key Vault Secrets User"
     }
     expected = {
-        ref("azurerm_linux_web_app", i, "identity[0].principal_id")
-        for i in blocks(stack, "azurerm_linux_web_app")
+        ref(kind, i, "identity[0].principal_id")
+        for kind in ("azurerm_linux_web_app", "azurerm_linux_web_app_slot")
+        for i in blocks(stack, kind)
     }
     expected |= {
         ref("azurerm_api_management", i, "identity[0].principal_id")
@@ -359,10 +363,18 @@ def test_outputs_have_the_fixed_names(case):
     _, topology, stack = case
     outputs = stack["output"]
     # exactly the outputs the deploy helpers read (tools/delivery/stack_outputs.py), secrets sensitive
-    known = {*stack_outputs.LIST_OUTPUTS, *stack_outputs.TEXT_OUTPUTS,
-             *stack_outputs.OPTIONAL_LIST_OUTPUTS, *stack_outputs.OPTIONAL_TEXT_OUTPUTS,
-             *stack_outputs.WORKBOOK_OUTPUTS}
-    assert set(outputs) == known
+    known = {
+        *stack_outputs.LIST_OUTPUTS,
+        *stack_outputs.TEXT_OUTPUTS,
+        *stack_outputs.OPTIONAL_LIST_OUTPUTS,
+        *stack_outputs.OPTIONAL_TEXT_OUTPUTS,
+        *stack_outputs.WORKBOOK_OUTPUTS,
+    }
+    # ... and the staging slots' host names, the bake time and the client certificate's place,
+    # read by the release driver only
+    # (optional there: absent with app_service.staging_slot = false; tests/stacks/test_slots.py)
+    assert set(outputs) == known | {
+        stack_outputs.STAGING_OUTPUT, stack_outputs.BAKE_OUTPUT, *stack_outputs.CERTIFICATE_OUTPUTS}
     sensitive = {name for name, o in outputs.items() if o.get("sensitive")}
     assert sensitive == set(stack_outputs.SENSITIVE_OUTPUTS)
     assert outputs["web_app_names"]["value"][0].startswith(
