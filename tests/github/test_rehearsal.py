@@ -285,6 +285,8 @@ def other_deploy_runs(world, deploy_run) -> dict[str, Run]:
         "fails after swap": (lambda s: {**s, "new_package_fails": "after_swap"},
                              "workflow_dispatch", {"environment": "dev"}, None),
         "prod not green in dev": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, None),
+        "redeploy": (lambda s: s, "workflow_dispatch",
+                     {"environment": "dev", "redeploy-app": "true"}, None),
     }
     fresh = FakeGitHub()  # a repository whose dev environment never ran anything
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
@@ -477,6 +479,13 @@ def test_a_rollout_of_the_package_the_environment_runs_restarts_nothing(other_de
     run = other_deploy_runs["stateful allowed"]  # dev, after deploy_run put this package there
     assert "dev already runs this package" in run.log and "nothing restarted" in run.log
     assert release_steps(run) == []
+
+
+def test_redeploy_app_rolls_the_same_package_out_again(other_deploy_runs):
+    run = other_deploy_runs["redeploy"]
+    run.assert_green()
+    assert "already runs this package" not in run.log
+    assert [s for s, _ in release_steps(run)] == ["deploy to staging", "swap"] * 2
 
 
 # drift ---------------------------------------------------------------------------------------

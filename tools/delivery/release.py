@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-up-seconds", type=float, default=600.0)
     parser.add_argument("--runner-ip", help="open the slots to this address (or 'auto')")
     parser.add_argument("--summary-out", type=Path, help="append the report here (job summary)")
+    parser.add_argument("--force", action="store_true",
+                        help="roll out even when the environment already runs this package (its"
+                        " web apps were replaced or changed outside a rollout)")
     args = parser.parse_args(argv)
     if (args.bake_seconds or 0) < 0 or args.metrics_every <= 0 or args.warm_up_seconds <= 0:
         raise CliError("--bake-seconds must be >= 0, --metrics-every and --warm-up-seconds > 0")
@@ -366,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(deployment {green.id}).")
     current = deployments.current(args.environment)
     environment_url = outputs.gateway_urls[0]
-    if current is not None and current.package_sha256 == digest:
+    if current is not None and current.package_sha256 == digest and not args.force:
         deployment = deployments.start(args.environment, sha, digest, run_url)
         deployments.status(deployment, "success", "package unchanged: nothing restarted",
                            run_url, environment_url)
