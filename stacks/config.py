@@ -314,6 +314,110 @@ class DataStore(_Model):
         return self
 
 
+# The private data plane (docs/deploy.md, "Private data plane (network.mode)"): per region a VNet
+# with a subnet for App Service's VNet integration and one for the private endpoints.
+NetworkMode = Literal["public", "private"]
+# Azure keeps the first four addresses and the last of every subnet.
+AZURE_RESERVED_ADDRESSES = 5
+# App Service VNet integration: the subnet must be at least a /28; Microsoft recommends a /26 (64
+# addresses) so the plan can scale out fully (each instance takes an address, a scale or swap
+# briefly takes more).
+APP_SUBNET_MAX_PREFIX = 28
+# A Cosmos DB private endpoint takes one address per account region plus one for the account's
+# global endpoint; a Key Vault private endpoint takes one.
+KEY_VAULT_ENDPOINT_ADDRESSES = 1
+
+
+def cosmos_endpoint_addresses(account_regions: int) -> int:
+    """Addresses of one Cosmos DB private endpoint: each account region's, and the global one."""
+    return account_regions + 1
+
+
+DEFAULT_ADDRESS_PLAN = {
+    "primary": {
+        "address_space": "10.10.0.0/16",
+        "app_subnet": "10.10.0.0/26",
+        "endpoint_subnet": "10.10.1.0/27",
+    },
+    "secondary": {
+        "address_space": "10.20.0.0/16",
+        "app_subnet": "10.20.0.0/26",
+        "endpoint_subnet": "10.20.1.0/27",
+    },
+}
+
+
+class RegionNetwork(_Model):
+    """One region's address plan: the VNet's space and its two subnets."""
+
+    address_space: IPv4Network
+    app_subnet: IPv4Network  # delegated to Microsoft.Web/serverFarms (VNet integration)
+    endpoint_subnet: IPv4Network  # the private endpoints of the account and the vault
+
+    def ranges(self, role: str) -> dict[str, IPv4Network]:
+        return {f"{role}.{field}": getattr(self, field) for field in type(self).model_fields}
+
+
+class Network(_Model):
+    """`public`: the data plane's public endpoints behind their firewalls (no VNet). `private`:
+    per region a VNet, VNet integration of the web apps and their slots, private endpoints for
+    the Cosmos DB account and the Key Vault, private DNS zones of that region. The address plan
+    is checked in both modes, so switching the mode never meets a bad plan."""
+
+    mode: NetworkMode = "public"
+    # Per region role (regions.primary / regions.secondary); a field left out takes its default
+    # below. No two ranges overlap, so the two VNets could be peered, though nothing needs it.
+    primary: RegionNetwork
+    secondary: RegionNetwork
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_plans(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for role, default in DEFAULT_ADDRESS_PLAN.items():
+            given = data.get(role, {})
+            data[role] = {**default, **given} if isinstance(given, dict) else given
+        return data
+
+    @model_validator(mode="after")
+    def _address_plan(self) -> Network:
+        for role in ("primary", "secondary"):
+            plan = self.plan(role)
+            for field in ("app_subnet", "endpoint_subnet"):
+                subnet = getattr(plan, field)
+                if not subnet.subnet_of(plan.address_space):
+                    raise ValueError(
+                        f"{role}.{field}: {subnet} is not inside network.{role}.address_space "
+                        f"{plan.address_space}"
+                    )
+            if plan.app_subnet.prefixlen > APP_SUBNET_MAX_PREFIX:
+                raise ValueError(
+                    f"{role}.app_subnet: App Service VNet integration needs at least a "
+                    f"/{APP_SUBNET_MAX_PREFIX} (a /26 is recommended), got {plan.app_subnet}"
+                )
+        ranges = {**self.primary.ranges("primary"), **self.secondary.ranges("secondary")}
+        names = list(ranges)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if not _own_subnet(first, second) and ranges[first].overlaps(ranges[second]):
+                    raise ValueError(
+                        f"{second}: {ranges[second]} overlaps network.{first} {ranges[first]}"
+                    )
+        return self
+
+    def plan(self, role: str) -> RegionNetwork:
+        return getattr(self, role)
+
+
+def _own_subnet(first: str, second: str) -> bool:
+    """`second` is a subnet of the VNet `first` (they are meant to overlap)."""
+    role_a, field_a = first.split(".")
+    role_b, _ = second.split(".")
+    return role_a == role_b and field_a == "address_space"
+
+
 class State(_Model):
     backend: Literal["local", "azurerm"] = "local"
     resource_group_name: str | None = None
@@ -345,6 +449,7 @@ class EnvironmentConfig(_Model):
     tags: dict[str, str] = Field(
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )
+    network: Network = Field(default_factory=Network)
     state: State = Field(default_factory=State)
     # Terraform refuses to destroy or replace the stateful resources (stacks/aspects.py); set
     # false, deliberately and for one apply, to delete one (docs/deploy.md).
@@ -363,7 +468,37 @@ class EnvironmentConfig(_Model):
                     f"data_store.zone_redundant_regions: {region!r} is not one of the "
                     f"account's regions ({', '.join(self.data_store_regions)})"
                 )
+        self._endpoint_subnets_hold_the_endpoints()
         return self
+
+    def _endpoint_subnets_hold_the_endpoints(self) -> None:
+        needed = self.private_endpoint_addresses
+        for role in ("primary", "secondary"):
+            subnet = self.network.plan(role).endpoint_subnet
+            usable = subnet.num_addresses - AZURE_RESERVED_ADDRESSES
+            if usable < needed:
+                raise ValueError(
+                    f"network.{role}.endpoint_subnet: {subnet} has {max(usable, 0)} usable "
+                    f"addresses ({subnet.num_addresses} minus the {AZURE_RESERVED_ADDRESSES} Azure "
+                    f"reserves), the private endpoints need {needed} (Cosmos DB: one per account "
+                    f"region and one for the global endpoint; Key Vault: "
+                    f"{KEY_VAULT_ENDPOINT_ADDRESSES})"
+                )
+
+    @property
+    def private_endpoint_addresses(self) -> int:
+        """Addresses one region's endpoint subnet gives its private endpoints."""
+        cosmos = cosmos_endpoint_addresses(len(self.data_store_regions))
+        return cosmos + KEY_VAULT_ENDPOINT_ADDRESSES
+
+    @property
+    def private_network(self) -> bool:
+        return self.network.mode == "private"
+
+    def region_network(self, region: str) -> RegionNetwork:
+        """The address plan of `region` (regions.primary or regions.secondary)."""
+        role = "primary" if region == self.regions.primary else "secondary"
+        return self.network.plan(role)
 
     @property
     def data_store_regions(self) -> tuple[str, ...]:

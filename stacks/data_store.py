@@ -4,7 +4,9 @@ sites' (web apps' and slots') data-plane role, diagnostics.
 Secure defaults live here: Strong consistency with one write region (the primary, failover
 priority 0) and service-managed failover, so a region outage loses no acknowledged write;
 continuous backup; no keys (local authentication off, key-based metadata writes off); TLS 1.2;
-the firewall admits only the sites' possible outbound IPs.
+the firewall admits only the sites' possible outbound IPs (`network.mode = "public"`), or public
+network access is off and the apps come through each region's private endpoint (`"private"`:
+stacks/network.py; no IP list then).
 
 The callers are `sites`, every site that runs the app (`RegionalApp.sites`): each region's web
 app and its staging slot, whose system identity needs the table as much as production's (a swap
@@ -120,12 +122,16 @@ class TableStore(Construct):
         sites: Sequence[LinuxWebApp | LinuxWebAppSlot],
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
+        private_network: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         self.regions = tuple(regions)
         self.table_name = settings.table_name
         self.table_endpoint = table_endpoint(account_name)
         outbound_ips = [site.possible_outbound_ip_address_list for site in sites]
+        # Private: only the private endpoints reach the data plane ("publicNetworkAccess:
+        # Disabled ... takes precedence over any IP or virtual network rule").
+        ip_range_filter = None if private_network else Token.as_list(Fn.concat(outbound_ips))
         self.account = CosmosdbAccount(
             self,
             "account",
@@ -150,11 +156,11 @@ class TableStore(Construct):
             local_authentication_disabled=True,
             access_key_metadata_writes_enabled=False,
             minimal_tls_version=MINIMAL_TLS_VERSION,
-            public_network_access_enabled=True,
+            public_network_access_enabled=not private_network,
             # "Selected networks": the IP rules below admit; there are no VNet rules.
             is_virtual_network_filter_enabled=True,
             network_acl_bypass_for_azure_services=False,
-            ip_range_filter=Token.as_list(Fn.concat(outbound_ips)),
+            ip_range_filter=ip_range_filter,
             tags=tags,
         )
         autoscale = settings.throughput_mode == "autoscale"

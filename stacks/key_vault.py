@@ -17,9 +17,18 @@ Key Vault Administrator goes to `key_vault.administrator_object_ids` (the deploy
 an admin group), one assignment per object id, or, when that list is empty, to whoever runs
 Terraform (`data.azurerm_client_config`): right for a laptop deploy, but a plan run by another
 identity (the CI plan identity) would then show that assignment as a replacement.
+
+The firewall (`private_network`, `network.mode = "private"`): default Deny with no IP rule, so
+the data plane answers only each region's private endpoint (stacks/network.py) and trusted Azure
+services (`AzureServices`: API Management, outside any VNet, fetches its client certificate that
+way). Public network access itself stays enabled, because an IP rule, even a temporary one,
+needs it (disabled, Key Vault ignores the rules): the delivery adds the runner's address for the
+time of a deploy and removes it again, so Terraform ignores `ip_rules` (docs/deploy.md, "Private
+data plane"). "Off" here means default Deny with no IP rule. Public mode keeps the firewall open
+(default Allow), access by RBAC only.
 """
 
-from cdktf import Fn, TerraformStack, TerraformVariable
+from cdktf import Fn, TerraformResourceLifecycle, TerraformStack, TerraformVariable
 from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
 from cdktf_cdktf_provider_azurerm.key_vault import KeyVault, KeyVaultNetworkAcls
 from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
@@ -55,6 +64,9 @@ MANAGED_IDENTITY = "ServicePrincipal"
 # Azure RBAC: "it can take up to 10 minutes for changes to take effect" (troubleshooting);
 # new assignments usually work within a minute or two. Waited once, when the assignment is made.
 ROLE_PROPAGATION = "120s"
+# The private-mode firewall's IP rules: only the delivery's temporary rule for its runner ever
+# lands there, so Terraform neither adds nor removes any.
+RUNNER_RULES = "network_acls[0].ip_rules"
 
 
 def propagation_wait(scope: Construct, id_: str, assignments: list[RoleAssignment]) -> Sleep:
@@ -81,6 +93,7 @@ class SecretStore(Construct):
         certificate: Certificate,
         tags: dict[str, str],
         key_vault: KeyVaultConfig | None = None,
+        private_network: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         self.client = DataAzurermClientConfig(self, "deployer")
@@ -96,7 +109,7 @@ class SecretStore(Construct):
             purge_protection_enabled=True,
             soft_delete_retention_days=90,
             public_network_access_enabled=True,
-            network_acls=KeyVaultNetworkAcls(bypass="AzureServices", default_action="Allow"),
+            **_firewall(private_network),
             tags=tags,
         )
         self.administrator_access = self._administrators(key_vault or KeyVaultConfig())
@@ -192,6 +205,19 @@ class SecretStore(Construct):
         return KeyVaultCertificate(
             self, "client-certificate", certificate_policy=_policy(config, issuer="Self"), **common
         )
+
+
+def _firewall(private_network: bool) -> dict:
+    """The vault's network ACLs (and, private, the lifecycle that leaves the deploy's temporary
+    runner rule to the delivery)."""
+    if not private_network:
+        return {"network_acls": KeyVaultNetworkAcls(bypass="AzureServices", default_action="Allow")}
+    return {
+        "network_acls": KeyVaultNetworkAcls(
+            bypass="AzureServices", default_action="Deny", ip_rules=[]
+        ),
+        "lifecycle": TerraformResourceLifecycle(ignore_changes=[RUNNER_RULES]),
+    }
 
 
 def _policy(config: Certificate, *, issuer: str) -> KeyVaultCertificateCertificatePolicy:

@@ -169,6 +169,34 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
     "azurerm_traffic_manager_external_endpoint": ResourceActions(
         "Microsoft.Network/trafficManagerProfiles/externalEndpoints"
     ),
+    # The private data plane (network.mode = "private", stacks/network.py): each Read is GETs
+    # only, all under Microsoft.Network/*/read, which the plan role already holds for Traffic
+    # Manager, so a switch to private needs no change to the bootstrap's roles.
+    "azurerm_virtual_network": ResourceActions(
+        "Microsoft.Network/virtualNetworks",
+        source=f"{_SVC}/network/virtual_network_resource.go: Read is one GET"
+        " (VirtualNetworks.Get)",
+    ),
+    "azurerm_subnet": ResourceActions(
+        "Microsoft.Network/virtualNetworks/subnets",
+        source=f"{_SVC}/network/subnet_resource.go: Read is one GET (Subnets.Get)",
+    ),
+    "azurerm_private_endpoint": ResourceActions(
+        "Microsoft.Network/privateEndpoints",
+        source=f"{_SVC}/network/private_endpoint_resource.go: Read is GETs only:"
+        " PrivateEndpoints.Get, PrivateDnsZoneGroups.List and .Get per group, and"
+        " NetworkInterfaces.Get for the private IP (errors ignored)",
+    ),
+    "azurerm_private_dns_zone": ResourceActions(
+        "Microsoft.Network/privateDnsZones",
+        source=f"{_SVC}/privatedns/private_dns_zone_resource.go: Read is GETs only:"
+        " PrivateZones.Get and RecordSetsGet of the zone's SOA record",
+    ),
+    "azurerm_private_dns_zone_virtual_network_link": ResourceActions(
+        "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+        source=f"{_SVC}/privatedns/private_dns_zone_virtual_network_link_resource.go: Read is"
+        " one GET (VirtualNetworkLinks.Get)",
+    ),
     "azurerm_cosmosdb_account": ResourceActions(
         "Microsoft.DocumentDB/databaseAccounts",
         refresh=(

@@ -13,6 +13,11 @@ into production. It is built from the same arguments as production (`_site_argum
 app settings, identities, access rules, certificate settings and site config cannot drift; only
 its name and parent differ. Its system identity gets production's grants (the Key Vault secret
 here, the table in stacks/data_store.py, which reads `RegionalApp.sites`).
+
+With `network.mode = "private"` (`integration`), both sites join the region's app subnet (VNet
+integration) and route all outbound traffic through it (`vnet_route_all_enabled`): the Key Vault
+references and the table are then reached through the region's private endpoints. Inbound stays
+public behind the access rules (Traffic Manager probes and API Management call from outside).
 """
 
 from collections.abc import Mapping
@@ -51,6 +56,7 @@ from stacks.config import AppService, Certificate
 from stacks.key_vault import SecretStore
 from stacks.monitoring import send_diagnostics
 from stacks.naming import Names
+from stacks.network import VnetIntegration
 
 PYTHON_VERSION = "3.12"
 STARTUP_COMMAND = "bash app/startup.sh"
@@ -148,6 +154,7 @@ class RegionalApp(Construct):
         app_insights: ApplicationInsights,
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
+        integration: VnetIntegration | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.region = region
@@ -171,6 +178,7 @@ class RegionalApp(Construct):
                 **_app_settings(app_service, certificate, secrets, app_insights),
                 **store_settings,
             },
+            "integration": integration,
             "tags": tags,
         }
         self.web_app = LinuxWebApp(
@@ -254,6 +262,7 @@ def _site_arguments(
     secrets: SecretStore,
     gateway_addresses: list[GatewayAddress],
     app_settings: dict[str, str],
+    integration: VnetIntegration | None,
     tags: dict[str, str],
 ) -> dict[str, Any]:
     """What production and the staging slot share: keyword arguments of LinuxWebApp and
@@ -273,8 +282,11 @@ def _site_arguments(
             type=IDENTITY_TYPE, identity_ids=[secrets.reference_identity.id]
         ),
         "key_vault_reference_identity_id": secrets.reference_identity.id,
+        "virtual_network_subnet_id": integration.subnet_id if integration else None,
         "app_settings": app_settings,
-        "site_config": _site_config(classes, app_service, secrets, gateway_addresses),
+        "site_config": _site_config(
+            classes, app_service, secrets, gateway_addresses, route_all=integration is not None
+        ),
         "logs": classes.logs(
             detailed_error_messages=True,
             failed_request_tracing=True,
@@ -283,7 +295,7 @@ def _site_arguments(
             ),
         ),
         "tags": tags,
-        "depends_on": [secrets.reference_propagated],
+        "depends_on": [secrets.reference_propagated, *(integration.ready if integration else ())],
     }
 
 
@@ -292,7 +304,10 @@ def _site_config(
     app_service: AppService,
     secrets: SecretStore,
     gateway_addresses: list[GatewayAddress],
+    route_all: bool,
 ) -> Any:
+    """`route_all`: every outbound call goes through the VNet integration (Key Vault references
+    included), so the private endpoints' DNS answers; unset (not false) without integration."""
     scm_allow = [classes.scm_ip_restriction(**rule) for rule in _scm_rules(app_service)]
     return classes.site_config(
         always_on=True,
@@ -312,6 +327,7 @@ def _site_config(
         scm_use_main_ip_restriction=False,
         scm_ip_restriction_default_action="Deny",
         scm_ip_restriction=scm_allow or None,
+        vnet_route_all_enabled=True if route_all else None,
     )
 
 

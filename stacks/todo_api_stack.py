@@ -1,5 +1,7 @@
 """One environment's whole topology: two regions, Traffic Manager, API Management, Key Vault,
-the Cosmos DB table store, monitoring, outputs, policy aspects. Wiring only: each piece is a construct of its own."""
+the Cosmos DB table store, monitoring, outputs, policy aspects, and with `network.mode =
+"private"` each region's VNet, private endpoints and private DNS zones. Wiring only: each piece is
+a construct of its own."""
 
 from cdktf import Aspects, AzurermBackend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_azurerm.provider import (
@@ -28,6 +30,7 @@ from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
 from stacks.key_vault import SecretStore
 from stacks.monitoring import Monitoring, send_diagnostics
 from stacks.naming import Names
+from stacks.network import TABLE, VAULT, RegionalNetwork
 from stacks.regional_app import RegionalApp, health_check_path
 from stacks.regions import REGIONS
 from stacks.traffic_manager import TrafficManager
@@ -77,6 +80,7 @@ class TodoApiStack(TerraformStack):
             resource_group_name=self.global_group.name,
             certificate=config.certificate,
             key_vault=config.key_vault,
+            private_network=config.private_network,
             tags=tags,
         )
         send_diagnostics(
@@ -89,6 +93,7 @@ class TodoApiStack(TerraformStack):
             self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
         )
         self.gateways = self._gateways(names, tags)
+        self.networks = self._networks(names, tags) if config.private_network else {}
         # The apps get the store's endpoint from the account's configured name, not from the
         # account resource: the account's firewall needs the apps' outbound IPs (no cycle).
         store_settings = store_app_settings(names.cosmos_account, config.data_store.table_name)
@@ -107,6 +112,7 @@ class TodoApiStack(TerraformStack):
                 app_insights=self.monitoring.app_insights[region],
                 workspace=workspace,
                 tags=tags,
+                integration=self.networks[region].integration() if self.networks else None,
             )
             for region in config.regions.both
         }
@@ -120,7 +126,10 @@ class TodoApiStack(TerraformStack):
             sites=[site for app in self.apps.values() for site in app.sites],
             workspace=workspace,
             tags=tags,
+            private_network=config.private_network,
         )
+        for network in self.networks.values():
+            network.connect(TABLE, self.store.account.id)
         self.app_traffic = TrafficManager(
             self,
             "app-traffic",
@@ -197,6 +206,23 @@ class TodoApiStack(TerraformStack):
                 use_azuread_auth=True,
             )
         # otherwise cdktf's default local backend: terraform.<stack>.tfstate in the project root
+
+    def _networks(self, names: Names, tags: dict[str, str]) -> dict[str, RegionalNetwork]:
+        """Per region a VNet, its private DNS zones and the vault's private endpoint (before the
+        web apps, whose Key Vault references need it); the table's endpoint follows the store."""
+        networks = {}
+        for region in self.config.regions.both:
+            networks[region] = RegionalNetwork(
+                self,
+                f"network-{region}",
+                names=names,
+                region=region,
+                resource_group_name=self.regional_groups[region].name,
+                plan=self.config.region_network(region),
+                tags=tags,
+            )
+            networks[region].connect(VAULT, self.secrets.vault.id)
+        return networks
 
     def _gateways(self, names: Names, tags: dict[str, str]) -> list[GatewayInstance]:
         settings = self.config.gateway
