@@ -16,7 +16,7 @@ CHECKOV_VENV := .tools/checkov
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: bootstrap-move-state preflight demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-idempotency bench-telemetry flake-hunt lint package clean
+.PHONY: bootstrap-move-state preflight demo test setup system-packages synth certs local-up local-down bench-app bench-synth bench-gateway bench-idempotency bench-telemetry bench-auth flake-hunt lint package clean
 
 demo: $(VENV)/.synced node_modules/.synced system-packages
 	$(PY) -m loadtests.demo
@@ -81,6 +81,9 @@ bench-idempotency: $(VENV)/.synced node_modules/.synced system-packages
 
 bench-telemetry: $(VENV)/.synced system-packages
 	$(PY) -m benchmarks.telemetry
+
+bench-auth: $(VENV)/.synced system-packages
+	$(PY) -m benchmarks.auth
 
 # The whole suite RUNS times in a row while stress-ng keeps one core busy; every failing test id
 # is reported (reports/flake-hunt/summary.md). LOAD=none runs it on an idle machine.

@@ -17,8 +17,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from app.access_tokens import AccessTokenPolicy
 from app.certificates import ClientCertificatePolicy
-from app.contract import JSON_MEDIA_TYPE, OPENAPI_PATH
+from app.contract import (
+    JSON_MEDIA_TYPE,
+    OPENAPI_PATH,
+    SWAGGER_ASSETS_PATH,
+    SWAGGER_INITIALIZER_PATH,
+    SWAGGER_UI_PATH,
+)
 from app.idempotency import IdempotentWrites
 from app.key_vault import (
     PendingSetting,
@@ -26,11 +33,21 @@ from app.key_vault import (
     read_with_managed_identity,
     resolve_pending,
 )
-from app.middleware import ClientCertificateMiddleware, ResponseHeadersMiddleware
+from app.middleware import (
+    BearerTokenMiddleware,
+    ClientCertificateMiddleware,
+    ResponseHeadersMiddleware,
+)
 from app.openapi import build_openapi
 from app.problems import http_exception, server_error, store_unavailable
 from app.routes import api_routes
-from app.settings import CLIENT_CERT_VALIDATION, TABLE_STORE, Settings, check_health_check_key
+from app.settings import (
+    AUTH_MODE,
+    CLIENT_CERT_VALIDATION,
+    TABLE_STORE,
+    Settings,
+    check_health_check_key,
+)
 from app.store import InMemoryTodoStore, StoreUnavailable, TodoStore
 from app.swagger_ui import swagger_ui_routes
 
@@ -46,7 +63,12 @@ def _openapi_route() -> Route:
     return Route(OPENAPI_PATH, openapi, methods=["GET"])
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _middleware(settings: Settings, clock: Callable[[], float]) -> list[Middleware]:
+    """The client-certificate gate (API Management's identity) first, then the bearer token."""
+    return [*_certificate_gate(settings), *_token_gate(settings, clock)]
+
+
+def _certificate_gate(settings: Settings) -> list[Middleware]:
     if settings.client_certificate is None:
         logger.warning(
             "!!! CLIENT CERTIFICATE VALIDATION IS OFF (%s=off, development): "
@@ -58,6 +80,31 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return [
         Middleware(
             ClientCertificateMiddleware, policy=policy, header_name=settings.client_cert_header
+        )
+    ]
+
+
+def _token_gate(settings: Settings, clock: Callable[[], float]) -> list[Middleware]:
+    auth = settings.auth
+    if not auth.enabled:  # the default in this slice: API Management's certificate only
+        return []
+    logger.info(
+        "bearer tokens required (%s=%s): issuer %s, audiences %s",
+        AUTH_MODE,
+        auth.mode,
+        auth.issuer,
+        ", ".join(auth.audiences),
+    )
+    open_paths, open_prefixes = {OPENAPI_PATH}, ()
+    if settings.development:  # Swagger UI is served only then
+        open_paths |= {SWAGGER_UI_PATH, SWAGGER_INITIALIZER_PATH}
+        open_prefixes = (SWAGGER_ASSETS_PATH + "/",)
+    return [
+        Middleware(
+            BearerTokenMiddleware,
+            policy=AccessTokenPolicy(auth, clock),
+            open_paths=frozenset(open_paths),
+            open_prefixes=open_prefixes,
         )
     ]
 
@@ -82,7 +129,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
     """`read_secret` reads a Key Vault secret App Service left unresolved (tests pass a fake);
-    `clock` (epoch seconds) decides when idempotency keys expire (tests pass a fake)."""
+    `clock` (epoch seconds) decides when idempotency keys and access tokens expire, and when the
+    issuer's keys may be fetched again (tests pass a fake)."""
     store = store if store is not None else open_store(settings)
     health_key = PendingSetting(
         settings.health_check_key, settings.health_check_key_reference, check_health_check_key
@@ -108,7 +156,7 @@ def create_app(
 
     starlette = Starlette(
         routes=routes,
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, clock),
         exception_handlers={
             HTTPException: http_exception,
             StoreUnavailable: store_unavailable,

@@ -8,6 +8,7 @@ HEALTH_PREFIX = "/health"
 OPENAPI_PATH = "/swagger/v1/swagger.json"
 SWAGGER_UI_PATH = "/"
 SWAGGER_ASSETS_PATH = "/swagger-ui"
+SWAGGER_INITIALIZER_PATH = "/swagger-ui-init.js"
 
 SITE_NAME_HEADER = "APP-SERVICE-SITE-NAME"
 # App Service gives every slot of a web app the app's name (WEBSITE_SITE_NAME) and the slot's
@@ -36,6 +37,20 @@ JSON_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 HEALTH_OK_TEXT = "HealthCheck OK"
 CERTIFICATE_REJECTED = "The client certificate was rejected."
+
+# Who is calling (app/access_tokens.py): an OAuth 2.0 bearer token (RFC 6750) from Microsoft Entra
+# ID. AUTH_MODE is one of these. Reads (GET, HEAD) need READ_PERMISSION, every other method
+# WRITE_PERMISSION, as an app role (`roles` claim, applications) or a delegated scope (`scp`
+# claim, users); the same names are the OpenAPI document's OAuth 2.0 scopes.
+AUTH_NONE = "none"
+AUTH_ENTRA = "entra"
+READ_PERMISSION = "Todo.Read"
+WRITE_PERMISSION = "Todo.Write"
+AUTHORIZATION_HEADER = "Authorization"
+BEARER_REALM = "todo-api"  # the realm of every WWW-Authenticate challenge
+# A larger Authorization header is refused (401) before it is parsed or hashed: Entra access
+# tokens for this API are 1-3 KB (it emits no group claims); 8 KiB leaves room and bounds work.
+MAX_AUTHORIZATION_BYTES = 8 * 1024
 
 # Retry-safe writes (IETF draft-ietf-httpapi-idempotency-key-header; app/idempotency.py). A key is
 # 1-255 visible ASCII characters other than " and \, sent bare (as most clients do) or as the

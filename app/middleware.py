@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the client-certificate gate and the site-name response header."""
+"""Pure ASGI middleware: the client-certificate gate, the bearer-token gate and the site-name
+response header."""
 
 from __future__ import annotations
 
@@ -6,11 +7,29 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.access_tokens import (
+    CALLER_STATE,
+    MALFORMED,
+    NO_TOKEN,
+    AccessTokenPolicy,
+    PermissionMissing,
+    TokenMissing,
+    TokenRejected,
+    bearer_token,
+)
 from app.certificates import CertificateRejected, ClientCertificatePolicy
-from app.contract import CERTIFICATE_REJECTED, HEALTH_PREFIX, SITE_NAME_HEADER
+from app.contract import (
+    BEARER_REALM,
+    CERTIFICATE_REJECTED,
+    HEALTH_PREFIX,
+    MAX_AUTHORIZATION_BYTES,
+    SITE_NAME_HEADER,
+)
 from app.problems import problem_response
+from app.signing_keys import IssuerUnavailable
 
 logger = logging.getLogger("app.client_certificate")
+token_logger = logging.getLogger("app.access_tokens")
 
 _ENCODED_SEPARATORS = (b"%2f", b"%5c")
 
@@ -25,6 +44,14 @@ def is_health_path(path: str, raw_path: bytes | None) -> bool:
     lowered = path.lower()
     if lowered != HEALTH_PREFIX and not lowered.startswith(HEALTH_PREFIX + "/"):
         return False
+    return stays_in_place(path, raw_path)
+
+
+_HEALTH_PREFIX_LENGTH = len(HEALTH_PREFIX)
+
+
+def stays_in_place(path: str, raw_path: bytes | None) -> bool:
+    """False for a path with dot segments or an encoded slash or backslash in the raw path."""
     if any(segment in (".", "..") for segment in path.split("/")):
         return False
     raw = (raw_path or b"").lower()
@@ -64,6 +91,89 @@ class ClientCertificateMiddleware:
         if len(values) > 1:
             raise CertificateRejected("certificate header appears more than once")
         return values[0].decode("latin-1")
+
+
+def _challenge(status: int, description: str, error: str | None, scope: str | None = None):
+    """A problem response with RFC 6750's WWW-Authenticate challenge (no error code when the
+    request carried no bearer token at all, 3.1)."""
+    parameters = [f'realm="{BEARER_REALM}"']
+    if error is not None:
+        parameters += [f'error="{error}"', f'error_description="{description}"']
+    if scope is not None:
+        parameters.append(f'scope="{scope}"')
+    challenge = "Bearer " + ", ".join(parameters)
+    return problem_response(status, description, {"WWW-Authenticate": challenge})
+
+
+class BearerTokenMiddleware:
+    """Admits a request only with an `Authorization: Bearer` token the policy admits and that
+    grants the method's permission; the caller lands in `request.state.caller`.
+
+    Open: the health paths (their own key), and `open_paths` / `open_prefixes` (the OpenAPI
+    document, Swagger UI in development). Runs after the client-certificate gate. Answers 401
+    (no, or an invalid, token), 403 (insufficient_scope) or 503 + Retry-After (the signing key is
+    unknown and the issuer cannot be reached), never 500; logs the fixed reason and the method,
+    never the token, nor the path (which a careless client might have put a token in).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: AccessTokenPolicy,
+        open_paths: frozenset[str] = frozenset(),
+        open_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
+        self.missing = _challenge(401, NO_TOKEN, None)
+
+    def _open(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if path in self.open_paths:
+            return True
+        if path[:_HEALTH_PREFIX_LENGTH].lower() == HEALTH_PREFIX:  # is_health_path decides
+            return is_health_path(path, scope.get("raw_path"))
+        if self.open_prefixes and path.startswith(self.open_prefixes):
+            return stays_in_place(path, scope.get("raw_path"))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._open(scope):
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        try:
+            token = bearer_token(scope["headers"], MAX_AUTHORIZATION_BYTES)
+            caller = self.policy.admitted(token) or await self.policy.admit(token)
+            self.policy.authorize(caller, method)
+        except TokenMissing:
+            refusal = self.missing
+            reason = "no bearer token"
+        except TokenRejected as rejection:
+            refusal = _challenge(401, rejection.description, "invalid_token")
+            reason = rejection.description
+        except PermissionMissing as missing:
+            refusal = _challenge(403, missing.description, "insufficient_scope", missing.permission)
+            reason = missing.description
+        except IssuerUnavailable as outage:
+            refusal = problem_response(
+                503,
+                "The token issuer's signing keys cannot be read right now; retry after "
+                "Retry-After seconds.",
+                {"Retry-After": str(outage.retry_after)},
+            )
+            reason = "the signing key is unknown and the issuer cannot be reached"
+        except Exception as error:  # noqa: BLE001 - a defect here must refuse, not crash (500)
+            refusal = _challenge(401, MALFORMED, "invalid_token")
+            reason = f"unexpected {type(error).__name__} (its message may quote the token)"
+        else:
+            scope.setdefault("state", {})[CALLER_STATE] = caller
+            await self.app(scope, receive, send)
+            return
+        token_logger.warning("bearer token refused on %s: %s", method, reason)
+        await refusal(scope, receive, send)
 
 
 class ResponseHeadersMiddleware:

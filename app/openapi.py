@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 from app.contract import (
+    AUTHORIZATION_HEADER,
+    BEARER_REALM,
     DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_PATTERN,
@@ -23,10 +25,12 @@ from app.contract import (
     MAX_NAME_LENGTH,
     NON_BLANK_PATTERN,
     PROBLEM_MEDIA_TYPE,
+    READ_PERMISSION,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
     TODO_ITEM_PATH,
     TODO_PATH,
+    WRITE_PERMISSION,
 )
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -36,6 +40,9 @@ _SCHEMA_REF = "#/components/schemas/"
 _RESPONSE_REF = "#/components/responses/"
 _PARAMETER_REF = "#/components/parameters/"
 _HEADER_REF = "#/components/headers/"
+# The document is the same for every tenant: `organizations` routes a user's sign-in to their home
+# tenant; an application asks its own tenant's token endpoint (the scheme's description says so).
+_ENTRA_ENDPOINTS = "https://login.microsoftonline.com/organizations/oauth2/v2.0/"
 
 
 def _ref(kind: str, name: str) -> dict:
@@ -133,6 +140,7 @@ def _responses() -> dict:
             "schema": {"type": "integer", "minimum": 1},
         }
     }
+    challenge = {"WWW-Authenticate": _ref(_HEADER_REF, "WWWAuthenticate")}
     return {
         "BadRequest": _problem(
             "The body is missing, not a JSON object, has a blank or too long name, a field of the "
@@ -148,7 +156,23 @@ def _responses() -> dict:
             f"The {IDEMPOTENCY_KEY_HEADER} was already used for a different request (method, "
             "path or body)."
         ),
-        "Forbidden": _problem("The client certificate was rejected."),
+        "Unauthorized": _problem(
+            f"No bearer token in {AUTHORIZATION_HEADER}, or one that is not valid (signature, "
+            "issuer, audience, tenant, client application, expiry, size); with bearer-token "
+            "validation on.",
+            challenge,
+        ),
+        "Forbidden": _problem(
+            "The client certificate was rejected; or the token does not grant the operation's "
+            f"permission ({READ_PERMISSION} to read, {WRITE_PERMISSION} to write), with "
+            'WWW-Authenticate error="insufficient_scope".',
+            challenge,
+        ),
+        "ServiceUnavailable": _problem(
+            "The item store, or the token issuer's signing keys, cannot be reached right now; "
+            "retry after Retry-After seconds.",
+            {"Retry-After": _ref(_HEADER_REF, "RetryAfter")},
+        ),
         "NotFound": _problem("No TodoItem has this id."),
         "PayloadTooLarge": _problem(f"The request body is larger than {MAX_BODY_BYTES} bytes."),
         "UnsupportedMediaType": _problem(f"The request body is not {JSON_MEDIA_TYPE}."),
@@ -159,6 +183,7 @@ def _responses() -> dict:
 def _errors(*names: str) -> dict:
     codes = {
         "BadRequest": "400",
+        "Unauthorized": "401",
         "Forbidden": "403",
         "NotFound": "404",
         "Conflict": "409",
@@ -166,8 +191,10 @@ def _errors(*names: str) -> dict:
         "UnsupportedMediaType": "415",
         "KeyReused": "422",
         "ServerError": "500",
+        "ServiceUnavailable": "503",
     }
-    return {codes[name]: _ref(_RESPONSE_REF, name) for name in (*names, "Forbidden", "ServerError")}
+    every = ("Unauthorized", "Forbidden", "ServerError", "ServiceUnavailable")
+    return {codes[name]: _ref(_RESPONSE_REF, name) for name in (*names, *every)}
 
 
 def _body(schema_name: str) -> dict:
@@ -178,13 +205,66 @@ def _body(schema_name: str) -> dict:
     }
 
 
-def _operation(operation_id: str, summary: str, responses: dict, **extra) -> dict:
+def _operation(
+    operation_id: str, summary: str, responses: dict, permission: str, **extra
+) -> dict:
     return {
         "operationId": operation_id,
         "summary": summary,
         "tags": ["TodoItem"],
+        "security": _security(permission),
         **extra,
         "responses": responses,
+    }
+
+
+def _security(permission: str) -> list[dict]:
+    """The subscription key (API Management's) and an Entra ID token granting `permission`:
+    obtained through the OAuth 2.0 scheme, or pasted as a bearer token."""
+    return [
+        {"apiKeyHeader": [], "entraId": [permission]},
+        {"apiKeyHeader": [], "bearerToken": []},
+    ]
+
+
+def _security_schemes() -> dict:
+    permissions = {
+        READ_PERMISSION: "Read TodoItems (GET).",
+        WRITE_PERMISSION: "Create, replace and delete TodoItems (POST, PUT, DELETE).",
+    }
+    return {
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": SUBSCRIPTION_KEY_HEADER},
+        "entraId": {
+            "type": "oauth2",
+            "description": (
+                "Microsoft Entra ID access tokens for this API. Users sign in and consent to the "
+                f"delegated scopes {READ_PERMISSION} / {WRITE_PERMISSION} (the token's scp "
+                "claim); applications are assigned the app roles of the same names (roles "
+                "claim) and use client credentials at their own tenant's endpoint, "
+                "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token, with the scope "
+                "<application ID URI>/.default."
+            ),
+            "flows": {
+                "authorizationCode": {
+                    "authorizationUrl": _ENTRA_ENDPOINTS + "authorize",
+                    "tokenUrl": _ENTRA_ENDPOINTS + "token",
+                    "scopes": permissions,
+                },
+                "clientCredentials": {
+                    "tokenUrl": _ENTRA_ENDPOINTS + "token",
+                    "scopes": permissions,
+                },
+            },
+        },
+        "bearerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "An Entra ID access token, sent as is. It must grant the operation's permission "
+                "(its entraId requirement) as an app role or a delegated scope."
+            ),
+        },
     }
 
 
@@ -242,6 +322,7 @@ def _paths() -> dict:
                     "200": _json_response("All items.", {"type": "array", "items": item}),
                     **_errors(),
                 },
+                READ_PERMISSION,
             ),
             "post": _operation(
                 "PostTodoItem",
@@ -252,6 +333,7 @@ def _paths() -> dict:
                         **_errors("BadRequest", "PayloadTooLarge", "UnsupportedMediaType"),
                     }
                 ),
+                WRITE_PERMISSION,
                 parameters=key_parameter,
                 requestBody=_body("NewTodoItem"),
             ),
@@ -262,6 +344,7 @@ def _paths() -> dict:
                 "GetTodoItem",
                 "Get one item.",
                 {"200": _json_response("The item.", item), **_errors("NotFound")},
+                READ_PERMISSION,
             ),
             "put": _operation(
                 "PutTodoItem",
@@ -274,6 +357,7 @@ def _paths() -> dict:
                         ),
                     }
                 ),
+                WRITE_PERMISSION,
                 parameters=key_parameter,
                 requestBody=_body("TodoItemUpdate"),
             ),
@@ -286,6 +370,7 @@ def _paths() -> dict:
                         **_errors("NotFound"),
                     }
                 ),
+                WRITE_PERMISSION,
                 parameters=key_parameter,
             ),
         },
@@ -303,7 +388,10 @@ def build_openapi() -> dict:
             "version": "v1",
             "description": (
                 "TodoItem API behind Azure API Management. Every response carries "
-                f"{SITE_NAME_HEADER}, the App Service site (region) that answered."
+                f"{SITE_NAME_HEADER}, the App Service site (region) that answered. Callers "
+                f"present a Microsoft Entra ID access token ({AUTHORIZATION_HEADER}: Bearer) "
+                f"granting {READ_PERMISSION} to read and {WRITE_PERMISSION} to write, as an app "
+                "role or a delegated scope."
             ),
         },
         "security": [{"apiKeyHeader": []}],
@@ -311,13 +399,23 @@ def build_openapi() -> dict:
         MAX_BODY_EXTENSION: MAX_BODY_BYTES,
         "paths": _paths(),
         "components": {
-            "securitySchemes": {
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": SUBSCRIPTION_KEY_HEADER}
-            },
+            "securitySchemes": _security_schemes(),
             "headers": {
                 "SiteName": {
                     "description": "The App Service site (region) that answered.",
                     "schema": {"type": "string"},
+                },
+                "WWWAuthenticate": {
+                    "description": (
+                        f'RFC 6750 challenge: Bearer realm="{BEARER_REALM}", with error '
+                        '"invalid_token" (401) or "insufficient_scope" and the scope needed '
+                        "(403), and an error_description; no error when no token was sent."
+                    ),
+                    "schema": {"type": "string"},
+                },
+                "RetryAfter": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer", "minimum": 1},
                 },
                 "IdempotentReplayed": {
                     "description": (

@@ -22,14 +22,16 @@ from app.certificates import (
     parse_pinned_key,
     parse_thumbprint,
 )
-from app.contract import CLIENT_CERT_HEADER as APP_SERVICE_CLIENT_CERT_HEADER
 from app.contract import (
+    AUTH_ENTRA,
+    AUTH_NONE,
     DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
     DEFAULT_TABLE_NAME,
     MEMORY_STORE,
     TABLE_STORE,
     slot_site_name,
 )
+from app.contract import CLIENT_CERT_HEADER as APP_SERVICE_CLIENT_CERT_HEADER
 from app.key_vault import KeyVaultReference, is_reference, parse_reference
 
 APP_ENV = "APP_ENV"
@@ -57,6 +59,13 @@ TABLE_NAME = "TABLE_NAME"
 TABLE_CONNECTION_STRING = "TABLE_CONNECTION_STRING"
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 IDEMPOTENCY_KEY_EXPIRY_SECONDS = "IDEMPOTENCY_KEY_EXPIRY_SECONDS"
+# Bearer tokens (app/access_tokens.py): read only with AUTH_MODE=entra.
+AUTH_MODE = "AUTH_MODE"
+AUTH_ISSUER = "AUTH_ISSUER"
+AUTH_AUDIENCE = "AUTH_AUDIENCE"
+AUTH_OPENID_CONFIG_URL = "AUTH_OPENID_CONFIG_URL"
+AUTH_TENANT_ID = "AUTH_TENANT_ID"
+AUTH_ALLOWED_CLIENT_IDS = "AUTH_ALLOWED_CLIENT_IDS"
 
 # Every variable the app reads (the stacks set these as app settings).
 APP_SETTING_NAMES = (
@@ -84,6 +93,12 @@ APP_SETTING_NAMES = (
     TABLE_CONNECTION_STRING,
     AZURE_CLIENT_ID,
     IDEMPOTENCY_KEY_EXPIRY_SECONDS,
+    AUTH_MODE,
+    AUTH_ISSUER,
+    AUTH_AUDIENCE,
+    AUTH_OPENID_CONFIG_URL,
+    AUTH_TENANT_ID,
+    AUTH_ALLOWED_CLIENT_IDS,
 )
 
 PRODUCTION = "production"
@@ -110,6 +125,19 @@ FILE_EXPORTER_PREFIX = "file:"
 # How long an Idempotency-Key is remembered: 1 minute to 30 days, 24 h by default (app/contract.py).
 MIN_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 60
 MAX_IDEMPOTENCY_KEY_EXPIRY_SECONDS = 30 * 24 * 60 * 60
+# Bearer tokens: off by default in this slice, in every environment (docs/app.md, "Who is calling").
+DEFAULT_AUTH_MODE = AUTH_NONE
+OPENID_CONFIGURATION_SUFFIX = "/.well-known/openid-configuration"
+GUID_PATTERN = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+)
+# Entra ID's issuers name their tenant: v2.0 tokens `https://login.microsoftonline.com/<tid>/v2.0`,
+# v1.0 tokens `https://sts.windows.net/<tid>/`. From these AUTH_TENANT_ID defaults to <tid>.
+ENTRA_ISSUER_PATTERN = re.compile(
+    rf"https://(?:login\.microsoftonline\.com/(?P<v2>{GUID_PATTERN.pattern})/v2\.0"
+    rf"|sts\.windows\.net/(?P<v1>{GUID_PATTERN.pattern})/)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,24 @@ class TelemetrySettings:
     @property
     def enabled(self) -> bool:
         return self.connection_string is not None or self.exporter is not None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Bearer-token validation (app/access_tokens.py); `none` admits every caller the client
+    certificate admits. Tenant and client ids are lowercase; an empty client set admits any
+    client application of the tenant."""
+
+    mode: str = DEFAULT_AUTH_MODE
+    issuer: str = ""
+    audiences: tuple[str, ...] = ()
+    openid_config_url: str = ""
+    tenant_id: str | None = None  # None: `tid` is not checked (an issuer that names no tenant)
+    allowed_client_ids: frozenset[str] = frozenset()
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == AUTH_ENTRA
 
 
 class SettingsError(ValueError):
@@ -162,6 +208,7 @@ class Settings:
     web_concurrency: int = DEFAULT_WEB_CONCURRENCY
     store: StoreSettings = StoreSettings()
     idempotency_key_expiry_seconds: int = DEFAULT_IDEMPOTENCY_KEY_EXPIRY_SECONDS
+    auth: AuthSettings = AuthSettings()
 
     @property
     def development(self) -> bool:
@@ -337,16 +384,21 @@ def _telemetry(environ: Mapping[str, str]) -> TelemetrySettings:
     return TelemetrySettings(connection_string, sampling_ratio, traces_per_second, exporter)
 
 
-def _table_endpoint(environ: Mapping[str, str]) -> str | None:
-    endpoint = _value(environ, TABLE_ENDPOINT)
-    if endpoint is None:
-        return None
-    url = urlsplit(endpoint)
+def check_web_url(text: str, what: str, query: bool = False) -> None:
+    """An https:// URL (http:// only on loopback) with a host, no fragment, and a query only
+    where `query` allows one; ValueError saying it is not `what` otherwise."""
+    url = urlsplit(text)
     loopback = url.hostname in LOOPBACK_HOSTS
     if url.scheme != "https" and not (url.scheme == "http" and loopback):
-        raise SettingsError(TABLE_ENDPOINT, "must be an https:// URL (http only on loopback)")
-    if not url.hostname or url.query or url.fragment:
-        raise SettingsError(TABLE_ENDPOINT, f"{endpoint!r} is not a table endpoint URL")
+        raise ValueError("must be an https:// URL (http only on loopback)")
+    if not url.hostname or url.fragment or (url.query and not query):
+        raise ValueError(f"{text!r} is not {what}")
+
+
+def _table_endpoint(environ: Mapping[str, str]) -> str | None:
+    endpoint = _value(environ, TABLE_ENDPOINT)
+    if endpoint is not None:
+        _parsed(TABLE_ENDPOINT, lambda text: check_web_url(text, "a table endpoint URL"), endpoint)
     return endpoint
 
 
@@ -411,6 +463,45 @@ def _store(environ: Mapping[str, str], environment: str, workers: int) -> StoreS
     )
 
 
+def _guid(name: str, text: str) -> str:
+    if not GUID_PATTERN.fullmatch(text):
+        raise SettingsError(name, f"{text!r} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    return text.lower()
+
+
+def _tenant_id(environ: Mapping[str, str], issuer: str) -> str | None:
+    """AUTH_TENANT_ID, or the tenant an Entra issuer names; both must agree when both are set."""
+    entra = ENTRA_ISSUER_PATTERN.fullmatch(issuer)
+    named = (entra.group("v2") or entra.group("v1")).lower() if entra else None
+    value = _value(environ, AUTH_TENANT_ID)
+    if value is None:
+        return named
+    tenant = _guid(AUTH_TENANT_ID, value)
+    if named is not None and tenant != named:
+        raise SettingsError(AUTH_TENANT_ID, f"differs from the tenant in {AUTH_ISSUER} ({named})")
+    return tenant
+
+
+def _auth(environ: Mapping[str, str]) -> AuthSettings:
+    mode = _choice(environ, AUTH_MODE, (AUTH_NONE, AUTH_ENTRA), DEFAULT_AUTH_MODE)
+    if mode == AUTH_NONE:
+        return AuthSettings()  # the other AUTH_* settings are not read
+    why = f"with {AUTH_MODE}={AUTH_ENTRA}"
+    issuer = _required(environ, AUTH_ISSUER, why)
+    _parsed(AUTH_ISSUER, lambda text: check_web_url(text, "an issuer URL"), issuer)
+    audiences = tuple(_list(environ, AUTH_AUDIENCE))
+    if not audiences:
+        raise SettingsError(AUTH_AUDIENCE, f"is required {why} (comma-separated audiences)")
+    config_url = _value(environ, AUTH_OPENID_CONFIG_URL)
+    if config_url is None:
+        config_url = issuer.rstrip("/") + OPENID_CONFIGURATION_SUFFIX
+    what = "an OpenID configuration URL"
+    _parsed(AUTH_OPENID_CONFIG_URL, lambda text: check_web_url(text, what, query=True), config_url)
+    listed = _list(environ, AUTH_ALLOWED_CLIENT_IDS)
+    clients = frozenset(_guid(AUTH_ALLOWED_CLIENT_IDS, client) for client in listed)
+    return AuthSettings(mode, issuer, audiences, config_url, _tenant_id(environ, issuer), clients)
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     environment = _choice(environ, APP_ENV, (PRODUCTION, DEVELOPMENT), PRODUCTION)
     validation = _choice(environ, CLIENT_CERT_VALIDATION, ("on", "off"), "on")
@@ -437,6 +528,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             MIN_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
             MAX_IDEMPOTENCY_KEY_EXPIRY_SECONDS,
         ),
+        auth=_auth(environ),
     )
 
 

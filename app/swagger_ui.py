@@ -8,9 +8,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from app.contract import OPENAPI_PATH, SWAGGER_ASSETS_PATH, SWAGGER_UI_PATH
-
-_INITIALIZER_PATH = "/swagger-ui-init.js"
+from app.contract import (
+    OPENAPI_PATH,
+    SWAGGER_ASSETS_PATH,
+    SWAGGER_INITIALIZER_PATH,
+    SWAGGER_UI_PATH,
+)
 
 _PAGE = f"""<!DOCTYPE html>
 <html lang="en">
@@ -23,7 +26,7 @@ _PAGE = f"""<!DOCTYPE html>
 <div id="swagger-ui"></div>
 <script src="{SWAGGER_ASSETS_PATH}/swagger-ui-bundle.js"></script>
 <script src="{SWAGGER_ASSETS_PATH}/swagger-ui-standalone-preset.js"></script>
-<script src="{_INITIALIZER_PATH}"></script>
+<script src="{SWAGGER_INITIALIZER_PATH}"></script>
 </body>
 </html>
 """
@@ -50,6 +53,6 @@ async def initializer(request: Request) -> Response:
 def swagger_ui_routes() -> list[BaseRoute]:
     return [
         Route(SWAGGER_UI_PATH, page, methods=["GET"]),
-        Route(_INITIALIZER_PATH, initializer, methods=["GET"]),
+        Route(SWAGGER_INITIALIZER_PATH, initializer, methods=["GET"]),
         Mount(SWAGGER_ASSETS_PATH, app=StaticFiles(directory=swagger_ui_path)),
     ]

@@ -151,14 +151,14 @@ def _settings(work: Path) -> tuple[dict[str, str], str]:
     return settings, f"X-ARR-ClientCert: {certs.header_value(client)}"
 
 
-def _seed(server, header: str) -> list[dict]:
+def _seed(server, header: str, extra: dict[str, str] | None = None) -> list[dict]:
+    """LIST_SIZE items, POSTed with the certificate `header` (and `extra` headers)."""
     name, value = header.split(": ", 1)
+    headers = {name: value, "Content-Type": "application/json", **(extra or {})}
     created = []
     for n in range(LIST_SIZE):
         body = json.dumps({"name": f"item {n}", "isCompleted": n % 2 == 0}).encode()
-        status, _, answer = server.request(
-            "POST", "/api/TodoItem", body, {name: value, "Content-Type": "application/json"}
-        )
+        status, _, answer = server.request("POST", "/api/TodoItem", body, headers)
         assert status == 201, (status, answer)
         created.append(json.loads(answer))
     return created
@@ -290,15 +290,20 @@ def machine_problem() -> str | None:
     return None
 
 
+def refuse_unfit_machine() -> None:
+    """Exit with status 2 and the reason when this machine cannot run the benchmark."""
+    problem = machine_problem()
+    if problem:
+        print(f"benchmark: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("memory", "table", "both"), default="both")
     wrk.add_load_arguments(parser, rounds=3, rounds_help="alternating rounds per case")
     args = parser.parse_args(argv)
-    problem = machine_problem()
-    if problem:
-        print(f"benchmark: {problem}", file=sys.stderr)
-        return 2
+    refuse_unfit_machine()
     kinds = ["memory", "table"] if args.store == "both" else [args.store]
     met = True
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:

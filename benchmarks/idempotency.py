@@ -35,7 +35,7 @@ from benchmarks.app_server import (  # one place for the certificates, Azurite a
     _start,
     _store,
     _wrk,
-    machine_problem,
+    refuse_unfit_machine,
 )
 from benchmarks.wrk import Result
 
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     wrk.add_load_arguments(parser, rounds=5, rounds_help="alternating rounds (default 5)")
     args = parser.parse_args(argv)
-    problem = machine_problem()
-    if problem:
-        print(f"benchmark: {problem}", file=sys.stderr)
-        return 2
+    refuse_unfit_machine()
     with tempfile.TemporaryDirectory(prefix="bench-idempotency-") as tmp:
         baseline, candidate = measure(args, Path(tmp))
     return 0 if report(baseline, candidate, args) else 1

@@ -11,9 +11,9 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
 
+from tests.app.local_server import LocalHTTPServer
 from tests.waiting import wait_until
 
 INSTRUMENTATION_KEY = "00000000-0000-4000-8000-000000000000"
@@ -24,26 +24,17 @@ EXPORTER_QUIET = {
 WAIT_TIMEOUT = 60.0  # a hang guard only: waits end as soon as the condition holds
 
 
-class FakeIngestion:
+class FakeIngestion(LocalHTTPServer):
     def __init__(self) -> None:
         self.envelopes: list[dict] = []
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def connection_string(self) -> str:
-        port = self._server.server_address[1]
-        return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint=http://127.0.0.1:{port}/"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        endpoint = f"http://127.0.0.1:{self.port}/"
+        return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={endpoint}"
 
     def _handler(self):
         ingestion = self

@@ -15,7 +15,9 @@ from app.contract import (
     MAX_BODY_BYTES,
     MAX_NAME_LENGTH,
     OPENAPI_PATH,
+    READ_PERMISSION,
     SUBSCRIPTION_KEY_HEADER,
+    WRITE_PERMISSION,
 )
 from app.openapi import OPENAPI_FILE
 from app.settings import load_settings
@@ -58,19 +60,50 @@ def test_document_declares_the_subscription_key_header(served):
 @pytest.mark.parametrize(
     ("path", "method", "codes"),
     [
-        ("/api/TodoItem", "get", {"200", "403", "500"}),
-        ("/api/TodoItem", "post", {"201", "400", "403", "409", "413", "415", "422", "500"}),
-        ("/api/TodoItem/{id}", "get", {"200", "403", "404", "500"}),
-        (
-            "/api/TodoItem/{id}",
-            "put",
-            {"200", "400", "403", "404", "409", "413", "415", "422", "500"},
-        ),
-        ("/api/TodoItem/{id}", "delete", {"204", "400", "403", "404", "409", "422", "500"}),
+        ("/api/TodoItem", "get", {"200"}),
+        ("/api/TodoItem", "post", {"201", "400", "409", "413", "415", "422"}),
+        ("/api/TodoItem/{id}", "get", {"200", "404"}),
+        ("/api/TodoItem/{id}", "put", {"200", "400", "404", "409", "413", "415", "422"}),
+        ("/api/TodoItem/{id}", "delete", {"204", "400", "404", "409", "422"}),
     ],
 )
 def test_document_lists_every_response_code(served, path, method, codes):
-    assert set(served.json()["paths"][path][method]["responses"]) == codes
+    every = {"401", "403", "500", "503"}  # token, certificate or permission, defect, outage
+    assert set(served.json()["paths"][path][method]["responses"]) == codes | every
+
+
+OPERATIONS = [
+    ("/api/TodoItem", "get", READ_PERMISSION),
+    ("/api/TodoItem/{id}", "get", READ_PERMISSION),
+    ("/api/TodoItem", "post", WRITE_PERMISSION),
+    ("/api/TodoItem/{id}", "put", WRITE_PERMISSION),
+    ("/api/TodoItem/{id}", "delete", WRITE_PERMISSION),
+]
+
+
+def test_document_declares_the_oauth2_scopes_and_the_bearer_scheme(served):
+    schemes = served.json()["components"]["securitySchemes"]
+    (oauth2,) = [s for s in schemes.values() if s["type"] == "oauth2"]
+    for flow in oauth2["flows"].values():
+        assert set(flow["scopes"]) == {READ_PERMISSION, WRITE_PERMISSION}
+    (bearer,) = [s for s in schemes.values() if s["type"] == "http"]
+    assert (bearer["scheme"], bearer["bearerFormat"]) == ("bearer", "JWT")
+
+
+@pytest.mark.parametrize(("path", "method", "permission"), OPERATIONS)
+def test_every_operation_requires_its_permission_and_the_subscription_key(
+    served, path, method, permission
+):
+    document = served.json()
+    schemes = document["components"]["securitySchemes"]
+    requirements = document["paths"][path][method]["security"]
+    for requirement in requirements:
+        assert "apiKeyHeader" in requirement
+        for name, scopes in requirement.items():
+            assert scopes == ([permission] if schemes[name]["type"] == "oauth2" else [])
+    assert {schemes[name]["type"] for r in requirements for name in r} == {
+        "apiKey", "oauth2", "http"
+    }
 
 
 WRITES = [

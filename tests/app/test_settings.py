@@ -143,7 +143,7 @@ def test_setting_names_list_every_variable_the_module_reads():
         if isinstance(value, str) and name == value and name.isupper()
     }
     assert set(app_settings.APP_SETTING_NAMES) == constants
-    assert len(app_settings.APP_SETTING_NAMES) == 24  # 20 + 4 telemetry (test_telemetry.py)
+    assert len(app_settings.APP_SETTING_NAMES) == 30  # 20 + 4 telemetry + 6 bearer tokens
     for name in app_settings.APP_SETTING_NAMES:
         assert f'"{name}"' in source
 
@@ -264,3 +264,105 @@ def test_the_memory_store_refuses_more_than_one_worker(environment):
         ).web_concurrency
         == 4
     )
+
+
+# -- bearer tokens -------------------------------------------------------------------------------
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "5d2c7b1a-8e4f-4c3d-9b2a-1f0e6d5c4b3a"
+V2_ISSUER = f"https://login.microsoftonline.com/{TENANT}/v2.0"
+ENTRA = {
+    "AUTH_MODE": "entra",
+    "AUTH_ISSUER": V2_ISSUER,
+    "AUTH_AUDIENCE": f"api://todo-api, {CLIENT}",
+}
+
+
+@pytest.mark.parametrize("app_env", ["production", "development"])
+def test_bearer_tokens_are_off_by_default_in_every_environment(environment, app_env):
+    auth = load_settings({**environment, "APP_ENV": app_env}).auth
+    assert auth == app_settings.AuthSettings() and auth.mode == "none" and not auth.enabled
+
+
+def test_auth_mode_none_reads_no_other_auth_setting(environment):
+    leftovers = {"AUTH_ISSUER": "not a URL", "AUTH_TENANT_ID": "not a GUID", "AUTH_MODE": "None"}
+    assert load_settings({**environment, **leftovers}).auth == app_settings.AuthSettings()
+
+
+def test_an_entra_v2_issuer_gives_the_tenant_and_the_openid_configuration_url(environment):
+    auth = load_settings({**environment, **ENTRA}).auth
+    assert auth.enabled
+    assert auth.audiences == ("api://todo-api", CLIENT)
+    assert auth.openid_config_url == f"{V2_ISSUER}/.well-known/openid-configuration"
+    assert auth.tenant_id == TENANT
+    assert auth.allowed_client_ids == frozenset()
+
+
+def test_an_entra_v1_issuer_names_its_tenant_too(environment):
+    v1 = {
+        **ENTRA,
+        "AUTH_ISSUER": f"https://sts.windows.net/{TENANT.upper()}/",
+        "AUTH_OPENID_CONFIG_URL": (
+            f"https://login.microsoftonline.com/{TENANT}/.well-known/openid-configuration"
+        ),
+    }
+    auth = load_settings({**environment, **v1}).auth
+    assert auth.tenant_id == TENANT
+    assert auth.openid_config_url == v1["AUTH_OPENID_CONFIG_URL"]
+
+
+def test_an_issuer_naming_no_tenant_checks_the_tenant_only_when_set(environment):
+    other = {**ENTRA, "AUTH_ISSUER": "https://issuer.example/tenant-a"}
+    assert load_settings({**environment, **other}).auth.tenant_id is None
+    named = {**other, "AUTH_TENANT_ID": TENANT.upper()}
+    assert load_settings({**environment, **named}).auth.tenant_id == TENANT
+
+
+def test_allowed_client_ids_are_kept_in_lowercase(environment):
+    clients = {**ENTRA, "AUTH_ALLOWED_CLIENT_IDS": f" {CLIENT.upper()} ,,{TENANT}"}
+    assert load_settings({**environment, **clients}).auth.allowed_client_ids == {CLIENT, TENANT}
+
+
+def test_a_loopback_issuer_may_be_plain_http(environment):
+    local = {**ENTRA, "AUTH_ISSUER": "http://127.0.0.1:8400/local/v2.0"}
+    auth = load_settings({**environment, **local}).auth
+    assert auth.openid_config_url == (
+        "http://127.0.0.1:8400/local/v2.0/.well-known/openid-configuration"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AUTH_MODE", "oauth"),
+        ("AUTH_ISSUER", ""),
+        ("AUTH_ISSUER", "login.microsoftonline.com/tenant/v2.0"),
+        ("AUTH_ISSUER", "http://login.microsoftonline.com/tenant/v2.0"),
+        ("AUTH_ISSUER", "https://issuer.example/v2.0?tenant=a"),
+        ("AUTH_ISSUER", "https:///v2.0"),
+        ("AUTH_AUDIENCE", ""),
+        ("AUTH_AUDIENCE", " , ,"),
+        ("AUTH_OPENID_CONFIG_URL", "ftp://login.microsoftonline.com/x"),
+        ("AUTH_OPENID_CONFIG_URL", "http://login.example/.well-known/openid-configuration"),
+        ("AUTH_OPENID_CONFIG_URL", "https://login.example/config#fragment"),
+        ("AUTH_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("AUTH_TENANT_ID", "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"),  # not the issuer's tenant
+        ("AUTH_ALLOWED_CLIENT_IDS", "todo-client"),
+        ("AUTH_ALLOWED_CLIENT_IDS", f"{CLIENT}, 1234"),
+    ],
+)
+def test_a_bad_auth_value_names_its_variable(environment, variable, value):
+    error = error_for({**environment, **ENTRA}, **{variable: value})
+    assert error.name == variable
+    assert str(error).startswith(f"{variable}: ")
+
+
+def test_a_tenant_that_contradicts_the_issuer_says_which_tenant_the_issuer_names(environment):
+    other = "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+    error = error_for({**environment, **ENTRA}, AUTH_TENANT_ID=other)
+    assert str(error) == f"AUTH_TENANT_ID: differs from the tenant in AUTH_ISSUER ({TENANT})"
+
+
+def test_entra_without_an_issuer_says_what_is_missing(environment):
+    error = error_for({**environment, "AUTH_MODE": "Entra"})
+    assert str(error) == "AUTH_ISSUER: is required with AUTH_MODE=entra"
