@@ -118,10 +118,6 @@ def opened_for(app: WebApp, ip: str | None, *, slot: str | None = None, scm: boo
            f"closing {where}")
 
 
-def scm_opened_for(app: WebApp, ip: str | None):
-    return opened_for(app, ip)
-
-
 # (rule name, the key of `az webapp config access-restriction show` that lists it, scm site)
 DELIVERY_RULES = ((SCM_RULE, "scmIpSecurityRestrictions", True),
                   (RELEASE_RULE, "ipSecurityRestrictions", False))
@@ -193,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     for app in deploy_order(web_apps):
         print(f"deploying {args.package} to {app.name} ({app.resource_group})", flush=True)
-        with scm_opened_for(app, ip):
+        with opened_for(app, ip):
             az(az_deploy_command(app, args.package), f"deploy to {app.name}")
     return 0
 
