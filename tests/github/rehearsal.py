@@ -55,6 +55,7 @@ FAKES = HERE / "fakes"
 STAND_INS = HERE / "actions"
 REPOSITORY = "contoso/todo-api"
 LINKED = (".venv", "node_modules", ".tools")
+FAILED_STEP = re.compile(r"^❌  Failure - | \[[^\]]*\]$")  # "❌  Failure - Main x [2s]"
 PINNED_USE = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})")
 STAND_IN_OF = {
     "actions/checkout": "checkout",
@@ -140,11 +141,38 @@ def local_repositories(source: Path) -> list[str]:
     return [f"{name}@{sha}={STAND_INS / STAND_IN_OF[name]}" for name, sha in sorted(pins)]
 
 
+def _record(line: str) -> dict:
+    """One line of `act --json` (a line that is not JSON, e.g. the rehearsal's own note when
+    it kills act, as a message of its own)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return {"msg": line}
+    if not isinstance(record, dict):
+        return {"msg": line}
+    if "job" in record:  # act pads job names to one width
+        record["job"] = record["job"].strip()
+    return record
+
+
+def _rendered(record: dict) -> str:
+    job = record.get("job")
+    if record.get("raw_output"):
+        return "\n".join(f"[{job}]   | {text}" for text in record["msg"].splitlines())
+    return f"[{job}] {record['msg']}" if job else record["msg"]
+
+
 @dataclass
 class Run:
     returncode: int
-    log: str = field(repr=False)
+    records: list[dict] = field(repr=False)
     state: Path
+
+    @property
+    def log(self) -> str:
+        """The run as act prints it without --json: `[job] message`, a step's output as
+        `[job]   | line`."""
+        return "\n".join(_rendered(record) for record in self.records)
 
     def calls(self, tool: str | None = None) -> list[dict]:
         path = self.state / "calls.jsonl"
@@ -155,20 +183,21 @@ class Run:
         return re.search(rf"\[[^\]]*{re.escape(job)}[^\]]*\] 🏁  Job succeeded", self.log) is not None
 
     def steps_failed(self) -> list[str]:
-        """Each failed step, with the last lines it printed (what a reader of the run sees)."""
-        failed, printed = [], {}
-        for line in self.log.splitlines():
-            match = re.match(r"\[([^\]]+)\]\s+(.*)$", line)
-            if not match:
-                continue
-            job, text = match.group(1).strip(), match.group(2)
-            if text.startswith("⭐ Run"):
-                printed[job] = []
-            elif text.startswith("| "):
-                printed.setdefault(job, []).append(text[2:])
-            elif step := re.match(r"❌  Failure - (.+?) \[", text):
-                failed.append(f"{job}: {step.group(1)}: " + " / ".join(printed.get(job, [])[-3:]))
-        return failed
+        """Each failed step, with the last lines it printed (what a reader of the run sees).
+
+        A line belongs to the step act's record names, not to whatever step ran last: act
+        copies a step's output on a goroutine of its own, so under load a step's last lines
+        can reach the log after its failure line (a failed CI run showed exactly that)."""
+        printed: dict[tuple, list[str]] = {}
+        failures = []
+        for record in self.records:
+            step = (record.get("job"), record.get("stage"), tuple(record.get("stepID") or ()))
+            if record.get("raw_output"):
+                printed.setdefault(step, []).extend(record["msg"].splitlines())
+            elif record.get("stepResult") == "failure":
+                failures.append((record["job"], record["msg"].strip(), step))
+        return [f"{job}: {FAILED_STEP.sub('', message)}: " + " / ".join(printed.get(step, [])[-3:])
+                for job, message, step in failures]
 
     def assert_green(self) -> None:
         failed = self.steps_failed()
@@ -216,7 +245,7 @@ class Rehearsal:
             "-e", str(state / "event.json"),
             "-P", "ubuntu-24.04=-self-hosted", "--no-skip-checkout",
             "--no-cache-server", "--action-cache-path", str(state / "act"),
-            "--concurrent-jobs", "2",
+            "--concurrent-jobs", "2", "--json",
             "-s", f"GITHUB_TOKEN={TOKEN}", "-s", f"PLAN_BUNDLE_KEY={PLAN_BUNDLE_KEY}",
         ]
         for local in local_repositories(self.source):
@@ -253,7 +282,9 @@ class Rehearsal:
                 log = process.communicate()[0] + f"\nrehearsal: act killed after {ACT_TIMEOUT_SECONDS} s"
             finally:
                 signal_group(process.pid, signal.SIGKILL)
-        (state / "act.log").write_text(log)
+        (state / "act.jsonl").write_text(log)
+        run = Run(process.returncode, [_record(line) for line in log.splitlines()], state)
+        (state / "act.log").write_text(run.log)
         print(f"rehearsal {workflow} ({event}): {time.monotonic() - started:.1f} s,"
               f" exit {process.returncode}, log {state / 'act.log'}")
-        return Run(process.returncode, log, state)
+        return run
