@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tools.cli import CliError, read_json, run_cli, write_atomic
 from tools.delivery.stack_outputs import CosmosAccount, load
+from tools.operations.azure_cli import az
 
 REPORT_FILE = "database-failover.json"
 
@@ -37,18 +37,6 @@ REPORT_FILE = "database-failover.json"
 def same_region(a: str, b: str) -> bool:
     """`australiaeast` (ARM name) and `Australia East` (display name) are the same region."""
     return a.replace(" ", "").lower() == b.replace(" ", "").lower()
-
-
-def az(*args: str) -> str:
-    command = ["az", *args, "--only-show-errors"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise CliError("Azure CLI `az` not found on PATH") from None
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()[-1:] or ["no message"]
-        raise CliError(f"az {' '.join(args[:2])} failed (exit {result.returncode}): {detail[0]}")
-    return result.stdout.strip()
 
 
 def account(cosmos: CosmosAccount) -> tuple[str, ...]:
