@@ -34,6 +34,7 @@ from app.contract import (
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
 )
+from tests.github.fakes.chaos_studio import stopped_apps
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_IP = "203.0.113.7"
@@ -187,7 +188,8 @@ class Gateway(Server):
             reply(request, 401, {"statusCode": 401, "message": "Access denied"})
             return 401
         azure = self.azure()
-        running = [n for n in self.web_app_names if n not in azure.get("stopped", [])]
+        stopped = set(azure.get("stopped", [])) | stopped_apps(azure)  # az webapp stop, chaos
+        running = [n for n in self.web_app_names if n not in stopped]
         if not running:
             reply(request, 503, {"message": "Service Unavailable"})
             return 503

@@ -528,6 +528,30 @@ def test_drift_plans_each_stack_read_only(drift_runs):
 LOAD = {"environment": "dev", "users": "2", "duration": "30", "failover": "true",
         "database_failover": "false"}
 DATABASE_LOAD = {**LOAD, "failover": "false", "database_failover": "true"}
+# A Chaos Studio drill on the runner: 60 s warm-up (tools.operations.drill's default), the
+# experiment's 10 s, 60 s after it.
+CHAOS_LOAD = {**LOAD, "failover": "false", "fault": "region-outage-primary", "engine": "runner",
+              "duration": "130"}
+EXPERIMENTS = f"/subscriptions/{DEV_SUBSCRIPTION}/resourceGroups/rg-global/providers/Microsoft.Chaos/experiments"
+CHAOS_EXPERIMENTS = {
+    "region-outage-primary": {"id": f"{EXPERIMENTS}/todo-dev-outage-weu",
+                              "name": "todo-dev-outage-weu", "duration_seconds": 10},
+    "vault-deny": {"id": f"{EXPERIMENTS}/todo-dev-vault-deny", "name": "todo-dev-vault-deny",
+                   "duration_seconds": 10},
+}
+
+
+def chaos_scenario(world, gateway, fault_seconds=10, **chaos) -> dict:
+    """The stack with its experiments; the region outage stops the primary web app."""
+    scenario = world.scenario(gateway=gateway)
+    outputs = {key: {**value, "duration_seconds": fault_seconds}
+               for key, value in CHAOS_EXPERIMENTS.items()}
+    for stack in scenario["stacks"].values():
+        stack["outputs"] = {**stack["outputs"], "chaos_experiments": {
+            "sensitive": False, "type": "x", "value": outputs}}
+    experiments = {key: dict(value) for key, value in outputs.items()}
+    experiments["region-outage-primary"]["stops"] = WEB_APPS[0]["name"]
+    return {**scenario, "chaos": {"experiments": experiments, **chaos}}
 
 
 def app_events(run: Run) -> list[tuple[str, str]]:
@@ -544,15 +568,25 @@ def load_runs(world) -> dict[str, Run]:
         "drill": ({}, LOAD),
         "crashed drill": ({"crash_load_test_on_stop": True}, LOAD),
         "database drill": ({}, DATABASE_LOAD),
+        "chaos drill": ({"chaos": {}}, CHAOS_LOAD),
+        "chaos start fails": ({"chaos": {"fails_to_start": True}}, CHAOS_LOAD),
+        # a fault long enough that only a cancel ends it before the always-step looks
+        "runner dies mid-fault": ({"chaos": {"kill_drill_on_start": True, "fault_seconds": 120}},
+                                  {**CHAOS_LOAD, "duration": "300"}),
     }
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
                 for name in cases}
+
+    def scenario(name, extra):
+        if "chaos" in extra:
+            return chaos_scenario(world, gateways[name], **extra["chaos"])
+        return {**world.scenario(gateway=gateways[name]), **extra}
+
     try:
         with ThreadPoolExecutor(len(cases)) as pool:
             futures = {
                 name: pool.submit(world.rehearsal.run, "load-test", "workflow_dispatch",
-                                  {**world.scenario(gateway=gateways[name]), **extra},
-                                  inputs=inputs, gateway=gateways[name])
+                                  scenario(name, extra), inputs=inputs, gateway=gateways[name])
                 for name, (extra, inputs) in cases.items()}
             return {name: future.result() for name, future in futures.items()}
     finally:
@@ -621,3 +655,39 @@ def test_each_drill_links_the_failover_workbook_for_its_window(load_runs):
         assert "Success - Main Link the failover workbook (drills only)" in run.log, name
     # A drill that died before its summary has no window to link: the step is skipped.
     assert "Main Link the failover workbook" not in load_runs["crashed drill"].log
+
+
+def chaos_calls(run: Run) -> list[str]:
+    return [c["chaos"] for c in run.calls("az") if c.get("chaos") in ("start", "cancel")]
+
+
+def test_a_chaos_drill_stops_the_primary_for_the_experiments_duration_and_measures_it(load_runs):
+    run = load_runs["chaos drill"]
+    run.assert_green()
+    report = json.loads((reports(run) / "summary.json").read_text())
+    assert report["scenario"] == "failover" and report["failover"]["recovery_s"] is not None
+    # after the warm-up: 60 s from Locust's start, whose first requests come a few seconds later
+    assert report["fault_at_s"] > 45
+    # the experiment ended by itself: nothing to cancel in the always-step
+    assert chaos_calls(run) == ["start"]
+    assert "nothing running, nothing to cancel" in run.log
+    starts = [c for c in run.calls("az") if c.get("chaos") == "start"]
+    assert [c["identity"] for c in starts] == [DEPLOY_DEV]
+
+
+def test_a_chaos_start_that_fails_fails_the_drill_and_names_it(load_runs):
+    run = load_runs["chaos start fails"]
+    [failure] = run.steps_failed()
+    assert "Main Run the load test" in failure
+    assert "did not start" in run.log and "ended failed" in run.log
+    assert "the fault did not happen as planned" in run.log
+
+
+def test_when_the_runner_dies_mid_fault_the_always_step_cancels_the_experiment(load_runs):
+    run = load_runs["runner dies mid-fault"]
+    assert [f.split(": ")[1] for f in run.steps_failed()] == ["Main Run the load test"]
+    assert chaos_calls(run) == ["start", "cancel"]
+    assert "Success - Main Cancel the Chaos Studio experiment" in run.log
+    # the relogin ran before it: a long drill outlives its OIDC login
+    log = run.log
+    assert log.index("Log in to Azure again") < log.index("Cancel the Chaos Studio experiment")

@@ -136,7 +136,13 @@ def test_fork_pull_requests_get_no_azure_token_and_no_write_token():
 def test_deploys_queue_and_never_cancel_a_running_apply():
     deploy = load(GITHUB / "workflows" / "deploy.yml")
     assert deploy["concurrency"]["cancel-in-progress"] is False
-    assert "deploy-" in deploy["concurrency"]["group"]
+    assert deploy["concurrency"]["group"] == (
+        "todo-api-${{ github.event_name == 'push' && 'dev' || inputs.environment }}")
+
+
+def test_deploys_and_drills_of_one_environment_share_a_concurrency_group():
+    drill = load(GITHUB / "workflows" / "load-test.yml")["jobs"]["load-test"]["concurrency"]
+    assert drill == {"group": "todo-api-${{ inputs.environment }}", "cancel-in-progress": False}
 
 
 def test_apply_and_rollout_target_the_protected_github_environment():

@@ -135,10 +135,11 @@ def start(experiment: Experiment, timeout: float, poll: float, **clock) -> Execu
 
     def running(found: list[Execution]) -> Execution | None:
         new = [e for e in found if e.name not in before]
-        if new and new[-1].ended:
+        if new and new[-1].ended and new[-1].status != "success":
             raise CliError(f"{experiment.name} did not start: its execution {new[-1].name}"
                            f" ended {new[-1].status} (check the experiment identity's role)")
-        return new[-1] if new and new[-1].status == RUNNING else None
+        # Success already: a short fault ran and ended between two polls
+        return new[-1] if new and new[-1].status in (RUNNING, "success") else None
 
     execution = _wait(experiment, running, "a running execution", timeout, poll, **clock)
     print(f"{experiment.key}: {experiment.name} running since {execution.started_at}"
