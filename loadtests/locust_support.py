@@ -10,6 +10,18 @@ Options (each also from an environment variable, for the GitHub workflow):
   --user-rate         LOCUST_USER_RATE          requests/s per user (0: as fast as possible)
   --records-dir       LOCUST_RECORDS_DIR        write one JSON line per request here
   --frontend-urls     LOCUST_FRONTEND_URLS      security: regional front ends, comma-separated
+  --detailed-labels   LOCUST_DETAILED_LABELS    name each request "<METHOD> <path> @<site> [tags]"
+                                                (loadtests.alt_results.label): Azure Load Testing's
+                                                results carry the name only
+  --alt-results-dir   LOCUST_ALT_RESULTS_DIR    also write the requests as Azure Load Testing's
+                                                engines do (a results CSV per process), here:
+                                                a stand-in for the service, for the tests
+
+On Azure Load Testing every uploaded file lands beside the locustfile, and the packages this
+module imports (app.contract, loadtests.*) come in SUPPORT_ZIP (tools.operations.azure_load_testing
+builds it): importable from the zip itself, or from its contents if the service unpacked it
+(beside the locustfile, or into a folder named after it). Which of the three it is, is not
+documented; each is on sys.path.
 """
 
 from __future__ import annotations
@@ -21,13 +33,18 @@ import socket
 import sys
 import time
 import uuid
+from http import HTTPStatus
 from pathlib import Path
 
 import gevent
 import gevent.ssl
 from locust import FastHttpUser, events, task
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+HERE = Path(__file__).resolve().parent
+SUPPORT_ZIP = "loadtests_support.zip"
+# The repository root; on Azure Load Testing the packages' folder, or the zip (searched first).
+for entry in (HERE.parent, HERE / SUPPORT_ZIP.removesuffix(".zip"), HERE / SUPPORT_ZIP):
+    sys.path.insert(0, str(entry))
 from app.contract import (  # CLIENT_CERT_HEADER: re-exported to the security locustfile
     CLIENT_CERT_HEADER,  # noqa: F401
     IDEMPOTENCY_KEY_HEADER,
@@ -37,6 +54,7 @@ from app.contract import (  # CLIENT_CERT_HEADER: re-exported to the security lo
     SUBSCRIPTION_KEY_HEADER,
     TODO_PATH,
 )
+from loadtests import alt_results
 from loadtests.item_identity import content, item_name, new_token
 
 ITEMS_PER_USER = 5
@@ -54,14 +72,17 @@ def add_options(parser):
     group.add_argument("--user-rate", env_var="LOCUST_USER_RATE", type=float, default=0.0)
     group.add_argument("--records-dir", env_var="LOCUST_RECORDS_DIR", default="")
     group.add_argument("--frontend-urls", env_var="LOCUST_FRONTEND_URLS", default="")
+    group.add_argument("--detailed-labels", env_var="LOCUST_DETAILED_LABELS", action="store_true")
+    group.add_argument("--alt-results-dir", env_var="LOCUST_ALT_RESULTS_DIR", default="")
 
 
-_OPTIONS: dict = {"value": None}
+_OPTIONS: dict = {"value": None, "environment": None}
 
 
 @events.init.add_listener
 def remember_options(environment, **_):
     _OPTIONS["value"] = environment.parsed_options
+    _OPTIONS["environment"] = environment
 
 
 def ssl_context(with_client_cert: bool):
@@ -76,24 +97,30 @@ def ssl_context(with_client_cert: bool):
 
 
 class RecordWriter:
-    """One JSON-lines file per process (works under --processes and master/workers)."""
+    """One file per process (works under --processes and master/workers) in the folder of the
+    option `directory`; JSON lines unless given text lines (and a header line for a new file)."""
 
-    def __init__(self, kind: str = "records", suffix: str = "jsonl") -> None:
-        self.kind, self.suffix = kind, suffix
+    def __init__(
+        self, kind: str = "records", suffix: str = "jsonl", directory: str = "records_dir",
+        header: str | None = None,
+    ) -> None:
+        self.kind, self.suffix, self.directory, self.header = kind, suffix, directory, header
         self.file = None
         self.pid = None
         self.flushed = 0.0
 
     def write(self, record: dict | str) -> None:
         opts = _OPTIONS["value"]
-        if not opts or not opts.records_dir:
+        if not opts or not getattr(opts, self.directory):
             return
         if self.file is None or self.pid != os.getpid():
             self.pid = os.getpid()
             name = f"{self.kind}-{socket.gethostname()}-{self.pid}.{self.suffix}"
-            path = Path(opts.records_dir) / name
+            path = Path(getattr(opts, self.directory)) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "a", buffering=1 << 16)  # noqa: SIM115 (open for the run)
+            if self.header is not None:
+                self.file.write(self.header + "\n")
         line = record if isinstance(record, str) else json.dumps(record, separators=(",", ":"))
         self.file.write(line + "\n")
         now = time.time()
@@ -111,6 +138,8 @@ WRITER = RecordWriter()
 # The token of every create, written before it is sent: a request cut when the run stops its
 # users leaves no record, but its item must not then count as an orphan (reconciliation).
 SENT = RecordWriter("sent", "txt")
+# Azure Load Testing's results format (loadtests.alt_results), as its engines write it.
+ALT_RESULTS = RecordWriter("results", "csv", "alt_results_dir", alt_results.header())
 
 
 @events.request.add_listener
@@ -125,7 +154,7 @@ def record_request(
         {
             "t": start_time or (time.time() - response_time / 1000),
             "method": request_type,
-            "name": name,
+            "name": alt_results.name_of(name),  # without what --detailed-labels added
             "status": status,
             "ms": round(response_time or 0, 3),
             "site": headers.get(SITE_NAME_HEADER),
@@ -144,17 +173,61 @@ def record_request(
     )
 
 
+@events.request.add_listener
+def write_alt_results_row(
+    name, response_time, response_length, response, exception, context=None, start_time=None,
+    url=None, **_,
+):
+    """The row an Azure Load Testing engine writes for the request (--alt-results-dir only):
+    the documented columns, filled from what Locust reports (Locust measures no time to first
+    byte or connect time: Latency is the elapsed time, Connect and IdleTime 0)."""
+    opts = _OPTIONS["value"]
+    if not opts or not opts.alt_results_dir:
+        return
+    status = getattr(response, "status_code", 0) or 0
+    started = start_time or (time.time() - response_time / 1000)
+    environment = _OPTIONS["environment"]
+    users = getattr(getattr(environment, "runner", None), "user_count", 0)
+    elapsed = round(response_time or 0)
+    ALT_RESULTS.write(alt_results.csv_row({
+        "timeStamp": round(started * 1000),
+        "elapsed": elapsed,
+        "label": name,
+        "responseCode": status,
+        "responseMessage": _reason(status),
+        "threadName": f"{socket.gethostname()}-{(context or {}).get('user') or 'user'}",
+        "dataType": "text",
+        "success": "false" if exception else "true",
+        "failureMessage": str(exception) if exception else "",
+        "bytes": response_length or 0,
+        "sentBytes": 0,
+        "grpThreads": users,
+        "allThreads": users,
+        "URL": url or "",
+        "Latency": elapsed,
+        "IdleTime": 0,
+        "Connect": 0,
+    }))
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # no answer (0), or a status HTTP does not name
+        return ""
+
+
 @events.test_stop.add_listener
 def flush_records(**_):
-    for writer in (WRITER, SENT):
+    for writer in (WRITER, SENT, ALT_RESULTS):
         if writer.file is not None:
             writer.file.flush()
 
 
 @events.quitting.add_listener
 def close_records(**_):
-    WRITER.close()
-    SENT.close()
+    for writer in (WRITER, SENT, ALT_RESULTS):
+        writer.close()
 
 
 # -- the TodoItem user --------------------------------------------------------------------------
@@ -177,6 +250,17 @@ def retry_after(response) -> float | None:
         return min(float(response.headers.get("Retry-After")), MAX_RETRY_AFTER_S)
     except (TypeError, ValueError):
         return None
+
+
+def detailed_label(method: str, name: str, response, context: dict) -> str:
+    """The request's name with what its record says (loadtests.alt_results.label)."""
+    headers = getattr(response, "headers", None) or {}
+    tags = [
+        context.get("outcome"),
+        "replayed" if headers.get(IDEMPOTENT_REPLAYED_HEADER) == "true" else None,
+        "deliberate" if context.get("deliberate_replay") else None,
+    ]
+    return alt_results.label(method, name, headers.get(SITE_NAME_HEADER), filter(None, tags))
 
 
 class TodoUser(FastHttpUser):
@@ -277,7 +361,11 @@ class TodoUser(FastHttpUser):
                     context["outcome"] = "retried"
                     response.success()
                 else:
-                    return self._answer(response, context, item, expected, body)
+                    answer = self._answer(response, context, item, expected, body)
+                if self.environment.parsed_options.detailed_labels:
+                    response.request_meta["name"] = detailed_label(method, name, response, context)
+                if not retry:
+                    return answer
             time.sleep(wait)  # gevent's, under Locust
             waited += wait
 

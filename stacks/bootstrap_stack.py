@@ -9,9 +9,11 @@ Azure (azurerm, one provider alias per subscription):
   credentials. No deploy identity has a role in this subscription, only blob data on its own
   container: it cannot turn shared keys back on, read the other environment's state or delete
   the account; the state's resource group carries a CanNotDelete lock;
-- in dev and prod: the custom plan role, each identity's role assignments, and the resource
-  providers the environment stacks use (derived from their synthesized resource types; the
-  environment stacks set `resource_provider_registrations = "none"`).
+- in dev and prod: the custom plan role, the custom fault roles of the Chaos Studio experiments
+  (fixed GUIDs, which the environment stack assigns by), each identity's role assignments (the
+  RBAC administrator limited by a condition to the roles the environment stack assigns), and
+  the resource providers the environment stacks use (derived from their synthesized resource
+  types; the environment stacks set `resource_provider_registrations = "none"`).
 
 GitHub (the github provider): the environments (branch policy main; prod: a reviewer team, no
 self-review; nobody bypasses, admins included), the `main` ruleset (no deletion, no force push,
@@ -87,7 +89,6 @@ from stacks.permissions import (
     OIDC_ISSUER,
     STATE_CONTAINER,
     PermissionModel,
-    Role,
 )
 
 STACK_NAME = "todo-api-bootstrap"
@@ -96,9 +97,9 @@ PLAN_LABEL_KINDS = {"no changes": "0E8A16", "changes": "FBCA04", "destroys": "B6
                     "failed": "5319E7", "skipped": "C5DEF5"}
 
 
-def assignment_condition(role: Role) -> str:
-    """ABAC condition that limits an RBAC administrator to `role.assignable_roles`."""
-    ids = ", ".join(role.assignable_roles)
+def assignment_condition(role_ids: tuple[str, ...]) -> str:
+    """ABAC condition that limits an RBAC administrator to assigning and removing `role_ids`."""
+    ids = ", ".join(role_ids)
     return (
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR"
         f" (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]"
@@ -246,10 +247,12 @@ class BootstrapStack(TerraformStack):
             scope = f"/subscriptions/{getattr(self.config.subscriptions, env)}"
             for role in roles.values():
                 if role.builtin_id is None and role.name.endswith(f" {env}"):
+                    # A fault role's GUID is fixed: the environment stack assigns it by it.
+                    fixed = {"role_definition_id": role.custom_id} if role.custom_id else {}
                     self.role_definitions[role.name] = RoleDefinition(
                         self, f"role-{role.name.replace(' ', '-')}", provider=self.providers[env],
                         name=role.name, scope=scope, description=role.description,
-                        assignable_scopes=[scope],
+                        assignable_scopes=[scope], **fixed,
                         permissions=[RoleDefinitionPermissions(
                             actions=list(role.actions), data_actions=list(role.data_actions),
                             not_actions=list(role.not_actions))])
@@ -270,7 +273,9 @@ class BootstrapStack(TerraformStack):
                 else:
                     extra["role_definition_id"] = self.role_definitions[role.name].role_definition_resource_id
                 if role.assignable_roles:
-                    extra |= {"condition": assignment_condition(role), "condition_version": "2.0"}
+                    allowed = self.model.assignable_role_ids(identity.environment)
+                    extra |= {"condition": assignment_condition(allowed),
+                              "condition_version": "2.0"}
                 RoleAssignment(
                     self, f"grant-{identity.key}-{grant.role.replace(' ', '-')}-{grant.scope}",
                     provider=provider, scope=scope, principal_id=principal,

@@ -418,6 +418,21 @@ def _own_subnet(first: str, second: str) -> bool:
     return role_a == role_b and field_a == "address_space"
 
 
+# Drills on Azure's own engines (docs/deploy.md, "Drills on Azure's engines"): an Azure Load
+# Testing resource and Chaos Studio experiments (stacks/drills.py). Each fault ends after
+# `fault_minutes` by the experiment's own duration, whatever happens to the run that started it.
+FAULT_MINUTES = (1, 60)
+
+
+class Drills(_Model):
+    """Off unless the environment's file turns it on (config/prod.toml does): the resources
+    cost nothing idle, but each experiment can stop a region, fail the database over or lock
+    the vault."""
+
+    enabled: bool = False
+    fault_minutes: int = Field(10, ge=FAULT_MINUTES[0], le=FAULT_MINUTES[1])
+
+
 class State(_Model):
     backend: Literal["local", "azurerm"] = "local"
     resource_group_name: str | None = None
@@ -450,6 +465,7 @@ class EnvironmentConfig(_Model):
         default_factory=lambda: {"project": "todo-api", "managed-by": "cdktf"}
     )
     network: Network = Field(default_factory=Network)
+    drills: Drills = Field(default_factory=Drills)
     state: State = Field(default_factory=State)
     # Terraform refuses to destroy or replace the stateful resources (stacks/aspects.py); set
     # false, deliberately and for one apply, to delete one (docs/deploy.md).

@@ -112,6 +112,8 @@ class SecretStore(Construct):
             **_firewall(private_network),
             tags=tags,
         )
+        # The deploy identities (`deployers`, {construct id part: object id}) administer the vault.
+        self.deployers: dict[str, str] = {}
         self.administrator_access = self._administrators(key_vault or KeyVaultConfig())
         self.administrator_propagated = propagation_wait(
             self, "administrator-propagation", self.administrator_access
@@ -130,18 +132,25 @@ class SecretStore(Construct):
         self.reference_propagated = propagation_wait(
             self, "reference-identity-propagation", [self.reference_access]
         )
+        self.tags = tags
         self.health_key = Password(self, "health-key", length=HEALTH_KEY_LENGTH, special=False)
-        self.health_key_secret = KeyVaultSecret(
-            self,
-            "health-key-secret",
-            name="health-check-key",
-            key_vault_id=self.vault.id,
-            value=self.health_key.result,
-            content_type="text/plain",
-            tags=tags,
-            depends_on=[self.administrator_propagated],
+        self.health_key_secret = self.add_secret(
+            "health-key-secret", name="health-check-key", value=self.health_key.result
         )
         self.certificate = self._client_certificate(certificate, tags)
+
+    def add_secret(self, id_: str, *, name: str, value: str) -> KeyVaultSecret:
+        """A text secret in the vault, written once Key Vault Administrator has propagated."""
+        return KeyVaultSecret(
+            self,
+            id_,
+            name=name,
+            key_vault_id=self.vault.id,
+            value=value,
+            content_type="text/plain",
+            tags=self.tags,
+            depends_on=[self.administrator_propagated],
+        )
 
     @property
     def health_key_reference(self) -> str:
@@ -151,8 +160,10 @@ class SecretStore(Construct):
     def _administrators(self, config: KeyVaultConfig) -> list[RoleAssignment]:
         """Key Vault Administrator for the configured object ids, else for the caller."""
         if not config.administrators:
+            self.deployers = {"deployer": self.client.object_id}
             # Same address as before the setting existed: existing states keep their assignment.
             return [self._administrator("deployer-access", self.client.object_id)]
+        self.deployers = {object_id: object_id for object_id in config.administrators}
         return [
             self._administrator(f"administrator-{object_id}", object_id)
             for object_id in config.administrators

@@ -55,9 +55,16 @@ class Monitoring(Construct):
 
 
 def send_diagnostics(
-    scope: Construct, id_: str, *, target_resource_id: str, workspace: LogAnalyticsWorkspace
+    scope: Construct,
+    id_: str,
+    *,
+    target_resource_id: str,
+    workspace: LogAnalyticsWorkspace,
+    metrics: bool = True,
 ) -> MonitorDiagnosticSetting:
-    """All logs and all metrics of one resource to the workspace."""
+    """All logs and (unless the type exports none: `metrics=False`) all metrics of one resource
+    to the workspace."""
+    exported = [MonitorDiagnosticSettingEnabledMetric(category="AllMetrics")] if metrics else None
     return MonitorDiagnosticSetting(
         scope,
         id_,
@@ -65,5 +72,5 @@ def send_diagnostics(
         target_resource_id=target_resource_id,
         log_analytics_workspace_id=workspace.id,
         enabled_log=[MonitorDiagnosticSettingEnabledLog(category_group="allLogs")],
-        enabled_metric=[MonitorDiagnosticSettingEnabledMetric(category="AllMetrics")],
+        enabled_metric=exported,
     )

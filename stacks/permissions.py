@@ -5,7 +5,8 @@ these identities, federated credentials, roles, state containers and GitHub envi
 docs' identity table is rendered from it (`python -m stacks.permissions`, docs/delivery.md);
 the rehearsal's fakes refuse what it does not grant (tests/github); and the custom plan roles
 are built from `RESOURCE_ACTIONS`, the same table the fakes read to decide what refreshing,
-creating or deleting each resource type needs.
+creating or deleting each resource type needs. The custom fault roles (`FAULT_PERMISSIONS`) are
+what each Chaos Studio experiment's identity holds on its one target (stacks/drills.py).
 
 The rule it encodes: a token that pull-request code can obtain reads nothing of prod. Pull
 requests plan dev only, with `plan-dev`. Prod is planned only in the GitHub environment
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -197,6 +199,27 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         source=f"{_SVC}/privatedns/private_dns_zone_virtual_network_link_resource.go: Read is"
         " one GET (VirtualNetworkLinks.Get)",
     ),
+    # Drills (drills.enabled, stacks/drills.py): each Read is one GET, under the namespace's
+    # */read the plan role holds once a stack has the type.
+    "azurerm_load_test": ResourceActions(
+        "Microsoft.LoadTestService/loadtests",
+        source=f"{_SVC}/loadtestservice/load_test_resource.go: Read is one GET (LoadTests.Get)",
+    ),
+    "azurerm_chaos_studio_target": ResourceActions(
+        "Microsoft.Chaos/targets",
+        source=f"{_SVC}/chaosstudio/chaos_studio_target_resource_gen.go: Read is one GET"
+        " (Targets.Get); Create also lists the region's target types, a GET",
+    ),
+    "azurerm_chaos_studio_capability": ResourceActions(
+        "Microsoft.Chaos/targets/capabilities",
+        source=f"{_SVC}/chaosstudio/chaos_studio_capability_resource.go: Read is one GET"
+        " (Capabilities.Get); Create also GETs the target and lists its capability types",
+    ),
+    "azurerm_chaos_studio_experiment": ResourceActions(
+        "Microsoft.Chaos/experiments",
+        source=f"{_SVC}/chaosstudio/chaos_studio_experiment_resource.go: Read is one GET"
+        " (Experiments.Get)",
+    ),
     "azurerm_cosmosdb_account": ResourceActions(
         "Microsoft.DocumentDB/databaseAccounts",
         refresh=(
@@ -231,7 +254,9 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         data_plane=True,
         source=f"{_SVC}/keyvault/key_vault_secret_resource.go: Read calls GetSecret (data"
         " plane, returns the value)",
-        why_harmless="NOT harmless: the health key; prod's is read only in prod-plan, on main",
+        why_harmless="NOT harmless: the health key and, with drills, the gateway subscription"
+        " key (which listSecrets on the subscription reads already); prod's are read only in"
+        " prod-plan, on main",
     ),
 }
 # Types of other providers (random, time): no Azure call, nothing to grant.
@@ -275,6 +300,14 @@ class Role:
     data_actions: tuple[str, ...] = ()
     builtin_id: str | None = None  # a built-in role's definition GUID; None: custom
     assignable_roles: tuple[str, ...] = ()  # RBAC administrator: the only roles it may assign
+    # A custom role's definition GUID, fixed here (custom_role_id) so that an environment stack
+    # can assign the role the bootstrap made without looking it up; None: Azure picks one.
+    custom_id: str | None = None
+
+    @property
+    def definition_id(self) -> str | None:
+        """The role definition's GUID, where it is known before Azure has the role."""
+        return self.builtin_id or self.custom_id
 
     def allows(self, action: str, data: bool = False) -> bool:
         if data:
@@ -291,6 +324,16 @@ def matches(pattern: str, action: str) -> bool:
 
 KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+# learn.microsoft.com, Azure built-in roles, DevOps: "View, create, update, delete and execute
+# load tests" (data actions Microsoft.LoadTestService/loadtests/*).
+LOAD_TEST_CONTRIBUTOR = "749a398d-560b-491b-bb21-08924219302e"
+# The built-in roles the environment stacks assign (by name), with their definition GUIDs: the
+# only built-in roles their deploy identity's RBAC administrator condition lets through.
+STACK_ASSIGNED_ROLES = {
+    "Key Vault Administrator": KEY_VAULT_ADMINISTRATOR,
+    "Key Vault Secrets User": KEY_VAULT_SECRETS_USER,
+    "Load Test Contributor": LOAD_TEST_CONTRIBUTOR,
+}
 BLOB = "Microsoft.Storage/storageAccounts/blobServices/containers"
 DELEGATION_KEY = "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"
 BUILTIN_ROLES = {
@@ -325,7 +368,8 @@ BUILTIN_ROLES = {
                 "Microsoft.Support/*",
             ),
             builtin_id="f58310d9-a9f6-439a-9e8d-f62e7b41a168",
-            assignable_roles=(KEY_VAULT_ADMINISTRATOR, KEY_VAULT_SECRETS_USER),
+            # and each environment's fault roles (PermissionModel.assignable_role_ids)
+            assignable_roles=tuple(STACK_ASSIGNED_ROLES.values()),
         ),
         Role(
             "Storage Blob Data Reader",
@@ -351,6 +395,61 @@ BUILTIN_ROLES = {
 }
 STATE_READ = f"{BLOB}/blobs/read"
 STATE_WRITE = f"{BLOB}/blobs/write"
+
+
+def custom_role_id(name: str) -> str:
+    """The definition GUID of the custom role `name`: the bootstrap creates the role with it,
+    the environment stack assigns it by it (no lookup, no read permission, no name race). Role
+    names are unique in a tenant, and so are these GUIDs."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"todo-api:role-definition:{name}"))
+
+
+@dataclass(frozen=True)
+class FaultPermissions:
+    """What one Chaos Studio fault does to its target, as ARM actions, and where that is said."""
+
+    actions: tuple[str, ...]
+    source: str
+
+
+# One custom role per fault, assigned to that fault's experiment identity on its one target
+# resource (stacks/drills.py). Chaos Studio's capability types list each fault's actions
+# (GET .../providers/Microsoft.Chaos/locations/<region>/targetTypes/<type>/capabilityTypes/
+# <capability>, properties.azureRbacActions; learn.microsoft.com chaos-studio-fault-providers).
+_CHAOS_DOCS = "learn.microsoft.com/azure/chaos-studio/"
+FAULT_PERMISSIONS: dict[str, FaultPermissions] = {
+    "app-service-stop": FaultPermissions(
+        ("Microsoft.Web/sites/read", "Microsoft.Web/sites/stop/action",
+         "Microsoft.Web/sites/start/action"),
+        f"{_CHAOS_DOCS}chaos-studio-fault-library, App Service Stop (Stop-1.0): stops the site"
+        " and starts it again when the duration ends; azureRbacActions not published there,"
+        " unverified against the capability type",
+    ),
+    "cosmos-db-failover": FaultPermissions(
+        ("Microsoft.DocumentDB/databaseAccounts/read",
+         "Microsoft.DocumentDB/databaseAccounts/failoverPriorityChange/action"),
+        f"{_CHAOS_DOCS}chaos-studio-fault-providers, custom role operations: the"
+        " azureRbacActions of Microsoft-CosmosDB Failover-1.0, quoted in full",
+    ),
+    "key-vault-deny-access": FaultPermissions(
+        ("Microsoft.KeyVault/vaults/read", "Microsoft.KeyVault/vaults/write"),
+        f"{_CHAOS_DOCS}chaos-studio-fault-library, Key Vault Deny Access (DenyAccess-1.0):"
+        " rewrites the vault's network rules and restores them at the end; azureRbacActions not"
+        " published there, unverified against the capability type",
+    ),
+}
+
+
+def fault_role(fault: str, environment: str) -> Role:
+    """The custom role of one fault in one environment's subscription (exactly its actions)."""
+    name = f"todo-api fault {fault} {environment}"
+    return Role(
+        name,
+        f"Chaos Studio experiment identity of todo-api-{environment}: the {fault} fault on its"
+        " one target, nothing else (stacks/permissions.py)",
+        actions=FAULT_PERMISSIONS[fault].actions,
+        custom_id=custom_role_id(name),
+    )
 
 
 def plan_role(environment: str, resource_types) -> Role:
@@ -469,7 +568,8 @@ def _identities() -> tuple[Identity, ...]:
                     Grant(
                         "Role Based Access Control Administrator",
                         "subscription",
-                        "assign Key Vault Administrator and Key Vault Secrets User, nothing else"
+                        "assign Key Vault Administrator, Key Vault Secrets User, Load Test"
+                        " Contributor and the environment's fault roles, nothing else"
                         " (condition)",
                     ),
                     Grant("Storage Blob Data Contributor", "state", "write and lease its state"),
@@ -488,6 +588,12 @@ def _environments() -> tuple[GithubEnvironment, ...]:
     return tuple(found)
 
 
+def fault_roles(environment: str) -> tuple[Role, ...]:
+    """Every fault's role in `environment`, made there whether drills are on or not: turning
+    them on then needs no bootstrap run."""
+    return tuple(fault_role(fault, environment) for fault in FAULT_PERMISSIONS)
+
+
 @dataclass(frozen=True)
 class PermissionModel:
     """The identities and environments (fixed), with the roles the stacks' resource types need."""
@@ -498,7 +604,16 @@ class PermissionModel:
 
     def roles(self) -> dict[str, Role]:
         custom = {r.name: r for r in (plan_role(e, self.resource_types) for e in ENVIRONMENTS)}
-        return {**BUILTIN_ROLES, **custom}
+        faults = {r.name: r for e in ENVIRONMENTS for r in fault_roles(e)}
+        return {**BUILTIN_ROLES, **custom, **faults}
+
+    @staticmethod
+    def assignable_role_ids(environment: str) -> tuple[str, ...]:
+        """What the RBAC administrator of `environment` may assign and unassign (its condition):
+        the built-in roles the stack grants, and that environment's fault roles."""
+        administrator = BUILTIN_ROLES["Role Based Access Control Administrator"]
+        return administrator.assignable_roles + tuple(
+            r.custom_id for r in fault_roles(environment))
 
     def identity(self, key: str) -> Identity:
         return next(i for i in self.identities if i.key == key)
@@ -553,6 +668,18 @@ def markdown(model: PermissionModel) -> str:
                 f"| {role.name} | {', '.join(f'`{a}`' for a in role.actions)} | "
                 f"{', '.join(f'`{a}`' for a in role.data_actions) or '-'} |"
             )
+    by_id = {r.definition_id: r.name for r in roles.values() if r.definition_id}
+    by_id |= {role_id: name for name, role_id in STACK_ASSIGNED_ROLES.items()}
+    lines += ["", "| RBAC administrator | may assign (its condition) | role definition id |",
+              "|---|---|---|"]
+    for identity in model.identities:
+        if any(roles[g.role].assignable_roles for g in identity.grants):
+            for role_id in model.assignable_role_ids(identity.environment):
+                lines.append(f"| `{identity.name}` | {by_id[role_id]} | `{role_id}` |")
+    lines += ["", "| fault role (per environment) | actions | source |", "|---|---|---|"]
+    for fault, permissions in FAULT_PERMISSIONS.items():
+        actions = ", ".join(f"`{a}`" for a in permissions.actions)
+        lines.append(f"| todo-api fault {fault} <env> | {actions} | {permissions.source} |")
     lines += [
         "",
         "| action beyond GET | resource type | why granted | provider source |",

@@ -1,7 +1,8 @@
 """One environment's whole topology: two regions, Traffic Manager, API Management, Key Vault,
-the Cosmos DB table store, monitoring, outputs, policy aspects, and with `network.mode =
-"private"` each region's VNet, private endpoints and private DNS zones. Wiring only: each piece is
-a construct of its own."""
+the Cosmos DB table store, monitoring, outputs, policy aspects, with `network.mode = "private"`
+each region's VNet, private endpoints and private DNS zones, and with `drills.enabled` the Azure
+Load Testing resource and the Chaos Studio experiments. Wiring only: each piece is a construct
+of its own."""
 
 from cdktf import Aspects, AzurermBackend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_azurerm.provider import (
@@ -26,6 +27,14 @@ from stacks.aspects import (
 )
 from stacks.config import EnvironmentConfig
 from stacks.data_store import TableStore, store_app_settings
+from stacks.drills import (
+    APP_SERVICE_STOP,
+    COSMOS_DB_FAILOVER,
+    KEY_VAULT_DENY_ACCESS,
+    FaultExperiment,
+    LoadTesting,
+    region_outage,
+)
 from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
 from stacks.key_vault import SecretStore
 from stacks.monitoring import Monitoring, send_diagnostics
@@ -154,6 +163,9 @@ class TodoApiStack(TerraformStack):
             self._gateway_traffic(names, tags) if len(self.gateways) > 1 else None
         )
         self.alerts, self.workbook = self._operations(names, tags)
+        self.load_testing, self.experiments = (
+            self._drills(names, tags) if config.drills.enabled else (None, {})
+        )
 
         Aspects.of(self).add(WebAppSecurityPolicy())
         Aspects.of(self).add(CosmosAccountPolicy())
@@ -310,6 +322,64 @@ class TodoApiStack(TerraformStack):
         )
         return alerts, workbook
 
+    def _drills(
+        self, names: Names, tags: dict[str, str]
+    ) -> tuple[LoadTesting, dict[str, FaultExperiment]]:
+        """The load testing resource, and one experiment per fault: each region's web app
+        stopped, the database failed over to the secondary region, the vault denied."""
+        primary, secondary = self.config.regions.both
+        load_testing = LoadTesting(
+            self,
+            "load-testing",
+            name=names.global_("lt"),
+            location=primary,
+            resource_group_name=self.global_group.name,
+            secrets=self.secrets,
+            subscription_key=self.subscription_key.result,
+            workspace=self.monitoring.workspace,
+            tags=tags,
+        )
+        faults = {
+            region_outage(role): (APP_SERVICE_STOP, self.apps[region].web_app.id, region, None)
+            for role, region in (("primary", primary), ("secondary", secondary))
+        }
+        faults["database-failover"] = (
+            COSMOS_DB_FAILOVER,
+            self.store.account.id,
+            primary,
+            {"readRegion": REGIONS[secondary].display_name},
+        )
+        faults["vault-deny"] = (KEY_VAULT_DENY_ACCESS, self.secrets.vault.id, primary, None)
+        experiments = {
+            key: FaultExperiment(
+                self,
+                f"chaos-{key}",
+                fault=fault,
+                environment=self.config.environment,
+                name=names.global_(f"chaos-{key}"),
+                location=primary,
+                resource_group_name=self.global_group.name,
+                target_resource_id=target,
+                target_location=location,
+                subscription_id=self.secrets.client.subscription_id,
+                minutes=self.config.drills.fault_minutes,
+                parameters=parameters,
+            )
+            for key, (fault, target, location, parameters) in faults.items()
+        }
+        return load_testing, experiments
+
+    def _drill_outputs(self) -> dict:
+        """What the drill tools read (tools/operations), none without `drills.enabled`."""
+        if self.load_testing is None:
+            return {}
+        return {
+            "load_test_name": self.load_testing.load_test.name,
+            "load_test_resource_group_name": self.global_group.name,
+            "load_test_secrets": self.load_testing.secrets,
+            "chaos_experiments": {k: e.summary for k, e in self.experiments.items()},
+        }
+
     def _staging_outputs(self, primary: str, secondary: str) -> dict:
         """What the release driver (tools/delivery/release.py) reads, none without
         `app_service.staging_slot`: the slots' host names, primary first (it smokes each slot
@@ -354,6 +424,7 @@ class TodoApiStack(TerraformStack):
             "cosmos_resource_group_name": self.global_group.name,
             "cosmos_regions": list(self.store.regions),
             "table_name": self.store.table.name,
+            **self._drill_outputs(),
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)

@@ -17,7 +17,7 @@ import re
 import uuid
 from pathlib import Path
 
-from stacks.permissions import BUILTIN_ROLES, RESOURCE_ACTIONS
+from stacks.permissions import BUILTIN_ROLES, RESOURCE_ACTIONS, STACK_ASSIGNED_ROLES
 
 REFERENCE = re.compile(r"^\$\{([a-z_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}$")
 ENV_SCOPED = "env-scoped:"  # act gives every job every variable: the fakes resolve these
@@ -96,6 +96,10 @@ def resolve(stack: dict) -> dict:
         if role["assignable_roles"]:  # an RBAC administrator must be limited by a condition
             for role_id in role["assignable_roles"]:
                 assert role_id in block.get("condition", ""), block
+            # what the condition lets through is what Azure enforces: the built-in roles above
+            # and the environment's fault roles (stacks/permissions.py assignable_role_ids)
+            guid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+            role = {**role, "assignable_roles": re.findall(guid, block["condition"])}
         identity["grants"].append({"scope": value(block["scope"]), "role": role,
                                    "role_name": block.get("role_definition_name")
                                    or value(block["role_definition_id"]).removeprefix("role:")})
@@ -129,8 +133,7 @@ def resolve(stack: dict) -> dict:
         "identities": list(identities.values()),
         "repository_variables": repository_variables,
         "environments": environments,
-        "assignable_role_ids": {"Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483",
-                                "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6"},
+        "assignable_role_ids": dict(STACK_ASSIGNED_ROLES),
         "resource_actions": {
             resource_type: {"read": list(row.read), "read_data": list(row.refresh_data),
                             "write": list(row.write), "delete": list(row.delete),

@@ -105,7 +105,7 @@ def test_slot_identity_reads_the_health_key_like_production(stack):
     readers = {
         a["principal_id"]: a
         for a in blocks(stack, "azurerm_role_assignment").values()
-        if a["role_definition_name"] == "Key Vault Secrets User"
+        if a.get("role_definition_name") == "Key Vault Secrets User"
     }
     for app_id, _, slot_id, _ in slots_by_web_app(stack):
         production, staging = readers[principal(WEB_APP, app_id)], readers[principal(SLOT, slot_id)]

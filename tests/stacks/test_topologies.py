@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks import drills
+from stacks.config import load_environment
 from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, only, ref
 from tools.delivery import stack_outputs
 
@@ -20,8 +22,29 @@ def case(request, synthesized_stacks):
     return environment, topology, synthesized_stacks[(environment, topology)]
 
 
+def drills_enabled(environment: str) -> bool:
+    """prod's file turns the drills on, dev's leaves them off (tests/stacks/test_drills.py)."""
+    return load_environment(environment).drills.enabled
+
+
+def drill_counts(regions: int = 2) -> dict[str, int]:
+    """What `drills.enabled` adds: the load testing resource with its secret, its identity's
+    Secrets User, the deployer's Load Test Contributor and its logs; a target, capability,
+    experiment and role assignment per fault (each region's web app, the account, the vault)."""
+    faults = regions + 2
+    return {
+        "azurerm_load_test": 1,
+        "azurerm_key_vault_secret": 1,
+        "azurerm_role_assignment": 2 + faults,
+        "azurerm_monitor_diagnostic_setting": 1,
+        "azurerm_chaos_studio_target": faults,
+        "azurerm_chaos_studio_capability": faults,
+        "azurerm_chaos_studio_experiment": faults,
+    }
+
+
 def test_resource_counts_follow_the_topology(case):
-    _, topology, stack = case
+    environment, topology, stack = case
     gateways = GATEWAYS[topology]
     expected = {
         "azurerm_resource_group": 3,
@@ -63,6 +86,8 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_monitor_metric_alert": (1 + (gateways == 2)) + gateways + 2 + 2,
         "azurerm_application_insights_workbook": 1,
     }
+    for kind, count in drill_counts().items():
+        expected[kind] = expected.get(kind, 0) + (count if drills_enabled(environment) else 0)
     counts = {kind: len(blocks(stack, kind)) for kind in expected}
     assert counts == expected
     assert set(stack["resource"]) <= set(expected)
@@ -203,7 +228,8 @@ def test_app_settings_are_what_the_app_reads(case):
 
 def test_health_key_and_pinned_key_come_from_key_vault(case):
     _, _, stack = case
-    secret_id, _ = only(stack, "azurerm_key_vault_secret")
+    (secret_id,) = [i for i, s in blocks(stack, "azurerm_key_vault_secret").items()
+                    if s["name"] == "health-check-key"]
     cert_id, _ = only(stack, "azurerm_key_vault_certificate")
     for app in blocks(stack, "azurerm_linux_web_app").values():
         settings = app["app_settings"]
@@ -248,7 +274,7 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
     principals = {
         a["principal_id"]
         for a in blocks(stack, "azurerm_role_assignment").values()
-        if a["role_definition_name"] == "Key Vault Secrets User"
+        if a.get("role_definition_name") == "Key Vault Secrets User"
     }
     expected = {
         ref(kind, i, "identity[0].principal_id")
@@ -262,6 +288,11 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
     expected |= {
         ref("azurerm_user_assigned_identity", i, "principal_id")
         for i in blocks(stack, "azurerm_user_assigned_identity")
+    }
+    # drills: the load test resolves its secret reference (tests/stacks/test_drills.py)
+    expected |= {
+        ref("azurerm_load_test", i, "identity[0].principal_id")
+        for i in blocks(stack, "azurerm_load_test")
     }
     assert principals == expected
 
@@ -360,7 +391,7 @@ def test_provider_purges_and_recovers_soft_deleted_apim(case):
 
 
 def test_outputs_have_the_fixed_names(case):
-    _, topology, stack = case
+    environment, topology, stack = case
     outputs = stack["output"]
     # exactly the outputs the deploy helpers read (tools/delivery/stack_outputs.py), secrets sensitive
     known = {
@@ -373,7 +404,9 @@ def test_outputs_have_the_fixed_names(case):
     # ... and the staging slots' host names, the bake time and the client certificate's place,
     # read by the release driver only
     # (optional there: absent with app_service.staging_slot = false; tests/stacks/test_slots.py)
-    assert set(outputs) == known | {
+    # ... and, with drills.enabled, what the drill tools read (tests/stacks/test_drills.py)
+    drill_outputs = set(drills.OUTPUTS) if drills_enabled(environment) else set()
+    assert set(outputs) == known | drill_outputs | {
         stack_outputs.STAGING_OUTPUT, stack_outputs.BAKE_OUTPUT, *stack_outputs.CERTIFICATE_OUTPUTS}
     sensitive = {name for name, o in outputs.items() if o.get("sensitive")}
     assert sensitive == set(stack_outputs.SENSITIVE_OUTPUTS)

@@ -1,0 +1,191 @@
+"""One drill, both engines (tools.operations.drill): the schedule covers warm-up, fault and
+recovery; on the runner the experiment is loadtests.run's fault and restore command and must
+have happened; on Azure Load Testing the test is put, the run started, the experiment started
+once the run executes, and a run still going is stopped when anything fails."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.tools.stack_outputs_data import raw_outputs
+from tests.tools.test_chaos import EXPERIMENTS, FakeChaosStudio, no_wait
+from tools.cli import CliError
+from tools.operations import chaos, drill
+
+LOAD_TEST = {"load_test_name": "lt-todo-dev", "load_test_resource_group_name": "rg-global",
+             "load_test_secrets": {"LOCUST_SUBSCRIPTION_KEY":
+                                   "https://kv-todo-dev.vault.azure.net/secrets/gateway-subscription-key"}}
+RAW = raw_outputs(chaos_experiments=EXPERIMENTS, **LOAD_TEST)
+
+
+def primary(seconds=600):
+    return chaos.Experiment("region-outage-primary", EXPERIMENTS["region-outage-primary"]["id"],
+                            "todo-dev-outage-aue", seconds)
+
+
+class FakeAzure:
+    """`az load ...` (Azure Load Testing: one test, its runs) and `az rest` (Chaos Studio):
+    a run is ACCEPTED, PROVISIONING, then EXECUTING for `executing` polls, then DONE; or ends
+    `ends_as` while provisioning."""
+
+    def __init__(self, executing=3, ends_as=None, test_exists=False):
+        self.studio = FakeChaosStudio()
+        self.executing, self.ends_as, self.test_exists = executing, ends_as, test_exists
+        self.calls, self.shows, self.status = [], 0, None
+
+    def __call__(self, *args):
+        if args[0] == "rest":
+            answer = self.studio(*args)
+            self.calls.append(("chaos",) + self.studio.calls[-1])
+            return answer
+        assert args[0] == "load"
+        assert args[args.index("--load-test-resource") + 1] == "lt-todo-dev"
+        assert args[args.index("--resource-group") + 1] == "rg-global"
+        self.calls.append(args[1:3])
+        if args[1:3] == ("test", "show"):
+            if not self.test_exists:
+                raise CliError("az load test failed (exit 3): (ResourceNotFound)")
+            return "{}"
+        if args[1:3] in (("test", "create"), ("test", "update")):
+            config = args[args.index("--load-test-config-file") + 1]
+            self.config = Path(config).read_text()
+            return "{}"
+        if args[1:3] == ("test-run", "create"):
+            self.status = "ACCEPTED"
+            return "{}"
+        if args[1:3] == ("test-run", "show"):
+            self.shows += 1
+            if self.status == "ACCEPTED":
+                self.status = "PROVISIONING"
+            elif self.status == "PROVISIONING":
+                self.status = self.ends_as or "EXECUTING"
+                self.executed = 0
+            elif self.status == "EXECUTING":
+                self.executed += 1
+                if self.executed > self.executing:
+                    self.status = "DONE"
+            return json.dumps({"status": self.status, "testResult": "PASSED"})
+        if args[1:3] == ("test-run", "stop"):
+            self.status = "CANCELLED"
+            return "{}"
+        if args[1:3] == ("test-run", "download-files"):
+            return ""
+        raise AssertionError(args)
+
+
+@pytest.fixture
+def azure(monkeypatch):
+    fake = FakeAzure()
+    monkeypatch.setattr(drill, "az", fake)
+    monkeypatch.setattr(chaos, "az", fake)
+    return fake
+
+
+def outputs_file(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(RAW))
+    return path
+
+
+def run_alt(tmp_path, experiment=None, **clock):
+    experiment = experiment or primary()
+    plan = drill.schedule(experiment, 900, 60)
+    return drill.azure_load_testing_drill(outputs_file(tmp_path), RAW, experiment, plan,
+                                          users=20, engines=2, report_dir=tmp_path / "report",
+                                          **(clock or no_wait()))
+
+
+def test_the_duration_must_cover_warm_up_fault_and_recovery():
+    with pytest.raises(CliError, match=r"--duration 700 s is too short for region-outage-primary:"
+                                       r" warm-up 60 s \+ fault 600 s \+ 60 s after it = 720 s"):
+        drill.schedule(primary(), 700, 60)
+
+
+def test_on_the_runner_the_experiment_is_the_fault_and_restore_command(tmp_path):
+    outputs = drill.parse(RAW)
+    command = drill.runner_command(outputs, tmp_path / "o.json", "region-outage-primary",
+                                   drill.schedule(primary(), 900, 60), 20, tmp_path)
+    options = dict(zip(command[4::2], command[5::2], strict=False))
+    assert options["--fault-at"] == "60" and options["--restore-at"] == "660"
+    assert " start region-outage-primary " in options["--fault-command"]
+    assert " finish region-outage-primary " in options["--restore-command"]
+    assert options["--max-failure-ratio"] == drill.DRILL_MAX_FAILURE_RATIO
+
+
+def test_a_fault_that_never_ran_fails_the_drill(monkeypatch):
+    failed = {"name": "x", "status": "failed", "startedAt": "2026-12-07T06:00:05Z",
+              "stoppedAt": "2026-12-07T06:00:06Z"}
+    monkeypatch.setattr(chaos, "az", FakeChaosStudio(history=[failed]))
+    with pytest.raises(CliError, match="did not happen as planned: .* x failed"):
+        drill.verify_fault(primary(), "2026-12-07T06:00:00")
+
+
+def test_a_fault_that_ran_before_the_drill_does_not_count(monkeypatch):
+    earlier = {"name": "x", "status": "Success", "startedAt": "2026-12-07T05:00:00Z",
+               "stoppedAt": "2026-12-07T05:10:00Z"}
+    monkeypatch.setattr(chaos, "az", FakeChaosStudio(history=[earlier]))
+    with pytest.raises(CliError, match="during the drill: none"):
+        drill.verify_fault(primary(), "2026-12-07T06:00:00")
+
+
+def test_on_azure_load_testing_the_fault_starts_once_the_run_executes(azure, tmp_path):
+    window = run_alt(tmp_path)
+    order = [c[:2] if c[0] != "chaos" else c for c in azure.calls]
+    assert order[:3] == [("test", "show"), ("test", "create"), ("test-run", "create")]
+    first_start = order.index(("chaos", "post", "start"))
+    shows_before = [c for c in order[:first_start] if c == ("test-run", "show")]
+    assert len(shows_before) == 2  # provisioning, then executing
+    assert order[-1] == ("test-run", "download-files")
+    assert window["fault_time"] <= window["restore_time"] and window["test_result"] == "PASSED"
+    assert "testType: Locust" in azure.config
+
+
+def test_an_existing_test_is_updated_not_created(monkeypatch, tmp_path):
+    fake = FakeAzure(test_exists=True)
+    monkeypatch.setattr(drill, "az", fake)
+    monkeypatch.setattr(chaos, "az", fake)
+    run_alt(tmp_path)
+    assert ("test", "update") in fake.calls and ("test", "create") not in fake.calls
+
+
+def test_a_run_that_fails_while_provisioning_starts_no_fault(monkeypatch, tmp_path):
+    fake = FakeAzure(ends_as="FAILED")
+    monkeypatch.setattr(drill, "az", fake)
+    monkeypatch.setattr(chaos, "az", fake)
+    with pytest.raises(CliError, match="ended FAILED before executing"):
+        run_alt(tmp_path)
+    assert not [c for c in fake.calls if c[0] == "chaos" and c[1] == "post"]
+    assert ("test-run", "stop") not in fake.calls  # it had ended already
+
+
+def test_an_interrupted_drill_stops_its_test_run(azure, tmp_path):
+    clock = iter(range(0, 100_000, 10)).__next__
+
+    def sleep(seconds):
+        if ("chaos", "post", "start") in azure.calls:
+            raise KeyboardInterrupt  # Ctrl-C, or the job's SIGTERM, mid-fault
+
+    with pytest.raises(KeyboardInterrupt):
+        run_alt(tmp_path, sleep=sleep, clock=clock)
+    assert azure.calls[-1] == ("test-run", "stop") and azure.status == "CANCELLED"
+    drill.cancel_quietly(primary())
+    assert azure.studio.executions[-1]["status"] == "Cancelled"
+
+
+def test_a_database_failover_needs_the_runner_whose_items_are_reconciled(tmp_path, capsys):
+    raw = raw_outputs(chaos_experiments={**EXPERIMENTS, "database-failover": {
+        **EXPERIMENTS["vault-deny"], "name": "db"}}, **LOAD_TEST)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(raw))
+    code = drill.run_cli(lambda: drill.main([
+        str(path), "--fault", "database-failover", "--engine", "azure-load-testing",
+        "--users", "10", "--duration", "900"]))
+    assert code == 2 and "use --engine runner" in capsys.readouterr().err
+
+
+def test_a_drill_has_a_maximum_duration(tmp_path, capsys):
+    code = drill.run_cli(lambda: drill.main([
+        str(outputs_file(tmp_path)), "--fault", "region-outage-primary", "--users", "10",
+        "--duration", str(drill.MAX_DURATION + 1)]))
+    assert code == 2 and "over a drill's maximum" in capsys.readouterr().err
