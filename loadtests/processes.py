@@ -152,14 +152,29 @@ class ManagedProcess:
         self.paused = True
         if self.process is not None:
             pgid = self.process.pid
-            self.wait_for(lambda: _all_stopped(pgid), "every process stopped (SIGSTOP)")
 
-    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        """Wait (bounded) until `condition()` holds for this process; fail naming `what`."""
+            def stopped() -> bool:
+                # Sent again while one still runs: a member that joined the group after the
+                # signal (a worker the master started just then) never got it. CI once saw a
+                # member still running 10 s after one SIGSTOP.
+                running = _running(pgid)
+                if running:
+                    self.signal_group(signal.SIGSTOP)
+                return not running
+
+            self.wait_for(stopped, "every process stopped (SIGSTOP)",
+                          detail=lambda: _describe(_running(pgid)))
+
+    def wait_for(self, condition: Callable[[], bool], what: str,
+                 detail: Callable[[], str] | None = None) -> None:
+        """Wait (bounded) until `condition()` holds for this process; fail naming `what` (and
+        `detail()`, what still stands in its way)."""
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         while not condition():
             if time.monotonic() >= deadline:
-                raise TopologyError(f"{self.name}: not {what} {STOP_TIMEOUT_SECONDS:.0f} s on")
+                said = f": {detail()}" if detail else ""
+                raise TopologyError(
+                    f"{self.name}: not {what} {STOP_TIMEOUT_SECONDS:.0f} s on{said}")
             time.sleep(POLL_SECONDS)
 
     def resume(self) -> None:
@@ -217,9 +232,21 @@ def group_alive(pgid: int) -> bool:
     return any(state != "Z" for state in members)
 
 
-def _all_stopped(pgid: int) -> bool:
-    """True when every live process of the group is stopped (state T)."""
-    return all(stat.state in "TZ" for stat in _process_table() if stat.pgrp == pgid)
+def _running(pgid: int) -> list[ProcessStat]:
+    """The live members of the group that are not stopped (state T; Z: exited)."""
+    return [stat for stat in _process_table() if stat.pgrp == pgid and stat.state not in "TZ"]
+
+
+def _describe(stats: list[ProcessStat]) -> str:
+    """Each process as `pid state command line` (what a failure message shows)."""
+    described = []
+    for stat in stats:
+        try:
+            command = Path(f"/proc/{stat.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            command = b"(exited)"
+        described.append(f"{stat.pid} {stat.state} {command.decode(errors='replace')[:80]}")
+    return "; ".join(described) or "none left"
 
 
 def kill_tree(pid: int) -> None:
