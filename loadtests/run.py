@@ -165,11 +165,21 @@ class Progress:
         )
 
 
-def _shell(command: str) -> Callable[[], None]:
-    def run() -> None:
-        threading.Thread(target=subprocess.run, args=(command,), kwargs={"shell": True}).start()
+class ShellCommand:
+    """A fault or restore command, run in the background (it may take a while: `az`); once it
+    exited non-zero, `failure` says so."""
 
-    return run
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.failure: str | None = None
+
+    def __call__(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        code = subprocess.run(self.command, shell=True, check=False).returncode
+        if code != 0:
+            self.failure = f"`{self.command}` exited with status {code}"
 
 
 def read_items(source: ItemSource, when: str) -> list[StoredItem]:
@@ -226,6 +236,8 @@ def drive(
                     if isinstance(said, dict):  # a kill: when exactly, and what it cut
                         fired[-1].update(said)
                     say(f"  {elapsed:5.0f} s  fault {len(fired)} injected")
+                if getattr(fault, "failure", None):  # no fault, no drill: stop the load
+                    raise RunError(f"the fault command failed: {fault.failure}")
                 restore_at = schedule[len(fired) - 1][1] if fired else None
                 due = restore_at is not None and elapsed >= restore_at
                 if restore and due and fired[-1]["restore_time"] is None:
@@ -476,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         spec = spec_from_args(args)
-        fault = _shell(args.fault_command) if args.fault_command else None
-        restore = _shell(args.restore_command) if args.restore_command else None
+        fault = ShellCommand(args.fault_command) if args.fault_command else None
+        restore = ShellCommand(args.restore_command) if args.restore_command else None
         print(f"{spec.scenario}: {spec.users} users for {spec.duration:g} s against {spec.host}")
         summary = run_scenario(spec, fault, restore)
     except RunError as error:

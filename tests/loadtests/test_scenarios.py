@@ -260,3 +260,15 @@ def test_write_retries_tell_the_users_retries_from_the_apps_replays():
         "retried": 3, "retried_after_409": 1, "retried_after_503": 2,
         "replayed": 2, "replayed_unasked": 1,
     }
+
+
+def test_a_fault_command_that_fails_stops_the_run_without_a_verdict(topology, tmp_path):
+    """No fault, no drill: a run whose fault never happened must not pass as a drill."""
+    result = run(
+        topology, "failover", "--users", "2", "--duration", "60", "--report-dir", str(tmp_path),
+        "--fault-at", "1", "--fault-command", "exit 3",
+        "--restore-at", "50", "--restore-command", "true",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the fault command failed: `exit 3` exited with status 3" in result.stderr
+    assert not (tmp_path / "summary.json").exists()
