@@ -49,6 +49,7 @@ GRACE_SECONDS = 30.0
 LOCAL_PROFILE, DEPLOYED = fidelity.LOCAL, "deployed"
 PROFILES = (*fidelity.PROFILES, DEPLOYED)
 STORE_CONNECTION_STRING_ENV = "LOADTESTS_STORE_CONNECTION_STRING"
+REPORTED_TIMES = ("FAULT_TIME", "RESTORE_TIME")  # ShellCommand
 
 
 class RunError(Exception):
@@ -167,19 +168,32 @@ class Progress:
 
 class ShellCommand:
     """A fault or restore command, run in the background (it may take a while: `az`); once it
-    exited non-zero, `failure` says so."""
+    exited non-zero, `failure` says so. A command that knows better than its own start when its
+    fault began or ended (a Chaos Studio experiment: queued first) prints `FAULT_TIME=<epoch>`
+    or `RESTORE_TIME=<epoch>` on a line of its own: `reported` holds those of its last call."""
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.failure: str | None = None
+        self.reported: dict[str, float] = {}
 
     def __call__(self) -> None:
+        self.reported = {}
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        code = subprocess.run(self.command, shell=True, check=False).returncode
-        if code != 0:
-            self.failure = f"`{self.command}` exited with status {code}"
+        with subprocess.Popen(self.command, shell=True, stdout=subprocess.PIPE, text=True) as child:
+            for line in child.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                name, _, value = line.strip().partition("=")
+                if name in REPORTED_TIMES:
+                    try:
+                        self.reported[name] = float(value)
+                    except ValueError:
+                        pass
+        if child.returncode != 0:
+            self.failure = f"`{self.command}` exited with status {child.returncode}"
 
 
 def read_items(source: ItemSource, when: str) -> list[StoredItem]:
@@ -238,6 +252,12 @@ def drive(
                     say(f"  {elapsed:5.0f} s  fault {len(fired)} injected")
                 if getattr(fault, "failure", None):  # no fault, no drill: stop the load
                     raise RunError(f"the fault command failed: {fault.failure}")
+                if fired:  # the times a fault or restore command reported (ShellCommand)
+                    reported = getattr(fault, "reported", {})
+                    if "FAULT_TIME" in reported:
+                        fired[-1]["fault_time"] = reported["FAULT_TIME"]
+                    if fired[-1]["restore_time"] and "RESTORE_TIME" in getattr(restore, "reported", {}):
+                        fired[-1]["restore_time"] = restore.reported["RESTORE_TIME"]
                 restore_at = schedule[len(fired) - 1][1] if fired else None
                 due = restore_at is not None and elapsed >= restore_at
                 if restore and due and fired[-1]["restore_time"] is None:

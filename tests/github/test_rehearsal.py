@@ -541,17 +541,33 @@ CHAOS_EXPERIMENTS = {
 }
 
 
-def chaos_scenario(world, gateway, fault_seconds=10, **chaos) -> dict:
-    """The stack with its experiments; the region outage stops the primary web app."""
+ALT_LOAD = {**CHAOS_LOAD, "engine": "azure-load-testing", "engines": "1"}
+LOAD_TEST = {"name": "todo-dev-lt", "resource_group": "rg-global"}
+KEY_SECRET = "gateway-subscription-key"
+
+
+def chaos_scenario(world, gateway, fault_seconds=10, alt_run_fails=None, **chaos) -> dict:
+    """The stack with its experiments (the region outage stops the primary web app) and its
+    Azure Load Testing resource, whose tests read the subscription key from the vault."""
     scenario = world.scenario(gateway=gateway)
     outputs = {key: {**value, "duration_seconds": fault_seconds}
                for key, value in CHAOS_EXPERIMENTS.items()}
+    extra = {
+        "chaos_experiments": outputs,
+        "load_test_name": LOAD_TEST["name"],
+        "load_test_resource_group_name": LOAD_TEST["resource_group"],
+        "load_test_secrets": {"LOCUST_SUBSCRIPTION_KEY":
+                              f"https://{KEY_VAULT['name']}.vault.azure.net/secrets/{KEY_SECRET}"},
+    }
     for stack in scenario["stacks"].values():
-        stack["outputs"] = {**stack["outputs"], "chaos_experiments": {
-            "sensitive": False, "type": "x", "value": outputs}}
+        stack["outputs"] = {**stack["outputs"], **{
+            name: {"sensitive": False, "type": "x", "value": value}
+            for name, value in extra.items()}}
     experiments = {key: dict(value) for key, value in outputs.items()}
     experiments["region-outage-primary"]["stops"] = WEB_APPS[0]["name"]
-    return {**scenario, "chaos": {"experiments": experiments, **chaos}}
+    return {**scenario, "chaos": {"experiments": experiments, **chaos},
+            "load_test": {**LOAD_TEST, "alt_run_fails": alt_run_fails},
+            "key_vault": {**scenario["key_vault"], "secrets": {KEY_SECRET: SUBSCRIPTION_KEY}}}
 
 
 def app_events(run: Run) -> list[tuple[str, str]]:
@@ -573,6 +589,9 @@ def load_runs(world) -> dict[str, Run]:
         # a fault long enough that only a cancel ends it before the always-step looks
         "runner dies mid-fault": ({"chaos": {"kill_drill_on_start": True, "fault_seconds": 120}},
                                   {**CHAOS_LOAD, "duration": "300"}),
+        "azure load testing drill": ({"chaos": {}}, ALT_LOAD),
+        "azure load testing run fails": ({"chaos": {"alt_run_fails": "VALIDATION_FAILURE"}},
+                                         ALT_LOAD),
     }
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
                 for name in cases}
@@ -691,3 +710,34 @@ def test_when_the_runner_dies_mid_fault_the_always_step_cancels_the_experiment(l
     # the relogin ran before it: a long drill outlives its OIDC login
     log = run.log
     assert log.index("Log in to Azure again") < log.index("Cancel the Chaos Studio experiment")
+
+
+def load_calls(run: Run) -> list[str]:
+    return [" ".join(c["load"]) for c in run.calls("az") if c.get("load")]
+
+
+def test_a_drill_on_azure_load_testing_runs_our_locustfile_on_its_engines(load_runs):
+    run = load_runs["azure load testing drill"]
+    run.assert_green()
+    calls = load_calls(run)
+    assert calls[:3] == ["test create", "test-run create", "test-run show"]
+    assert calls[-1] == "test-run download-files"
+    # the engine ran the uploaded files (the locustfile and its support zip), outside the
+    # repository, with the key resolved from the vault: its requests reached the gateway
+    engine = next(run.state.glob("alt/runs/*/engine-0"))
+    assert (engine / "locustfile_failover.py").is_file() and "support" in " ".join(
+        p.name for p in engine.iterdir())
+    report = json.loads((reports(run) / "summary.json").read_text())
+    assert report["requests"] > 0 and report["failover"]["recovery_s"] is not None
+    assert report["fault_at_s"] > 20  # once executing, after the warm-up
+    assert "verdict on its failure criteria: PASSED" in run.log
+    assert chaos_calls(run) == ["start"]
+    assert {c["identity"] for c in run.calls("az") if c.get("load")} == {DEPLOY_DEV}
+
+
+def test_a_test_run_that_fails_validation_starts_no_fault(load_runs):
+    run = load_runs["azure load testing run fails"]
+    [failure] = run.steps_failed()
+    assert "Main Run the load test" in failure
+    assert "ended VALIDATION_FAILURE before executing" in run.log
+    assert chaos_calls(run) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -272,3 +273,23 @@ def test_a_fault_command_that_fails_stops_the_run_without_a_verdict(topology, tm
     assert result.returncode == 2, result.stdout + result.stderr
     assert "the fault command failed: `exit 3` exited with status 3" in result.stderr
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_fault_command_may_report_when_its_fault_really_began_and_ended(topology, tmp_path):
+    """A Chaos Studio start returns once its queued execution runs: the window is the times the
+    commands report (FAULT_TIME= / RESTORE_TIME=), not when they were launched."""
+    def reporting(name: str, shift: float) -> str:
+        said = tmp_path / f"{name}.txt"
+        code = (f"import time; t = round(time.time() - {shift}, 3);"
+                f" open({str(said)!r}, 'w').write(str(t)); print(f'{name}={{t}}')")
+        return f"{sys.executable} -c {shlex.quote(code)}"
+
+    result = run(
+        topology, "failover", "--users", "2", "--duration", "8", "--report-dir", str(tmp_path),
+        "--fault-at", "3", "--fault-command", reporting("FAULT_TIME", 1.5),
+        "--restore-at", "5", "--restore-command", reporting("RESTORE_TIME", 0.5),
+    )
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fault_time"] == float((tmp_path / "FAULT_TIME.txt").read_text())
+    assert summary["restore_time"] == float((tmp_path / "RESTORE_TIME.txt").read_text())

@@ -4,6 +4,7 @@ idempotent, and bad input is one line."""
 
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -85,10 +86,20 @@ def primary():
     return chaos.experiment(RAW, "region-outage-primary")
 
 
-def test_start_waits_until_the_new_execution_runs(studio):
+def test_start_waits_until_the_new_execution_runs(studio, capsys):
     execution = chaos.start(primary(), timeout=600, poll=10, **no_wait())
     assert execution.status == "running"
     assert studio.calls[:3] == [("get", "executions"), ("post", "start"), ("get", "executions")]
+    # the fault window for loadtests.run: the execution's own start, as epoch seconds
+    started = datetime.fromisoformat(studio.executions[-1]["startedAt"]).timestamp()
+    assert f"FAULT_TIME={started:.3f}" in capsys.readouterr().out.splitlines()
+
+
+def test_finish_reports_when_the_fault_ended(studio, capsys):
+    chaos.start(primary(), timeout=600, poll=10, **no_wait())
+    chaos.finish(primary(), grace=180, poll=10, **no_wait())
+    stopped = datetime.fromisoformat(studio.executions[-1]["stoppedAt"]).timestamp()
+    assert f"RESTORE_TIME={stopped:.3f}" in capsys.readouterr().out.splitlines()
 
 
 def test_a_start_whose_execution_fails_names_the_failure(monkeypatch):

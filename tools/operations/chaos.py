@@ -11,7 +11,9 @@ duration: Chaos Studio ends the fault itself when it has run that long, also whe
 that started it is gone.
 
 `start` asks ARM to start the experiment (POST .../start) and waits, bounded, until a new
-execution of it is Running (a start that fails, e.g. a missing role of the experiment's
+execution of it is Running, then prints `FAULT_TIME=<its startedAt, epoch s>` (`finish` prints
+`RESTORE_TIME=<its stoppedAt>`): loadtests.run, which runs them as fault and restore commands,
+takes those as the fault window (a start that fails, e.g. a missing role of the experiment's
 identity, ends as Failed: the error names it). `finish` waits for the running execution to end
 by itself, `--grace` seconds at most, then cancels it; it fails unless the execution ended
 `Success`. `cancel` cancels the running execution and waits until it has stopped; with none
@@ -28,6 +30,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tools.cli import CliError, read_json, run_cli
@@ -39,6 +42,8 @@ OUTPUT = "chaos_experiments"
 # Execution statuses (the API documents a free string; seen: Running, Success, Failed,
 # Cancelled, Cancelling, and queued states before Running). Compared case-insensitively.
 RUNNING = "running"
+# What `start` and `finish` print for loadtests.run, which takes them as the fault window.
+FAULT_TIME, RESTORE_TIME = "FAULT_TIME", "RESTORE_TIME"
 ENDED = {"success", "failed", "cancelled"}
 
 
@@ -60,6 +65,15 @@ class Execution:
     @property
     def ended(self) -> bool:
         return self.status in ENDED
+
+    @property
+    def started(self) -> float:
+        """startedAt as epoch seconds (Chaos Studio writes ISO 8601, UTC)."""
+        return datetime.fromisoformat(self.started_at).timestamp()
+
+    @property
+    def stopped(self) -> float | None:
+        return datetime.fromisoformat(self.stopped_at).timestamp() if self.stopped_at else None
 
 
 def experiments(raw: dict) -> dict[str, Experiment]:
@@ -144,6 +158,8 @@ def start(experiment: Experiment, timeout: float, poll: float, **clock) -> Execu
     execution = _wait(experiment, running, "a running execution", timeout, poll, **clock)
     print(f"{experiment.key}: {experiment.name} running since {execution.started_at}"
           f" (ends by itself after {experiment.duration_seconds} s)", flush=True)
+    # For loadtests.run (its fault command): the fault's own start, not when it was asked for.
+    print(f"{FAULT_TIME}={execution.started:.3f}", flush=True)
     return execution
 
 
@@ -176,6 +192,7 @@ def finish(experiment: Experiment, grace: float, poll: float, **clock) -> Execut
     if ended.status != "success":
         raise CliError(f"{experiment.name}: execution {ended.name} ended {ended.status}")
     print(f"{experiment.key}: fault over at {ended.stopped_at} ({ended.status})", flush=True)
+    print(f"{RESTORE_TIME}={ended.stopped:.3f}", flush=True)  # for loadtests.run
     return ended
 
 

@@ -214,8 +214,7 @@ def definition_command(outputs_path: Path, fault: str, plan: Schedule, users: in
 
 def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Experiment,
                              plan: Schedule, users: int, engines: int, report_dir: Path,
-                             sleep=time.sleep, clock=time.monotonic,
-                             wall=time.time) -> dict:
+                             sleep=time.sleep, clock=time.monotonic) -> dict:
     """Run the load on Azure Load Testing with the fault; return the fault window (epoch s)."""
     resource = LoadTestResource.from_outputs(raw)
     test_id = f"drill-{experiment.key}"[:50]
@@ -236,11 +235,13 @@ def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Ex
                      PROVISIONING_TIMEOUT, sleep, clock)
         print(f"test run {run_id} executing; fault in {plan.fault_at} s", flush=True)
         sleep(plan.fault_at)
-        chaos.start(experiment, START_TIMEOUT, POLL_SECONDS, sleep=sleep, clock=clock)
-        window["fault_time"] = wall()
-        chaos.finish(experiment, plan.fault_seconds + FINISH_GRACE, POLL_SECONDS,
-                     sleep=sleep, clock=clock)
-        window["restore_time"] = wall()
+        # The window is the execution's own (Chaos Studio's clock, as are the engines'), not
+        # when this machine asked or noticed: a start is queued first, polls are 10 s apart.
+        started = chaos.start(experiment, START_TIMEOUT, POLL_SECONDS, sleep=sleep, clock=clock)
+        window["fault_time"] = started.started
+        ended = chaos.finish(experiment, plan.fault_seconds + FINISH_GRACE, POLL_SECONDS,
+                             sleep=sleep, clock=clock)
+        window["restore_time"] = ended.stopped
         run = wait_for_run(resource, run_id, lambda s: s == "DONE", "done",
                            plan.duration + PROVISIONING_TIMEOUT, sleep, clock)
         window["test_result"] = run.get("testResult")
