@@ -592,6 +592,9 @@ def load_runs(world) -> dict[str, Run]:
         "azure load testing drill": ({"chaos": {}}, ALT_LOAD),
         "azure load testing run fails": ({"chaos": {"alt_run_fails": "VALIDATION_FAILURE"}},
                                          ALT_LOAD),
+        "runner dies mid-fault on azure load testing": (
+            {"chaos": {"kill_drill_on_start": True, "fault_seconds": 120}},
+            {**ALT_LOAD, "duration": "300"}),
     }
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
                 for name in cases}
@@ -721,7 +724,9 @@ def test_a_drill_on_azure_load_testing_runs_our_locustfile_on_its_engines(load_r
     run.assert_green()
     calls = load_calls(run)
     assert calls[:3] == ["test create", "test-run create", "test-run show"]
-    assert calls[-1] == "test-run download-files"
+    # the results downloaded; then the always-step finds the run over
+    assert calls[-2:] == ["test-run download-files", "test-run show"]
+    assert "already ended (DONE): nothing to stop" in run.log
     # the engine ran the uploaded files (the locustfile and its support zip), outside the
     # repository, with the key resolved from the vault: its requests reached the gateway
     engine = next(run.state.glob("alt/runs/*/engine-0"))
@@ -741,3 +746,14 @@ def test_a_test_run_that_fails_validation_starts_no_fault(load_runs):
     assert "Main Run the load test" in failure
     assert "ended VALIDATION_FAILURE before executing" in run.log
     assert chaos_calls(run) == []
+
+
+def test_when_the_runner_dies_the_always_steps_stop_the_engines_and_cancel_the_fault(load_runs):
+    run = load_runs["runner dies mid-fault on azure load testing"]
+    assert [f.split(": ")[1] for f in run.steps_failed()] == ["Main Run the load test"]
+    assert chaos_calls(run) == ["start", "cancel"]
+    assert "Success - Main Stop the Azure Load Testing run" in run.log
+    assert load_calls(run)[-2:] == ["test-run show", "test-run stop"]
+    assert "stopped (it was EXECUTING)" in run.log
+    [state] = json.loads((run.state / "azure.json").read_text())["alt_runs"].values()
+    assert state["status"] == "CANCELLED"

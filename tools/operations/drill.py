@@ -19,8 +19,9 @@ three.
   the fault window marked.
 
 Whatever happens (a failure, Ctrl-C, SIGTERM from a cancelled job), the experiment is cancelled
-and a test run still going is stopped before this program exits; the workflow cancels the
-experiment again in an `always()` step, for a runner that died outright.
+and a test run still going is stopped before this program exits; for a runner that died
+outright, the workflow cancels the experiment again in an `always()` step, and stops the test
+run (`--stop-run`: the run id is kept in the report folder, RUN_FILE, before the run starts).
 
 Verdicts per fault (the same limits as tools.operations.load_test): a region outage may fail
 DRILL_MAX_FAILURE_RATIO of the requests and must recover within MAX_RECOVERY_SECONDS; a
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.cli import CliError, interrupt_on_sigterm, read_json, run_cli
+from tools.cli import CliError, interrupt_on_sigterm, read_json, run_cli, write_atomic
 from tools.delivery.stack_outputs import StackOutputs, parse
 from tools.operations import chaos
 from tools.operations.azure_cli import az
@@ -67,6 +68,7 @@ EXECUTING = "EXECUTING"
 RUN_ENDED = {"DONE", "FAILED", "CANCELLED", "VALIDATION_FAILURE"}
 PROVISIONING_TIMEOUT = 1800  # engines provisioned and the script validated
 LOAD_TEST_OUTPUTS = ("load_test_name", "load_test_resource_group_name")
+RUN_FILE = "azure-load-testing-run.json"  # in the report folder: the run the drill started
 
 
 def _utc_now() -> str:
@@ -227,6 +229,8 @@ def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Ex
             raise CliError("the Azure Load Testing test definition could not be written"
                            " (its error above)")
         resource.put_test(test_id, definition / "test.yaml")
+    # Where the workflow's always-step finds the run to stop when this machine is gone.
+    write_atomic(report_dir / RUN_FILE, json.dumps({"run_id": run_id}))
     resource.start_run(test_id, run_id, f"drill {experiment.key}")
     print(f"test run {run_id} started on {resource.name} ({engines} engine(s))", flush=True)
     window = {"run_id": run_id}
@@ -281,17 +285,42 @@ def cancel_quietly(experiment: chaos.Experiment) -> None:
         print(f"error: cancel {experiment.name} by hand: {error}", file=sys.stderr)
 
 
+def stop_run(raw: dict, report_dir: Path) -> int:
+    """`--stop-run`: stop the drill's Azure Load Testing run if one is still going (the
+    workflow's always-step: a runner that died mid-drill leaves the engines running until the
+    run's own end). No run file: no run was started."""
+    path = report_dir / RUN_FILE
+    if not path.is_file():
+        print("no Azure Load Testing run was started: nothing to stop")
+        return 0
+    run_id = read_json(path, "the drill's run file").get("run_id")
+    resource = LoadTestResource.from_outputs(raw)
+    status = str(resource.run(run_id).get("status", "")).upper()
+    if status in RUN_ENDED:
+        print(f"test run {run_id} already ended ({status}): nothing to stop")
+        return 0
+    resource.stop(run_id)
+    print(f"test run {run_id} stopped (it was {status})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outputs", type=Path, help="file written by `terraform output -json`")
-    parser.add_argument("--fault", required=True, help="a key of the output chaos_experiments")
+    parser.add_argument("--stop-run", action="store_true",
+                        help="only stop the drill's Azure Load Testing run if still going")
+    parser.add_argument("--fault", help="a key of the output chaos_experiments")
     parser.add_argument("--engine", choices=ENGINES, default="runner")
-    parser.add_argument("--users", type=int, required=True)
-    parser.add_argument("--duration", type=int, required=True, help="seconds")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--duration", type=int, help="seconds")
     parser.add_argument("--engines", type=int, default=1, help="Azure Load Testing engines")
     parser.add_argument("--warm-up", type=int, default=60, help="seconds before the fault")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/load"))
     args = parser.parse_args(argv)
+    if args.stop_run:
+        return stop_run(read_json(args.outputs, "stack outputs"), args.report_dir)
+    if not args.fault or args.users is None or args.duration is None:
+        raise CliError("--fault, --users and --duration are required (or --stop-run)")
     if args.users < 1 or args.warm_up < 30 or not 1 <= args.engines <= 400:
         raise CliError("--users must be at least 1, --warm-up at least 30 seconds and --engines"
                        " 1 to 400 (Azure Load Testing's range)")
