@@ -189,3 +189,19 @@ def test_a_drill_has_a_maximum_duration(tmp_path, capsys):
         str(outputs_file(tmp_path)), "--fault", "region-outage-primary", "--users", "10",
         "--duration", str(drill.MAX_DURATION + 1)]))
     assert code == 2 and "over a drill's maximum" in capsys.readouterr().err
+
+
+def test_without_a_fault_azure_load_testing_runs_the_throughput_scenario(azure, tmp_path):
+    plan = drill.Schedule(0, 0, 300)
+    window = drill.azure_load_testing_drill(outputs_file(tmp_path), RAW, None, plan, users=20,
+                                            engines=2, report_dir=tmp_path / "report",
+                                            **no_wait())
+    assert "fault_time" not in window and not [c for c in azure.calls if c[0] == "chaos"]
+    assert "testId: load-throughput" in azure.config and "locustfile_throughput.py" in azure.config
+    assert azure.calls[-1] == ("test-run", "download-files")
+
+
+def test_without_a_fault_the_runner_is_the_plain_load_test(tmp_path, capsys):
+    code = drill.run_cli(lambda: drill.main([
+        str(outputs_file(tmp_path)), "--fault", "none", "--users", "10", "--duration", "300"]))
+    assert code == 2 and "tools.operations.load_test" in capsys.readouterr().err

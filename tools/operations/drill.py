@@ -4,7 +4,9 @@ from Chaos Studio, the same report.
     python -m tools.operations.drill outputs.json --fault FAULT --users 50 --duration 1200 \
         [--engine runner|azure-load-testing] [--engines 1] [--warm-up 60] [--report-dir reports/load]
 
-FAULT is a key of the stack output `chaos_experiments` (tools.operations.chaos). The load runs
+FAULT is a key of the stack output `chaos_experiments` (tools.operations.chaos), or `none` with
+`--engine azure-load-testing`: a plain load test (the throughput scenario) on its engines, whose
+results go through the same analysis as a runner's. The load runs
 `--warm-up` seconds before the experiment starts (steady by then), the experiment runs its own
 duration (Chaos Studio ends the fault itself, also when this machine is gone), and the load runs
 on for at least TAIL_SECONDS after it, so recovery is measured. `--duration` must cover all
@@ -57,6 +59,7 @@ from tools.operations.load_test import (
 )
 
 ENGINES = ("runner", "azure-load-testing")
+NO_FAULT = "none"  # a load test without a fault (on Azure Load Testing: its throughput run)
 TAIL_SECONDS = 60  # load after the fault ended: failback is measured
 MAX_DURATION = 3000  # a drill ends within the load-test job's 90 minutes, provisioning included
 START_TIMEOUT = 600  # a Chaos Studio start (queued, then Running)
@@ -77,6 +80,7 @@ def _utc_now() -> str:
 
 
 def thresholds(fault: str) -> list[str]:
+    """The drill's verdict on our analysis (NO_FAULT: a plain load test's)."""
     if fault.startswith("region-outage"):
         return ["--max-failure-ratio", DRILL_MAX_FAILURE_RATIO,
                 "--max-recovery-seconds", MAX_RECOVERY_SECONDS]
@@ -199,53 +203,63 @@ def wait_for_run(resource: LoadTestResource, run_id: str, wanted, what: str, tim
         sleep(POLL_SECONDS)
 
 
+def scenario_of(fault: str) -> str:
+    return "throughput" if fault == NO_FAULT else "failover"
+
+
 def definition_command(outputs_path: Path, fault: str, plan: Schedule, users: int, engines: int,
                        test_id: str, folder: Path) -> list[str]:
-    """tools.operations.azure_load_testing definition: the failover scenario, every user within
-    about ten seconds, ALT's own failure criterion at the drill's failure ratio."""
+    """tools.operations.azure_load_testing definition: the scenario, every user within about
+    ten seconds, ALT's own failure criterion at the drill's failure ratio."""
     limit = thresholds(fault)
     ratio = limit[limit.index("--max-failure-ratio") + 1] if "--max-failure-ratio" in limit else None
     return [
         sys.executable, "-m", "tools.operations.azure_load_testing", "definition",
-        str(outputs_path), "--scenario", "failover", "--users", str(users),
+        str(outputs_path), "--scenario", scenario_of(fault), "--users", str(users),
         "--spawn-rate", str(max(1, users // 10)), "--duration", str(plan.duration),
         "--engines", str(engines), "--test-id", test_id, "--out", str(folder),
         *(["--max-failure-ratio", ratio] if ratio else []),
     ]
 
 
-def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Experiment,
+def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Experiment | None,
                              plan: Schedule, users: int, engines: int, report_dir: Path,
                              sleep=time.sleep, clock=time.monotonic) -> dict:
-    """Run the load on Azure Load Testing with the fault; return the fault window (epoch s)."""
+    """Run the load on Azure Load Testing, with the fault (`experiment`; None: none); return
+    the run's id, its verdict and the fault window (epoch s)."""
     resource = LoadTestResource.from_outputs(raw)
-    test_id = f"drill-{experiment.key}"[:50]
+    fault = experiment.key if experiment else NO_FAULT
+    test_id = f"drill-{fault}"[:50] if experiment else "load-throughput"
     run_id = f"{test_id[:30]}-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="alt-") as folder:
         definition = Path(folder) / "definition"
-        made = subprocess.run(definition_command(outputs_path, experiment.key, plan, users,
-                                                 engines, test_id, definition), check=False)
+        made = subprocess.run(definition_command(outputs_path, fault, plan, users, engines,
+                                                 test_id, definition), check=False)
         if made.returncode != 0:
             raise CliError("the Azure Load Testing test definition could not be written"
                            " (its error above)")
         resource.put_test(test_id, definition / "test.yaml")
     # Where the workflow's always-step finds the run to stop when this machine is gone.
     write_atomic(report_dir / RUN_FILE, json.dumps({"run_id": run_id}))
-    resource.start_run(test_id, run_id, f"drill {experiment.key}")
+    resource.start_run(test_id, run_id, f"drill {fault}" if experiment else "load test")
     print(f"test run {run_id} started on {resource.name} ({engines} engine(s))", flush=True)
     window = {"run_id": run_id}
     try:
         wait_for_run(resource, run_id, lambda s: s == EXECUTING, "executing",
                      PROVISIONING_TIMEOUT, sleep, clock)
-        print(f"test run {run_id} executing; fault in {plan.fault_at} s", flush=True)
-        sleep(plan.fault_at)
-        # The window is the execution's own (Chaos Studio's clock, as are the engines'), not
-        # when this machine asked or noticed: a start is queued first, polls are 10 s apart.
-        started = chaos.start(experiment, START_TIMEOUT, POLL_SECONDS, sleep=sleep, clock=clock)
-        window["fault_time"] = started.started
-        ended = chaos.finish(experiment, plan.fault_seconds + FINISH_GRACE, POLL_SECONDS,
-                             sleep=sleep, clock=clock)
-        window["restore_time"] = ended.stopped
+        print(f"test run {run_id} executing"
+              + (f"; fault in {plan.fault_at} s" if experiment else ""), flush=True)
+        if experiment:
+            sleep(plan.fault_at)
+            # The window is the execution's own (Chaos Studio's clock, as are the engines'),
+            # not when this machine asked or noticed: a start is queued first, polls are 10 s
+            # apart.
+            started = chaos.start(experiment, START_TIMEOUT, POLL_SECONDS, sleep=sleep,
+                                  clock=clock)
+            window["fault_time"] = started.started
+            ended = chaos.finish(experiment, plan.fault_seconds + FINISH_GRACE, POLL_SECONDS,
+                                 sleep=sleep, clock=clock)
+            window["restore_time"] = ended.stopped
         run = wait_for_run(resource, run_id, lambda s: s == "DONE", "done",
                            plan.duration + PROVISIONING_TIMEOUT, sleep, clock)
         window["test_result"] = run.get("testResult")
@@ -321,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         return stop_run(read_json(args.outputs, "stack outputs"), args.report_dir)
     if not args.fault or args.users is None or args.duration is None:
         raise CliError("--fault, --users and --duration are required (or --stop-run)")
+    if args.fault == NO_FAULT and args.engine == "runner":
+        raise CliError("--fault none on the runner is a plain load test: python -m"
+                       " tools.operations.load_test")
     if args.users < 1 or args.warm_up < 30 or not 1 <= args.engines <= 400:
         raise CliError("--users must be at least 1, --warm-up at least 30 seconds and --engines"
                        " 1 to 400 (Azure Load Testing's range)")
@@ -328,11 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         raise CliError(f"--duration {args.duration} s is over a drill's maximum of {MAX_DURATION} s")
     raw = read_json(args.outputs, "stack outputs")
     outputs = parse(raw)
-    experiment = chaos.experiment(raw, args.fault)
+    experiment = None if args.fault == NO_FAULT else chaos.experiment(raw, args.fault)
     if args.engine == "azure-load-testing" and args.fault == "database-failover":
         raise CliError("a database failover drill reconciles the items the load wrote, which"
                        " Azure Load Testing's results do not carry: use --engine runner")
-    plan = schedule(experiment, args.duration, args.warm_up)
+    if not experiment and args.duration < 30:
+        raise CliError("--duration must be at least 30 seconds")
+    plan = (schedule(experiment, args.duration, args.warm_up) if experiment
+            else Schedule(0, 0, args.duration))
     interrupt_on_sigterm()
     try:
         if args.engine == "runner":
@@ -347,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                                               args.engines, args.report_dir)
             code = analyse_azure_results(args.report_dir, args.fault, window)
     finally:
-        cancel_quietly(experiment)
+        if experiment:
+            cancel_quietly(experiment)
     return database_verdict(code, args.report_dir) if args.fault == "database-failover" else code
 
 
@@ -355,12 +376,12 @@ def analyse_azure_results(report_dir: Path, fault: str, window: dict) -> int:
     """The downloaded results through the same analysis and thresholds as a runner's records
     (tools.operations.azure_load_testing results), the fault window marked; Azure Load
     Testing's own verdict on its failure criteria counts too."""
+    marks = [f"--{name.replace('_', '-')}={window[name]}" for name in ("fault_time", "restore_time")
+             if window.get(name) is not None]
     code = subprocess.run([
         sys.executable, "-m", "tools.operations.azure_load_testing", "results",
-        str(report_dir / "azure-load-testing"), "--scenario", "failover",
-        "--report-dir", str(report_dir),
-        "--fault-time", str(window["fault_time"]), "--restore-time", str(window["restore_time"]),
-        *thresholds(fault),
+        str(report_dir / "azure-load-testing"), "--scenario", scenario_of(fault),
+        "--report-dir", str(report_dir), *marks, *thresholds(fault),
     ], check=False).returncode
     result = window.get("test_result")
     print(f"Azure Load Testing's verdict on its failure criteria: {result or 'none'}", flush=True)
