@@ -1,10 +1,14 @@
 """Pure ASGI middleware: the client-certificate gate, the bearer-token gate and the site-name
-response header."""
+response header; and the one rule for how a path may appear in logs and telemetry."""
 
 from __future__ import annotations
 
 import logging
+import posixpath
+import re
+from urllib.parse import unquote
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.access_tokens import (
@@ -21,9 +25,15 @@ from app.certificates import CertificateRejected, ClientCertificatePolicy
 from app.contract import (
     BEARER_REALM,
     CERTIFICATE_REJECTED,
+    HEALTH_PATH,
     HEALTH_PREFIX,
     MAX_AUTHORIZATION_BYTES,
+    OPENAPI_PATH,
     SITE_NAME_HEADER,
+    SWAGGER_INITIALIZER_PATH,
+    SWAGGER_UI_PATH,
+    TODO_ITEM_PATH,
+    TODO_PATH,
 )
 from app.problems import problem_response
 from app.signing_keys import IssuerUnavailable
@@ -32,6 +42,70 @@ logger = logging.getLogger("app.client_certificate")
 token_logger = logging.getLogger("app.access_tokens")
 
 _ENCODED_SEPARATORS = (b"%2f", b"%5c")
+
+# -- paths in logs and telemetry: a route template or one fixed name, never the raw path ------
+
+UNMATCHED_PATH = "/{unmatched}"  # any path that is no route's: one name, whatever it held
+_TEMPLATES = tuple(
+    (template, re.compile(compile_path(template)[0].pattern, re.IGNORECASE))
+    for template in (TODO_PATH, TODO_ITEM_PATH, OPENAPI_PATH, SWAGGER_UI_PATH,
+                     SWAGGER_INITIALIZER_PATH)
+)
+_SLASHES = re.compile(r"/+")
+
+
+def request_path(scope: Scope) -> str:
+    """The request's path as logs and telemetry may show it: the template of the route that
+    matched, else `reported_path` (the gates log before routing; refused requests never route)."""
+    template = getattr(scope.get("route"), "path", None)
+    return template or reported_path(scope["path"], scope.get("raw_path"))
+
+
+def reported_path(path: str, raw_path: bytes | None = None) -> str:
+    """`/health/{key}` for anything that decodes (percent-decoding, again and again, `\\`, dot
+    segments, case) to /health or below it; else the route template the path matches (the
+    routes' patterns, case-insensitive); else UNMATCHED_PATH. Never any of the path itself: the
+    health key, an item id or a token a careless client put there stay out."""
+    if _under_health(path) or (raw_path and _under_health(raw_path.decode("latin-1"))):
+        return HEALTH_PATH
+    for template, pattern in _TEMPLATES:
+        if pattern.match(path):
+            return template
+    return UNMATCHED_PATH
+
+
+def _under_health(text: str) -> bool:
+    for _ in range(5):  # "%2568" is "%68" is "h": decode until nothing changes (or give up)
+        if "%" not in text or (decoded := unquote(text)) == text:
+            break
+        text = decoded
+    text = posixpath.normpath(_SLASHES.sub("/", "/" + text.replace("\\", "/").lower()))
+    return text == HEALTH_PREFIX or text.startswith(HEALTH_PREFIX + "/")
+
+
+class AccessLogPaths(logging.Filter):
+    """uvicorn's access line (`<client> - "GET <path>?<query> HTTP/1.1" 200`) with the path as
+    `reported_path` shows it and no query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, target, version, status = record.args
+            path = unquote(str(target).partition("?")[0])  # uvicorn logs quote(path)?query
+            record.args = (client, method, reported_path(path), version, status)
+        return True
+
+
+_ACCESS_LOG_PATHS = AccessLogPaths()
+
+
+def gunicorn_logger(cfg):
+    """gunicorn's own logger (app/startup.sh: `--logger-class app.middleware.gunicorn_logger`),
+    with AccessLogPaths on uvicorn's access logger, whose lines gunicorn's handlers write (the
+    uvicorn worker logs its own access line: gunicorn's --access-logformat does not apply)."""
+    from gunicorn.glogging import Logger
+
+    logging.getLogger("uvicorn.access").addFilter(_ACCESS_LOG_PATHS)
+    return Logger(cfg)
 
 
 def is_health_path(path: str, raw_path: bytes | None) -> bool:
@@ -77,7 +151,7 @@ class ClientCertificateMiddleware:
             logger.warning(
                 "client certificate rejected on %s %s: %s",
                 scope["method"],
-                scope["path"],
+                request_path(scope),
                 rejection,
             )
             await self.rejected(scope, receive, send)

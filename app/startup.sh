@@ -13,7 +13,10 @@
 # settings; the benchmark uses it for its bare-Starlette baseline. Production passes none.
 #
 # The settings are checked first, so a bad value stops the start with one line naming it.
-# SIGTERM stops gracefully: workers finish in-flight requests (up to 30 s). Access log on stdout.
+# SIGTERM stops gracefully: workers finish in-flight requests (up to 30 s). Access log on stdout,
+# its paths as the app's telemetry names them (`/health/{key}`, `/api/TodoItem/{id}`, one fixed
+# name for any other path; no query string): the uvicorn worker writes its own access line, which
+# gunicorn's --access-logformat cannot change, so app.middleware.gunicorn_logger filters it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +31,6 @@ exec "$PYTHON" -m gunicorn "${1:-app.main:app}" \
     --timeout 60 \
     --keep-alive 75 \
     --access-logfile - \
+    --logger-class app.middleware.gunicorn_logger \
     --error-logfile - \
     --no-control-socket

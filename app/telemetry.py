@@ -9,13 +9,22 @@ imports OpenTelemetry or the Azure Monitor distro, so it costs nothing.
   spans through its AzureMonitorTraceExporter), plus a local copy of the same spans and logs
   when TELEMETRY_EXPORTER is `console` or `file:<path>` (JSON, one span or log record a line).
 - `RequestTelemetryMiddleware` (pure ASGI, outermost) decides per request whether it is traced
-  (`RequestSampler`) and makes one SERVER span per traced request, named by the route template
-  (`GET /api/TodoItem/{id}`, never the id) once the router has matched.
+  (`RequestSampler`) and makes one SERVER span per traced request, named by method and
+  `app.middleware.request_path`: the route template (`GET /api/TodoItem/{id}`, never the id),
+  also for a request a gate refused before routing; `/health/{key}` for anything that decodes
+  to a health path; `/{unmatched}` for any other path. The same goes into url.path and url.full.
+  Unknown methods are `_OTHER` (OpenTelemetry's semantic conventions).
 
-What never lands in telemetry: request headers (the client certificate, the subscription key),
-the query string, bodies (item content), the health key (any path with `/health` in it is
-reported as the template `/health/{key}`) and exception messages (type and stack only). Logs
-are exported from the `app` logger tree only, not from the servers' access logs.
+What never lands in telemetry: request headers (the client certificate, the subscription key,
+the bearer token), the query string, bodies (item content), any part of the path itself (so no
+health key), and exception messages (type and stack only). Logs are exported from the `app`
+logger tree only, not from the servers' access logs.
+
+Success: the Azure Monitor exporter sets a request's `success` to false for every 4xx response
+and for a span with status ERROR (which this middleware sets for 5xx), true otherwise
+(azure-monitor-opentelemetry-exporter, export/trace/_exporter.py `_convert_span_to_envelope`,
+and `_utils._is_status_code_success(code, is_trace=True)`). It has no hook to change that, so
+Application Insights counts 401, 403 and 404 as failed requests; docs/operations.md says so.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.contract import HEALTH_PATH, HEALTH_PREFIX
+from app.middleware import request_path
 from app.settings import CONSOLE_EXPORTER, FILE_EXPORTER_PREFIX, Settings, TelemetrySettings
 
 SERVICE_NAME = "todo-api"
@@ -61,11 +70,10 @@ TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 # The span attribute the Azure Monitor exporter reads as the envelope's sample rate (percent).
 SAMPLE_RATE_ATTRIBUTE = "_MS.sampleRate"
 _PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def reported_path(path: str) -> str:
-    """The path as telemetry may show it: anything near the health check is its template."""
-    return HEALTH_PATH if HEALTH_PREFIX in path.lower() else path
+# http.request.method: these, or `_OTHER` (a span name must not be whatever a client sent).
+_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 
 class RequestSampler:
@@ -115,8 +123,9 @@ class RequestTelemetryMiddleware:
     no trace id (logs are correlated for traced requests).
 
     Attributes (semantic conventions the Azure Monitor exporter maps to a request): method,
-    scheme, url.full and url.path without query, http.route, response status code. 5xx marks
-    the span (the request) failed; 4xx are the caller's and stay successful.
+    scheme, url.full and url.path (`request_path`, no query), http.route (when a route matched),
+    response status code. 5xx sets the span's status to ERROR; 4xx leave it unset (the caller's,
+    per the conventions), but the exporter still sends them with `success` false (above).
     """
 
     def __init__(
@@ -142,11 +151,10 @@ class RequestTelemetryMiddleware:
         await self._traced(scope, receive, send, parent, ratio)
 
     async def _traced(self, scope, receive, send, parent, ratio: float) -> None:
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
         span = self.tracer.start_span(
             method, parent, SpanKind.SERVER, {SAMPLE_RATE_ATTRIBUTE: ratio * 100.0}
         )
-        _request_attributes(span, scope)
         status = 500
 
         async def send_recording(message: Message) -> None:
@@ -163,11 +171,11 @@ class RequestTelemetryMiddleware:
                 _record_exception(span, error)
                 raise
             finally:
-                route = scope.get("route")
-                template = getattr(route, "path", None)
-                if template:
-                    span.update_name(f"{method} {template}")
-                    span.set_attribute("http.route", template)
+                path = request_path(scope)
+                span.update_name(f"{method} {path}")
+                _request_attributes(span, scope, method, path)
+                if getattr(scope.get("route"), "path", None):
+                    span.set_attribute("http.route", path)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
@@ -209,13 +217,12 @@ def _traceparent(scope: Scope) -> str | None:
     return None
 
 
-def _request_attributes(span: trace.Span, scope: Scope) -> None:
+def _request_attributes(span: trace.Span, scope: Scope, method: str, path: str) -> None:
     scheme = scope.get("scheme", "http")
-    path = reported_path(scope["path"])
     host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
     span.set_attributes(
         {
-            "http.request.method": scope["method"],
+            "http.request.method": method,
             "url.scheme": scheme,
             "url.path": path,
             "url.full": f"{scheme}://{host}{path}" if host else path,
