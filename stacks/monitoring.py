@@ -61,16 +61,22 @@ def send_diagnostics(
     target_resource_id: str,
     workspace: LogAnalyticsWorkspace,
     metrics: bool = True,
+    log_categories: tuple[str, ...] | None = None,
 ) -> MonitorDiagnosticSetting:
-    """All logs and (unless the type exports none: `metrics=False`) all metrics of one resource
-    to the workspace."""
+    """All logs (or only `log_categories`) and (unless the type exports none: `metrics=False`)
+    all metrics of one resource to the workspace."""
     exported = [MonitorDiagnosticSettingEnabledMetric(category="AllMetrics")] if metrics else None
+    logs = (
+        [MonitorDiagnosticSettingEnabledLog(category=c) for c in log_categories]
+        if log_categories
+        else [MonitorDiagnosticSettingEnabledLog(category_group="allLogs")]
+    )
     return MonitorDiagnosticSetting(
         scope,
         id_,
         name="to-log-analytics",
         target_resource_id=target_resource_id,
         log_analytics_workspace_id=workspace.id,
-        enabled_log=[MonitorDiagnosticSettingEnabledLog(category_group="allLogs")],
+        enabled_log=logs,
         enabled_metric=exported,
     )

@@ -90,6 +90,19 @@ SWAP_WARMUP_SETTINGS = (SWAP_WARMUP_PATH_SETTING, SWAP_WARMUP_STATUSES_SETTING)
 # settings from the target slot ... to all instances of the source slot: slot-specific app
 # settings"; docs/deploy.md, "Staging slots").
 STICKY_APP_SETTINGS = SWAP_WARMUP_SETTINGS
+# The web apps' and slots' log categories sent to the workspace: every one of a Linux web app
+# (learn.microsoft.com, "Supported logs for Microsoft.Web/sites") but AppServiceHTTPLogs, the
+# front end's request log, which records each request's path: Traffic Manager's and App
+# Service's probes of /health/<key> would put the key in the workspace every few seconds. What
+# it would show is in the metrics (Http5xx, Requests, HealthCheckStatus) and the app's own
+# telemetry, whose paths are templates (app.middleware.reported_path).
+WEB_APP_LOGS = (
+    "AppServiceAppLogs",
+    "AppServiceAuditLogs",
+    "AppServiceConsoleLogs",
+    "AppServiceIPSecAuditLogs",
+    "AppServicePlatformLogs",
+)
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,11 @@ class RegionalApp(Construct):
             self, "reads-health-key", self.web_app.identity.principal_id
         )
         self.diagnostics = send_diagnostics(
-            self, "diagnostics", target_resource_id=self.web_app.id, workspace=workspace
+            self,
+            "diagnostics",
+            target_resource_id=self.web_app.id,
+            workspace=workspace,
+            log_categories=WEB_APP_LOGS,
         )
         self.staging_slot: LinuxWebAppSlot | None = None
         if app_service.staging_slot:
@@ -215,6 +232,7 @@ class RegionalApp(Construct):
                 "staging-diagnostics",
                 target_resource_id=self.staging_slot.id,
                 workspace=workspace,
+                log_categories=WEB_APP_LOGS,
             )
 
     @property

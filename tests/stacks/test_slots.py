@@ -241,3 +241,15 @@ def test_planning_a_slot_may_list_its_configuration_like_the_web_app():
     role = permissions.plan_role("dev", {WEB_APP, SLOT})
     assert "Microsoft.Web/sites/slots/config/list/action" in role.actions
     assert role.allows("Microsoft.Web/sites/slots/config/list/action")
+
+
+def test_no_web_app_or_slot_sends_its_front_ends_request_log(stack):
+    """AppServiceHTTPLogs records each path: the probes' /health/<key> would reach the
+    workspace (issue 20, telemetry). The other categories still go."""
+    settings = [s for s in stack["resource"]["azurerm_monitor_diagnostic_setting"].values()
+                if "linux_web_app" in s["target_resource_id"]]
+    assert len(settings) == 4  # each region's web app and its staging slot
+    for setting in settings:
+        categories = [log.get("category") for log in setting["enabled_log"]]
+        assert "AppServiceHTTPLogs" not in categories and None not in categories
+        assert "AppServiceConsoleLogs" in categories and "AppServiceAppLogs" in categories
