@@ -7,8 +7,12 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -32,6 +36,21 @@ def run_cli(main: Callable[[], int]) -> int:
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def poll_until(probe: Callable[[], T | None], what: str, timeout: float, every: float,
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> T:
+    """Call `probe` until it returns something (not None), `every` seconds; a CliError saying
+    that `what` did not happen within `timeout` seconds otherwise. `probe` may raise to stop."""
+    started = clock()
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if clock() - started >= timeout:
+            raise CliError(f"{what} did not happen within {timeout:.0f} s")
+        sleep(every)
 
 
 def read_json(path: Path, what: str):

@@ -4,6 +4,7 @@ have happened; on Azure Load Testing the test is put, the run started, the exper
 once the run executes, and a run still going is stopped when anything fails."""
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.tools.stack_outputs_data import raw_outputs
 from tests.tools.test_chaos import EXPERIMENTS, FakeChaosStudio, no_wait
 from tools.cli import CliError
 from tools.operations import chaos, drill
+from tools.operations.load_test import DRILL_MAX_FAILURE_RATIO
 
 LOAD_TEST = {"load_test_name": "lt-todo-dev", "load_test_resource_group_name": "rg-global",
              "load_test_secrets": {"LOCUST_SUBSCRIPTION_KEY":
@@ -110,7 +112,10 @@ def test_on_the_runner_the_experiment_is_the_fault_and_restore_command(tmp_path)
     assert options["--fault-at"] == "60" and options["--restore-at"] == "660"
     assert " start region-outage-primary " in options["--fault-command"]
     assert " finish region-outage-primary " in options["--restore-command"]
-    assert options["--max-failure-ratio"] == drill.DRILL_MAX_FAILURE_RATIO
+    assert options["--max-failure-ratio"] == DRILL_MAX_FAILURE_RATIO
+
+
+DRILL_STARTED = datetime.fromisoformat("2026-12-07T06:00:00Z").timestamp()
 
 
 def test_a_fault_that_never_ran_fails_the_drill(monkeypatch):
@@ -118,7 +123,7 @@ def test_a_fault_that_never_ran_fails_the_drill(monkeypatch):
               "stoppedAt": "2026-12-07T06:00:06Z"}
     monkeypatch.setattr(chaos, "az", FakeChaosStudio(history=[failed]))
     with pytest.raises(CliError, match="did not happen as planned: .* x failed"):
-        drill.verify_fault(primary(), "2026-12-07T06:00:00")
+        drill.verify_fault(primary(), DRILL_STARTED)
 
 
 def test_a_fault_that_ran_before_the_drill_does_not_count(monkeypatch):
@@ -126,7 +131,7 @@ def test_a_fault_that_ran_before_the_drill_does_not_count(monkeypatch):
                "stoppedAt": "2026-12-07T05:10:00Z"}
     monkeypatch.setattr(chaos, "az", FakeChaosStudio(history=[earlier]))
     with pytest.raises(CliError, match="during the drill: none"):
-        drill.verify_fault(primary(), "2026-12-07T06:00:00")
+        drill.verify_fault(primary(), DRILL_STARTED)
 
 
 def test_on_azure_load_testing_the_fault_starts_once_the_run_executes(azure, tmp_path):

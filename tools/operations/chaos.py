@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tools.cli import CliError, read_json, run_cli
+from tools.cli import CliError, poll_until, read_json, run_cli
 from tools.operations.azure_cli import az
 
 API_VERSION = "2024-01-01"
@@ -125,16 +124,10 @@ def latest(experiment: Experiment) -> Execution | None:
 
 
 def _wait(experiment: Experiment, done, what: str, timeout: float, poll: float,
-          sleep=time.sleep, clock=time.monotonic) -> Execution:
+          **clock) -> Execution:
     """Poll the executions until `done(executions)` returns one (bounded by `timeout`)."""
-    started = clock()
-    while True:
-        found = done(executions(experiment))
-        if found is not None:
-            return found
-        if clock() - started >= timeout:
-            raise CliError(f"{experiment.name}: {what} did not happen within {timeout:.0f} s")
-        sleep(poll)
+    return poll_until(lambda: done(executions(experiment)), f"{experiment.name}: {what}",
+                      timeout, poll, **clock)
 
 
 def start(experiment: Experiment, timeout: float, poll: float, **clock) -> Execution:

@@ -43,18 +43,16 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.cli import CliError, interrupt_on_sigterm, read_json, run_cli, write_atomic
+from tools.cli import CliError, interrupt_on_sigterm, poll_until, read_json, run_cli, write_atomic
 from tools.delivery.stack_outputs import StackOutputs, parse
 from tools.operations import chaos
 from tools.operations.azure_cli import az
 from tools.operations.load_test import (
-    DRILL_MAX_FAILURE_RATIO,
-    MAX_FAILURE_RATIO,
-    MAX_RECOVERY_SECONDS,
+    FAILOVER_THRESHOLDS,
     SUBSCRIPTION_KEY_ENV,
+    THROUGHPUT_THRESHOLDS,
     database_verdict,
 )
 
@@ -74,19 +72,13 @@ LOAD_TEST_OUTPUTS = ("load_test_name", "load_test_resource_group_name")
 RUN_FILE = "azure-load-testing-run.json"  # in the report folder: the run the drill started
 
 
-def _utc_now() -> str:
-    """Now as Chaos Studio writes startedAt (ISO 8601, UTC), for comparing with it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def thresholds(fault: str) -> list[str]:
     """The drill's verdict on our analysis (NO_FAULT: a plain load test's)."""
     if fault.startswith("region-outage"):
-        return ["--max-failure-ratio", DRILL_MAX_FAILURE_RATIO,
-                "--max-recovery-seconds", MAX_RECOVERY_SECONDS]
+        return list(FAILOVER_THRESHOLDS)
     if fault == "database-failover":
         return []  # writes pause while the region moves; the verdict is items lost
-    return ["--max-failure-ratio", MAX_FAILURE_RATIO]
+    return list(THROUGHPUT_THRESHOLDS)
 
 
 @dataclass(frozen=True)
@@ -176,8 +168,12 @@ class LoadTestResource:
         except json.JSONDecodeError:
             raise CliError(f"test run {run_id}: az printed no JSON") from None
 
-    def stop(self, run_id: str) -> None:
-        self._az("test-run", "stop", "--test-run-id", run_id)
+    def stop_if_running(self, run_id: str) -> str:
+        """Stop the run unless it ended; its status before (RUN_ENDED: nothing was done)."""
+        status = str(self.run(run_id).get("status", "")).upper()
+        if status not in RUN_ENDED:
+            self._az("test-run", "stop", "--test-run-id", run_id)
+        return status
 
     def download_results(self, run_id: str, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -188,8 +184,7 @@ class LoadTestResource:
 def wait_for_run(resource: LoadTestResource, run_id: str, wanted, what: str, timeout: float,
                  sleep=time.sleep, clock=time.monotonic) -> dict:
     """Poll the test run until `wanted(status)`; a run that ended otherwise is an error."""
-    started = clock()
-    while True:
+    def probe() -> dict | None:
         run = resource.run(run_id)
         status = str(run.get("status", "")).upper()
         if wanted(status):
@@ -197,10 +192,9 @@ def wait_for_run(resource: LoadTestResource, run_id: str, wanted, what: str, tim
         if status in RUN_ENDED:
             raise CliError(f"test run {run_id} ended {status} before {what}:"
                            f" {run.get('errorDetails') or 'no details'}")
-        if clock() - started >= timeout:
-            raise CliError(f"test run {run_id}: {what} did not happen within {timeout:.0f} s"
-                           f" (status {status})")
-        sleep(POLL_SECONDS)
+        return None
+
+    return poll_until(probe, f"test run {run_id}: {what}", timeout, POLL_SECONDS, sleep, clock)
 
 
 def scenario_of(fault: str) -> str:
@@ -272,19 +266,18 @@ def azure_load_testing_drill(outputs_path: Path, raw: dict, experiment: chaos.Ex
 
 def _stop_quietly(resource: LoadTestResource, run_id: str) -> None:
     try:
-        if str(resource.run(run_id).get("status", "")).upper() not in RUN_ENDED:
-            resource.stop(run_id)
+        if resource.stop_if_running(run_id) not in RUN_ENDED:
             print(f"test run {run_id} stopped", flush=True)
     except CliError as error:
         print(f"error: stopping test run {run_id}: {error}", file=sys.stderr)
 
 
-def verify_fault(experiment: chaos.Experiment, since: str) -> None:
+def verify_fault(experiment: chaos.Experiment, since: float) -> None:
     """The fault happened as planned: one execution started during the drill, ended Success.
     (On the runner the start and finish run as loadtests.run's fault and restore commands,
     whose failures do not end the load: without this a drill whose fault never happened would
     pass.)"""
-    runs = [e for e in chaos.executions(experiment) if e.started_at >= since]
+    runs = [e for e in chaos.executions(experiment) if e.started >= since]
     if len(runs) != 1 or runs[0].status != "success":
         seen = ", ".join(f"{e.name} {e.status}" for e in runs) or "none"
         raise CliError(f"the fault did not happen as planned: executions of {experiment.name}"
@@ -308,13 +301,11 @@ def stop_run(raw: dict, report_dir: Path) -> int:
         print("no Azure Load Testing run was started: nothing to stop")
         return 0
     run_id = read_json(path, "the drill's run file").get("run_id")
-    resource = LoadTestResource.from_outputs(raw)
-    status = str(resource.run(run_id).get("status", "")).upper()
+    status = LoadTestResource.from_outputs(raw).stop_if_running(run_id)
     if status in RUN_ENDED:
         print(f"test run {run_id} already ended ({status}): nothing to stop")
-        return 0
-    resource.stop(run_id)
-    print(f"test run {run_id} stopped (it was {status})")
+    else:
+        print(f"test run {run_id} stopped (it was {status})")
     return 0
 
 
@@ -359,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             command = runner_command(outputs, args.outputs, args.fault, plan, args.users,
                                      args.report_dir)
             env_key = {SUBSCRIPTION_KEY_ENV: outputs.subscription_key}
-            since = _utc_now()
+            since = time.time()
             code = subprocess.run(command, env={**os.environ, **env_key}, check=False).returncode
             verify_fault(experiment, since)
         else:

@@ -42,6 +42,10 @@ SUBSCRIPTION_KEY_ENV = "LOCUST_SUBSCRIPTION_KEY"  # read by loadtests.run
 MAX_FAILURE_RATIO = "0.01"  # throughput: at most 1 % failed requests
 DRILL_MAX_FAILURE_RATIO = "0.05"  # failover: requests in flight when the region stops may fail
 MAX_RECOVERY_SECONDS = "120"  # Traffic Manager probe interval x tolerated failures + DNS TTL
+# loadtests.run's threshold flags: a plain load test, and a region failing over under load
+THROUGHPUT_THRESHOLDS = ("--max-failure-ratio", MAX_FAILURE_RATIO)
+FAILOVER_THRESHOLDS = ("--max-failure-ratio", DRILL_MAX_FAILURE_RATIO,
+                       "--max-recovery-seconds", MAX_RECOVERY_SECONDS)
 
 
 def az_webapp(verb: str, app: WebApp) -> list[str]:
@@ -71,7 +75,7 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
         "--profile", "deployed",
     ]
     if not drill:
-        return command + ["--max-failure-ratio", MAX_FAILURE_RATIO]
+        return command + list(THROUGHPUT_THRESHOLDS)
     if database_failover is not None:
         # The move must be over before the move back starts: bounded by the gap between them.
         window = 2 * duration // 3 - duration // 3
@@ -89,8 +93,7 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
         "--fault-command", shlex.join(az_webapp("stop", primary)),
         "--restore-at", str(2 * duration // 3),
         "--restore-command", shlex.join(az_webapp("start", primary)),
-        "--max-failure-ratio", DRILL_MAX_FAILURE_RATIO,
-        "--max-recovery-seconds", MAX_RECOVERY_SECONDS,
+        *FAILOVER_THRESHOLDS,
     ]
 
 
