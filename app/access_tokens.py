@@ -31,7 +31,7 @@ import jwt
 from starlette.requests import Request
 
 from app.contract import READ_PERMISSION, WRITE_PERMISSION
-from app.settings import AuthSettings
+from app.settings import GUID_PATTERN, AuthSettings
 from app.signing_keys import SIGNING_ALGORITHM, Clock, SigningKeys, UnknownSigningKey
 
 ALGORITHMS = (SIGNING_ALGORITHM,)
@@ -40,7 +40,7 @@ TOKEN_CACHE_SIZE = 4096
 READ_METHODS = frozenset({"GET", "HEAD"})
 _PERMISSIONS = dict.fromkeys(READ_METHODS, READ_PERMISSION)  # any other method: WRITE_PERMISSION
 CALLER_STATE = "caller"  # request.state.caller: the admitted Caller (app.access_tokens.caller_of)
-REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf")  # and `oid`, a non-empty string (_caller)
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf")  # and `oid`, a GUID (_caller)
 
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
@@ -64,6 +64,8 @@ NOT_YET_VALID = "The access token is not valid yet."
 BAD_TIMES = "The access token's exp and nbf must be numbers."
 WRONG_TENANT = "The access token is from another tenant."
 CLIENT_NOT_ALLOWED = "The access token was issued to a client application this API does not accept."
+# The caller's object id owns its items (a table partition): Entra's are GUIDs, nothing else is.
+BAD_OBJECT_ID = "The access token's oid claim must be a GUID."
 
 
 def missing_claim(claim: str) -> str:
@@ -262,6 +264,8 @@ class AccessTokenPolicy:
         object_id = claims.get("oid")
         if not isinstance(object_id, str) or not object_id:
             raise TokenRejected(missing_claim("oid"))
+        if not GUID_PATTERN.fullmatch(object_id):
+            raise TokenRejected(BAD_OBJECT_ID)
         roles, scopes = _strings(claims.get("roles")), _strings(claims.get("scp"))
         return Caller(
             object_id=object_id.lower(),

@@ -8,7 +8,8 @@ key with another request is 422; while the first request is still in progress, 4
 Only answers that change the store are kept (201, 200, 204); a refused request (400, 404, 409,
 413, 415, 503) stores nothing and may be retried with its key. docs/app.md has the whole story.
 
-Where a key lives (rows of app/store.py's KeyRecord, in the items' own table):
+Where a key lives (rows of app/store.py's KeyRecord, in the items' own table, among its owner's
+items: a partition below is a logical one, inside the owner's):
 - key id: SHA-256 of (owner, key), 64 hex; the key's rows are named by it.
 - home: the first 32 hex of the key id, a partition of its own. A POST's first use creates its
   item there (the item id is the home), so item and stored answer are one transaction in one
@@ -39,6 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.access_tokens import caller_of
 from app.contract import (
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_PATTERN,
@@ -47,7 +49,15 @@ from app.contract import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
 )
 from app.problems import Problem
-from app.store import KeyRecord, KeyTaken, KeyWrite, StoreUnavailable, TodoStore, new_item_id
+from app.store import (
+    ANONYMOUS_OWNER,
+    KeyRecord,
+    KeyTaken,
+    KeyWrite,
+    StoreUnavailable,
+    TodoStore,
+    new_item_id,
+)
 
 # How long a claim marks its request in flight. A keyed PUT or DELETE makes at most four store
 # calls, each under the table store's 5 s deadline, but almost always ends in well under a second;
@@ -76,16 +86,17 @@ _HEADER = IDEMPOTENCY_KEY_HEADER.lower()
 
 
 class RequestKey(NamedTuple):
+    owner: str  # whose key: its rows live among the owner's items (app/store.py)
     key_id: str  # 64 hex: names the key's rows
     home: str  # 32 hex: the key's home partition, and the id of the item its first POST creates
 
 
-def caller(request: Request) -> str:
-    """Who owns the request's keys. Callers have no identities today: every request comes through
-    API Management with the one gateway certificate, so there is one owner, "". When they do (a
-    forwarded subscription or user id), return it here: it scopes keys (one caller's key never
-    meets another's) and enters the fingerprint."""
-    return ""
+def owner_of(request: Request) -> str:
+    """Who owns what the request reads and writes: the token's `oid` (app/access_tokens.py), or
+    ANONYMOUS_OWNER with AUTH_MODE=none. It scopes items and keys (one caller's key never meets
+    another's) and enters the fingerprint."""
+    caller = caller_of(request)
+    return ANONYMOUS_OWNER if caller is None else caller.object_id
 
 
 def request_key(request: Request) -> RequestKey | None:
@@ -99,8 +110,9 @@ def request_key(request: Request) -> RequestKey | None:
     if not _KEY.fullmatch(text):
         raise Problem(400, MALFORMED_KEY)
     key = text[1:-1] if text.startswith('"') else text  # the draft's sf-string names the same key
-    digest = hashlib.sha256(f"idempotency-key\0{caller(request)}\0{key}".encode()).hexdigest()
-    return RequestKey(digest, digest[:32])
+    owner = owner_of(request)
+    digest = hashlib.sha256(f"idempotency-key\0{owner}\0{key}".encode()).hexdigest()
+    return RequestKey(owner, digest, digest[:32])
 
 
 def fingerprint(request: Request, path: str, document: dict | None = None) -> str:
@@ -110,7 +122,7 @@ def fingerprint(request: Request, path: str, document: dict | None = None) -> st
     body = b""
     if document is not None:
         body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    parts = [caller(request), request.method, path, hashlib.sha256(body).hexdigest()]
+    parts = [owner_of(request), request.method, path, hashlib.sha256(body).hexdigest()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -206,7 +218,7 @@ class IdempotentWrites:
         """Claim the home row for this request (the claim, with its version), or decide from it:
         the stored answer (replayed), 422 (another request's key) or 409 (in flight)."""
         for _ in range(ATTEMPTS):
-            row = await self.store.read_key(key.home, key.key_id)
+            row = await self.store.read_key(key.owner, key.home, key.key_id)
             if row is None or row.expires_at <= now:  # unused, or expired: a new request
                 claim = KeyRecord(
                     fingerprint,
@@ -229,7 +241,7 @@ class IdempotentWrites:
             try:
                 replacing = None if row is None else row.version
                 version = await self.store.write_key(
-                    key.home, KeyWrite(key.key_id, claim, replacing)
+                    key.owner, key.home, KeyWrite(key.key_id, claim, replacing)
                 )
             except KeyTaken:
                 continue  # another request wrote the row meanwhile: look again
@@ -238,7 +250,7 @@ class IdempotentWrites:
 
     async def _answer(self, key: RequestKey, claim: KeyRecord, now: float) -> KeyRecord | None:
         """The live answer stored in the claim's target partition, if its request wrote it."""
-        answer = await self.store.read_key(claim.target, key.key_id)
+        answer = await self.store.read_key(key.owner, claim.target, key.key_id)
         if answer is None or not answer.status or answer.expires_at <= now:
             return None
         if answer.fingerprint != claim.fingerprint:
@@ -257,7 +269,7 @@ class IdempotentWrites:
             except KeyTaken:
                 # A row is there: this request's own answer, written by an attempt whose claim
                 # ran out (replay it), or an expired one of an earlier use (replace it).
-                found = await self.store.read_key(claim.target, key.key_id)
+                found = await self.store.read_key(key.owner, claim.target, key.key_id)
                 if found is not None and found.status and found.expires_at > self.clock():
                     if found.fingerprint != fingerprint:
                         raise _reused() from None
@@ -270,6 +282,6 @@ class IdempotentWrites:
 
     async def _release(self, key: RequestKey, claim: KeyRecord) -> None:
         try:
-            await self.store.release_key(key.home, key.key_id, claim.version)
+            await self.store.release_key(key.owner, key.home, key.key_id, claim.version)
         except StoreUnavailable:
             pass  # the claim's lease runs out instead

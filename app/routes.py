@@ -21,7 +21,7 @@ from app.contract import (
     TODO_ITEM_PATH,
     TODO_PATH,
 )
-from app.idempotency import Attempt, IdempotentWrites, fingerprint, request_key
+from app.idempotency import Attempt, IdempotentWrites, fingerprint, owner_of, request_key
 from app.key_vault import PendingSetting
 from app.problems import Problem
 from app.store import ConcurrentUpdate, KeyWrite, TodoItem, TodoStore, new_item_id, todo_item
@@ -107,6 +107,7 @@ def _body_id(data: dict) -> str | None:
 
 
 def _not_found() -> Problem:
+    # Also another caller's item: its existence is not told (the store does not see it).
     return Problem(404, "No TodoItem has this id.")
 
 
@@ -121,15 +122,17 @@ def _json(body: bytes, status_code: int = 200, headers: dict[str, str] | None = 
 class TodoItemsApi:
     """The TodoItem endpoints over one store; items carry their JSON, encoded once.
 
-    POST, PUT and DELETE with an Idempotency-Key header go through `keys` (app/idempotency.py):
-    the item write and its stored answer land together. Without the header nothing changes."""
+    Each request acts on its caller's items only (owner_of: the token's `oid`); another
+    caller's id answers 404 as an unknown one does. POST, PUT and DELETE with an
+    Idempotency-Key header go through `keys` (app/idempotency.py): the item write and its stored
+    answer land together. Without the header nothing changes."""
 
     def __init__(self, store: TodoStore, keys: IdempotentWrites) -> None:
         self.store = store
         self.keys = keys
 
     async def list(self, request: Request) -> Response:
-        items = await self.store.list()
+        items = await self.store.list(owner_of(request))
         return _json(b"[" + b",".join(item.json for item in items) + b"]")
 
     async def create(self, request: Request) -> Response:
@@ -139,19 +142,19 @@ class TodoItemsApi:
         name, is_completed = _name(data), _is_completed(data)
         if key is None:
             item = todo_item(new_item_id(), name, is_completed)
-            await self.store.add(item)
+            await self.store.add(owner_of(request), item)
             return _json(item.json, 201, {"Location": _item_path(item.id)})
 
         async def perform(attempt: Attempt) -> KeyWrite:
             item = todo_item(attempt.item_id, name, is_completed)
             answer = attempt.answer(201, item.json, _item_path(item.id))
-            await self.store.add(item, answer)
+            await self.store.add(key.owner, item, answer)
             return answer
 
         return await self.keys.run(key, fingerprint(request, TODO_PATH, data), None, perform)
 
     async def get(self, request: Request) -> Response:
-        item = await self.store.get(request.path_params["id"])
+        item = await self.store.get(owner_of(request), request.path_params["id"])
         if item is None:
             raise _not_found()
         return _json(item.json)
@@ -164,20 +167,20 @@ class TodoItemsApi:
             raise Problem(400, "The field 'id' must equal the id in the path.")
         item = todo_item(item_id, _name(data), _is_completed(data))
         if key is None:
-            await self._replace(item)
+            await self._replace(owner_of(request), item)
             return _json(item.json)
 
         async def perform(attempt: Attempt) -> KeyWrite:
             answer = attempt.answer(200, item.json)
-            await self._replace(item, answer)
+            await self._replace(key.owner, item, answer)
             return answer
 
         path = _item_path(item_id)
         return await self.keys.run(key, fingerprint(request, path, data), item_id, perform)
 
-    async def _replace(self, item: TodoItem, key: KeyWrite | None = None) -> None:
+    async def _replace(self, owner: str, item: TodoItem, key: KeyWrite | None = None) -> None:
         try:
-            replaced = await self.store.replace(item, key)
+            replaced = await self.store.replace(owner, item, key)
         except ConcurrentUpdate:
             raise Problem(
                 409, "The item was changed by another request meanwhile; read it and try again."
@@ -189,13 +192,13 @@ class TodoItemsApi:
         item_id = request.path_params["id"]
         key = request_key(request)
         if key is None:
-            if not await self.store.delete(item_id):
+            if not await self.store.delete(owner_of(request), item_id):
                 raise _not_found()
             return Response(status_code=204)
 
         async def perform(attempt: Attempt) -> KeyWrite:
             answer = attempt.answer(204)
-            if not await self.store.delete(item_id, answer):
+            if not await self.store.delete(key.owner, item_id, answer):
                 raise _not_found()
             return answer
 

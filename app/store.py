@@ -6,10 +6,16 @@ on one event loop it is atomic: no lock is needed and concurrent requests never 
 change. The in-memory store lives in one process: with several workers each would have its own,
 so the settings allow it only with one worker.
 
+Items belong to their owner: every operation names one (the caller's token `oid`, or
+ANONYMOUS_OWNER with AUTH_MODE=none) and sees that owner's items only. Another owner's item reads
+as missing, so the API answers 404 for it and never tells that it exists. In the table store an
+owner is one partition, so a list is one partition query.
+
 Idempotency keys (app/idempotency.py) are rows beside the items: a KeyRecord lives under a key id
-in a partition (an item id). A keyed write (add, replace or delete with `key=`) writes the item
-and the key row of the item's partition together or not at all; the table store does it in one
-entity group transaction, the in-memory store in one step without an await.
+in a logical partition (an item id) of its owner. A keyed write (add, replace or delete with
+`key=`) writes the item and the key row of the item's partition together or not at all; the
+table store does it in one entity group transaction, the in-memory store in one step without an
+await.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ import itertools
 import json
 import os
 from typing import Any, NamedTuple, Protocol
+
+# The owner of every item when callers have no identity (AUTH_MODE=none). Entra object ids are
+# GUIDs, so no caller's `oid` is ever this name.
+ANONYMOUS_OWNER = "anonymous"
 
 
 class TodoItem(NamedTuple):
@@ -96,33 +106,37 @@ class KeyWrite(NamedTuple):
 
 
 class TodoStore(Protocol):
-    async def list(self) -> list[TodoItem]: ...
+    """Every operation acts on one owner's items and key rows; other owners' are not there."""
 
-    async def get(self, item_id: str) -> TodoItem | None: ...
+    async def list(self, owner: str) -> list[TodoItem]: ...
 
-    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
+    async def get(self, owner: str, item_id: str) -> TodoItem | None: ...
+
+    async def add(self, owner: str, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
         """Store a new item. Adding the very same item again succeeds (a retried create);
         another item with a taken id raises KeyError.
 
         With `key`, the key row is written in the item's partition with the item, or neither:
         KeyTaken (checked first) or KeyError (any item under the id) and nothing is written."""
 
-    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
+    async def replace(
+        self, owner: str, item: TodoItem, key: KeyWrite | None = None
+    ) -> TodoItem | None:
         """Replace the stored item with the same id; None if there is none.
 
         Raises ConcurrentUpdate when another writer changed the item meanwhile. With `key`: the
         key row too, or nothing (KeyTaken)."""
 
-    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
+    async def delete(self, owner: str, item_id: str, key: KeyWrite | None = None) -> bool:
         """Delete the item; False if there was none. With `key`: the key row too, or nothing."""
 
-    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
+    async def read_key(self, owner: str, partition: str, key_id: str) -> KeyRecord | None:
         """The key row in this partition (expired or not), with its version; None if none."""
 
-    async def write_key(self, partition: str, write: KeyWrite) -> Any:
+    async def write_key(self, owner: str, partition: str, write: KeyWrite) -> Any:
         """Write a key row alone (a claim); its new version. KeyTaken if the condition fails."""
 
-    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
+    async def release_key(self, owner: str, partition: str, key_id: str, version: Any) -> None:
         """Delete the key row if it still has this version; otherwise leave it."""
 
     async def close(self) -> None:
@@ -130,73 +144,82 @@ class TodoStore(Protocol):
 
 
 class InMemoryTodoStore:
-    """Items kept as plain tuples: the garbage collector untracks those (not TodoItem, a tuple
-    subclass), so a large store adds nothing to the cost of later collections."""
+    """Items kept as plain tuples, by owner: the garbage collector untracks those (not TodoItem,
+    a tuple subclass), so a large store adds nothing to the cost of later collections."""
 
     def __init__(self) -> None:
-        self._items: dict[str, tuple] = {}
-        self._keys: dict[tuple[str, str], KeyRecord] = {}
+        self._owners: dict[str, dict[str, tuple]] = {}
+        self._keys: dict[tuple[str, str, str], KeyRecord] = {}
         self._versions = itertools.count(1)
 
-    async def list(self) -> list[TodoItem]:
-        return [TodoItem._make(fields) for fields in self._items.values()]
+    def _items(self, owner: str) -> dict[str, tuple]:
+        """The owner's items; a fresh empty dict for an owner with none (only add keeps it)."""
+        return self._owners.get(owner) or {}
 
-    async def get(self, item_id: str) -> TodoItem | None:
-        fields = self._items.get(item_id)
+    async def list(self, owner: str) -> list[TodoItem]:
+        return [TodoItem._make(fields) for fields in self._items(owner).values()]
+
+    async def get(self, owner: str, item_id: str) -> TodoItem | None:
+        fields = self._items(owner).get(item_id)
         return None if fields is None else TodoItem._make(fields)
 
-    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
-        existing = self._items.get(item.id)
+    async def add(self, owner: str, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
+        items = self._items(owner)
+        existing = items.get(item.id)
         if key is not None:  # checked in the table store's order: the key row, then the item
-            self._check_key(item.id, key)
+            self._check_key(owner, item.id, key)
             if existing is not None:
                 raise KeyError(item.id)
         elif existing is not None and existing != tuple(item):  # the same item again: a retry
             raise KeyError(item.id)
-        self._items[item.id] = tuple(item)
+        self._owners.setdefault(owner, items)[item.id] = tuple(item)
         if key is not None:
-            self._put_key(item.id, key)
+            self._put_key(owner, item.id, key)
         return item
 
-    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
-        if item.id not in self._items:
+    async def replace(
+        self, owner: str, item: TodoItem, key: KeyWrite | None = None
+    ) -> TodoItem | None:
+        items = self._items(owner)
+        if item.id not in items:
             return None
         if key is not None:
-            self._check_key(item.id, key)
-            self._put_key(item.id, key)
-        self._items[item.id] = tuple(item)
+            self._check_key(owner, item.id, key)
+            self._put_key(owner, item.id, key)
+        items[item.id] = tuple(item)
         return item
 
-    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
-        if item_id not in self._items:
+    async def delete(self, owner: str, item_id: str, key: KeyWrite | None = None) -> bool:
+        items = self._items(owner)
+        if item_id not in items:
             return False
         if key is not None:
-            self._check_key(item_id, key)
-            self._put_key(item_id, key)
-        del self._items[item_id]
+            self._check_key(owner, item_id, key)
+            self._put_key(owner, item_id, key)
+        del items[item_id]
         return True
 
-    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
-        return self._keys.get((partition, key_id))
+    async def read_key(self, owner: str, partition: str, key_id: str) -> KeyRecord | None:
+        return self._keys.get((owner, partition, key_id))
 
-    async def write_key(self, partition: str, write: KeyWrite) -> Any:
-        self._check_key(partition, write)
-        return self._put_key(partition, write)
+    async def write_key(self, owner: str, partition: str, write: KeyWrite) -> Any:
+        self._check_key(owner, partition, write)
+        return self._put_key(owner, partition, write)
 
-    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
-        row = self._keys.get((partition, key_id))
+    async def release_key(self, owner: str, partition: str, key_id: str, version: Any) -> None:
+        row = self._keys.get((owner, partition, key_id))
         if row is not None and row.version == version:
-            del self._keys[(partition, key_id)]
+            del self._keys[(owner, partition, key_id)]
 
-    def _check_key(self, partition: str, write: KeyWrite) -> None:
+    def _check_key(self, owner: str, partition: str, write: KeyWrite) -> None:
         """An insert needs no row, a replace the row of that version (as If-Match does)."""
-        row = self._keys.get((partition, write.key_id))
+        row = self._keys.get((owner, partition, write.key_id))
         if (None if row is None else row.version) != write.replacing:
             raise KeyTaken(write.key_id)
 
-    def _put_key(self, partition: str, write: KeyWrite) -> Any:
+    def _put_key(self, owner: str, partition: str, write: KeyWrite) -> Any:
         version = next(self._versions)
-        self._keys[(partition, write.key_id)] = write.record._replace(version=version)
+        self._keys[(owner, partition, write.key_id)] = write.record._replace(version=version)
         return version
 
     async def close(self) -> None:

@@ -1,12 +1,17 @@
 """TodoItems in Azure Cosmos DB for Table (Azure) or Azurite (locally), on azure-data-tables' async
 client. One client per process, opened on first use and closed at shutdown.
 
-Entities: PartitionKey = the item id (point reads and writes hit one partition each and spread
-across the account), RowKey = ENTITY_ROW_KEY (one item per partition), Name, IsCompleted.
-Idempotency keys (app/idempotency.py) are rows beside it: RowKey = KEY_ROW_PREFIX + the key id,
-written with the item in one entity group transaction (same partition) or alone (a claim).
-Listing reads only the item rows. The table is created by Terraform (Azure) or by the local
-topology (Azurite), never here.
+Entities: PartitionKey = the owner (the caller's Entra object id, or ANONYMOUS_OWNER), so an
+owner's list is one partition query and no query ever reaches another owner's rows; RowKey =
+ITEM_ROW_PREFIX + the item id; Name, IsCompleted. Idempotency keys (app/idempotency.py) are rows
+beside them in the owner's partition: RowKey = KEY_ROW_PREFIX + the key's logical partition (an
+item id) + "-" + the key id, written with the item in one entity group transaction (same
+partition) or alone (a claim). Listing reads only the item rows (a RowKey range). The table is
+created by Terraform (Azure) or by the local topology (Azurite), never here.
+
+A logical partition (Cosmos DB) holds at most 20 GB: an owner's items and live keys, far below it
+for a to-do list. Rows written before items had owners (PartitionKey = the item id, RowKey
+"item") are not read: docs/app.md says how to move them to an owner.
 
 Failures have two outcomes the API can name:
 - StoreUnavailable: the store did not answer in time, refused the connection, throttled (429),
@@ -55,11 +60,14 @@ from app.table_transaction import Delete, Failure, Insert, Replace
 
 logger = logging.getLogger("app.store")
 
-ENTITY_ROW_KEY = "item"
+ITEM_ROW_PREFIX = "item-"
 NAME = "Name"
 IS_COMPLETED = "IsCompleted"
-SELECT = ["PartitionKey", NAME, IS_COMPLETED]
-ITEMS_ONLY = f"RowKey eq '{ENTITY_ROW_KEY}'"  # a partition may also hold idempotency key rows
+SELECT = ["RowKey", NAME, IS_COMPLETED]
+# An owner's item rows: its partition, RowKeys from "item-" up to (not including) "item." ("." is
+# the character after "-"), so idempotency key rows beside them are never read as items.
+ITEMS_OF_OWNER = "PartitionKey eq @owner and RowKey ge @first and RowKey lt @after"
+ITEM_ROWS = {"first": ITEM_ROW_PREFIX, "after": ITEM_ROW_PREFIX[:-1] + "."}
 KEY_ROW_PREFIX = "idempotency-"
 FINGERPRINT = "Fingerprint"
 EXPIRES_AT = "ExpiresAt"  # epoch seconds as Edm.Double (an epoch in ms would overflow Int32)
@@ -91,9 +99,11 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
 }
 
-# Characters a PartitionKey may not hold: an id with one of them cannot name a stored item.
+# Characters a PartitionKey or RowKey may not hold: an id with one of them names no stored item.
 _FORBIDDEN_IN_KEYS = frozenset("/\\#?") | frozenset(map(chr, range(0x20))) | {"\x7f"}
 _MAX_KEY_BYTES = 1024
+# An item id's longest form: room for a key row's RowKey in its partition (prefix, id, "-", key id).
+_MAX_ITEM_ID_BYTES = _MAX_KEY_BYTES - len(KEY_ROW_PREFIX) - 1 - 64
 # Status codes that mean "not now" rather than "never": throttling, timeouts, server faults,
 # and an identity the service does not (yet) accept.
 _UNAVAILABLE_STATUSES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
@@ -102,32 +112,48 @@ T = TypeVar("T")
 _ERROR_CODE = re.compile(r'"code"\s*:\s*"(\w+)"')
 
 
-def _storable_key(item_id: str) -> bool:
-    return (
-        bool(item_id)
-        and len(item_id.encode()) <= _MAX_KEY_BYTES
-        and _FORBIDDEN_IN_KEYS.isdisjoint(item_id)
-    )
+def _storable_key(key: str, limit: int = _MAX_KEY_BYTES) -> bool:
+    return bool(key) and len(key.encode()) <= limit and _FORBIDDEN_IN_KEYS.isdisjoint(key)
 
 
-def _entity(item: TodoItem) -> dict[str, Any]:
+def _storable_item(item_id: str) -> bool:
+    """Whether an id can name a stored item: its row key, and the key rows of its partition."""
+    return _storable_key(item_id, _MAX_ITEM_ID_BYTES)
+
+
+def _check_owner(owner: str) -> None:
+    # Owners come from validated tokens (a GUID) or ANONYMOUS_OWNER, never from a request's path.
+    if not _storable_key(owner):
+        raise ValueError(f"owner {owner!r} cannot name a table partition")
+
+
+def _row_key(item_id: str) -> str:
+    return ITEM_ROW_PREFIX + item_id
+
+
+def _key_row_key(partition: str, key_id: str) -> str:
+    return f"{KEY_ROW_PREFIX}{partition}-{key_id}"
+
+
+def _entity(owner: str, item: TodoItem) -> dict[str, Any]:
     return {
-        "PartitionKey": item.id,
-        "RowKey": ENTITY_ROW_KEY,
+        "PartitionKey": owner,
+        "RowKey": _row_key(item.id),
         NAME: item.name,
         IS_COMPLETED: item.is_completed,
     }
 
 
 def _item(entity: dict[str, Any]) -> TodoItem:
-    return todo_item(entity["PartitionKey"], entity[NAME], bool(entity.get(IS_COMPLETED, False)))
+    item_id = entity["RowKey"][len(ITEM_ROW_PREFIX) :]
+    return todo_item(item_id, entity[NAME], bool(entity.get(IS_COMPLETED, False)))
 
 
-def _key_entity(partition: str, write: KeyWrite) -> dict[str, Any]:
+def _key_entity(owner: str, partition: str, write: KeyWrite) -> dict[str, Any]:
     record = write.record
     return {
-        "PartitionKey": partition,
-        "RowKey": KEY_ROW_PREFIX + write.key_id,
+        "PartitionKey": owner,
+        "RowKey": _key_row_key(partition, write.key_id),
         FINGERPRINT: record.fingerprint,
         EXPIRES_AT: float(record.expires_at),
         TARGET: record.target,
@@ -151,9 +177,9 @@ def _key_record(entity: dict[str, Any]) -> KeyRecord:
     )
 
 
-def _key_operation(partition: str, write: KeyWrite) -> Insert | Replace:
+def _key_operation(owner: str, partition: str, write: KeyWrite) -> Insert | Replace:
     """The key row's part of a transaction: insert, or replace the version read (If-Match)."""
-    entity = _key_entity(partition, write)
+    entity = _key_entity(owner, partition, write)
     return Insert(entity) if write.replacing is None else Replace(entity, write.replacing)
 
 
@@ -254,74 +280,86 @@ class TableTodoStore:
 
     # -- the TodoStore interface ----------------------------------------------------------------
 
-    async def list(self) -> list[TodoItem]:
+    async def list(self, owner: str) -> list[TodoItem]:
+        _check_owner(owner)
+
         async def call() -> list[TodoItem]:
             entities = self.client.query_entities(
-                ITEMS_ONLY, select=SELECT, results_per_page=self.page_size, **self._call_options()
+                ITEMS_OF_OWNER,
+                parameters={"owner": owner, **ITEM_ROWS},
+                select=SELECT,
+                results_per_page=self.page_size,
+                **self._call_options(),
             )
             return [_item(entity) async for entity in entities]
 
         return await self._run("list", call)
 
-    async def _read(self, item_id: str):
+    async def _read(self, owner: str, item_id: str):
         try:
             return await self.client.get_entity(
-                item_id, ENTITY_ROW_KEY, select=SELECT, **self._call_options()
+                owner, _row_key(item_id), select=SELECT, **self._call_options()
             )
         except ResourceNotFoundError as error:
             if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
                 return None
             raise
 
-    async def get(self, item_id: str) -> TodoItem | None:
-        if not _storable_key(item_id):
+    async def get(self, owner: str, item_id: str) -> TodoItem | None:
+        _check_owner(owner)
+        if not _storable_item(item_id):
             return None
 
         async def call() -> TodoItem | None:
-            entity = await self._read(item_id)
+            entity = await self._read(owner, item_id)
             return None if entity is None else _item(entity)
 
         return await self._run("get", call)
 
-    async def add(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
+    async def add(self, owner: str, item: TodoItem, key: KeyWrite | None = None) -> TodoItem:
+        _check_owner(owner)
         if key is not None:
-            return await self._run("add", lambda: self._add_with_key(item, key))
+            return await self._run("add", lambda: self._add_with_key(owner, item, key))
 
         async def call() -> TodoItem:
             try:
-                await self.client.create_entity(_entity(item), **self._call_options())
+                await self.client.create_entity(_entity(owner, item), **self._call_options())
             except ResourceExistsError:
                 # The SDK retries a create whose answer was lost; if the first attempt was
                 # applied, the retry meets our own item: that is success, not a conflict.
-                existing = await self._read(item.id)
+                existing = await self._read(owner, item.id)
                 if existing is None or _item(existing) != item:
                     raise KeyError(item.id) from None
             return item
 
         return await self._run("add", call)
 
-    async def _add_with_key(self, item: TodoItem, key: KeyWrite) -> TodoItem:
+    async def _add_with_key(self, owner: str, item: TodoItem, key: KeyWrite) -> TodoItem:
         # A retried transaction whose first attempt landed meets its own key row: KeyTaken, and
         # the caller replays what that row holds.
-        failed = await self._transact([_key_operation(item.id, key), Insert(_entity(item))])
+        operations = [_key_operation(owner, item.id, key), Insert(_entity(owner, item))]
+        failed = await self._transact(operations)
         if failed is not None:
             raise KeyTaken(key.key_id) if failed.index == KEY_OPERATION else KeyError(item.id)
         return item
 
-    async def replace(self, item: TodoItem, key: KeyWrite | None = None) -> TodoItem | None:
-        if not _storable_key(item.id):
+    async def replace(
+        self, owner: str, item: TodoItem, key: KeyWrite | None = None
+    ) -> TodoItem | None:
+        _check_owner(owner)
+        if not _storable_item(item.id):
             return None
 
         async def call() -> TodoItem | None:
-            current = await self._read(item.id)
+            current = await self._read(owner, item.id)
             if current is None:
                 return None
             etag = current.metadata["etag"]
             if key is not None:
-                return await self._replace_with_key(item, key, etag)
+                return await self._replace_with_key(owner, item, key, etag)
             try:
                 await self.client.update_entity(
-                    _entity(item),
+                    _entity(owner, item),
                     mode=UpdateMode.REPLACE,
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,
@@ -337,11 +375,13 @@ class TableTodoStore:
 
         return await self._run("replace", call)
 
-    async def _replace_with_key(self, item: TodoItem, key: KeyWrite, etag: str) -> TodoItem | None:
+    async def _replace_with_key(
+        self, owner: str, item: TodoItem, key: KeyWrite, etag: str
+    ) -> TodoItem | None:
         # The If-Match inside the transaction is what refuses a racing writer: Azurite 3.37
         # honours it (Azurite#1233 reported older releases ignoring it; a test guards it).
-        update = Replace(_entity(item), etag)
-        failed = await self._transact([_key_operation(item.id, key), update])
+        update = Replace(_entity(owner, item), etag)
+        failed = await self._transact([_key_operation(owner, item.id, key), update])
         if failed is None:
             return item
         if failed.index == KEY_OPERATION:
@@ -350,26 +390,27 @@ class TableTodoStore:
             raise ConcurrentUpdate(item.id)
         return None  # 404: deleted meanwhile
 
-    async def delete(self, item_id: str, key: KeyWrite | None = None) -> bool:
-        if not _storable_key(item_id):
+    async def delete(self, owner: str, item_id: str, key: KeyWrite | None = None) -> bool:
+        _check_owner(owner)
+        if not _storable_item(item_id):
             return False
 
         async def call() -> bool:
             # The SDK's delete_entity does not report a missing entity: read first. Two
             # concurrent deletes of one item may therefore both succeed (DELETE is idempotent).
-            if await self._read(item_id) is None:
+            if await self._read(owner, item_id) is None:
                 return False
             if key is not None:
-                return await self._delete_with_key(item_id, key)
-            await self.client.delete_entity(item_id, ENTITY_ROW_KEY, **self._call_options())
+                return await self._delete_with_key(owner, item_id, key)
+            await self.client.delete_entity(owner, _row_key(item_id), **self._call_options())
             return True
 
         return await self._run("delete", call)
 
-    async def _delete_with_key(self, item_id: str, key: KeyWrite) -> bool:
+    async def _delete_with_key(self, owner: str, item_id: str, key: KeyWrite) -> bool:
         # Inside a transaction a missing entity is reported (404), unlike delete_entity alone.
-        remove = Delete(item_id, ENTITY_ROW_KEY)
-        failed = await self._transact([_key_operation(item_id, key), remove])
+        remove = Delete(owner, _row_key(item_id))
+        failed = await self._transact([_key_operation(owner, item_id, key), remove])
         if failed is not None and failed.index == KEY_OPERATION:
             raise KeyTaken(key.key_id)
         return failed is None
@@ -389,11 +430,13 @@ class TableTodoStore:
 
     # -- idempotency key rows alone (claims) -----------------------------------------------------
 
-    async def read_key(self, partition: str, key_id: str) -> KeyRecord | None:
+    async def read_key(self, owner: str, partition: str, key_id: str) -> KeyRecord | None:
+        _check_owner(owner)
+
         async def call() -> KeyRecord | None:
             try:
                 entity = await self.client.get_entity(
-                    partition, KEY_ROW_PREFIX + key_id, **self._call_options()
+                    owner, _key_row_key(partition, key_id), **self._call_options()
                 )
             except ResourceNotFoundError as error:
                 if _error_code(error) == TableErrorCode.RESOURCE_NOT_FOUND:
@@ -403,9 +446,11 @@ class TableTodoStore:
 
         return await self._run("read key", call)
 
-    async def write_key(self, partition: str, write: KeyWrite) -> Any:
+    async def write_key(self, owner: str, partition: str, write: KeyWrite) -> Any:
+        _check_owner(owner)
+
         async def call() -> Any:
-            entity = _key_entity(partition, write)
+            entity = _key_entity(owner, partition, write)
             try:
                 if write.replacing is None:
                     answer = await self.client.create_entity(entity, **self._call_options())
@@ -427,12 +472,14 @@ class TableTodoStore:
 
         return await self._run("write key", call)
 
-    async def release_key(self, partition: str, key_id: str, version: Any) -> None:
+    async def release_key(self, owner: str, partition: str, key_id: str, version: Any) -> None:
+        _check_owner(owner)
+
         async def call() -> None:
             try:
                 await self.client.delete_entity(
-                    partition,
-                    KEY_ROW_PREFIX + key_id,
+                    owner,
+                    _key_row_key(partition, key_id),
                     etag=version,
                     match_condition=MatchConditions.IfNotModified,
                     **self._call_options(),

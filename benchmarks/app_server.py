@@ -82,7 +82,8 @@ def _table_baseline() -> Starlette:
     """The same SDK calls the table store makes, with nothing around them."""
     from azure.data.tables.aio import TableClient
 
-    from app.table_store import PAGE_SIZE, SELECT
+    from app.store import ANONYMOUS_OWNER
+    from app.table_store import ITEM_ROW_PREFIX, ITEM_ROWS, ITEMS_OF_OWNER, PAGE_SIZE, SELECT
 
     client: list[TableClient] = []
 
@@ -97,25 +98,31 @@ def _table_baseline() -> Starlette:
 
     def as_item(entity) -> dict:
         return {
-            "id": entity["PartitionKey"],
+            "id": entity["RowKey"][len(ITEM_ROW_PREFIX) :],
             "name": entity["Name"],
             "isCompleted": entity["IsCompleted"],
         }
 
     async def list_(request: Request) -> JSONResponse:
-        entities = table().list_entities(select=SELECT, results_per_page=PAGE_SIZE)
+        entities = table().query_entities(
+            ITEMS_OF_OWNER,
+            parameters={"owner": ANONYMOUS_OWNER, **ITEM_ROWS},
+            select=SELECT,
+            results_per_page=PAGE_SIZE,
+        )
         return JSONResponse([as_item(e) async for e in entities])
 
     async def item(request: Request) -> JSONResponse:
-        entity = await table().get_entity(request.path_params["id"], "item", select=SELECT)
+        row = ITEM_ROW_PREFIX + request.path_params["id"]
+        entity = await table().get_entity(ANONYMOUS_OWNER, row, select=SELECT)
         return JSONResponse(as_item(entity))
 
     async def create(request: Request) -> JSONResponse:
         data = json.loads(await request.body())
         item_id = uuid.uuid4().hex
         entity = {
-            "PartitionKey": item_id,
-            "RowKey": "item",
+            "PartitionKey": ANONYMOUS_OWNER,
+            "RowKey": ITEM_ROW_PREFIX + item_id,
             "Name": data["name"],
             "IsCompleted": data["isCompleted"],
         }

@@ -6,8 +6,9 @@
   to read: it shows only the items of the region that answers the list, and only as the app
   chooses to list them; labelled as such in every report.
 
-The app's entity layout (app/table_store.py: PartitionKey = the item id, RowKey = "item", Name,
-IsCompleted) is restated here, not imported: loadtests share only app/contract.py with the app.
+The app's entity layout (app/table_store.py: PartitionKey = the owner, RowKey = "item-" + the item
+id, Name, IsCompleted) is restated here, not imported: loadtests share only app/contract.py with
+the app. Every owner's items are read: reconciliation follows items by id, whoever owns them.
 tests/loadtests/test_item_sources.py writes items through the app's own store and reads them back
 with TableItems, so the two cannot drift apart unnoticed. Only item rows are read, as the app's
 own list does: other rows of a partition (for example idempotency-key rows) are not items.
@@ -24,7 +25,7 @@ import httpx
 from app.contract import SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from loadtests.reconciliation import StoredItem
 
-ROW_KEY = "item"
+ROW_KEY_PREFIX = "item-"
 NAME = "Name"
 IS_COMPLETED = "IsCompleted"
 # Bounds of one read (the SDK's own defaults wait up to 300 s).
@@ -51,11 +52,13 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}"
 
 
-ITEM_ROWS = f"RowKey eq '{ROW_KEY}'"
+# RowKeys from "item-" up to, not including, "item." ("." follows "-"): item rows only.
+ITEM_ROWS = f"RowKey ge '{ROW_KEY_PREFIX}' and RowKey lt '{ROW_KEY_PREFIX[:-1]}.'"
 
 
 def stored_item(entity: dict) -> StoredItem:
-    return StoredItem(entity["PartitionKey"], entity.get(NAME), entity.get(IS_COMPLETED))
+    item_id = entity["RowKey"][len(ROW_KEY_PREFIX) :]
+    return StoredItem(item_id, entity.get(NAME), entity.get(IS_COMPLETED), entity["PartitionKey"])
 
 
 @dataclass

@@ -59,6 +59,7 @@ class StoredItem:
     id: str
     name: object = None
     is_completed: object = None
+    owner: str = ""  # the table's partition (its caller's object id); "" from the API's list
 
     def content(self) -> dict:
         return {"name": self.name, "isCompleted": self.is_completed}

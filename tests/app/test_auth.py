@@ -32,6 +32,7 @@ from starlette.responses import PlainTextResponse
 from app import access_tokens
 from app.access_tokens import (
     BAD_ALGORITHM,
+    BAD_OBJECT_ID,
     BAD_SIGNATURE,
     BAD_TIMES,
     CLIENT_NOT_ALLOWED,
@@ -63,7 +64,7 @@ from app.signing_keys import (
     IssuerUnavailable,
     SigningKeys,
 )
-from app.store import InMemoryTodoStore, todo_item
+from app.store import ANONYMOUS_OWNER, InMemoryTodoStore, todo_item
 from tests.app import servers
 from tests.app.conftest import HEALTH_KEY
 from tests.app.fake_ingestion import EXPORTER_QUIET, FakeIngestion
@@ -140,7 +141,7 @@ def auth_environment(environment, issuer) -> dict[str, str]:
 @pytest.fixture
 def store() -> InMemoryTodoStore:
     store = InMemoryTodoStore()
-    asyncio.run(store.add(todo_item(ITEM_ID, "seeded")))
+    asyncio.run(store.add(CALLER_ID, todo_item(ITEM_ID, "seeded")))
     return store
 
 
@@ -184,7 +185,7 @@ def send_every_call(api: TestClient, headers: dict[str, str]) -> list[httpx.Resp
 
 
 def contents(store: InMemoryTodoStore) -> list:
-    return asyncio.run(store.list())
+    return asyncio.run(store.list(CALLER_ID))
 
 
 def assert_challenge(response, status: int, error: str | None, description: str) -> None:
@@ -482,6 +483,49 @@ def test_the_caller_is_none_without_bearer_tokens():
     assert caller_of(Request(scope)) is None
 
 
+# -- items belong to their caller (the token's oid) ------------------------------------------
+
+
+def test_a_caller_sees_and_changes_only_its_own_items(api, issuer, clock, store):
+    mine, theirs = bearer(issuer.token(clock.now)), bearer(issuer.token(clock.now, oid=ANOTHER_OID))
+    created = api.post("/api/TodoItem", json={"name": "theirs"}, headers=theirs).json()
+    assert [item["id"] for item in api.get("/api/TodoItem", headers=theirs).json()] == [
+        created["id"]
+    ]
+    listed = api.get("/api/TodoItem", headers=mine).json()
+    assert listed == [{"id": ITEM_ID, "name": "seeded", "isCompleted": False}]  # not theirs
+    # Their item, reached by id, answers exactly as an id nobody has: 404, nothing told.
+    path, unknown = f"/api/TodoItem/{created['id']}", f"/api/TodoItem/{'f' * 32}"
+    body = {"id": created["id"], "name": "taken over"}
+    for method, json_body in (("GET", None), ("PUT", body), ("DELETE", None)):
+        answer = api.request(method, path, json=json_body, headers=mine)
+        stranger = api.request(
+            method, unknown, json=json_body and {**json_body, "id": "f" * 32}, headers=mine
+        )
+        assert (answer.status_code, answer.json()) == (404, stranger.json()), method
+    assert api.get(path, headers=theirs).json() == created  # unchanged, still theirs
+    assert asyncio.run(store.list(ANOTHER_OID)) == [todo_item(created["id"], "theirs")]
+
+
+def test_a_callers_idempotency_key_never_replays_another_callers_answer(api, issuer, clock):
+    mine, theirs = bearer(issuer.token(clock.now)), bearer(issuer.token(clock.now, oid=ANOTHER_OID))
+    keyed = {"Idempotency-Key": "the-same-key"}
+    first = api.post("/api/TodoItem", json={"name": "x"}, headers={**theirs, **keyed})
+    second = api.post("/api/TodoItem", json={"name": "x"}, headers={**mine, **keyed})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert "idempotent-replayed" not in second.headers  # a new item of its own, not a replay
+    assert first.json()["id"] != second.json()["id"]
+    assert api.get(f"/api/TodoItem/{second.json()['id']}", headers=theirs).status_code == 404
+
+
+def test_an_oid_that_is_not_a_guid_is_refused(api, issuer, clock, store):
+    before = contents(store)
+    for oid in ("anonymous", "a/b", "x" * 40):
+        response = api.get("/api/TodoItem", headers=bearer(issuer.token(clock.now, oid=oid)))
+        assert_challenge(response, 401, "invalid_token", BAD_OBJECT_ID)
+    assert contents(store) == before
+
+
 # -- what stays open, and the certificate first --------------------------------------------------
 
 
@@ -519,6 +563,7 @@ def test_the_client_certificate_is_checked_first(auth_environment, store, issuer
 
 
 def test_auth_mode_none_keeps_todays_behaviour(make_api, environment, store):
+    asyncio.run(store.add(ANONYMOUS_OWNER, todo_item(ITEM_ID, "seeded")))  # every caller's item
     api = make_api({**environment, "AUTH_ISSUER": "not read with none"})
     assert_every_call_succeeds(api, {})
     assert api.get("/api/TodoItem", headers=bearer("anything")).status_code == 200

@@ -67,17 +67,17 @@ class GatedStore:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    async def add(self, item, key=None):
+    async def add(self, owner, item, key=None):
         await self.gate.pass_through()
-        return await self._store.add(item, key)
+        return await self._store.add(owner, item, key)
 
-    async def replace(self, item, key=None):
+    async def replace(self, owner, item, key=None):
         await self.gate.pass_through()
-        return await self._store.replace(item, key)
+        return await self._store.replace(owner, item, key)
 
-    async def delete(self, item_id, key=None):
+    async def delete(self, owner, item_id, key=None):
         await self.gate.pass_through()
-        return await self._store.delete(item_id, key)
+        return await self._store.delete(owner, item_id, key)
 
 
 class AnswerLostStore:
@@ -90,8 +90,8 @@ class AnswerLostStore:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    async def add(self, item, key=None):
-        added = await self._store.add(item, key)
+    async def add(self, owner, item, key=None):
+        added = await self._store.add(owner, item, key)
         if self.lose_next:
             self.lose_next = False
             raise StoreUnavailable(1)

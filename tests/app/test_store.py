@@ -9,7 +9,7 @@ import json
 import httpx
 
 from app.application import create_app
-from app.store import InMemoryTodoStore, todo_item
+from app.store import ANONYMOUS_OWNER, InMemoryTodoStore, todo_item
 
 CONCURRENCY = 200
 
@@ -73,11 +73,11 @@ def test_store_refuses_a_duplicate_id():
     store = InMemoryTodoStore()
 
     async def main():
-        await store.add(todo_item("a" * 32, "first"))
+        await store.add(ANONYMOUS_OWNER, todo_item("a" * 32, "first"))
         try:
-            await store.add(todo_item("a" * 32, "second"))
+            await store.add(ANONYMOUS_OWNER, todo_item("a" * 32, "second"))
         except KeyError:
-            return (await store.get("a" * 32)).name
+            return (await store.get(ANONYMOUS_OWNER, "a" * 32)).name
         return None
 
     assert asyncio.run(main()) == "first"
@@ -88,11 +88,11 @@ def test_stored_items_cost_the_garbage_collector_nothing():
 
     async def fill():
         for n in range(1000):
-            await store.add(todo_item(f"{n:032x}", f"item {n}"))
+            await store.add(ANONYMOUS_OWNER, todo_item(f"{n:032x}", f"item {n}"))
 
     asyncio.run(fill())
     gc.collect()
-    assert not any(gc.is_tracked(fields) for fields in store._items.values())
+    assert not any(gc.is_tracked(fields) for fields in store._items(ANONYMOUS_OWNER).values())
 
 
 def test_an_item_carries_exactly_the_json_of_its_fields():

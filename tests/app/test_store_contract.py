@@ -7,8 +7,10 @@ tests/app/conftest.py). Store calls run on one event loop per case, as in a serv
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import unquote
 
 import pytest
+from azure.data.tables.aio import TableClient
 
 from app.store import (
     ConcurrentUpdate,
@@ -19,6 +21,10 @@ from app.store import (
     todo_item,
 )
 from app.table_store import TableTodoStore
+
+# Two callers' object ids (Entra `oid`s): every case acts as OWNER, the ownership cases as both.
+OWNER = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+OTHER_OWNER = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
 
 def run(store, scenario):
@@ -37,15 +43,15 @@ def test_an_added_item_reads_back_whole(make_store):
     item = todo_item(new_item_id(), "write the report ✓", True)
 
     async def scenario(store):
-        await store.add(item)
-        return await store.get(item.id)
+        await store.add(OWNER, item)
+        return await store.get(OWNER, item.id)
 
     assert run(make_store(), scenario) == item
 
 
 def test_an_unknown_id_reads_as_none(make_store):
     async def scenario(store):
-        return [await store.get(item_id) for item_id in (new_item_id(), "a/b", "x#y", "?", "")]
+        return [await store.get(OWNER, item_id) for item_id in (new_item_id(), "a/b", "x#y", "?", "")]
 
     assert run(make_store(), scenario) == [None] * 5
 
@@ -55,8 +61,8 @@ def test_list_follows_every_page(make_store):
 
     async def scenario(store):
         for item in items:
-            await store.add(item)
-        return await store.list()
+            await store.add(OWNER, item)
+        return await store.list(OWNER)
 
     # Three items a page: the table store must follow two continuation tokens to see all seven.
     listed = run(make_store(page_size=3), scenario)
@@ -68,16 +74,16 @@ def test_replace_changes_the_stored_item(make_store):
     changed = todo_item(item.id, "final", True)
 
     async def scenario(store):
-        await store.add(item)
-        replaced = await store.replace(changed)
-        return replaced, await store.get(item.id)
+        await store.add(OWNER, item)
+        replaced = await store.replace(OWNER, changed)
+        return replaced, await store.get(OWNER, item.id)
 
     assert run(make_store(), scenario) == (changed, changed)
 
 
 def test_replace_of_an_unknown_item_is_none(make_store):
     async def scenario(store):
-        return await store.replace(todo_item(new_item_id(), "ghost"))
+        return await store.replace(OWNER, todo_item(new_item_id(), "ghost"))
 
     assert run(make_store(), scenario) is None
 
@@ -86,9 +92,9 @@ def test_delete_removes_the_item_once(make_store):
     item = todo_item(new_item_id(), "short-lived")
 
     async def scenario(store):
-        await store.add(item)
-        first = await store.delete(item.id)
-        return first, await store.delete(item.id), await store.get(item.id)
+        await store.add(OWNER, item)
+        first = await store.delete(OWNER, item.id)
+        return first, await store.delete(OWNER, item.id), await store.get(OWNER, item.id)
 
     assert run(make_store(), scenario) == (True, False, None)
 
@@ -97,9 +103,9 @@ def test_a_retried_create_of_the_same_item_succeeds_once(make_store):
     item = todo_item(new_item_id(), "sent twice")
 
     async def scenario(store):
-        await store.add(item)
-        again = await store.add(item)  # what the SDK's retry meets when the first try landed
-        return again, await store.list()
+        await store.add(OWNER, item)
+        again = await store.add(OWNER, item)  # what the SDK's retry meets when the first try landed
+        return again, await store.list(OWNER)
 
     assert run(make_store(), scenario) == (item, [item])
 
@@ -108,10 +114,10 @@ def test_another_item_under_a_taken_id_is_refused(make_store):
     item = todo_item(new_item_id(), "first")
 
     async def scenario(store):
-        await store.add(item)
+        await store.add(OWNER, item)
         with pytest.raises(KeyError):
-            await store.add(todo_item(item.id, "second"))
-        return await store.get(item.id)
+            await store.add(OWNER, todo_item(item.id, "second"))
+        return await store.get(OWNER, item.id)
 
     assert run(make_store(), scenario) == item
 
@@ -121,8 +127,8 @@ class InterleavingTableStore(TableTodoStore):
 
     between = None
 
-    async def _read(self, item_id):
-        entity = await super()._read(item_id)
+    async def _read(self, owner, item_id):
+        entity = await super()._read(owner, item_id)
         between, self.between = self.between, None
         if between is not None:
             await between()
@@ -138,14 +144,14 @@ def test_a_replace_racing_another_writer_is_refused_not_lost(make_table_store, a
     ours = todo_item(item.id, "ours", True)
 
     async def scenario(store):
-        await store.add(item)
+        await store.add(OWNER, item)
         try:
-            store.between = lambda: other.replace(theirs)
+            store.between = lambda: other.replace(OWNER, theirs)
             with pytest.raises(ConcurrentUpdate):
-                await store.replace(ours)  # read before theirs was written, written after it
+                await store.replace(OWNER, ours)  # read before theirs was written, written after it
         finally:
             await other.close()
-        return await store.get(item.id)
+        return await store.get(OWNER, item.id)
 
     assert run(store, scenario) == theirs
 
@@ -163,14 +169,14 @@ def test_a_keyed_replace_racing_another_writer_is_refused_and_stores_no_answer(
     ours = todo_item(item.id, "ours", True)
 
     async def scenario(store):
-        await store.add(item)
+        await store.add(OWNER, item)
         try:
-            store.between = lambda: other.replace(theirs)
+            store.between = lambda: other.replace(OWNER, theirs)
             with pytest.raises(ConcurrentUpdate):
-                await store.replace(ours, answer(item.id, 200))
+                await store.replace(OWNER, ours, answer(item.id, 200))
         finally:
             await other.close()
-        return await store.get(item.id), await store.read_key(item.id, KEY_ID)
+        return await store.get(OWNER, item.id), await store.read_key(OWNER, item.id, KEY_ID)
 
     assert run(store, scenario) == (theirs, None)
 
@@ -191,8 +197,8 @@ def test_a_keyed_add_writes_the_item_and_its_key_row_together(make_store):
     item = todo_item(new_item_id(), "keyed")
 
     async def scenario(store):
-        await store.add(item, answer(item.id))
-        return await store.get(item.id), await store.read_key(item.id, KEY_ID)
+        await store.add(OWNER, item, answer(item.id))
+        return await store.get(OWNER, item.id), await store.read_key(OWNER, item.id, KEY_ID)
 
     stored, row = run(make_store(), scenario)
     assert stored == item
@@ -204,10 +210,10 @@ def test_a_keyed_add_whose_key_row_is_taken_writes_no_item(make_store):
     item = todo_item(new_item_id(), "never")
 
     async def scenario(store):
-        await store.write_key(item.id, answer(item.id, status=0))
+        await store.write_key(OWNER, item.id, answer(item.id, status=0))
         with pytest.raises(KeyTaken):
-            await store.add(item, answer(item.id))
-        return await store.get(item.id), (await store.read_key(item.id, KEY_ID)).status
+            await store.add(OWNER, item, answer(item.id))
+        return await store.get(OWNER, item.id), (await store.read_key(OWNER, item.id, KEY_ID)).status
 
     assert run(make_store(), scenario) == (None, 0)
 
@@ -216,10 +222,10 @@ def test_a_keyed_add_over_a_taken_id_writes_no_key_row(make_store):
     item = todo_item(new_item_id(), "first")
 
     async def scenario(store):
-        await store.add(item)
+        await store.add(OWNER, item)
         with pytest.raises(KeyError):
-            await store.add(todo_item(item.id, "second"), answer(item.id))
-        return await store.get(item.id), await store.read_key(item.id, KEY_ID)
+            await store.add(OWNER, todo_item(item.id, "second"), answer(item.id))
+        return await store.get(OWNER, item.id), await store.read_key(OWNER, item.id, KEY_ID)
 
     assert run(make_store(), scenario) == (item, None)
 
@@ -228,13 +234,13 @@ def test_a_keyed_replace_or_delete_whose_key_row_is_taken_changes_nothing(make_s
     item = todo_item(new_item_id(), "kept")
 
     async def scenario(store):
-        await store.add(item)
-        await store.write_key(item.id, answer(item.id, status=0))
+        await store.add(OWNER, item)
+        await store.write_key(OWNER, item.id, answer(item.id, status=0))
         with pytest.raises(KeyTaken):
-            await store.replace(todo_item(item.id, "changed"), answer(item.id, 200))
+            await store.replace(OWNER, todo_item(item.id, "changed"), answer(item.id, 200))
         with pytest.raises(KeyTaken):
-            await store.delete(item.id, answer(item.id, 204))
-        return await store.get(item.id), (await store.read_key(item.id, KEY_ID)).status
+            await store.delete(OWNER, item.id, answer(item.id, 204))
+        return await store.get(OWNER, item.id), (await store.read_key(OWNER, item.id, KEY_ID)).status
 
     assert run(make_store(), scenario) == (item, 0)
 
@@ -244,13 +250,13 @@ def test_keyed_replace_and_delete_store_their_answer_with_the_write(make_store):
     final = todo_item(item.id, "final", True)
 
     async def scenario(store):
-        await store.add(item)
-        replaced = await store.replace(final, answer(item.id, 200))
-        after_replace = await store.get(item.id), await store.read_key(item.id, KEY_ID)
+        await store.add(OWNER, item)
+        replaced = await store.replace(OWNER, final, answer(item.id, 200))
+        after_replace = await store.get(OWNER, item.id), await store.read_key(OWNER, item.id, KEY_ID)
         row = after_replace[1]
-        deleted = await store.delete(item.id, answer(item.id, 204, replacing=row.version))
-        after_delete = await store.get(item.id), await store.read_key(item.id, KEY_ID)
-        return replaced, after_replace, deleted, after_delete, await store.list()
+        deleted = await store.delete(OWNER, item.id, answer(item.id, 204, replacing=row.version))
+        after_delete = await store.get(OWNER, item.id), await store.read_key(OWNER, item.id, KEY_ID)
+        return replaced, after_replace, deleted, after_delete, await store.list(OWNER)
 
     replaced, (stored, row), deleted, (gone, last_row), listed = run(make_store(), scenario)
     assert replaced == stored == final and row.status == 200
@@ -262,9 +268,9 @@ def test_a_keyed_write_of_a_missing_item_writes_no_key_row(make_store):
     missing = new_item_id()
 
     async def scenario(store):
-        replaced = await store.replace(todo_item(missing, "ghost"), answer(missing, 200))
-        deleted = await store.delete(missing, answer(missing, 204))
-        return replaced, deleted, await store.read_key(missing, KEY_ID)
+        replaced = await store.replace(OWNER, todo_item(missing, "ghost"), answer(missing, 200))
+        deleted = await store.delete(OWNER, missing, answer(missing, 204))
+        return replaced, deleted, await store.read_key(OWNER, missing, KEY_ID)
 
     assert run(make_store(), scenario) == (None, False, None)
 
@@ -274,9 +280,9 @@ def test_lists_hold_items_only_never_key_rows(make_store):
     elsewhere = new_item_id()
 
     async def scenario(store):
-        await store.add(item, answer(item.id))
-        await store.write_key(elsewhere, answer(elsewhere, status=0))
-        return await store.list()
+        await store.add(OWNER, item, answer(item.id))
+        await store.write_key(OWNER, elsewhere, answer(elsewhere, status=0))
+        return await store.list(OWNER)
 
     assert run(make_store(page_size=1), scenario) == [item]
 
@@ -285,18 +291,18 @@ def test_a_key_row_changes_only_at_the_version_read(make_store):
     partition = new_item_id()
 
     async def scenario(store):
-        first = await store.write_key(partition, answer(partition, status=0))
+        first = await store.write_key(OWNER, partition, answer(partition, status=0))
         with pytest.raises(KeyTaken):  # an insert meets the row
-            await store.write_key(partition, answer(partition, status=0))
-        second = await store.write_key(partition, answer(partition, 0, replacing=first))
+            await store.write_key(OWNER, partition, answer(partition, status=0))
+        second = await store.write_key(OWNER, partition, answer(partition, 0, replacing=first))
         with pytest.raises(KeyTaken):  # a replace of a version gone
-            await store.write_key(partition, answer(partition, 0, replacing=first))
+            await store.write_key(OWNER, partition, answer(partition, 0, replacing=first))
         with pytest.raises(KeyTaken):  # a keyed write too
-            await store.add(todo_item(partition, "x"), answer(partition, replacing=first))
-        await store.release_key(partition, KEY_ID, first)  # not that version: kept
-        kept = await store.read_key(partition, KEY_ID)
-        await store.release_key(partition, KEY_ID, second)
-        return first != second, kept.version == second, await store.read_key(partition, KEY_ID)
+            await store.add(OWNER, todo_item(partition, "x"), answer(partition, replacing=first))
+        await store.release_key(OWNER, partition, KEY_ID, first)  # not that version: kept
+        kept = await store.read_key(OWNER, partition, KEY_ID)
+        await store.release_key(OWNER, partition, KEY_ID, second)
+        return first != second, kept.version == second, await store.read_key(OWNER, partition, KEY_ID)
 
     assert run(make_store(), scenario) == (True, True, None)
 
@@ -305,9 +311,9 @@ def test_a_keyed_add_may_replace_a_key_row_at_its_version(make_store):
     item = todo_item(new_item_id(), "over an expired answer")
 
     async def scenario(store):
-        old = await store.write_key(item.id, answer(item.id, status=0, fingerprint="old"))
-        await store.add(item, answer(item.id, replacing=old))
-        return await store.get(item.id), (await store.read_key(item.id, KEY_ID)).fingerprint
+        old = await store.write_key(OWNER, item.id, answer(item.id, status=0, fingerprint="old"))
+        await store.add(OWNER, item, answer(item.id, replacing=old))
+        return await store.get(OWNER, item.id), (await store.read_key(OWNER, item.id, KEY_ID)).fingerprint
 
     assert run(make_store(), scenario) == (item, "f")
 
@@ -318,11 +324,84 @@ def test_keyed_writes_reach_ids_that_need_escaping(make_store):
     final = todo_item(item.id, "still odd", True)
 
     async def scenario(store):
-        await store.add(item)
-        replaced = await store.replace(final, answer(item.id, 200))
-        got = await store.get(item.id)
-        row = await store.read_key(item.id, KEY_ID)
-        deleted = await store.delete(item.id, answer(item.id, 204, replacing=row.version))
-        return replaced, got, deleted, await store.get(item.id)
+        await store.add(OWNER, item)
+        replaced = await store.replace(OWNER, final, answer(item.id, 200))
+        got = await store.get(OWNER, item.id)
+        row = await store.read_key(OWNER, item.id, KEY_ID)
+        deleted = await store.delete(OWNER, item.id, answer(item.id, 204, replacing=row.version))
+        return replaced, got, deleted, await store.get(OWNER, item.id)
 
     assert run(make_store(), scenario) == (final, final, True, None)
+
+
+# -- items belong to their owner ----------------------------------------------------------------
+
+
+def test_an_owner_sees_and_changes_only_its_own_items_and_keys(make_store):
+    item, theirs = todo_item(new_item_id(), "mine"), todo_item(new_item_id(), "theirs")
+
+    async def scenario(store):
+        await store.add(OWNER, item, answer(item.id))
+        await store.add(OTHER_OWNER, theirs)
+        seen_by_other = (
+            await store.list(OTHER_OWNER),
+            await store.get(OTHER_OWNER, item.id),
+            await store.replace(OTHER_OWNER, todo_item(item.id, "taken over")),
+            await store.delete(OTHER_OWNER, item.id),
+            await store.read_key(OTHER_OWNER, item.id, KEY_ID),
+        )
+        return seen_by_other, await store.list(OWNER)
+
+    seen_by_other, listed = run(make_store(), scenario)
+    assert seen_by_other == ([theirs], None, None, False, None)
+    assert listed == [item]
+
+
+def test_the_same_id_under_two_owners_is_two_items(make_store):
+    item_id = new_item_id()
+
+    async def scenario(store):
+        await store.add(OWNER, todo_item(item_id, "mine"))
+        await store.add(OTHER_OWNER, todo_item(item_id, "theirs"))
+        await store.delete(OTHER_OWNER, item_id)
+        return await store.get(OWNER, item_id), await store.list(OTHER_OWNER)
+
+    assert run(make_store(), scenario) == (todo_item(item_id, "mine"), [])
+
+
+def test_an_owners_list_is_one_partition_query_of_item_rows(azurite):
+    """What reaches the service: each list request filters on the owner's PartitionKey (one
+    partition on Cosmos DB), and every row written is in its owner's partition."""
+    table_name = "owners" + new_item_id()[:12]
+    azurite.create_table(table_name)
+    sent: list[str] = []
+
+    def hook(request):
+        sent.append(unquote(request.http_request.url))
+
+    def client():
+        return TableClient.from_connection_string(
+            azurite.connection_string, table_name, raw_request_hook=hook
+        )
+
+    items = [todo_item(new_item_id(), f"item {n}") for n in range(5)]
+
+    async def scenario(store):
+        for item in items:
+            await store.add(OWNER, item, answer(item.id) if item is items[0] else None)
+        await store.add(OTHER_OWNER, todo_item(new_item_id(), "theirs"))
+        sent.clear()
+        listed = await store.list(OWNER)
+        raw = [entity async for entity in store.client.list_entities()]
+        return listed, raw
+
+    listed, raw = run(TableTodoStore(client, table_name, page_size=2), scenario)
+    assert sorted(listed) == sorted(items)
+    queries = [url for url in sent if "$filter" in url]
+    assert len(queries) == 3  # five items, two a page: every page of the same one-partition query
+    assert all(f"$filter=PartitionKey eq '{OWNER}' and RowKey ge 'item-'" in q for q in queries)
+    assert {(e["PartitionKey"], e["RowKey"].split("-")[0]) for e in raw} == {
+        (OWNER, "item"),
+        (OWNER, "idempotency"),
+        (OTHER_OWNER, "item"),
+    }

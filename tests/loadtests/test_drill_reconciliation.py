@@ -10,7 +10,7 @@ from azure.data.tables import TableClient
 
 from loadtests.analysis import item_threshold, load_records
 from loadtests.item_identity import item_name, new_token
-from loadtests.item_sources import NAME, ROW_KEY, TableItems
+from loadtests.item_sources import NAME, ROW_KEY_PREFIX, TableItems
 from loadtests.reconciliation import DEFECTS, StoredItem
 from loadtests.run import RunSpec, conclude, run_scenario
 
@@ -41,18 +41,20 @@ class PlantingTable:
         with TableClient.from_connection_string(
             self.table.connection_string, self.table.table_name
         ) as table:
-            table.delete_entity(lost.id, ROW_KEY)  # missing
-            table.upsert_entity(entity(altered.id, altered.name + " (planted)"))  # stale
-            table.create_entity(entity("copy-" + copied.id, copied.name))  # duplicate
-            table.create_entity(entity("orphan", item_name(new_token(), "planted")))  # orphan
-            table.create_entity(entity(deleted["item"], item_name(deleted["token"], "x")))
+            table.delete_entity(lost.owner, ROW_KEY_PREFIX + lost.id)  # missing
+            owner = altered.owner  # planted among the items of a caller of the run
+            table.upsert_entity(entity(owner, altered.id, altered.name + " (planted)"))  # stale
+            table.create_entity(entity(owner, "copy-" + copied.id, copied.name))  # duplicate
+            table.create_entity(entity(owner, "orphan", item_name(new_token(), "planted")))
+            table.create_entity(entity(owner, deleted["item"], item_name(deleted["token"], "x")))
         self.planted = {"missing": lost.id, "stale_content": altered.id}
         self.planted |= {"duplicates": "copy-" + copied.id, "orphans": "orphan"}
         self.planted |= {"resurrected": deleted["item"]}
 
 
-def entity(item_id: str, name: str) -> dict:
-    return {"PartitionKey": item_id, "RowKey": ROW_KEY, NAME: name, "IsCompleted": False}
+def entity(owner: str, item_id: str, name: str) -> dict:
+    row = ROW_KEY_PREFIX + item_id
+    return {"PartitionKey": owner, "RowKey": row, NAME: name, "IsCompleted": False}
 
 
 def test_each_defect_planted_in_the_store_is_caught_and_fails_the_drill(topology, tmp_path, capsys):

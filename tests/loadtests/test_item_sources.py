@@ -13,6 +13,8 @@ from azure.data.tables import TableClient
 from app.settings import StoreSettings
 from app.store import todo_item
 from app.table_store import table_store
+
+OWNER = "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901"  # the caller the items belong to
 from loadtests.item_identity import item_name, new_token
 from loadtests.item_sources import ApiItems, ItemSourceError, TableItems
 from loadtests.reconciliation import DEFECTS, reconcile
@@ -37,9 +39,9 @@ def write_as_the_app(source: TableItems, items, replaced=()) -> None:
         store = table_store(settings)
         try:
             for item in items:
-                await store.add(item)
+                await store.add(OWNER, item)
             for item in replaced:
-                await store.replace(item)
+                await store.replace(OWNER, item)
         finally:
             await store.close()
 
