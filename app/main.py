@@ -10,6 +10,7 @@ import logging
 import sys
 
 from app.application import create_app
+from app.middleware import filter_access_log
 from app.settings import load_settings_or_exit
 
 
@@ -22,6 +23,9 @@ def _configure_logging() -> None:
     # The Azure SDK logs every HTTP request and response (headers) at INFO: two log lines and
     # their CPU per store call. Its warnings and errors still show; the app logs store outages.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # `uvicorn app.main:app` writes its access line itself: paths as telemetry shows them there
+    # too (uvicorn sets its loggers up before it imports the app; the filter is added after).
+    filter_access_log()
 
 
 _configure_logging()

@@ -98,13 +98,18 @@ class AccessLogPaths(logging.Filter):
 _ACCESS_LOG_PATHS = AccessLogPaths()
 
 
+def filter_access_log() -> None:
+    """AccessLogPaths on uvicorn's access logger (once: a filter is added only once)."""
+    logging.getLogger("uvicorn.access").addFilter(_ACCESS_LOG_PATHS)
+
+
 def gunicorn_logger(cfg):
     """gunicorn's own logger (app/startup.sh: `--logger-class app.middleware.gunicorn_logger`),
     with AccessLogPaths on uvicorn's access logger, whose lines gunicorn's handlers write (the
     uvicorn worker logs its own access line: gunicorn's --access-logformat does not apply)."""
     from gunicorn.glogging import Logger
 
-    logging.getLogger("uvicorn.access").addFilter(_ACCESS_LOG_PATHS)
+    filter_access_log()
     return Logger(cfg)
 
 

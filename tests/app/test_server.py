@@ -111,6 +111,11 @@ def test_uvicorn_app_main_starts_locally(environment, tmp_path, cert_header):
     server = servers.start_uvicorn(environment, tmp_path / "log", f"/health/{HEALTH_KEY}")
     try:
         assert server.request("GET", "/api/todoitem", headers=cert_header)[0] == 200
+        assert server.request("GET", f"/api/TodoItem/{'a' * 32}", headers=cert_header)[0] == 404
+        # Its access log shows paths as telemetry does: the health key and item ids never.
+        output = server.wait_for_output('"GET /api/TodoItem/{id} HTTP/1.1" 404')
+        assert HEALTH_KEY not in output and "a" * 32 not in output
+        assert '"GET /health/{key} HTTP/1.1" 200' in output
     finally:
         server.stop()
 
