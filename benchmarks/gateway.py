@@ -3,9 +3,11 @@
     python -m benchmarks.gateway [--seconds 5] [--connections 16] [--rounds 2]
 
 Starts the local topology (throw-away certificates), then runs wrk against
-  gateway:  client -> HAProxy gateway (key check) -> HAProxy front end (mTLS) -> app
+  gateway:  client -> HAProxy gateway (key and bearer token checks) -> HAProxy front end
+            (mTLS) -> app
   direct:   client -> app (plain HTTP, carrying the X-ARR-ClientCert header a front end
-            would set, so the app's certificate check runs as on the gateway path)
+            would set and the same bearer token, so the app's certificate and token checks run
+            as on the gateway path)
 for GET /api/TodoItem, alternating the two (rounds), and prints requests/s of each and the
 ratio gateway/direct. Both runs use the same wrk settings; the machine is shared, so compare
 the ratio, not the absolute numbers.
@@ -24,7 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app.contract import CLIENT_CERT_HEADER, SUBSCRIPTION_KEY_HEADER
+from app.contract import AUTHORIZATION_HEADER, CLIENT_CERT_HEADER
 from app.contract import TODO_PATH as PATH
 from benchmarks import wrk
 from loadtests.topology import Topology, TopologyConfig
@@ -50,10 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         certs.generate(Path(tmp) / "certs")
         config = TopologyConfig(certs_dir=Path(tmp) / "certs", workdir=Path(tmp) / "topology")
         with Topology.start(config) as topology:
-            key = {SUBSCRIPTION_KEY_HEADER: config.subscription_key}
+            caller = topology.caller_headers()  # the subscription key and a bearer token
+            token = {AUTHORIZATION_HEADER: caller[AUTHORIZATION_HEADER]}
             paths = {
-                "gateway": (topology.gateway_url + PATH, key),
-                "direct": (topology.app_url("primary") + PATH, certificate_header(config)),
+                "gateway": (topology.gateway_url + PATH, caller),
+                "direct": (
+                    topology.app_url("primary") + PATH,
+                    {**certificate_header(config), **token},
+                ),
             }
             results: dict[str, list[float]] = {name: [] for name in paths}
             for round_number in range(1, args.rounds + 1):

@@ -7,7 +7,8 @@ user sent the same keyed write again, neither a success nor a failure), item (th
 there is one), user, token (the item's logical-create identity, loadtests.item_identity), for a
 create or update content (name and isCompleted: as answered once acknowledged, as sent
 otherwise), and when true replayed (the app answered from a stored Idempotency-Key answer) and
-retry_after (the answer carried Retry-After). Loss is judged by loadtests.reconciliation against
+retry_after (the answer carried Retry-After), and on a read checked for other callers' items
+(users with identities of their own) cross_owner: how many such items the answer held. Loss is judged by loadtests.reconciliation against
 the store, not here.
 """
 
@@ -115,6 +116,20 @@ def request_stats(records: list[Record]) -> dict:
         "get_requests": len(gets),
         "failed_gets": sum(failed(r) for r in gets),
         "server_errors": sum(r["status"] == 500 for r in records),
+    }
+
+
+def cross_owner_reads(records: list[Record]) -> dict | None:
+    """Reads (lists and gets) answered with an item of another caller: `reads` of `checked`,
+    holding `items` such items in all; None when no read was checked (users without identities
+    of their own)."""
+    checked = [r["cross_owner"] for r in records if "cross_owner" in r]
+    if not checked:
+        return None
+    return {
+        "reads": sum(n > 0 for n in checked),
+        "checked": len(checked),
+        "items": sum(checked),
     }
 
 
@@ -435,6 +450,9 @@ THRESHOLDS = {
         _missing_or_above,
     ),
     "max_items_replays_other_item": ("items.replays_other_item", int, _missing_or_above),
+    # Reads answered with another caller's item (users with identities of their own); broken
+    # too when no read was checked.
+    "max_cross_owner_reads": ("cross_owner.reads", int, _missing_or_above),
 }
 
 

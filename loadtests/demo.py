@@ -22,6 +22,10 @@ when every goal holds.
 After each drill the items are reconciled against the table itself (loadtests.reconciliation):
 any item missing, duplicated, orphaned, stale or resurrected fails the drill.
 
+Every drill runs with bearer tokens (the topology's local issuer; the gateway and the apps check
+them): each user is a caller of its own, and any list or read answered with another caller's
+item (a cross-owner read) fails the drill.
+
     python -m loadtests.demo [--profile local|azure] [--fault app|frontend|store] [--faults 3]
         [--users 10] [--store table|memory]
 """
@@ -70,6 +74,8 @@ ITEMS_RECONCILED = {
 # Every kill cuts a request the frozen app held (its front end's count; the callers' view of
 # requests in flight at the kill is reported beside it).
 REGION_GOALS = {"max_failures": 0, "min_app_serving_at_kill": 1, **ITEMS_RECONCILED}
+# No user ever reads another's item (each user its own caller: topology with AUTH_MODE=entra).
+OWNERS_APART = {"max_cross_owner_reads": 0}
 GOALS = {
     (LOCAL, "region"): {**REGION_GOALS, "max_sustained_recovery_seconds": 2.0},
     # No failed request of any kind: API Management's retry covers Traffic Manager's delay.
@@ -159,6 +165,7 @@ def load_spec(topology: Topology, args: argparse.Namespace, report_dir: Path, **
         user_rate=10.0,
         profile=topology.config.profile.name,
         items_source=topology.items_source(),
+        token_issuer=str(topology.issuer_config_path) if topology.issuer_config else "",
         **run,
     )
 
@@ -178,7 +185,7 @@ def drill(
         f"{profile.name} profile, {fault} fault under load: {args.users} users, "
         f"{timing['duration']:g} s, {DESCRIBE[fault]} and back at {moments} s"
     )
-    thresholds = dict(GOALS[profile.name, target])
+    thresholds = dict(GOALS[profile.name, target]) | owners_apart(topology)
     if args.store == MEMORY_STORE:  # shown on purpose: the in-memory store loses the items
         thresholds = {k: v for k, v in thresholds.items() if k not in ITEMS_RECONCILED}
     take_away = getattr(topology, take)
@@ -227,6 +234,11 @@ def drills(args: argparse.Namespace, report_root: Path) -> int:
     return max(codes)
 
 
+def owners_apart(topology: Topology) -> dict:
+    """The cross-owner goal, where users are callers of their own (tokens on)."""
+    return dict(OWNERS_APART) if topology.issuer_config else {}
+
+
 def release(topology: Topology, args: argparse.Namespace, report_dir: Path) -> tuple[int, dict]:
     """Three releases under load through the release driver (loadtests.release_drill)."""
     step(
@@ -240,7 +252,7 @@ def release(topology: Topology, args: argparse.Namespace, report_dir: Path) -> t
         args,
         report_dir,
         duration=RELEASE_SECONDS,
-        thresholds=dict(ITEMS_RECONCILED),
+        thresholds=dict(ITEMS_RECONCILED) | owners_apart(topology),
         background=releases,
         background_at=RAMP_SECONDS,
     )
@@ -309,6 +321,7 @@ def comparison(results: dict) -> str:
     header = (
         f"  {'profile':<7} {'drill':<6} {'requests':>8} {'failed':>6} {'per fault':>10} "
         f"{'in flight':>9} {'retried':>7} {'replayed':>8} {'sustained':>9} {'item defects':>12}"
+        f" {'cross-owner':>11}"
     )
     lines = [header]
     for (name, fault), summary in results.items():
@@ -316,12 +329,13 @@ def comparison(results: dict) -> str:
         items = summary.get("items") or {}
         defects = sum(items.get(figure, 0) for figure in DEFECTS) if items else "-"
         sustained = faults.get("worst_sustained_recovery_s")
+        cross = (summary.get("cross_owner") or {}).get("reads", "-")
         lines.append(
             f"  {name:<7} {fault:<6} {summary['requests']:>8} {summary['failures']:>6} "
             f"{','.join(map(str, faults.get('failures_per_fault', []))) or '-':>10} "
             f"{','.join(map(str, faults.get('in_flight_per_fault', []))) or '-':>9} "
             f"{summary['writes']['retried']:>7} {summary['writes']['replayed']:>8} "
-            f"{'-' if sustained is None else f'{sustained:.2f} s':>9} {defects:>12}"
+            f"{'-' if sustained is None else f'{sustained:.2f} s':>9} {defects:>12} {cross:>11}"
         )
     return "\n".join(lines)
 

@@ -16,6 +16,14 @@ Options (each also from an environment variable, for the GitHub workflow):
   --alt-results-dir   LOCUST_ALT_RESULTS_DIR    also write the requests as Azure Load Testing's
                                                 engines do (a results CSV per process), here:
                                                 a stand-in for the service, for the tests
+  --token-issuer      LOCUST_TOKEN_ISSUER       the local topology's issuer config (issuer.json):
+                                                each user mints a bearer token of its own, with
+                                                an `oid` of its own (loadtests.token_issuer)
+
+Who is calling: with --token-issuer every user is its own caller (owner). It remembers the ids it
+created and the identities (tokens in the names) of every create it sent, and checks each list
+and each read it gets answered: an item that is not its own is a cross-owner read, recorded
+(`cross_owner`: how many foreign items the answer held; 0 on a checked read) and failed.
 
 On Azure Load Testing every uploaded file lands beside the locustfile, and the packages this
 module imports (app.contract, loadtests.*) come in SUPPORT_ZIP (tools.operations.azure_load_testing
@@ -46,6 +54,7 @@ SUPPORT_ZIP = "loadtests_support.zip"
 for entry in (HERE.parent, HERE / SUPPORT_ZIP.removesuffix(".zip"), HERE / SUPPORT_ZIP):
     sys.path.insert(0, str(entry))
 from app.contract import (  # CLIENT_CERT_HEADER: re-exported to the security locustfile
+    AUTHORIZATION_HEADER,
     CLIENT_CERT_HEADER,  # noqa: F401
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_METHODS,
@@ -55,10 +64,12 @@ from app.contract import (  # CLIENT_CERT_HEADER: re-exported to the security lo
     TODO_PATH,
 )
 from loadtests import alt_results
-from loadtests.item_identity import content, item_name, new_token
+from loadtests.item_identity import content, item_name, new_token, token_of
 
 ITEMS_PER_USER = 5
 FLUSH_SECONDS = 1.0
+# A user's token is minted again this long before it expires (a run longer than its lifetime).
+TOKEN_RENEW_SECONDS = 300
 
 
 @events.init_command_line_parser.add_listener
@@ -74,6 +85,7 @@ def add_options(parser):
     group.add_argument("--frontend-urls", env_var="LOCUST_FRONTEND_URLS", default="")
     group.add_argument("--detailed-labels", env_var="LOCUST_DETAILED_LABELS", action="store_true")
     group.add_argument("--alt-results-dir", env_var="LOCUST_ALT_RESULTS_DIR", default="")
+    group.add_argument("--token-issuer", env_var="LOCUST_TOKEN_ISSUER", default="")
 
 
 _OPTIONS: dict = {"value": None, "environment": None}
@@ -169,6 +181,8 @@ def record_request(
             # A create this user sent again on purpose, with the key of an earlier one.
             **({"deliberate_replay": True} if context.get("deliberate_replay") else {}),
             **({"content": context["content"]} if "content" in context else {}),
+            # A read checked for other callers' items: how many it was answered (0: none).
+            **({"cross_owner": context["cross_owner"]} if "cross_owner" in context else {}),
         }
     )
 
@@ -252,6 +266,31 @@ def retry_after(response) -> float | None:
         return None
 
 
+_MINTERS: dict = {}  # issuer config path -> Minter (the key file is read once per process)
+
+
+class Caller:
+    """One user's identity: an `oid` of its own and a bearer token of the topology's issuer
+    for it (--token-issuer), minted again TOKEN_RENEW_SECONDS before it expires."""
+
+    def __init__(self, issuer_config: str) -> None:
+        from loadtests.token_issuer import TOKEN_LIFETIME_SECONDS, IssuerConfig, Minter
+
+        if issuer_config not in _MINTERS:
+            _MINTERS[issuer_config] = Minter(IssuerConfig.read(issuer_config))
+        self.minter = _MINTERS[issuer_config]
+        self.lifetime = TOKEN_LIFETIME_SECONDS
+        self.oid = str(uuid.uuid4())
+        self._token, self._renew_at = "", 0.0
+
+    def authorization(self) -> str:
+        now = time.time()
+        if now >= self._renew_at:
+            self._token = self.minter.token(self.oid, now=now)
+            self._renew_at = now + self.lifetime - TOKEN_RENEW_SECONDS
+        return f"Bearer {self._token}"
+
+
 def detailed_label(method: str, name: str, response, context: dict) -> str:
     """The request's name with what its record says (loadtests.alt_results.label)."""
     headers = getattr(response, "headers", None) or {}
@@ -285,6 +324,11 @@ class TodoUser(FastHttpUser):
         opts = environment.parsed_options
         self.prefix = (opts.api_path or "").rstrip("/")
         self.headers = {SUBSCRIPTION_KEY_HEADER: opts.subscription_key}
+        self.caller = Caller(opts.token_issuer) if opts.token_issuer else None
+        # What this user owns: the ids it was answered and the identity of every create it sent
+        # (an unanswered create's item is its own too); never forgotten.
+        self.owned: set[str] = set()
+        self.sent_tokens: set[str] = set()
         self.items: list[str] = []
         self.tokens: dict[str, str] = {}  # item id -> token of its create
         self.updates = 0
@@ -300,6 +344,29 @@ class TodoUser(FastHttpUser):
 
     def _url(self, item: str | None = None) -> str:
         return f"{self.prefix}{TODO_PATH}" + (f"/{item}" if item else "")
+
+    def _headers(self) -> dict[str, str]:
+        if self.caller is None:
+            return self.headers
+        return {**self.headers, AUTHORIZATION_HEADER: self.caller.authorization()}
+
+    def _owns(self, item: object) -> bool:
+        if not isinstance(item, dict):
+            return False
+        return item.get("id") in self.owned or token_of(item.get("name")) in self.sent_tokens
+
+    def _foreign(self, response, item: str | None) -> int | None:
+        """How many items of other callers a 200 list (item None) or read held; None when the
+        answer is not the JSON it must be."""
+        try:
+            answer = response.json()
+        except (ValueError, AttributeError):
+            return None
+        if item is None:
+            return sum(not self._owns(i) for i in answer) if isinstance(answer, list) else None
+        if not isinstance(answer, dict):
+            return None
+        return int(answer.get("id") != item or not self._owns(answer))
 
     def _forget(self, item: str) -> None:
         if item in self.items:
@@ -326,13 +393,14 @@ class TodoUser(FastHttpUser):
         "retried", neither a success nor a failure."""
         name = f"{self.prefix}{TODO_PATH}" + ("/[id]" if item else "")
         options = {"json": body} if body is not None else {}
-        headers = self.headers
+        headers = self._headers()
         if method in IDEMPOTENCY_KEY_METHODS:
             # The same key on this user's own retries and on the gateway's, so the app replays
             # instead of applying twice.
-            headers = {**self.headers, IDEMPOTENCY_KEY_HEADER: key or uuid.uuid4().hex}
+            headers = {**headers, IDEMPOTENCY_KEY_HEADER: key or uuid.uuid4().hex}
         if method == "POST" and token:
             SENT.write(token)
+            self.sent_tokens.add(token)
         waited = 0.0
         while True:
             context = {"item": item, "user": self.user_id, "token": token}
@@ -361,17 +429,30 @@ class TodoUser(FastHttpUser):
                     context["outcome"] = "retried"
                     response.success()
                 else:
-                    answer = self._answer(response, context, item, expected, body)
+                    answer = self._answer(response, context, method, item, expected, body)
                 if self.environment.parsed_options.detailed_labels:
                     response.request_meta["name"] = detailed_label(method, name, response, context)
                 if not retry:
                     return answer
             time.sleep(wait)  # gevent's, under Locust
             waited += wait
+            if self.caller is not None:  # the same request, with a token still valid
+                headers = {**headers, AUTHORIZATION_HEADER: self.caller.authorization()}
 
-    def _answer(self, response, context: dict, item, expected: int, body) -> dict | None:
+    def _answer(
+        self, response, context: dict, method: str, item, expected: int, body
+    ) -> dict | None:
         if response.status_code == expected:
             answer = {}
+            if method == "GET" and self.caller is not None:
+                foreign = self._foreign(response, item)
+                if foreign is None:
+                    response.failure(f"{expected} without the JSON of a list or an item")
+                    return None
+                context["cross_owner"] = foreign
+                if foreign:
+                    response.failure(f"cross-owner read: {foreign} item(s) of another caller")
+                    return None
             if body is not None:
                 try:
                     answer = response.json()
@@ -381,6 +462,7 @@ class TodoUser(FastHttpUser):
                     return None
                 if item is None:  # a create: its record names the item it made
                     context["item"] = answer.get("id")
+                    self.owned.add(answer.get("id"))
             response.success()
             return answer
         if item is not None and response.status_code == 404:

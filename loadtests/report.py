@@ -96,6 +96,11 @@ def results_table(summary: dict) -> str:
                 ),
             )
         )
+    cross = summary.get("cross_owner")
+    if cross:
+        checked = f"of {cross['checked']} lists and reads checked"
+        found = f"{cross['items']} items of other callers"
+        rows.append(("cross-owner reads", f"{cross['reads']} ({checked}; {found})"))
     items = summary.get("items")
     if items:
         rows += reconciliation_rows(items)

@@ -9,6 +9,7 @@ per-request records, write the reports and apply the thresholds.
         [--report-dir DIR] [--max-failure-ratio X] [--max-failed-gets N]
         [--max-recovery-seconds S] [--max-failback-seconds S] [--max-p95-ms MS] [--min-rps R]
         [--profile local|azure] [--store-table NAME] [--max-items-missing N] ...
+        [--token-issuer ISSUER_JSON] [--max-cross-owner-reads N]
 
 Items are reconciled (loadtests.reconciliation) against the store with --store-table (the
 connection string from $LOADTESTS_STORE_CONNECTION_STRING), otherwise, for a failover run,
@@ -38,6 +39,7 @@ from loadtests import analysis, fidelity, report
 from loadtests.item_sources import ApiItems, ItemSource, ItemSourceError, TableItems
 from loadtests.processes import kill_tree
 from loadtests.reconciliation import ReconciliationError, StoredItem, reconcile
+from loadtests.token_issuer import IssuerConfig, IssuerError
 from tools.cli import write_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -72,6 +74,8 @@ class RunSpec:
     ca_bundle: str = ""
     api_path: str = ""
     frontend_urls: str = ""
+    # The local topology's issuer config (loadtests.token_issuer): each user its own caller.
+    token_issuer: str = ""
     # Faults: (seconds after the start, seconds of its restore or None), in time order.
     schedule: list[tuple[float, float | None]] = field(default_factory=list)
     fault_target: str = "region"  # or "store": the shared table store is what fails
@@ -129,6 +133,7 @@ def locust_environment(spec: RunSpec) -> dict[str, str]:
         "LOCUST_USER_RATE": str(spec.user_rate),
         "LOCUST_RECORDS_DIR": str(spec.report_dir / "records"),
         "LOCUST_FRONTEND_URLS": spec.frontend_urls,
+        "LOCUST_TOKEN_ISSUER": spec.token_issuer,
     }
     return {**os.environ, **values}
 
@@ -298,6 +303,7 @@ def summarise(
         "profile": spec.profile,
         **analysis.request_stats(records),
         "writes": write_retries(records),
+        "cross_owner": analysis.cross_owner_reads(records),
     }
     start = records[0]["t"]
     if faults:
@@ -405,6 +411,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca-bundle", default="", help="CA to verify HTTPS servers")
     parser.add_argument("--api-path", default="", help="API path prefix (Azure: /todo)")
     parser.add_argument("--frontend-urls", default="", help="security: regional front ends")
+    parser.add_argument(
+        "--token-issuer",
+        default="",
+        metavar="ISSUER_JSON",
+        help="the local topology's issuer.json: every user gets a bearer token of its own",
+    )
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--spawn-rate", type=float, default=None, help="default: all at once")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
@@ -455,6 +467,11 @@ def add_threshold_flags(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     if not args.key:
         raise RunError("--key (or $LOCUST_SUBSCRIPTION_KEY) is required")
+    if args.token_issuer:
+        try:
+            IssuerConfig.read(args.token_issuer)
+        except IssuerError as error:
+            raise RunError(f"--token-issuer: {error}") from None
     if (args.fault_at is None) != (args.fault_command is None):
         raise RunError("--fault-at and --fault-command go together")
     if (args.restore_at is None) != (args.restore_command is None):
@@ -479,7 +496,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 def items_source(args: argparse.Namespace, spec: RunSpec) -> ItemSource | None:
-    """The table named by --store-table; else, for a failover run, the API's list."""
+    """The table named by --store-table; else, for a failover run, the API's list, unless the
+    users are callers of their own (--token-issuer): each would list only its own items."""
     if args.store_table is not None:
         connection_string = os.environ.get(STORE_CONNECTION_STRING_ENV, "")
         if not connection_string:
@@ -487,7 +505,7 @@ def items_source(args: argparse.Namespace, spec: RunSpec) -> ItemSource | None:
                 f"--store-table needs ${STORE_CONNECTION_STRING_ENV} (its connection string)"
             )
         return TableItems(connection_string, args.store_table)
-    if spec.scenario == "failover":
+    if spec.scenario == "failover" and not spec.token_issuer:
         return ApiItems(
             spec.host, spec.key, spec.api_path, spec.ca_bundle, spec.cert, spec.cert_key
         )

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import httpx
 
-from app.contract import PRODUCTION_SLOT
+from app.contract import AUTHORIZATION_HEADER, PRODUCTION_SLOT
 from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.processes import TopologyError, http_status
 from loadtests.topology import STAGING_SLOT, Region, Topology
 from tools.delivery.release import ReleaseError, health_path
 
 ROLLOUT_ORDER = ("secondary", "primary")  # the region that serves least goes first
+RELEASE_CALLER = "5a3d9c1e-7b2f-4e8d-9a6c-0f1e2d3c4b5a"  # the `oid` of the smoke tests' token
 
 
 class LocalSlots:
@@ -77,8 +78,12 @@ class LocalSlots:
         tls = ssl.create_default_context(cafile=str(certs / "ca.pem"))
         tls.load_cert_chain(certs / "client.pem", certs / "client.key")
         port = region.frontend_port if slot == PRODUCTION_SLOT else region.staging_frontend_port
+        # With tokens on, the release's own caller (the app checks the token: no gateway here).
+        headers = {}
+        if self.topology.issuer_config is not None:
+            headers[AUTHORIZATION_HEADER] = f"Bearer {self.topology.token(RELEASE_CALLER)}"
         return (
-            httpx.Client(verify=tls, timeout=10),
+            httpx.Client(verify=tls, timeout=10, headers=headers),
             f"https://127.0.0.1:{port}",
             region.slot_site(slot),
         )

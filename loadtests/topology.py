@@ -47,16 +47,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app.contract import (
+    AUTH_ENTRA,
+    AUTH_NONE,
+    AUTHORIZATION_HEADER,
+    BEARER_REALM,
     CLIENT_CERT_HEADER,
     DEFAULT_TABLE_NAME,
     IDEMPOTENCY_KEY_HEADER,
+    MAX_AUTHORIZATION_BYTES,
     MAX_BODY_BYTES,
     MEMORY_STORE,
     PRODUCTION_SLOT,
+    READ_PERMISSION,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
     TABLE_STORE,
     TODO_PATH,
+    WRITE_PERMISSION,
     slot_site_name,
 )
 from loadtests import fidelity
@@ -75,6 +82,7 @@ from loadtests.processes import (
     port_open,
     signal_group,
 )
+from loadtests.token_issuer import CONFIG_FILE, IssuerConfig, Minter, ensure_signing_key, key_id
 from loadtests.traffic_manager import Endpoint, TrafficManagerModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +111,9 @@ CLIENT_CERT_SERIAL_HEADER = "X-Client-Cert-Serial"
 STAGING_SLOT = "staging"
 # After freezing an app, how long its front end may take to pass on an answer already written.
 FREEZE_SETTLE_SECONDS = 0.02
+# The caller the topology's own calls through the gateway go as (PROBE_PATH, the serial check).
+PROBE_OWNER = "0b7e4c2a-9f13-4d6b-8a5e-3c2f1d0e9b74"
+AUTH_MODES = (AUTH_ENTRA, AUTH_NONE)
 
 
 @dataclass
@@ -120,6 +131,9 @@ class TopologyConfig:
     workers: int = 1  # per region; more than 1 needs the table store
     # How the gateway, routing and front ends behave when a region fails (loadtests.fidelity).
     profile: Profile = field(default_factory=local_profile)
+    # entra: the local token issuer runs, the gateway and the apps require its bearer tokens
+    # (the apps' AUTH_MODE; loadtests.token_issuer); none: the subscription key is all there is.
+    auth: str = AUTH_ENTRA
 
 
 @dataclass
@@ -177,7 +191,12 @@ HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 
 def _app_environment(
-    config: TopologyConfig, site: str, slot: str, port: int, store: Azurite | None
+    config: TopologyConfig,
+    site: str,
+    slot: str,
+    port: int,
+    store: Azurite | None,
+    auth: dict[str, str],
 ) -> dict[str, str]:
     """A slot's app settings: as on App Service, WEBSITE_SITE_NAME is the web app's (region's)
     name in every slot and WEBSITE_SLOT_NAME the slot's."""
@@ -210,6 +229,7 @@ def _app_environment(
         "WEB_CONCURRENCY": str(config.workers),
         "PYTHON": sys.executable,
         **_store_environment(config, store),
+        **auth,
     }
 
 
@@ -250,6 +270,9 @@ class Topology:
         self.gateway_port = 0
         self.store: Azurite | None = None
         self.traffic_manager: TrafficManagerModel | None = None
+        self.issuer: ManagedProcess | None = None
+        self.issuer_config: IssuerConfig | None = None
+        self.minter: Minter | None = None
         # The runtime API sockets: a short private folder (a Unix socket path has at most 107
         # bytes, and a test's workdir may be longer).
         self.admin_dir = Path(tempfile.mkdtemp(prefix="topology-"))
@@ -266,18 +289,22 @@ class Topology:
     def app_url(self, role: str) -> str:
         return f"http://{HOST}:{self.regions[role].app_port}"
 
-    def items_source(self) -> ItemSource:
+    def items_source(self) -> ItemSource | None:
         """Where reconciliation reads this topology's items: the shared table itself or, with
-        the in-memory store (no table), the gateway's list, labelled as such."""
+        the in-memory store (no table), the gateway's list, labelled as such; None with the
+        in-memory store and tokens on (each caller lists only its own items)."""
         if self.store is not None:
             where = f"Azurite {self.store.endpoint}"
             return TableItems(self.store.connection_string, self.config.table_name, where)
+        if self.config.auth == AUTH_ENTRA:
+            return None
         return ApiItems(self.gateway_url, self.config.subscription_key, note=MEMORY_LIST_NOTE)
 
     @property
     def processes(self) -> list[ManagedProcess]:
         """Every process, in start order (stop() goes in reverse: the store last)."""
         store = [self.store.process] if self.store and self.store.process else []
+        store += [self.issuer] if self.issuer else []
         parts = [
             p
             for r in self.regions.values()
@@ -311,6 +338,15 @@ class Topology:
                 }
                 for role, r in self.regions.items()
             },
+            "auth": (
+                {
+                    "mode": AUTH_ENTRA,
+                    "issuer": self.issuer_config.issuer,
+                    "config": str(self.issuer_config_path),
+                }
+                if self.issuer_config
+                else {"mode": AUTH_NONE}
+            ),
             "process_groups": {p.name: p.pid for p in self.processes if p.pid},
         }
 
@@ -343,18 +379,22 @@ class Topology:
         self.stop()
 
     def _start(self) -> None:
+        if self.config.auth not in AUTH_MODES:
+            raise TopologyError(f"auth: {self.config.auth!r} is not one of {', '.join(AUTH_MODES)}")
         if shutil.which(HAPROXY) is None:
             raise TopologyError("haproxy: not on PATH; install the Debian package (make setup)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         # All picked at once: ports picked one call after another could repeat a port the
         # first call had just released.
-        ports = free_ports(10)
+        ports = free_ports(11)
         self.gateway_port = self.config.gateway_port or ports[4]
         ensure_port_free(self.gateway_port, "gateway")
         if self.config.store == TABLE_STORE:
             self.store = Azurite(self.workdir, port=ports[5])
             self.store.start()
             self.store.create_table(self.config.table_name)  # Terraform's part on Azure
+        if self.config.auth == AUTH_ENTRA:
+            self._start_issuer(ports[10])
         roles = (("primary", self.config.primary_site), ("secondary", self.config.secondary_site))
         for (role, site), app_port, frontend_port, staging in zip(
             roles, ports[0:4:2], ports[1:4:2], (ports[6:8], ports[8:10]), strict=True
@@ -405,7 +445,7 @@ class Topology:
             f"{role} app ({reports})" if production else f"{role} app, {slot} slot ({reports})",
             ["bash", str(package / "app" / "startup.sh")],
             self.workdir / (f"app-{role}.log" if production else f"app-{role}-{slot}.log"),
-            _app_environment(self.config, site, slot, port, self.store),
+            _app_environment(self.config, site, slot, port, self.store, self.auth_settings()),
         )
 
     def _region(
@@ -442,6 +482,83 @@ class Topology:
             staging_frontend_port,
             staging_app_port,
         )
+
+    # -- who is calling (AUTH_MODE=entra) ----------------------------------------------------
+
+    @property
+    def issuer_config_path(self) -> Path:
+        """The running issuer's IssuerConfig (Locust mints its users' tokens from it)."""
+        return self.workdir / CONFIG_FILE
+
+    def _start_issuer(self, port: int) -> None:
+        key_file = ensure_signing_key(self.config.certs_dir)
+        self.attach_issuer(IssuerConfig(port=port, key_file=str(key_file), kid=key_id(key_file)))
+        self.issuer_config.write(self.issuer_config_path)
+        self.issuer = ManagedProcess(
+            f"token issuer (on {HOST}:{port})",
+            [sys.executable, "-m", "loadtests.token_issuer", "serve"]
+            + ["--config", str(self.issuer_config_path)],
+            self.workdir / "issuer.log",
+            cwd=ROOT,
+        )
+        self.issuer.start()
+        metadata = self.issuer_config.metadata_path
+        self.issuer.wait_ready(lambda: http_status(port, metadata) == 200)
+
+    def attach_issuer(self, config: IssuerConfig) -> None:
+        """Mint tokens of this issuer (one this topology started, or a running topology's, as
+        its state names it: state()["auth"]["config"])."""
+        self.issuer_config, self.minter = config, Minter(config)
+
+    def auth_settings(self) -> dict[str, str]:
+        """The apps' AUTH_* settings."""
+        if self.issuer_config is None:
+            return {"AUTH_MODE": AUTH_NONE}
+        return self.issuer_config.app_settings()
+
+    def token(self, oid: str | None = PROBE_OWNER, **changes) -> str:
+        """An access token of the topology's issuer for `oid` (both roles unless `roles=`
+        says otherwise; a claim changed to None is left out)."""
+        if self.minter is None:
+            raise TopologyError(f"this topology runs with AUTH_MODE={self.config.auth}")
+        return self.minter.token(oid, **changes)
+
+    def caller_headers(self, oid: str = PROBE_OWNER) -> dict[str, str]:
+        """What a caller of the gateway sends: the subscription key and, with tokens on, a
+        bearer token for `oid`."""
+        headers = {SUBSCRIPTION_KEY_HEADER: self.config.subscription_key}
+        if self.minter is not None:
+            headers[AUTHORIZATION_HEADER] = f"Bearer {self.token(oid)}"
+        return headers
+
+    def _token_rules(self) -> str:
+        """The gateway's token checks (gateway-tokens.cfg); none with AUTH_MODE=none."""
+        issuer = self.issuer_config
+        if issuer is None:
+            return ""
+
+        def grant(permission: str) -> str:
+            name = re.escape(permission)
+            # single-quoted for HAProxy: an app role in `roles`, or a delegated scope in `scp`
+            return "'" + rf'"roles":\s*\[[^]]*"{name}"|"scp":\s*"([^"]* )?{name}[ "]' + "'"
+
+        values = {
+            "authorization_header": AUTHORIZATION_HEADER,
+            "max_authorization_bytes": MAX_AUTHORIZATION_BYTES,
+            "kid": issuer.kid,
+            "public_key": issuer.public_key_file,
+            "issuer": issuer.issuer,
+            "audiences": " ".join(issuer.audiences),
+            "tenant_id": issuer.tenant_id,
+            "allowed_clients": " ".join(issuer.allowed_clients),
+            "read_grant": grant(READ_PERMISSION),
+            "write_grant": grant(WRITE_PERMISSION),
+            "read_permission": READ_PERMISSION,
+            "write_permission": WRITE_PERMISSION,
+            "realm": BEARER_REALM,
+        }
+        template = (TEMPLATES / "gateway-tokens.cfg").read_text()
+        return Template(template).substitute({k: str(v) for k, v in values.items()})
 
     def _start_app(self, role: str) -> None:
         region = self.regions[role]
@@ -521,6 +638,7 @@ class Topology:
             key_header=SUBSCRIPTION_KEY_HEADER,
             idempotency_key_header=IDEMPOTENCY_KEY_HEADER,
             subscription_key=self.config.subscription_key,
+            token_rules=self._token_rules(),
             published=published_operations(json.loads(OPENAPI_FILE.read_text())),
             max_body_bytes=MAX_BODY_BYTES,
         )
@@ -560,9 +678,7 @@ class Topology:
         """The region whose app answers through the gateway now (None if none does)."""
         connection = http.client.HTTPConnection(HOST, self.gateway_port, timeout=2)
         try:
-            connection.request(
-                "GET", PROBE_PATH, headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key}
-            )
+            connection.request("GET", PROBE_PATH, headers=self.caller_headers())
             response = connection.getresponse()
             answered = response.status in (200, 404)
             return response.getheader(SITE_NAME_HEADER) if answered else None
@@ -665,9 +781,7 @@ class Topology:
         the front end reports it (CLIENT_CERT_SERIAL_HEADER), or None if no answer."""
         connection = http.client.HTTPConnection(HOST, self.gateway_port, timeout=2)
         try:
-            connection.request(
-                "GET", PROBE_PATH, headers={SUBSCRIPTION_KEY_HEADER: self.config.subscription_key}
-            )
+            connection.request("GET", PROBE_PATH, headers=self.caller_headers())
             response = connection.getresponse()
             response.read()
             serial = response.getheader(CLIENT_CERT_SERIAL_HEADER)
@@ -735,6 +849,7 @@ def _up(args: argparse.Namespace) -> int:
         store=args.store,
         workers=args.workers,
         profile=fidelity.profile(args.profile, args.stacks, args.stack),
+        auth=args.auth,
     )
     requests: list[str] = []
     for name, (signum, _, _) in ACTIONS.items():
@@ -772,10 +887,18 @@ def describe(state: dict) -> str:
         f"store        {store['kind']}"
         + (f" (Azurite, {store['endpoint']})" if "endpoint" in store else "")
     )
+    auth = state.get("auth", {"mode": AUTH_NONE})
+    bearer = ""
+    if auth["mode"] == AUTH_ENTRA:
+        lines.append(f"issuer       {auth['issuer']}   (AUTH_MODE={AUTH_ENTRA})")
+        lines.append(
+            f"token:       TOKEN=$(python -m loadtests.token_issuer token --config {auth['config']})"
+        )
+        bearer = f"-H \"{AUTHORIZATION_HEADER}: Bearer $TOKEN\" "
     lines += [
         f"health key   {state['health_key']}",
         (
-            f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' "
+            f"try:         curl -s -i -H '{SUBSCRIPTION_KEY_HEADER}: {key}' {bearer}"
             f"{state['gateway_url']}{TODO_PATH}"
         ),
         "stop:        Ctrl-C, or python -m loadtests.topology down",
@@ -835,6 +958,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stack", default=fidelity.DEFAULT_STACK, help="azure profile: the stack to read"
+    )
+    parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default=AUTH_ENTRA,
+        help="entra (default): the local token issuer runs, gateway and apps require its tokens",
     )
     parser.add_argument(
         "--stacks", type=Path, default=ROOT / "cdktf.out" / "stacks", help=argparse.SUPPRESS

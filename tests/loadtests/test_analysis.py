@@ -461,3 +461,26 @@ def test_the_sent_tokens_of_every_process_are_read(tmp_path):
     (tmp_path / "sent-host-2.txt").write_text("b" * 32 + "\n")
     (tmp_path / "records-host-1.jsonl").write_text("")
     assert analysis.load_sent_tokens(tmp_path) == {"a" * 32, "b" * 32}
+
+
+def test_cross_owner_reads_count_the_checked_reads_that_held_another_callers_item():
+    records = [
+        record(0, cross_owner=0),
+        record(1, cross_owner=2, outcome="fail"),
+        record(2, cross_owner=1, outcome="fail"),
+        record(3, method="POST", status=201),  # a write: not a checked read
+    ]
+    assert analysis.cross_owner_reads(records) == {"reads": 2, "checked": 3, "items": 3}
+    assert analysis.breaches({"cross_owner": analysis.cross_owner_reads(records)},
+                             {"max_cross_owner_reads": 0}) == [
+        "max-cross-owner-reads 0 broken: cross_owner.reads = 2"
+    ]
+
+
+def test_a_run_that_checked_no_read_for_owners_breaks_the_cross_owner_goal():
+    """Users without identities of their own check nothing: no figure, and the goal is not met."""
+    summary = {"cross_owner": analysis.cross_owner_reads([record(0), record(1)])}
+    assert summary["cross_owner"] is None
+    assert analysis.breaches(summary, {"max_cross_owner_reads": 0}) == [
+        "max-cross-owner-reads 0 broken: cross_owner.reads = None"
+    ]

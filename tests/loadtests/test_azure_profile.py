@@ -16,7 +16,6 @@ from loadtests.fidelity import azure_profile
 from tests.waiting import wait_until
 
 TODO = "/api/TodoItem"
-KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
 def stack_copy(source, tmp_path, *, interval=10, timeout=5, tolerated=1, ttl=10,
@@ -44,7 +43,7 @@ def dev_stack(synthesized_stack_files):
 
 def send(topology, method, path=TODO, keyed=True, body=None, timeout=60):
     """(status, serving site, JSON answer or None) of one call through the gateway."""
-    headers = {KEY_HEADER: topology.config.subscription_key, "Content-Type": "application/json"}
+    headers = {**topology.caller_headers(), "Content-Type": "application/json"}
     if keyed and method != "GET":
         headers["Idempotency-Key"] = uuid.uuid4().hex
     payload = None if body is None else json.dumps(body).encode()

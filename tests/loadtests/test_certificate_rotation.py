@@ -8,6 +8,7 @@ import http.client
 import shutil
 import threading
 
+from loadtests.token_issuer import IssuerConfig
 from loadtests.topology import Topology, TopologyConfig
 from tests.waiting import wait_until
 from tools.development import certs
@@ -19,7 +20,7 @@ BEFORE, AFTER = 200, 400  # requests completed before the renewal, and after the
 
 def _load(topology: Topology, results: list, stop: threading.Event) -> None:
     """One client on a kept-alive connection, as a load tool does; every error counts."""
-    headers = {"Ocp-Apim-Subscription-Key": topology.config.subscription_key}
+    headers = topology.caller_headers()  # one token for the whole run (it lasts an hour)
     connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=30)
     while not stop.is_set():
         try:
@@ -93,13 +94,13 @@ def test_the_documented_commands_renew_and_reload_a_running_topology(certs_dir, 
         probe = Topology(TopologyConfig(certs_dir=own, workdir=workdir))
         probe.gateway_port = int(state["gateway_url"].rsplit(":", 1)[1])
         probe.config.subscription_key = state["subscription_key"]
+        probe.attach_issuer(IssuerConfig.read(state["auth"]["config"]))
         wait_until(
             lambda: probe.presented_serial() == serial,
             "the gateway presents the renewed certificate",
             details=lambda: (workdir / "gateway.log").read_text(errors="replace"),
         )
-        key = {"Ocp-Apim-Subscription-Key": state["subscription_key"]}
-        assert call(state["gateway_url"], TODO, key)[0] == 200
+        assert call(state["gateway_url"], TODO, probe.caller_headers())[0] == 200
         assert run("loadtests.topology", "down", "--workdir", str(workdir)).returncode == 0
         assert up.wait(timeout=30) == 0
     assert "gateway reloaded" in up.stdout.read()

@@ -69,6 +69,7 @@ def test_each_defect_planted_in_the_store_is_caught_and_fails_the_drill(topology
         user_rate=10.0,
         thresholds={item_threshold(name): 0 for name in DEFECTS},
         items_source=source,
+        token_issuer=str(topology.issuer_config_path),
     )
     summary = run_scenario(spec, say=lambda line: None)
 

@@ -122,6 +122,15 @@ def test_retried_and_replayed_writes_have_a_row_when_the_runner_counts_them():
     assert label not in report.results_table(RUN)
 
 
+def test_cross_owner_reads_have_a_row_when_the_users_had_identities_of_their_own():
+    cross = {"reads": 2, "checked": 40, "items": 3}
+    table = report.results_table({**RUN, "cross_owner": cross})
+    assert row(table, "cross-owner reads") == (
+        "2 (of 40 lists and reads checked; 3 items of other callers)"
+    )
+    assert "cross-owner reads" not in report.results_table({**RUN, "cross_owner": None})
+
+
 SECONDS = [{"second": s, "requests": 10, "failures": s % 2, "sites": {"a": 10}} for s in range(60)]
 
 

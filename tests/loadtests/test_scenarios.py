@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -9,11 +10,12 @@ import signal
 import subprocess
 import sys
 
-from app.contract import TODO_PATH
+from app.contract import AUTH_NONE, MEMORY_STORE, TODO_PATH
 from loadtests.analysis import load_records
 from loadtests.item_identity import token_of
 from loadtests.reconciliation import DEFECTS
 from loadtests.run import STORE_CONNECTION_STRING_ENV
+from loadtests.token_attacks import ATTACKS
 from loadtests.topology import ROOT
 
 RUN_TIMEOUT_SECONDS = 120
@@ -30,6 +32,9 @@ def run(topology, *arguments: str, env: dict | None = None) -> subprocess.Comple
         "--key",
         topology.config.subscription_key,
     ]
+    issuer = getattr(topology, "issuer_config", None)
+    if issuer is not None:  # each user a caller of its own, with a token of the topology's issuer
+        command += ["--token-issuer", str(topology.issuer_config_path)]
     # A session of its own: on a timeout, the run and the Locust it started are killed.
     with subprocess.Popen(
         command,
@@ -53,13 +58,57 @@ def run(topology, *arguments: str, env: dict | None = None) -> subprocess.Comple
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+@contextlib.contextmanager
+def unscoped_stand_in(topology):
+    """A stand-in API (/todo, key "load-test-key") that checks the subscription key only: no
+    token, and one list of items for every caller; the users mint tokens of the topology's
+    issuer all the same."""
+    from types import SimpleNamespace
+
+    from tests.github.fake_azure import Gateway
+
+    api = Gateway("todo", "load-test-key")
+    api.web_app_names = ["todo-api-stand-in"]  # it serves the API
+    try:
+        yield SimpleNamespace(
+            gateway_url=api.url,
+            config=SimpleNamespace(subscription_key="load-test-key"),
+            issuer_config=topology.issuer_config,
+            issuer_config_path=topology.issuer_config_path,
+        )
+    finally:
+        api.close()
+
+
 def test_a_short_throughput_run_writes_its_summary_and_exits_0(topology, tmp_path):
     result = run(
-        topology, "throughput", "--users", "4", "--duration", "3", "--report-dir", str(tmp_path)
+        topology, "throughput", "--users", "4", "--duration", "3", "--report-dir", str(tmp_path),
+        "--max-cross-owner-reads", "0",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == 0
+    # Each user a caller of its own (a token of the topology's issuer): none saw another's item.
+    cross = summary["cross_owner"]
+    assert cross["reads"] == 0 and cross["items"] == 0 and cross["checked"] > 0
+    assert "cross-owner reads" in result.stdout
+
+
+def test_a_read_answered_with_another_callers_item_is_counted_and_fails_the_run(
+    topology, tmp_path
+):
+    """Planted: a stand-in API that keeps one list for every caller (no owners) answers each
+    user's list with the other users' items too."""
+    with unscoped_stand_in(topology) as stand_in:
+        result = run(stand_in, "throughput", "--users", "3", "--duration", "3", "--api-path",
+                     "/todo", "--max-cross-owner-reads", "0", "--report-dir", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    cross = summary["cross_owner"]
+    assert cross["reads"] > 0 and cross["items"] >= cross["reads"]
+    foreign = [r for r in load_records(tmp_path / "records") if r.get("cross_owner")]
+    assert len(foreign) == cross["reads"] and all(r["outcome"] == "fail" for r in foreign)
+    assert "THRESHOLD BROKEN: max-cross-owner-reads 0 broken: cross_owner.reads" in result.stdout
     assert {"locust.html", "locust_stats.csv", "timeline.png"} <= {
         p.name for p in tmp_path.iterdir()
     }
@@ -83,6 +132,7 @@ def test_a_broken_threshold_exits_non_zero_and_says_which(topology, tmp_path):
 
 
 def test_the_security_scenario_passes(topology, certs_dir, tmp_path):
+    before = stored(topology)
     frontends = ",".join(topology.frontend_url(role) for role in ("primary", "secondary"))
     result = run(
         topology,
@@ -103,6 +153,25 @@ def test_the_security_scenario_passes(topology, certs_dir, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == 0
+    # Every token attack was made (and refused), and none changed anything.
+    names = (tmp_path / "locust_stats.csv").read_text()
+    assert all(f"gateway, {attack.name}" in names for attack in ATTACKS)
+    assert "another caller's item, DELETE" in names
+    assert stored(topology) == before
+
+
+def stored(topology) -> set:
+    return {(i.id, i.name, i.is_completed) for i in topology.items_source().read()}
+
+
+def test_the_security_scenario_fails_when_the_gateway_admits_a_bad_token(topology, tmp_path):
+    """Planted: a stand-in gateway that checks the subscription key only, not the token."""
+    with unscoped_stand_in(topology) as stand_in:
+        result = run(stand_in, "security", "--users", "1", "--duration", "2", "--api-path",
+                     "/todo", "--report-dir", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    failures = (tmp_path / "locust_failures.csv").read_text()
+    assert "gateway, alg none" in failures and "gateway, expired token" in failures
 
 
 def test_the_security_scenario_fails_when_a_front_end_admits_a_call(topology, certs_dir, tmp_path):
@@ -188,7 +257,11 @@ def test_a_table_that_cannot_be_read_stops_the_run_before_it_starts(topology, tm
     assert not (tmp_path / "records").exists()  # no load was sent
 
 
-def test_without_a_table_a_failover_run_reconciles_through_the_api_and_says_so(topology, tmp_path):
+def test_without_a_table_a_failover_run_reconciles_through_the_api_and_says_so(
+    start_topology, tmp_path
+):
+    """Only without tokens: with them each caller lists only its own items."""
+    topology = start_topology(auth=AUTH_NONE, store=MEMORY_STORE)
     result = run(
         topology, "failover", "--users", "2", "--duration", "3", "--report-dir", str(tmp_path)
     )
@@ -293,3 +366,17 @@ def test_a_fault_command_may_report_when_its_fault_really_began_and_ended(topolo
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["fault_time"] == float((tmp_path / "FAULT_TIME.txt").read_text())
     assert summary["restore_time"] == float((tmp_path / "RESTORE_TIME.txt").read_text())
+
+
+def test_a_token_issuer_config_that_cannot_be_read_is_a_one_line_error(tmp_path):
+    from types import SimpleNamespace
+
+    nowhere = SimpleNamespace(gateway_url="http://127.0.0.1:9", config=SimpleNamespace(
+        subscription_key="key"))
+    missing = tmp_path / "issuer.json"
+    result = run(nowhere, "throughput", "--token-issuer", str(missing), "--report-dir",
+                 str(tmp_path / "report"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --token-issuer: issuer config {missing}: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "report").exists()  # no load was sent

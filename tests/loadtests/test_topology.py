@@ -21,7 +21,8 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
 def key(topology) -> dict[str, str]:
-    return {KEY_HEADER: topology.config.subscription_key}
+    """A caller's headers: the subscription key and a bearer token of the topology's issuer."""
+    return topology.caller_headers()
 
 
 def test_gateway_refuses_a_request_without_subscription_key_with_401(topology):
@@ -43,7 +44,8 @@ def test_front_end_refuses_a_call_without_client_certificate_with_403(topology, 
 
 def test_front_end_admits_a_call_with_the_client_certificate(topology, certs_dir):
     context = tls_context(certs_dir, with_client_cert=True)
-    status, site = call(topology.frontend_url("secondary"), TODO, context=context)
+    bearer = {"Authorization": f"Bearer {topology.token()}"}
+    status, site = call(topology.frontend_url("secondary"), TODO, bearer, context=context)
     assert (status, site) == (200, topology.config.secondary_site)
 
 
@@ -104,7 +106,7 @@ def test_after_the_primary_is_restored_traffic_fails_back(start_topology):
 def test_stopping_leaves_no_process_running(start_topology):
     topology = start_topology()
     groups = [process.pid for process in topology.processes]
-    assert len(groups) == 6 and all(group_alive(g) for g in groups)
+    assert len(groups) == 7 and all(group_alive(g) for g in groups)  # the issuer too
     topology.stop()
     assert [g for g in groups if group_alive(g)] == []
 
@@ -141,7 +143,7 @@ def test_a_failed_start_stops_what_it_had_started(certs_dir, tmp_path):
     config = TopologyConfig(certs_dir=certs_dir, workdir=tmp_path / "topology")
     with pytest.raises(TopologyError, match="gateway: failed on purpose"):
         GatewayFailing.start(config)
-    assert len(started) == 5
+    assert len(started) == 6  # Azurite, the issuer, two apps, two front ends
     assert [g for g in started if group_alive(g)] == []
 
 
@@ -226,7 +228,8 @@ def post(url: str, name: str, headers: dict, context=None) -> tuple[int, dict, s
 def test_an_item_created_in_the_primary_is_read_through_the_secondary(start_topology, certs_dir):
     topology = start_topology()
     context = tls_context(certs_dir, with_client_cert=True)
-    status, item, site = post(topology.frontend_url("primary"), "survives", {}, context)
+    bearer = {"Authorization": f"Bearer {topology.token()}"}
+    status, item, site = post(topology.frontend_url("primary"), "survives", bearer, context)
     assert (status, site) == (201, topology.config.primary_site)
     topology.kill_app("primary")
     # The gateway can reach only the secondary now; it reads what the primary wrote.

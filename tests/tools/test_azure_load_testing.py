@@ -193,7 +193,12 @@ def test_the_support_zip_holds_the_modules_the_locustfiles_import(tmp_path):
     assert test["configurationFiles"] == ["locust_support.py"]
     with zipfile.ZipFile(tmp_path / "alt" / test["zipArtifacts"][0]) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    modules = ("app/contract.py", "loadtests/alt_results.py", "loadtests/item_identity.py")
+    modules = (
+        "app/contract.py",
+        "loadtests/alt_results.py",
+        "loadtests/item_identity.py",
+        "loadtests/token_issuer.py",
+    )
     assert set(members) == {*modules, "app/__init__.py", "loadtests/__init__.py"}
     assert all(members[name] == (ROOT / name).read_bytes() for name in modules)
 

@@ -110,7 +110,7 @@ WITHOUT_CRITERION = (
     "max_write_gap_seconds", "min_in_flight_at_fault", "min_app_serving_at_kill",
     "max_items_missing", "max_items_duplicates", "max_items_orphans", "max_items_stale_content",
     "max_items_resurrected", "max_items_retried_creates_not_single",
-    "max_items_replays_other_item",
+    "max_items_replays_other_item", "max_cross_owner_reads",
 )
 
 

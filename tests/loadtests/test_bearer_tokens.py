@@ -1,0 +1,124 @@
+"""Bearer tokens on the local topology's real path (the session topology: its token issuer, HAProxy
+gateway and front ends, the apps with AUTH_MODE=entra): the gateway refuses what API Management's
+validate-azure-ad-token refuses before any region sees it and forwards what it admits; the app
+checks again, whatever path a request took; each caller sees only its own items."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from app.contract import PROBLEM_MEDIA_TYPE, SITE_NAME_HEADER, TODO_PATH
+from loadtests.haproxy_admin import HAProxyAdmin
+from loadtests.token_attacks import ATTACKS
+from tests.loadtests.conftest import tls_context
+from tests.waiting import wait_until
+
+OWNER = "3b9f2d6e-1c4a-4e7b-9d05-6a8c2f1e4b73"
+ANOTHER = "8e4a1c7f-2b6d-4f93-a0c5-d7e3b9f1a246"
+
+
+def send(topology, method: str, path: str, headers: dict, body=None, context=None):
+    """(status, headers, JSON answer or None) through the gateway, or straight to the primary's
+    front end with `context` (the client certificate: the path API Management takes)."""
+    if context is None:
+        connection = http.client.HTTPConnection("127.0.0.1", topology.gateway_port, timeout=30)
+    else:
+        port = topology.regions["primary"].frontend_port
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {**headers, "Content-Type": "application/json"} if data else headers
+    try:
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        text = response.read()
+        return response.status, response.headers, json.loads(text) if text else None
+    finally:
+        connection.close()
+
+
+def attack_headers(topology, attack, key: bool = True) -> dict:
+    headers = {"Ocp-Apim-Subscription-Key": topology.config.subscription_key} if key else {}
+    authorization = attack.authorization(topology.minter)
+    return {**headers, **({"Authorization": authorization} if authorization else {})}
+
+
+def app_answers(topology) -> int:
+    """Answers the apps of both regions gave (their front ends' `app` backends count them)."""
+    return sum(HAProxyAdmin(r.admin_socket).responses("app")[0] for r in topology.regions.values())
+
+
+def body_of(attack) -> dict | None:
+    return {"name": "must never be stored"} if attack.method == "POST" else None
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: attack.name)
+def test_the_gateway_refuses_each_token_attack_before_any_region(topology, attack):
+    before = app_answers(topology)
+    status, headers, problem = send(
+        topology, attack.method, TODO_PATH, attack_headers(topology, attack), body_of(attack)
+    )
+    assert status == attack.status
+    assert headers["Content-Type"] == PROBLEM_MEDIA_TYPE and problem["status"] == status
+    challenge = headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="todo-api"')
+    if status == 403:
+        assert 'error="insufficient_scope"' in challenge
+    assert headers[SITE_NAME_HEADER] is None  # no app answered it
+    # A valid call after it reaches an app: the apps' count moves by that one call only.
+    assert send(topology, "GET", TODO_PATH, topology.caller_headers())[0] == 200
+    counted = wait_until(
+        lambda: (n := app_answers(topology)) > before and n,
+        "the apps' front ends counted the valid call",
+    )
+    assert counted == before + 1
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda attack: attack.name)
+def test_the_app_refuses_each_token_attack_on_a_path_around_the_gateway(
+    topology, certs_dir, attack
+):
+    """Defence in depth: straight to a region's front end with API Management's client
+    certificate (no gateway on the way), the app itself refuses the same token."""
+    context = tls_context(certs_dir, with_client_cert=True)
+    headers = attack_headers(topology, attack, key=False)
+    status, answered, problem = send(
+        topology, attack.method, TODO_PATH, headers, body_of(attack), context
+    )
+    assert (status, answered[SITE_NAME_HEADER]) == (attack.status, topology.config.primary_site)
+    assert answered["Content-Type"] == PROBLEM_MEDIA_TYPE and problem["status"] == status
+    assert answered["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("missing", ["oid", "nbf"])
+def test_a_token_the_gateway_admits_is_still_refused_by_the_app(topology, missing):
+    """API Management does not require `oid` or `nbf`; the app does: the gateway forwards such
+    a token and the app answers 401 (its site name shows it answered)."""
+    token = topology.token(**{missing: None})
+    headers = {**topology.caller_headers(), "Authorization": f"Bearer {token}"}
+    status, answered, problem = send(topology, "GET", TODO_PATH, headers)
+    assert (status, answered[SITE_NAME_HEADER]) == (401, topology.config.primary_site)
+    assert 'error="invalid_token"' in answered["WWW-Authenticate"]
+    assert problem["status"] == 401
+
+
+def test_a_valid_token_is_forwarded_with_its_authorization_header(topology, certs_dir):
+    """The gateway forwards the token: the app answers as the caller it names (its own items)."""
+    created = send(topology, "POST", TODO_PATH, topology.caller_headers(OWNER), {"name": "mine"})
+    assert created[0] == 201 and created[1][SITE_NAME_HEADER] == topology.config.primary_site
+    listed = send(topology, "GET", TODO_PATH, topology.caller_headers(OWNER))[2]
+    assert created[2]["id"] in [item["id"] for item in listed]
+
+
+def test_another_caller_neither_lists_nor_reads_nor_changes_an_item(topology):
+    owner, another = topology.caller_headers(OWNER), topology.caller_headers(ANOTHER)
+    status, _, item = send(topology, "POST", TODO_PATH, owner, {"name": "not yours"})
+    assert status == 201
+    path = f"{TODO_PATH}/{item['id']}"
+    assert item["id"] not in [i["id"] for i in send(topology, "GET", TODO_PATH, another)[2]]
+    changed = {**item, "name": "changed by another caller"}
+    for method, body in (("GET", None), ("PUT", changed), ("DELETE", None)):
+        assert send(topology, method, path, another, body)[0] == 404, method
+    assert send(topology, "GET", path, owner)[2] == item  # unchanged, still there
