@@ -183,13 +183,18 @@ class TrafficManagerProbePolicy:
 
 @jsii.implements(IAspect)
 class RequiredTagsPolicy:
-    """Every resource that takes tags carries the required ones."""
+    """Every Azure resource that takes tags carries the required ones. Entra ID objects (azuread)
+    have no key-value tags: their `tags` are a set of strings that switch Entra behaviours
+    ("not provided for use by practitioners", the provider's docs); their display names carry
+    the environment instead (stacks/api_identity.py)."""
 
     def __init__(self, required: tuple[str, ...] = REQUIRED_TAGS) -> None:
         self.required = required
 
     def visit(self, node: IConstruct) -> None:
         if not isinstance(node, TerraformResource) or not hasattr(type(node), "tags_input"):
+            return
+        if not node.terraform_resource_type.startswith("azurerm_"):
             return
         tags = resolved_config(node).get("tags") or {}
         missing = [key for key in self.required if not tags.get(key)]

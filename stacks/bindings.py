@@ -22,6 +22,7 @@ PROVIDER_PACKAGES = (
     "cdktf_cdktf_provider_random",
     "cdktf_cdktf_provider_time",
     "cdktf_cdktf_provider_github",
+    "cdktf_cdktf_provider_azuread",
 )
 PLAIN_IMPORT_ENV = "TODO_API_PLAIN_PROVIDER_IMPORT"
 

@@ -338,6 +338,12 @@ class BootstrapStack(TerraformStack):
             **{f"AZURE_DEPLOYER_OBJECT_IDS_{env.upper()}":
                deployers[env] + (f",{admin_group}" if admin_group else "")
                for env in ENVIRONMENTS},
+            # The deploy identity alone (an app registration's owner cannot be a group), and its
+            # client id (allowed to call the API): auth.owner_object_ids / auth.client_ids.
+            **{f"AZURE_DEPLOY_PRINCIPAL_ID_{env.upper()}": deployers[env]
+               for env in ENVIRONMENTS},
+            **{f"AZURE_DEPLOY_CLIENT_ID_{env.upper()}": self.identities[f"deploy-{env}"].client_id
+               for env in ENVIRONMENTS},
         }
         for name, value in repository_values.items():
             ActionsVariable(self, f"variable-{name}", repository=repository, variable_name=name,
@@ -364,3 +370,19 @@ class BootstrapStack(TerraformStack):
                            repository=repository, name=f"plan/todo-api-{env}: {kind}",
                            color=color, description=f"Latest terraform plan of todo-api-{env}")
         TerraformOutput(self, "state_account_id", value=self.state_account.id)
+        self._graph_consent()
+
+    def _graph_consent(self) -> None:
+        """The Microsoft Graph application permissions each identity needs (derived from the
+        azuread types of the environment stacks; none while every environment has auth.mode =
+        "none"), with the principal an admin consents for: a managed identity has no app
+        registration to request them on, so the consent is a manual step (docs/deploy.md,
+        "Consent: the deploy identities' Graph permissions")."""
+        consent = {
+            identity.name: {"principal_id": self.identities[identity.key].principal_id,
+                            "permissions": list(permissions)}
+            for identity in self.model.identities
+            if (permissions := self.model.graph_permissions(identity))
+        }
+        if consent:
+            TerraformOutput(self, "graph_consent", value=consent)

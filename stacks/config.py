@@ -46,6 +46,10 @@ WORKERS_PER_CORE = 2
 REQUIRED_TAGS = ("project", "environment", "managed-by")
 # Per environment, e.g. TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_DEV="<guid>,<guid>".
 KEY_VAULT_ADMINISTRATORS_ENV = "TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_{}"
+# Per environment, the object id(s) that own the API's app registrations (auth.owner_object_ids).
+AUTH_OWNERS_ENV = "TODO_API_AUTH_OWNER_OBJECT_IDS_{}"
+# Extra client applications allowed to call the API (auth.client_ids), e.g. the deploy identity.
+AUTH_CLIENTS_ENV = "TODO_API_AUTH_CLIENT_IDS_{}"
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # API Management tiers that have a static public IP per region (needed for the web apps'
@@ -208,35 +212,88 @@ class Certificate(_Model):
         return self.issuer or self.subject
 
 
+def _split_guids(value: Any) -> Any:
+    """A string is a comma- or space-separated list (environment variables, `--set`)."""
+    return tuple(re.split(r"[\s,]+", value.strip())) if isinstance(value, str) else value
+
+
+def _checked_guids(field: str, values: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """`values` lowercase (as Entra returns them, so plans stay quiet); each a GUID, once."""
+    seen: list[str] = []
+    for value in values:
+        if not GUID.fullmatch(value.lower()):
+            raise ValueError(f"{field}: not an Entra {what} (GUID): {value!r}")
+        if value.lower() in seen:
+            raise ValueError(f"{field}: listed twice: {value!r}")
+        seen.append(value.lower())
+    return tuple(seen)
+
+
 class KeyVault(_Model):
     # Entra object ids that get Key Vault Administrator on the vault: the deploy identities and
     # optionally an admin group. Empty: whoever runs Terraform (fine on a laptop; CI must set
     # it, or every plan run by another identity shows the assignment as a replacement).
     administrator_object_ids: tuple[str, ...] = ()
 
-    @field_validator("administrator_object_ids", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        """A string is a comma- or space-separated list (environment variables, `--set`)."""
-        return tuple(re.split(r"[\s,]+", value.strip())) if isinstance(value, str) else value
+    _split = field_validator("administrator_object_ids", mode="before")(_split_guids)
 
     @model_validator(mode="after")
     def _guids(self) -> KeyVault:
-        seen: set[str] = set()
-        for object_id in self.administrator_object_ids:
-            if not GUID.fullmatch(object_id.lower()):
-                raise ValueError(
-                    f"administrator_object_ids: not an Entra object id (GUID): {object_id!r}"
-                )
-            if object_id.lower() in seen:
-                raise ValueError(f"administrator_object_ids: listed twice: {object_id!r}")
-            seen.add(object_id.lower())
+        _checked_guids("administrator_object_ids", self.administrator_object_ids, "object id")
         return self
 
     @property
     def administrators(self) -> tuple[str, ...]:
         """The object ids, lowercase (as Azure returns them, so plans stay quiet)."""
-        return tuple(object_id.lower() for object_id in self.administrator_object_ids)
+        return _checked_guids("administrator_object_ids", self.administrator_object_ids, "object id")
+
+
+class Auth(_Model):
+    """Who may call the API (docs/deploy.md, "Callers: Entra ID tokens").
+
+    `mode = "entra"`: an Entra ID app registration for the API (app roles and delegated scopes
+    Todo.Read / Todo.Write, from app/openapi.json), an example client for the load tests, API
+    Management validating every token first (stacks/gateway_policy.py) and the app again
+    (AUTH_* app settings). `"none"`: none of it; the app runs AUTH_MODE=none and the subscription
+    key is the only check. The subscription key is per product (`subscription_required`), not
+    the identity: with entra it may be turned off.
+    """
+
+    mode: Literal["none", "entra"] = "none"
+    subscription_required: bool = True
+    # Object ids (users or service principals, not groups) that own the app registrations. The
+    # deploy identity must be one in CI: with Microsoft Graph's Application.ReadWrite.OwnedBy it
+    # may change only what it owns, and the provider drops the caller as owner unless listed.
+    # Empty: nobody but admins (fine on a laptop run by an Application Administrator).
+    owner_object_ids: tuple[str, ...] = ()
+    # Client ids (appId) of other applications allowed to call, beside the example client: the
+    # gateway's client-application-ids and the app's AUTH_ALLOWED_CLIENT_IDS.
+    client_ids: tuple[str, ...] = ()
+
+    _split = field_validator("owner_object_ids", "client_ids", mode="before")(_split_guids)
+
+    @model_validator(mode="after")
+    def _checked(self) -> Auth:
+        _checked_guids("owner_object_ids", self.owner_object_ids, "object id")
+        _checked_guids("client_ids", self.client_ids, "client id")
+        if not self.subscription_required and self.mode == "none":
+            raise ValueError(
+                "subscription_required: false needs mode = 'entra' (with neither a key nor a"
+                " token anyone could call the API)"
+            )
+        return self
+
+    @property
+    def entra(self) -> bool:
+        return self.mode == "entra"
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        return _checked_guids("owner_object_ids", self.owner_object_ids, "object id")
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        return _checked_guids("client_ids", self.client_ids, "client id")
 
 
 class Alerts(_Model):
@@ -466,6 +523,7 @@ class EnvironmentConfig(_Model):
     )
     network: Network = Field(default_factory=Network)
     drills: Drills = Field(default_factory=Drills)
+    auth: Auth = Field(default_factory=Auth)
     state: State = Field(default_factory=State)
     # Terraform refuses to destroy or replace the stateful resources (stacks/aspects.py); set
     # false, deliberately and for one apply, to delete one (docs/deploy.md).
@@ -545,6 +603,14 @@ def _within_strong_consistency_span(primary: str, secondary: str, third: str | N
             )
 
 
+# Settings CI fills from repository variables, per environment: (variable template, dotted key).
+ENVIRONMENT_SETTINGS = (
+    (KEY_VAULT_ADMINISTRATORS_ENV, "key_vault.administrator_object_ids"),
+    (AUTH_OWNERS_ENV, "auth.owner_object_ids"),
+    (AUTH_CLIENTS_ENV, "auth.client_ids"),
+)
+
+
 def load_environments(
     overrides: Mapping[str, Any] | None = None,
     config_dir: Path = CONFIG_DIR,
@@ -560,16 +626,17 @@ def load_environment(
     config_dir: Path = CONFIG_DIR,
     environ: Mapping[str, str] | None = None,
 ) -> EnvironmentConfig:
-    """File, then `TODO_API_KEY_VAULT_ADMINISTRATOR_OBJECT_IDS_<ENV>` if not empty, then overrides."""
+    """File, then each of ENVIRONMENT_SETTINGS' variables if not empty, then overrides."""
     path = config_dir / f"{environment}.toml"
     data, where = read_toml(path)
     if "environment" in data:
         raise ConfigError(f"{where}: environment: set by the file name, not in the file")
-    variable = KEY_VAULT_ADMINISTRATORS_ENV.format(environment.upper())
-    from_environ = (os.environ if environ is None else environ).get(variable, "").strip()
-    if from_environ:
-        where = f"{where} (with ${variable})"
-        _set_dotted(data, "key_vault.administrator_object_ids", from_environ)
+    for template, dotted in ENVIRONMENT_SETTINGS:
+        variable = template.format(environment.upper())
+        from_environ = (os.environ if environ is None else environ).get(variable, "").strip()
+        if from_environ:
+            where = f"{where} (with ${variable})"
+            _set_dotted(data, dotted, from_environ)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:

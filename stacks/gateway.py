@@ -42,7 +42,7 @@ from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWor
 from constructs import Construct
 
 from stacks.config import Gateway
-from stacks.gateway_policy import Fallback, api_policy
+from stacks.gateway_policy import Fallback, TokenCheck, api_policy
 from stacks.key_vault import SecretStore, propagation_wait
 from stacks.monitoring import send_diagnostics
 from stacks.openapi import max_body_bytes
@@ -64,6 +64,10 @@ class PublishedApi:
     web_apps: dict[str, LinuxWebApp]  # region -> web app
     subscription_key: str
     openapi_json: str
+    # auth.subscription_required: the product (and the API) ask for the key; without it the
+    # product is open and has no subscription (the token is then the only check).
+    subscription_required: bool = True
+    token_check: TokenCheck | None = None  # auth.mode = "entra": the token, checked first
 
 
 def backend_id(region: str) -> str:
@@ -176,7 +180,7 @@ class GatewayInstance(Construct):
             revision="1",
             path=self.settings.api_path,
             protocols=["https"],
-            subscription_required=True,
+            subscription_required=api.subscription_required,
             import_=ApiManagementApiImport(
                 content_format="openapi+json", content_value=api.openapi_json
             ),
@@ -195,6 +199,7 @@ class GatewayInstance(Construct):
                 ],
                 certificate_id=self.client_certificate.name,
                 max_body_bytes=max_body_bytes(api.openapi_json),
+                token_check=api.token_check,
             ),
             depends_on=[*self.backends, self.client_certificate],
             **common,
@@ -205,7 +210,7 @@ class GatewayInstance(Construct):
             product_id=self.settings.api_path,
             display_name="TodoItem API",
             published=True,
-            subscription_required=True,
+            subscription_required=api.subscription_required,
             approval_required=False,
             **common,
         )
@@ -216,16 +221,18 @@ class GatewayInstance(Construct):
             product_id=self.product.product_id,
             **common,
         )
-        self.subscription = ApiManagementSubscription(
-            self,
-            "subscription",
-            display_name="TodoItem API clients",
-            product_id=self.product.id,
-            state="active",
-            allow_tracing=False,
-            primary_key=api.subscription_key,
-            **common,
-        )
+        self.subscription = None
+        if api.subscription_required:
+            self.subscription = ApiManagementSubscription(
+                self,
+                "subscription",
+                display_name="TodoItem API clients",
+                product_id=self.product.id,
+                state="active",
+                allow_tracing=False,
+                primary_key=api.subscription_key,
+                **common,
+            )
         logger = ApiManagementLogger(
             self,
             "logger",

@@ -34,6 +34,16 @@ policy serves every topology; the replay names its backend, so it may land on an
 API. The inbound section also drops any `X-ARR-ClientCert` a caller sent (only the App Service
 front end may set it) and refuses bodies over the API's limit. A caller that sends the replay
 header itself only pins its own request to one region's web app, without the second attempt.
+
+With `auth.mode = "entra"` (`TokenCheck`), the very first thing in `inbound` is
+`validate-azure-ad-token` (tenant, audiences, client application ids; learn.microsoft.com,
+validate-azure-ad-token-policy: elements in its documented order); a token that fails it raises
+an error whose `context.LastError.Source` is the policy's name, answered in `on-error` with 401
+problem+json and `WWW-Authenticate: Bearer` (RFC 6750 section 3). Then the operation's
+permission (app/openapi.json's `entraId` requirement, by method and URL template) must be in
+the token's `roles` (applications) or `scp` (users), or the answer is 403 problem+json with
+`error="insufficient_scope"`. The Authorization header goes on to the app, which validates the
+token again (a replay from `on-error` copies it, so the replay is validated as well).
 """
 
 import xml.etree.ElementTree as ET
@@ -57,6 +67,11 @@ CONNECTION_FAILURE = "BackendConnectionFailure"
 TIMEOUT = "Timeout"
 FALLBACK_RESPONSE = "fallback-response"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+TOKEN_POLICY = "validate-azure-ad-token"  # also context.LastError.Source of its failures
+TOKEN_VARIABLE = "token"  # the validated Jwt (output-token-variable-name)
+AUTHORIZATION_HEADER = "Authorization"
+BEARER_REALM = "todo-api"  # the app's realm too (app/contract.py BEARER_REALM; a test compares)
+INVALID_TOKEN = "A valid Microsoft Entra ID access token for this API is required."
 NEITHER_ANSWERED = "Neither region answered. Read before you send a POST again."
 
 
@@ -69,6 +84,16 @@ class Fallback:
     base_url: str  # https://<other region's app>.azurewebsites.net (that backend's URL)
 
 
+@dataclass(frozen=True)
+class TokenCheck:
+    """What API Management checks of the bearer token (stacks/api_identity.py makes it)."""
+
+    tenant_id: str
+    audiences: tuple[str, ...]
+    client_ids: tuple[str, ...]
+    operations: tuple  # of stacks.openapi.OperationPermission
+
+
 def _var(name: str, type_: str = "string") -> str:
     return f'context.Variables.GetValueOrDefault<{type_}>("{name}")'
 
@@ -79,12 +104,17 @@ def api_policy(
     fallbacks: list[Fallback],
     certificate_id: str,
     max_body_bytes: int,
+    token_check: TokenCheck | None = None,
 ) -> str:
     """The first fallback is also the one used when the gateway's region is none of them."""
     methods = ", ".join(f'"{m}"' for m in SAFE_METHODS)
     policies = ET.Element("policies")
     inbound = ET.SubElement(policies, "inbound")
+    if token_check is not None:
+        _validate_token(inbound, token_check)
     ET.SubElement(inbound, "base")
+    if token_check is not None:
+        _require_permissions(inbound, token_check)
     ET.SubElement(inbound, "set-header", name=CLIENT_CERT_HEADER, **{"exists-action": "delete"})
     # By certificate id: API Management follows the Key Vault certificate's renewals (a
     # thumbprint names one version and breaks at the first renewal).
@@ -130,9 +160,84 @@ def api_policy(
         },
     )
     ET.SubElement(ET.SubElement(policies, "outbound"), "base")
-    _on_error(ET.SubElement(policies, "on-error"))
+    _on_error(ET.SubElement(policies, "on-error"), token_check is not None)
     ET.indent(policies)
     return ET.tostring(policies, encoding="unicode")
+
+
+def _validate_token(inbound: ET.Element, check: TokenCheck) -> None:
+    """The token from the Authorization header: this tenant, one of the audiences, one of the
+    client applications; on failure an error `on-error` answers (`_token_refused`)."""
+    validate = ET.SubElement(
+        inbound,
+        TOKEN_POLICY,
+        {
+            "tenant-id": check.tenant_id,
+            "header-name": AUTHORIZATION_HEADER,
+            "output-token-variable-name": TOKEN_VARIABLE,
+        },
+    )
+    clients = ET.SubElement(validate, "client-application-ids")
+    for client_id in check.client_ids:
+        ET.SubElement(clients, "application-id").text = client_id
+    audiences = ET.SubElement(validate, "audiences")
+    for audience in check.audiences:
+        ET.SubElement(audiences, "audience").text = audience
+
+
+def granted(permission: str) -> str:
+    """Policy expression: the validated token carries `permission` as an app role (`roles`, one
+    value per role) or a delegated scope (`scp`, space-separated). `Jwt.Claims` maps a claim to
+    its values (string[]); API Management's GetValueOrDefault(name, default) gives them joined
+    by commas (learn.microsoft.com, api-management-policy-expressions)."""
+    claims = f'((Jwt)context.Variables["{TOKEN_VARIABLE}"]).Claims'
+    return (
+        f'({claims}.GetValueOrDefault("roles", "").Split(\',\').Contains("{permission}")'
+        f' || {claims}.GetValueOrDefault("scp", "").Split(\' \').Contains("{permission}"))'
+    )
+
+
+def _require_permissions(inbound: ET.Element, check: TokenCheck) -> None:
+    """403 unless the token grants the operation's permission; an operation the document does
+    not list (none reaches here: API Management serves only imported operations) is refused."""
+    choose = ET.SubElement(inbound, "choose")
+    by_permission: dict[str, list[str]] = {}
+    for operation in check.operations:
+        by_permission.setdefault(operation.permission, []).append(
+            f'(context.Operation.Method == "{operation.method}"'
+            f' && context.Operation.UrlTemplate == "{operation.url_template}")'
+        )
+    for permission, operations in by_permission.items():
+        when = ET.SubElement(
+            choose,
+            "when",
+            condition=f"@(({' || '.join(operations)}) && !{granted(permission)})",
+        )
+        _problem(
+            when,
+            403,
+            f"The token does not grant {permission} (an app role or a delegated scope).",
+            challenge=f'Bearer realm="{BEARER_REALM}", error="insufficient_scope",'
+            f' scope="{permission}"',
+        )
+    known = " || ".join(o for ops in by_permission.values() for o in ops)
+    _problem(
+        ET.SubElement(choose, "when", condition=f"@(!({known}))"),
+        403,
+        "The operation requires a permission this gateway does not know.",
+    )
+
+
+def _token_refused(choose: ET.Element) -> None:
+    """401 for a missing or invalid token (RFC 6750: no error code when none was sent)."""
+    refused = ET.SubElement(
+        choose, "when", condition=f'@(context.LastError.Source == "{TOKEN_POLICY}")'
+    )
+    sent = ET.SubElement(ET.SubElement(refused, "choose"), "when")
+    sent.set("condition", f'@(context.Request.Headers.ContainsKey("{AUTHORIZATION_HEADER}"))')
+    _problem(sent, 401, INVALID_TOKEN,
+             challenge=f'Bearer realm="{BEARER_REALM}", error="invalid_token"')
+    _problem(refused, 401, INVALID_TOKEN, challenge=f'Bearer realm="{BEARER_REALM}"')
 
 
 def _body_limit(inbound: ET.Element, max_body_bytes: int) -> None:
@@ -172,9 +277,11 @@ def _replayed(inbound: ET.Element, fallbacks: list[Fallback]) -> None:
     ET.SubElement(when, "set-header", name=REPLAY_HEADER, **{"exists-action": "delete"})
 
 
-def _on_error(on_error: ET.Element) -> None:
+def _on_error(on_error: ET.Element, token_checked: bool) -> None:
     ET.SubElement(on_error, "base")
     choose = ET.SubElement(on_error, "choose")
+    if token_checked:
+        _token_refused(choose)
     no_answer = (
         '@(context.LastError.Section == "backend"'
         f" && !{_var('fell-back', 'bool')}"
@@ -223,15 +330,24 @@ def _on_error(on_error: ET.Element) -> None:
     _problem(refused, 502, NEITHER_ANSWERED)
 
 
-def _problem(parent: ET.Element, status: int, detail: str) -> None:
+def _problem(parent: ET.Element, status: int, detail: str, challenge: str | None = None) -> None:
+    """A problem+json answer; `challenge`: its WWW-Authenticate header (401, 403)."""
     response = ET.SubElement(parent, "return-response")
     ET.SubElement(response, "set-status", code=str(status))
-    header = ET.SubElement(
-        response, "set-header", name="Content-Type", **{"exists-action": "override"}
-    )
-    ET.SubElement(header, "value").text = PROBLEM_MEDIA_TYPE
+    headers = {"Content-Type": PROBLEM_MEDIA_TYPE}
+    if challenge is not None:
+        headers["WWW-Authenticate"] = challenge
+    for name, value in headers.items():
+        header = ET.SubElement(response, "set-header", name=name, **{"exists-action": "override"})
+        ET.SubElement(header, "value").text = value
     body = f'{{"status": {status}, "title": "{_TITLES[status]}", "detail": "{detail}"}}'
     ET.SubElement(response, "set-body").text = body
 
 
-_TITLES = {413: "Payload Too Large", 502: "Bad Gateway", 504: "Gateway Timeout"}
+_TITLES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "Payload Too Large",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}

@@ -261,6 +261,73 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
 }
 # Types of other providers (random, time): no Azure call, nothing to grant.
 LOCAL_TYPES = frozenset({"random_password", "time_sleep"})
+
+
+@dataclass(frozen=True)
+class GraphPermissions:
+    """The Microsoft Graph application permissions (app roles of Microsoft Graph, granted by
+    admin consent, tenant-wide) one azuread resource type needs: `read` to refresh it, `write`
+    to create, change and delete it. `source` is the provider's documentation (its "API
+    Permissions" section, hashicorp/terraform-provider-azuread docs/resources/*.md, v3.7.0)."""
+
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+    source: str
+    why: str = ""
+
+
+MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# Graph's app role ids (learn.microsoft.com, "Microsoft Graph permissions reference"): what the
+# consent command assigns (docs/deploy.md, "Consent: the deploy identities' Graph permissions").
+GRAPH_APP_ROLE_IDS = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+}
+_AZUREAD_DOCS = "terraform-provider-azuread docs/resources/"
+_OWNED = (
+    "read: Application.Read.All, the only application permission that reads applications and"
+    " service principals (tenant-wide, no secret values: Graph never returns them); write:"
+    " Application.ReadWrite.OwnedBy, which manages only what the identity owns"
+    " (auth.owner_object_ids must name it)"
+)
+GRAPH_PERMISSIONS: dict[str, GraphPermissions] = {
+    resource_type: GraphPermissions(
+        ("Application.Read.All",),
+        ("Application.ReadWrite.OwnedBy",),
+        f"{_AZUREAD_DOCS}{resource_type.removeprefix('azuread_')}.md: Application.ReadWrite.OwnedBy"
+        " or Application.ReadWrite.All; with OwnedBy the caller must own it",
+        _OWNED,
+    )
+    for resource_type in (
+        "azuread_application",
+        "azuread_application_identifier_uri",
+        "azuread_application_federated_identity_credential",
+        "azuread_service_principal",
+    )
+} | {
+    "azuread_app_role_assignment": GraphPermissions(
+        ("Application.Read.All",),
+        ("AppRoleAssignment.ReadWrite.All", "Application.Read.All"),
+        f"{_AZUREAD_DOCS}app_role_assignment.md: AppRoleAssignment.ReadWrite.All and"
+        " Application.Read.All (or Directory.Read.All), or Application.ReadWrite.All; Graph's"
+        " appRoleAssignedTo lists no narrower permission (OwnedBy does not cover assignments)",
+        "NOT harmless: AppRoleAssignment.ReadWrite.All can assign any app role of any API in the"
+        " tenant, Microsoft Graph's included, so its holder can raise its own permissions. Only"
+        " the deploy identities get it, only while an environment has auth.mode = \"entra\","
+        " and they are reachable only from their GitHub environments (main, prod reviewed)",
+    ),
+}
+
+
+def graph_permissions(resource_types, operation: Literal["read", "write"]) -> tuple[str, ...]:
+    """The Graph application permissions refreshing (`read`) or applying (`write`, which also
+    refreshes) the azuread types among `resource_types` needs; none without any."""
+    rows = [GRAPH_PERMISSIONS[t] for t in sorted(resource_types) if t in GRAPH_PERMISSIONS]
+    wanted = {p for row in rows for p in row.read}
+    if operation == "write":
+        wanted |= {p for row in rows for p in row.write}
+    return tuple(sorted(wanted))
 # Namespaces every subscription has registered (Azure registers them itself).
 ALWAYS_REGISTERED = frozenset({"Microsoft.Resources", "Microsoft.Authorization"})
 
@@ -272,13 +339,13 @@ class UnknownResourceType(ValueError):
 def actions_for(resource_types: set[str] | list[str]) -> dict[str, ResourceActions]:
     """The table rows of `resource_types`; an azurerm type missing from it is an error (a
     stack grew a type nobody decided the permissions of)."""
-    unknown = sorted(
-        t for t in resource_types if t not in RESOURCE_ACTIONS and t not in LOCAL_TYPES
-    )
+    known = RESOURCE_ACTIONS.keys() | GRAPH_PERMISSIONS.keys() | LOCAL_TYPES
+    unknown = sorted(t for t in resource_types if t not in known)
     if unknown:
         raise UnknownResourceType(
             f"no permissions decided for {', '.join(unknown)}: add them to"
-            " stacks/permissions.py RESOURCE_ACTIONS (read the provider's Read function first)"
+            " stacks/permissions.py RESOURCE_ACTIONS or GRAPH_PERMISSIONS (read the provider's"
+            " Read function first)"
         )
     return {t: RESOURCE_ACTIONS[t] for t in sorted(resource_types) if t in RESOURCE_ACTIONS}
 
@@ -618,6 +685,12 @@ class PermissionModel:
     def identity(self, key: str) -> Identity:
         return next(i for i in self.identities if i.key == key)
 
+    def graph_permissions(self, identity: Identity) -> tuple[str, ...]:
+        """The Microsoft Graph application permissions `identity` needs (admin consent, tenant-
+        wide: docs/deploy.md): plan identities refresh, deploy identities apply."""
+        operation = "write" if identity.key.startswith("deploy-") else "read"
+        return graph_permissions(self.resource_types, operation)
+
     def namespaces(self) -> list[str]:
         return provider_namespaces(self.resource_types)
 
@@ -633,6 +706,13 @@ REPOSITORY_VARIABLES = (
     "TFSTATE_STORAGE_ACCOUNT",
     "AZURE_DEPLOYER_OBJECT_IDS_DEV",
     "AZURE_DEPLOYER_OBJECT_IDS_PROD",
+    # The deploy identities as callers of their environment's API (auth.mode = "entra"): the
+    # synth of every job needs them, plan jobs included, whose environment holds the plan
+    # identity's client id (TODO_API_AUTH_OWNER_OBJECT_IDS_<ENV>, TODO_API_AUTH_CLIENT_IDS_<ENV>).
+    "AZURE_DEPLOY_PRINCIPAL_ID_DEV",
+    "AZURE_DEPLOY_PRINCIPAL_ID_PROD",
+    "AZURE_DEPLOY_CLIENT_ID_DEV",
+    "AZURE_DEPLOY_CLIENT_ID_PROD",
 )
 ENVIRONMENT_VARIABLES = ("AZURE_CLIENT_ID", "AZURE_SUBSCRIPTION_ID")
 ENVIRONMENT_SECRETS = ("PLAN_BUNDLE_KEY",)
@@ -680,6 +760,17 @@ def markdown(model: PermissionModel) -> str:
     for fault, permissions in FAULT_PERMISSIONS.items():
         actions = ", ".join(f"`{a}`" for a in permissions.actions)
         lines.append(f"| todo-api fault {fault} <env> | {actions} | {permissions.source} |")
+    graph = [(i, model.graph_permissions(i)) for i in model.identities]
+    if any(permissions for _, permissions in graph):
+        lines += ["", "| identity | Microsoft Graph application permissions (admin consent) |",
+                  "|---|---|"]
+        lines += [f"| `{i.name}` | {', '.join(f'`{p}`' for p in ps) or '-'} |" for i, ps in graph]
+        lines += ["", "| Graph resource type | refresh | apply | why | provider source |",
+                  "|---|---|---|---|---|"]
+        for resource_type in sorted(model.resource_types & GRAPH_PERMISSIONS.keys()):
+            row = GRAPH_PERMISSIONS[resource_type]
+            lines.append(f"| `{resource_type}` | {', '.join(row.read)} | {', '.join(row.write)}"
+                         f" | {row.why} | {row.source} |")
     lines += [
         "",
         "| action beyond GET | resource type | why granted | provider source |",

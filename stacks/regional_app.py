@@ -6,6 +6,8 @@ except under /health, FTP/WebDeploy basic auth off, FTPS disabled, default-Deny 
 restrictions that allow only the API Management gateways and Traffic Manager's probes, an SCM
 site that is Deny by default, and a system identity that reads the health key from Key Vault
 (and, granted by stacks/data_store.py, the TodoItem table: `store_settings` tell the app where).
+`auth_settings` say whom the app accepts (AUTH_*, stacks/api_identity.py): the same on production
+and the slot, so a swap never changes who may call.
 
 The staging slot (`app_service.staging_slot`, on by default) is a second live site named
 `staging` on the same plan: releases deploy to it, smoke it through its own host name and swap it
@@ -164,6 +166,7 @@ class RegionalApp(Construct):
         secrets: SecretStore,
         gateway_addresses: list[GatewayAddress],
         store_settings: Mapping[str, str],
+        auth_settings: Mapping[str, str],
         app_insights: ApplicationInsights,
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
@@ -190,6 +193,7 @@ class RegionalApp(Construct):
             "app_settings": {
                 **_app_settings(app_service, certificate, secrets, app_insights),
                 **store_settings,
+                **auth_settings,
             },
             "integration": integration,
             "tags": tags,

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stacks.bootstrap_config import BootstrapConfig
+from stacks.bootstrap_config import BootstrapConfig, load_bootstrap
 from stacks.config import EnvironmentConfig
 from stacks.openapi import read_openapi
 from stacks.permissions import PermissionModel, UnknownResourceType
@@ -34,8 +34,9 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
 
     if openapi_json is None:
         openapi_json = read_openapi()
+    repository = (bootstrap or load_bootstrap()).repository
     app = App(outdir=str(outdir), stack_traces=False)
-    stacks = [TodoApiStack(app, config, openapi_json) for config in configs]
+    stacks = [TodoApiStack(app, config, openapi_json, repository) for config in configs]
     if bootstrap is not None:
         from stacks.bootstrap_stack import BootstrapStack
 

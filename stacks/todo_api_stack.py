@@ -5,6 +5,7 @@ Load Testing resource and the Chaos Studio experiments. Wiring only: each piece 
 of its own."""
 
 from cdktf import Aspects, AzurermBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_azuread.provider import AzureadProvider
 from cdktf_cdktf_provider_azurerm.provider import (
     AzurermProvider,
     AzurermProviderFeatures,
@@ -18,6 +19,7 @@ from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from stacks.alerts import OperationsAlerts
+from stacks.api_identity import AUTH_NONE, ApiIdentity
 from stacks.aspects import (
     CosmosAccountPolicy,
     PreventDestroyStateful,
@@ -49,7 +51,11 @@ SUBSCRIPTION_KEY_LENGTH = 32
 
 
 class TodoApiStack(TerraformStack):
-    def __init__(self, scope: Construct, config: EnvironmentConfig, openapi_json: str) -> None:
+    def __init__(
+        self, scope: Construct, config: EnvironmentConfig, openapi_json: str, repository: str
+    ) -> None:
+        """`repository`: owner/name on GitHub (config/bootstrap.toml), whose environment of the
+        same name the example client trusts (auth.mode = "entra")."""
         super().__init__(scope, config.stack_name)
         self.config = config
         names = Names(config.name_prefix, config.environment)
@@ -101,6 +107,21 @@ class TodoApiStack(TerraformStack):
         self.subscription_key = Password(
             self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
         )
+        self.identity = (
+            ApiIdentity(
+                self,
+                "identity",
+                names=names,
+                environment=config.environment,
+                repository=repository,
+                tenant_id=self.secrets.client.tenant_id,
+                settings=config.auth,
+                openapi_json=openapi_json,
+            )
+            if config.auth.entra
+            else None
+        )
+        auth_settings = self.identity.app_settings if self.identity else AUTH_NONE
         self.gateways = self._gateways(names, tags)
         self.networks = self._networks(names, tags) if config.private_network else {}
         # The apps get the store's endpoint from the account's configured name, not from the
@@ -118,6 +139,7 @@ class TodoApiStack(TerraformStack):
                 secrets=self.secrets,
                 gateway_addresses=[a for g in self.gateways for a in g.addresses],
                 store_settings=store_settings,
+                auth_settings=auth_settings,
                 app_insights=self.monitoring.app_insights[region],
                 workspace=workspace,
                 tags=tags,
@@ -156,6 +178,8 @@ class TodoApiStack(TerraformStack):
             web_apps={region: app.web_app for region, app in self.apps.items()},
             subscription_key=self.subscription_key.result,
             openapi_json=openapi_json,
+            subscription_required=config.auth.subscription_required,
+            token_check=self.identity.token_check if self.identity else None,
         )
         for gateway in self.gateways:
             gateway.publish(published, self.monitoring.app_insights[gateway.location])
@@ -204,6 +228,10 @@ class TodoApiStack(TerraformStack):
         )
         RandomProvider(self, "random")
         TimeProvider(self, "time")  # time_sleep: waits for role assignments to propagate
+        if self.config.auth.entra:
+            # Microsoft Graph: the API's app registrations (stacks/api_identity.py); the deploy
+            # identity's Graph permissions are in stacks/permissions.py GRAPH_PERMISSIONS.
+            AzureadProvider(self, "azuread")
 
     def _state_backend(self) -> None:
         state = self.config.state
@@ -425,6 +453,7 @@ class TodoApiStack(TerraformStack):
             "cosmos_regions": list(self.store.regions),
             "table_name": self.store.table.name,
             **self._drill_outputs(),
+            **(self.identity.outputs if self.identity else {}),
         }
         for name, value in values.items():
             TerraformOutput(self, name, value=value)

@@ -7,7 +7,9 @@ The input is the real `cdk.tf.json` of todo-api-bootstrap (python main.py), not 
 federated credential or a role assignment the stack forgets is missing here too. Values that
 only exist after an apply (client ids, principal ids, resource ids) get stable fake values.
 The resource-type action table (stacks/permissions.py RESOURCE_ACTIONS) goes in as it is: it
-is the same data the custom roles are built from.
+is the same data the custom roles are built from; so does the Graph permission table
+(GRAPH_PERMISSIONS). Each identity's Microsoft Graph permissions are the bootstrap's output
+`graph_consent`, taken as consented (an admin's manual step, docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import re
 import uuid
 from pathlib import Path
 
-from stacks.permissions import BUILTIN_ROLES, RESOURCE_ACTIONS, STACK_ASSIGNED_ROLES
+from stacks.permissions import (
+    BUILTIN_ROLES,
+    GRAPH_PERMISSIONS,
+    RESOURCE_ACTIONS,
+    STACK_ASSIGNED_ROLES,
+)
 
 REFERENCE = re.compile(r"^\$\{([a-z_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}$")
 ENV_SCOPED = "env-scoped:"  # act gives every job every variable: the fakes resolve these
@@ -79,13 +86,17 @@ def resolve(stack: dict) -> dict:
     for block in resources["azurerm_user_assigned_identity"].values():
         identities[f"identity:{block['name']}"] = {
             "name": block["name"], "client_id": client_id(block["name"]),
-            "principal_id": principal_id(block["name"]), "subjects": [], "grants": []}
+            "principal_id": principal_id(block["name"]), "subjects": [], "grants": [],
+            "graph": []}
     for block in resources.get("azurerm_federated_identity_credential", {}).values():
         identity = identities[value(block["parent_id"])]
         assert block["issuer"] == "https://token.actions.githubusercontent.com", block
         assert block["audience"] == ["api://AzureADTokenExchange"], block
         identity["subjects"].append(block["subject"])
     by_principal = {i["principal_id"]: i for i in identities.values()}
+    consent = stack.get("output", {}).get("graph_consent", {}).get("value", {})
+    for entry in consent.values():
+        by_principal[value(entry["principal_id"])]["graph"] = list(entry["permissions"])
     for block in resources.get("azurerm_role_assignment", {}).values():
         identity = by_principal.get(value(block["principal_id"]))
         if identity is None:  # the person who runs the bootstrap (azurerm_client_config)
@@ -139,6 +150,9 @@ def resolve(stack: dict) -> dict:
                             "write": list(row.write), "delete": list(row.delete),
                             "data_plane": row.data_plane}
             for resource_type, row in RESOURCE_ACTIONS.items()},
+        "graph_permissions": {
+            resource_type: {"read": list(row.read), "write": list(row.write)}
+            for resource_type, row in GRAPH_PERMISSIONS.items()},
     }
 
 

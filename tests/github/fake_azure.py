@@ -17,10 +17,16 @@
   Production's answers are counted in metrics.json, which the fake `az monitor metrics list`
   reads.
 - `/ip` on the gateway port answers the runner's "public address" for `--runner-ip auto`.
+- With the scenario's `auth` (a stack on auth.mode = "entra"), the gateway and every slot also
+  want a bearer token, checked by the app's own AccessTokenPolicy against the rehearsal's local
+  issuer (the fake `az account get-access-token` signs with its key): none or an invalid one
+  401, one without the operation's permission 403 (the gateway after the subscription key, as
+  API Management's key check comes before its policy).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -28,12 +34,16 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from app.access_tokens import AccessTokenPolicy, PermissionMissing
 from app.contract import (
+    AUTH_ENTRA,
+    AUTHORIZATION_HEADER,
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENT_REPLAYED_HEADER,
     SITE_NAME_HEADER,
     SUBSCRIPTION_KEY_HEADER,
 )
+from app.settings import AuthSettings
 from tests.github.fakes.chaos_studio import stopped_apps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +59,34 @@ def published_operations() -> list[tuple[str, re.Pattern]]:
         found += [(method.upper(), pattern) for method in operations
                   if method in ("get", "post", "put", "delete", "patch")]
     return found
+
+
+class TokenCheck:
+    """The bearer token check of API Management and the app, as the app makes it
+    (app/access_tokens.py) for the scenario's `auth`: its issuer, the API's audience, the
+    allowed clients."""
+
+    def __init__(self, auth: dict) -> None:
+        settings = AuthSettings(AUTH_ENTRA, auth["issuer"], (auth["audience"],),
+                                auth["openid_config_url"], auth["tenant_id"],
+                                frozenset(auth["clients"]))
+        self.policy = AccessTokenPolicy(settings)
+        self.lock = threading.Lock()  # one event loop at a time over the policy's key cache
+
+    def refusal(self, request) -> int | None:
+        """401 or 403 for the request's token, None when it may go on."""
+        scheme, _, token = (request.headers.get(AUTHORIZATION_HEADER) or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return 401
+        try:
+            with self.lock:
+                caller = asyncio.run(self.policy.caller(token.encode()))
+            self.policy.authorize(caller, request.command)
+        except PermissionMissing:
+            return 403
+        except Exception:  # noqa: BLE001 - any refusal of the token is a 401 here
+            return 401
+        return None
 
 
 class Server:
@@ -110,6 +148,7 @@ class Gateway(Server):
         self.web_app_names: list[str] = []
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
         self.scenario: dict = {}
+        self.token_check: TokenCheck | None = None  # set with a scenario that has `auth`
         self.metrics: dict[str, dict[str, int]] = {}  # production answers per web app
         super().__init__()
 
@@ -149,6 +188,12 @@ class Gateway(Server):
                 "access_rules", {}).get(key, []):
             reply(request, 403, {"message": "Ip Forbidden"})
             return 403
+        # the app checks the token again (defence in depth), on everything but its health path
+        refused = (self.token_check and operation != f"/health/{HEALTH_KEY}"
+                   and self.token_check.refusal(request))
+        if refused:
+            reply(request, refused, {"status": refused}, {SITE_NAME_HEADER: site})
+            return refused
         content = azure.get("slots", {}).get(name, {"production": "initial"}).get(slot)
         failing = self.scenario.get("new_package_fails")
         broken = content not in (None, "initial") and (
@@ -187,6 +232,10 @@ class Gateway(Server):
         if request.headers.get(SUBSCRIPTION_KEY_HEADER) != self.key:
             reply(request, 401, {"statusCode": 401, "message": "Access denied"})
             return 401
+        refused = self.token_check and self.token_check.refusal(request)
+        if refused:
+            reply(request, refused, {"status": refused})
+            return refused
         azure = self.azure()
         stopped = set(azure.get("stopped", [])) | stopped_apps(azure)  # az webapp stop, chaos
         running = [n for n in self.web_app_names if n not in stopped]

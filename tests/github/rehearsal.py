@@ -47,6 +47,7 @@ from pathlib import Path
 from loadtests.processes import signal_group
 from stacks.permissions import ENVIRONMENT_SECRETS
 from tests.github.bootstrap_world import act_variables
+from tests.github.fake_azure import TokenCheck
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -82,12 +83,16 @@ def source_files() -> list[str]:
     return [f for f in listed if f and (ROOT / f).is_file()]
 
 
-def prepare_source(target: Path) -> Path:
-    """The repository as the runner would clone it, with `$/` rewritten for act."""
+def prepare_source(target: Path, edits: dict[str, str] | None = None) -> Path:
+    """The repository as the runner would clone it, with `$/` rewritten for act; `edits`:
+    {path: new text} committed with it (a configuration the rehearsal tries, e.g. prod on
+    auth.mode = "entra")."""
     for name in source_files():
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, destination)
+    for name, text in (edits or {}).items():
+        (target / name).write_text(text)
     for name in LINKED:
         (target / name).symlink_to(ROOT / name)
     for path in list((target / ".github").rglob("*.yml")):
@@ -238,6 +243,7 @@ class Rehearsal:
         gateway.state_dir = state
         gateway.web_app_names = [a["name"] for a in scenario["web_apps"]]
         gateway.scenario = scenario
+        gateway.token_check = TokenCheck(scenario["auth"]) if scenario.get("auth") else None
         gateway.metrics = {}
         variables = act_variables(self.world)
         command = [

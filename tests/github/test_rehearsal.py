@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS
+from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS, load_bootstrap
+from stacks.config import CONFIG_DIR, load_environment
+from tests.app.issuer import LocalIssuer, new_signing_key
 from tests.github.bootstrap_world import client_id, write_world
 from tests.github.fake_azure import Gateway
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
@@ -757,3 +759,86 @@ def test_when_the_runner_dies_the_always_steps_stop_the_engines_and_cancel_the_f
     assert "stopped (it was EXECUTING)" in run.log
     [state] = json.loads((run.state / "azure.json").read_text())["alt_runs"].values()
     assert state["status"] == "CANCELLED"
+
+
+# prod on auth.mode = "entra" -----------------------------------------------------------------
+# The shipped config/prod.toml keeps "none" (docs/deploy.md says what is missing); this is the
+# delivery with prod on "entra": a copy of the repository whose prod.toml says so, a bootstrap
+# synthesized from it (its graph_consent taken as consented), and a local issuer standing for
+# Entra ID whose key the fake az signs with and the fake gateway and slots trust.
+
+API_URI = "api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"
+ENTRA_PROD = 'mode = "none"', 'mode = "entra"'
+
+
+@pytest.fixture(scope="module")
+def entra_prod_run(world, deploy_run, tmp_path_factory):
+    """prod deployed by hand from the copy; its GitHub API (a repository of its own) says the
+    copy's commit went green in dev with the package `deploy_run` built (the same app/, so the
+    same package: the dev deploy itself is rehearsed above). (run, its gateway)."""
+    import subprocess
+
+    from stacks.synth import synthesize
+    from tools.delivery import deployments
+
+    workdir = tmp_path_factory.mktemp("rehearsal-entra")
+    prod_toml = (CONFIG_DIR / "prod.toml").read_text()
+    assert prod_toml.count(ENTRA_PROD[0]) == 1
+    configs = [load_environment("dev"), load_environment("prod", {"auth.mode": "entra"})]
+    written = synthesize(configs, workdir / "synth", bootstrap=load_bootstrap())
+    [bootstrap] = [p for p in written if p.parent.name == "todo-api-bootstrap"]
+    world_json = write_world(bootstrap, workdir / "world.json")
+    source = prepare_source(workdir / "src",
+                            {"config/prod.toml": prod_toml.replace(*ENTRA_PROD)})
+    key = new_signing_key(workdir, "rehearsal-entra")
+    gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+    with LocalIssuer(key) as issuer:
+        scenario = world.scenario("mixed", gateway=gateway)
+        prod = json.loads(json.dumps(scenario["stacks"]["todo-api-prod"]))
+        prod["outputs"]["api_identifier_uri"] = {"sensitive": False, "type": "string",
+                                                 "value": API_URI}
+        scenario["stacks"]["todo-api-prod"] = prod
+        deploy_prod = next(i for i in world_json["identities"]
+                           if i["name"] == "todo-api-github-deploy-prod")
+        scenario["auth"] = {
+            "environment": "prod", "issuer": issuer.issuer, "tenant_id": issuer.tenant_id,
+            "openid_config_url": issuer.openid_config_url, "audience": API_URI,
+            "clients": [deploy_prod["client_id"]],
+            "key_file": str(workdir / "rehearsal-entra.pem"), "kid": key.kid}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        github = FakeGitHub()
+        github.deployments.append({
+            "id": github.new_id(), "sha": commit, "ref": commit, "task": deployments.TASK,
+            "environment": "dev", "payload": {"package_sha256": package_digest(deploy_run)},
+            "statuses": [{"state": "success"}]})
+        try:
+            with serving(github) as github_url:
+                rehearsal = Rehearsal(source, workdir, github_url, gateway, workdir / "world.json")
+                yield rehearsal.run("deploy", "workflow_dispatch", scenario, gateway=gateway,
+                                    inputs={"environment": "prod"}), gateway
+        finally:
+            gateway.close()
+
+
+def test_prod_on_entra_deploys_and_smokes_with_the_deploy_identitys_token(entra_prod_run):
+    run, _ = entra_prod_run
+    run.assert_green()
+    tokens = [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
+    assert tokens and {(c["identity"], c["resource"]) for c in tokens} == {(DEPLOY_PROD, API_URI)}
+    assert "ok   gateway" in run.log and "with key, without token" in run.log
+    # the registrations were created by prod's deploy identity with its Graph permissions
+    [applied] = terraform_calls(run, "apply")
+    assert applied["identity"] == DEPLOY_PROD
+
+
+def test_prod_on_entra_refuses_calls_without_a_token_at_the_gateway_and_the_slots(
+        entra_prod_run):
+    run, gateway = entra_prod_run
+    gateway_calls = gateway.calls
+    todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
+    assert ("GET", todo, 401) in gateway_calls and ("GET", todo, 200) in gateway_calls
+    for site in ("app-neu-staging", "app-neu", "app-weu-staging", "app-weu"):
+        assert ("POST", 201) in {(m, s) for m, p, s in gateway_calls
+                                 if p.startswith(f"/sites/{site}/")}, site
+    assert "eyJ" not in run.log  # no token (a JWT's base64url header) in the job's log

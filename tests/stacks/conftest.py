@@ -33,3 +33,27 @@ def private_stacks(private_stack_files) -> dict[str, dict]:
         for env, path in private_stack_files.items()
         if env != "bootstrap"
     }
+
+
+# auth.mode = "entra" in both environments, dev keeping the subscription key and prod without it
+# (the token is then the only check): one synth for every test of the Entra ID resources.
+OWNER = "11111111-1111-4111-8111-111111111111"
+EXTRA_CLIENT = "22222222-2222-4222-8222-222222222222"
+ENTRA = {
+    "dev": {"auth.mode": "entra", "auth.owner_object_ids": OWNER},
+    "prod": {"auth.mode": "entra", "auth.owner_object_ids": OWNER,
+             "auth.client_ids": EXTRA_CLIENT, "auth.subscription_required": False},
+}
+
+
+@pytest.fixture(scope="session")
+def entra_stacks(tmp_path_factory) -> dict[str, dict]:
+    """`{environment: parsed cdk.tf.json}` with auth.mode = "entra" (ENTRA), and "bootstrap"."""
+    from stacks.bootstrap_config import load_bootstrap
+    from stacks.config import load_environment
+    from stacks.synth import synthesize
+
+    configs = [load_environment(env, overrides) for env, overrides in ENTRA.items()]
+    written = synthesize(configs, tmp_path_factory.mktemp("entra"), bootstrap=load_bootstrap())
+    return {path.parent.name.removeprefix("todo-api-"): json.loads(path.read_text("utf-8"))
+            for path in written}

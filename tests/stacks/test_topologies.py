@@ -214,6 +214,7 @@ def test_app_settings_are_what_the_app_reads(case):
         "STORE",
         "TABLE_ENDPOINT",
         "TABLE_NAME",
+        "AUTH_MODE",  # "none" here; the other AUTH_* with "entra" (tests/stacks/test_api_identity.py)
     }
     # the swap warm-up settings are the platform's too (tests/stacks/test_slots.py)
     platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}

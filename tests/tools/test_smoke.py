@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.app import servers
+from tests.tools.stack_outputs_data import raw_outputs
 from tools.delivery import package_app, smoke
 from tools.delivery.stack_outputs import parse
 
@@ -187,3 +188,31 @@ def parse_with(outputs_, **changes):
 
 def as_terraform_json(outputs_) -> dict:
     return {name: {"sensitive": False, "value": value} for name, value in vars(outputs_).items()}
+
+
+def test_a_refused_key_fails_at_once_instead_of_waiting_for_the_app(deployments):
+    """401/403 will not turn into 200 by waiting: --wait-seconds stops at the first refusal."""
+    import dataclasses
+    import time
+
+    good, _ = deployments
+    wrong = dataclasses.replace(good, subscription_key="not-the-key-0000")
+    started = time.monotonic()
+    failures = smoke.run(wrong, wait_seconds=600)
+    assert time.monotonic() - started < 30
+    assert any("with key" in f and f.endswith("expected 200, got 401") for f in failures)
+
+
+def test_with_entra_tokens_every_positive_check_carries_the_token_and_one_goes_without():
+    outputs = parse(raw_outputs(api_identifier_uri="api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"))
+    assert outputs.api_identifier_uri == "api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"
+    assert parse(raw_outputs()).api_identifier_uri is None
+    bearer = {"Authorization": "Bearer header.claims.signature"}
+    planned = {check.name: check for check in smoke.checks(outputs, bearer)}
+    gateway = outputs.gateway_urls[0]
+    assert planned[f"gateway {gateway} with key"].headers["Authorization"] == bearer["Authorization"]
+    without = planned[f"gateway {gateway} with key, without token"]
+    assert (without.expect_status, "Authorization" in without.headers) == (401, False)
+    assert "Authorization" not in planned[f"gateway {gateway} without key"].headers
+    assert not any("without token" in name for name in
+                   (c.name for c in smoke.checks(outputs, {})))

@@ -30,6 +30,7 @@ import httpx
 
 from app.contract import slot_site_name
 from tools.cli import CliError
+from tools.delivery.access_token import bearer_headers
 from tools.delivery.deploy_app import RELEASE_RULE, az, az_json, deploy_order, opened_for
 from tools.delivery.release import ReleaseError, health_path
 from tools.delivery.stack_outputs import StackOutputs, WebApp
@@ -124,8 +125,10 @@ class AppServiceSlots:
     def client(self, region: str, slot: str) -> tuple[httpx.Client, str, str]:
         app = self.apps[region]
         base = app.url if slot == PRODUCTION else self.outputs.staging_urls[region]
+        # With Entra ID tokens the app checks the caller's token too (defence in depth).
         client = httpx.Client(
-            cert=self.certificate, timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False
+            cert=self.certificate, timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False,
+            headers=bearer_headers(self.outputs),
         )
         return client, base, slot_site_name(app.name, slot)
 

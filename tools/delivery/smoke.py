@@ -3,8 +3,10 @@
     python -m tools.delivery.smoke outputs.json [--wait-seconds 600]
 
 Only what API Management publishes is asked for through a gateway: the operations of
-app/openapi.json. Through every gateway: the TodoItem list with the subscription key 200 and
-`APP-SERVICE-SITE-NAME` present; without the key, and with a wrong key, 401; the app's health
+app/openapi.json. Through every gateway: the TodoItem list with the subscription key (and, when
+the stack takes Entra ID tokens, the deploy identity's bearer token: tools/delivery/
+access_token.py) 200 and `APP-SERVICE-SITE-NAME` present; without the key, with a wrong key, and
+with the key but no token, 401; the app's health
 path 404 (API Management does not publish it: health stays between Traffic Manager and the web
 apps); and one item created, read back and deleted (the data path, 201/200/204). Straight to
 each regional web app without a client certificate: 403 (the access restrictions admit only API
@@ -25,6 +27,7 @@ import httpx
 
 from app.contract import HEALTH_PATH, SITE_NAME_HEADER, SUBSCRIPTION_KEY_HEADER, TODO_PATH
 from tools.cli import run_cli
+from tools.delivery.access_token import bearer_headers
 from tools.delivery.stack_outputs import StackOutputs, load
 
 WRONG_HEALTH_KEY = "not-the-health-check-key-0000"
@@ -42,19 +45,25 @@ class Check:
     expect_header: str | None = None
 
 
-def checks(outputs: StackOutputs) -> list[Check]:
+def checks(outputs: StackOutputs, bearer: dict[str, str] | None = None) -> list[Check]:
+    """`bearer`: the Authorization header of a stack that takes tokens (empty: it does not)."""
     key = {SUBSCRIPTION_KEY_HEADER: outputs.subscription_key}
+    caller = {**key, **(bearer or {})}
     wrong_key = {SUBSCRIPTION_KEY_HEADER: WRONG_SUBSCRIPTION_KEY}
     health = HEALTH_PATH.replace("{key}", WRONG_HEALTH_KEY)
     found = []
     for gateway in outputs.gateway_urls:
         base = outputs.api_base(gateway)
         found += [
-            Check(f"gateway {gateway} with key", base + TODO_PATH, 200, key, SITE_NAME_HEADER),
+            Check(f"gateway {gateway} with key", base + TODO_PATH, 200, caller, SITE_NAME_HEADER),
             Check(f"gateway {gateway} without key", base + TODO_PATH, 401),
             Check(f"gateway {gateway} with a wrong key", base + TODO_PATH, 401, wrong_key),
-            Check(f"gateway {gateway} does not publish the health path", base + health, 404, key),
+            Check(f"gateway {gateway} does not publish the health path", base + health, 404,
+                  caller),
         ]
+        if bearer:
+            found.append(Check(f"gateway {gateway} with key, without token", base + TODO_PATH,
+                               401, key))
     for app in outputs.web_apps:
         found.append(Check(f"web app {app.name} without client certificate",
                            app.url + TODO_PATH, 403))
@@ -75,9 +84,10 @@ def failure(check: Check, client: httpx.Client) -> str | None:
     return None
 
 
-def round_trip(outputs: StackOutputs, gateway: str, client: httpx.Client) -> str | None:
+def round_trip(outputs: StackOutputs, gateway: str, client: httpx.Client,
+               bearer: dict[str, str] | None = None) -> str | None:
     """Create an item, read it back, delete it: None when all three work, else one line."""
-    key = {SUBSCRIPTION_KEY_HEADER: outputs.subscription_key}
+    key = {SUBSCRIPTION_KEY_HEADER: outputs.subscription_key, **(bearer or {})}
     url = outputs.api_base(gateway) + TODO_PATH
     where = f"gateway {gateway} item round trip"
     try:
@@ -94,21 +104,35 @@ def round_trip(outputs: StackOutputs, gateway: str, client: httpx.Client) -> str
     return None
 
 
+# Answers that time will not change: the smoke checks' own key or token is refused, so waiting
+# for a starting app would only delay the failure (the checks then report it).
+REFUSED = (401, 403)
+
+
 def wait_until_up(first: Check, client: httpx.Client, seconds: float) -> None:
+    """Until `first` gets its status, at most `seconds`; at once when it is refused."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and failure(first, client):
+    while time.monotonic() < deadline:
+        try:
+            status = client.get(first.url, headers=first.headers).status_code
+        except httpx.HTTPError:
+            status = None
+        if status == first.expect_status or status in REFUSED:
+            return
         time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
 
 
 def run(outputs: StackOutputs, wait_seconds: float = 0, timeout: float = 30) -> list[str]:
     """The failure lines (empty when every check passed)."""
-    planned = checks(outputs)
+    bearer = bearer_headers(outputs)
+    planned = checks(outputs, bearer)
     # verify=True: the gateway and *.azurewebsites.net serve publicly trusted certificates.
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         if wait_seconds:
             wait_until_up(planned[0], client, wait_seconds)
         results = [(check.name, failure(check, client)) for check in planned]
-        results += [(f"gateway {gateway} item round trip", round_trip(outputs, gateway, client))
+        results += [(f"gateway {gateway} item round trip",
+                     round_trip(outputs, gateway, client, bearer))
                     for gateway in outputs.gateway_urls]
     for name, problem in results:
         print(problem or f"ok   {name}")

@@ -37,6 +37,9 @@ TEXT_OUTPUTS = ("subscription_key", "health_check_key", "api_path")
 STAGING_OUTPUT = "web_app_staging_hostnames"
 # Optional: where the release's smoke tests find the client certificate (Key Vault, PFX secret).
 CERTIFICATE_OUTPUTS = ("key_vault_name", "client_certificate_name")
+# Optional: stacks whose API takes Entra ID tokens (auth.mode = "entra"): the token's audience
+# (tools/delivery/access_token.py asks for a token for it).
+IDENTIFIER_URI_OUTPUT = "api_identifier_uri"
 # Optional: how long a release watches each region after its swap (config
 # app_service.release_bake_seconds).
 BAKE_OUTPUT = "release_bake_seconds"
@@ -80,6 +83,7 @@ class StackOutputs:
     key_vault_name: str | None = None
     client_certificate_name: str | None = None
     release_bake_seconds: float | None = None
+    api_identifier_uri: str | None = None
 
     @property
     def staging_urls(self) -> dict[str, str]:
@@ -124,7 +128,7 @@ def parse(raw: dict) -> StackOutputs:
         values["cosmos"] = CosmosAccount(cosmos["cosmos_account_name"],
                                          cosmos["cosmos_resource_group_name"],
                                          cosmos["cosmos_regions"], cosmos["table_name"])
-    for name in (STAGING_OUTPUT, *CERTIFICATE_OUTPUTS):
+    for name in (STAGING_OUTPUT, *CERTIFICATE_OUTPUTS, IDENTIFIER_URI_OUTPUT):
         if (raw.get(name) or {}).get("value") is not None:  # optional: absent or null
             values[name] = _value(raw, name, name == STAGING_OUTPUT)
     bake = (raw.get(BAKE_OUTPUT) or {}).get("value")

@@ -167,5 +167,15 @@ def authorize(tool: str, args: list[str], identity: dict, action: str, scope: st
              " scope is invalid.")
 
 
+def authorize_graph(tool: str, args: list[str], identity: dict, permissions: list[str]) -> None:
+    """Microsoft Graph: the identity holds every one of `permissions` (application permissions,
+    consented by an admin: the bootstrap's output graph_consent)."""
+    missing = [p for p in permissions if p not in identity.get("graph", [])]
+    if missing:
+        fail(tool, args, "Error: Authorization_RequestDenied: Insufficient privileges to"
+             f" complete the operation ({identity['name']} lacks the Microsoft Graph application"
+             f" permission(s) {', '.join(missing)})")
+
+
 def subscription_scope(subscription: str | None) -> str:
     return f"/subscriptions/{variable(subscription)}"
