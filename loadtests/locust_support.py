@@ -19,8 +19,13 @@ Options (each also from an environment variable, for the GitHub workflow):
   --token-issuer      LOCUST_TOKEN_ISSUER       the local topology's issuer config (issuer.json):
                                                 each user mints a bearer token of its own, with
                                                 an `oid` of its own (loadtests.token_issuer)
+  (environment only)  LOCUST_ACCESS_TOKEN       one bearer token every user sends (an API on
+                                                Azure with auth.mode = "entra": a client
+                                                credentials token, one caller for all users);
+                                                never an option, so it stays out of `ps`
 
-Who is calling: with --token-issuer every user is its own caller (owner). It remembers the ids it
+Who is calling: with LOCUST_ACCESS_TOKEN all users are one caller (nothing to check between
+them). With --token-issuer every user is its own caller (owner). It remembers the ids it
 created and the identities (tokens in the names) of every create it sent, and checks each list
 and each read it gets answered: an item that is not its own is a cross-owner read, recorded
 (`cross_owner`: how many foreign items the answer held; 0 on a checked read) and failed.
@@ -70,6 +75,7 @@ ITEMS_PER_USER = 5
 FLUSH_SECONDS = 1.0
 # A user's token is minted again this long before it expires (a run longer than its lifetime).
 TOKEN_RENEW_SECONDS = 300
+ACCESS_TOKEN_VARIABLE = "LOCUST_ACCESS_TOKEN"
 
 
 @events.init_command_line_parser.add_listener
@@ -269,9 +275,24 @@ def retry_after(response) -> float | None:
 _MINTERS: dict = {}  # issuer config path -> Minter (the key file is read once per process)
 
 
+class SharedCaller:
+    """The one identity of every user (LOCUST_ACCESS_TOKEN): a token obtained outside Locust,
+    sent as it is. Users share its items, so no read is checked for other callers' items."""
+
+    alone = False
+
+    def __init__(self, token: str) -> None:
+        self._authorization = f"Bearer {token}"
+
+    def authorization(self) -> str:
+        return self._authorization
+
+
 class Caller:
     """One user's identity: an `oid` of its own and a bearer token of the topology's issuer
     for it (--token-issuer), minted again TOKEN_RENEW_SECONDS before it expires."""
+
+    alone = True  # its items are its own: every read is checked for other callers' items
 
     def __init__(self, issuer_config: str) -> None:
         from loadtests.token_issuer import TOKEN_LIFETIME_SECONDS, IssuerConfig, Minter
@@ -289,6 +310,13 @@ class Caller:
             self._token = self.minter.token(self.oid, now=now)
             self._renew_at = now + self.lifetime - TOKEN_RENEW_SECONDS
         return f"Bearer {self._token}"
+
+
+def _caller(token_issuer: str) -> Caller | SharedCaller | None:
+    if token_issuer:
+        return Caller(token_issuer)
+    shared = os.environ.get(ACCESS_TOKEN_VARIABLE, "").strip()
+    return SharedCaller(shared) if shared else None
 
 
 def detailed_label(method: str, name: str, response, context: dict) -> str:
@@ -324,7 +352,7 @@ class TodoUser(FastHttpUser):
         opts = environment.parsed_options
         self.prefix = (opts.api_path or "").rstrip("/")
         self.headers = {SUBSCRIPTION_KEY_HEADER: opts.subscription_key}
-        self.caller = Caller(opts.token_issuer) if opts.token_issuer else None
+        self.caller = _caller(opts.token_issuer)
         # What this user owns: the ids it was answered and the identity of every create it sent
         # (an unanswered create's item is its own too); never forgotten.
         self.owned: set[str] = set()
@@ -444,7 +472,7 @@ class TodoUser(FastHttpUser):
     ) -> dict | None:
         if response.status_code == expected:
             answer = {}
-            if method == "GET" and self.caller is not None:
+            if method == "GET" and self.caller is not None and self.caller.alone:
                 foreign = self._foreign(response, item)
                 if foreign is None:
                     response.failure(f"{expected} without the JSON of a list or an item")

@@ -94,6 +94,30 @@ def test_a_short_throughput_run_writes_its_summary_and_exits_0(topology, tmp_pat
     assert "cross-owner reads" in result.stdout
 
 
+def test_one_access_token_for_every_user_is_sent_as_it_is_and_reads_are_not_checked(
+    topology, tmp_path
+):
+    """LOCUST_ACCESS_TOKEN (Azure with auth.mode = "entra": one client credentials token): all
+    users are that one caller; without it the gateway refuses every call (the planted case)."""
+    from types import SimpleNamespace
+
+    tokenless = SimpleNamespace(gateway_url=topology.gateway_url, config=topology.config)
+    token = topology.token("5c1d9e7a-3b2f-4a68-9d0e-1f2a3b4c5d6e")
+    arguments = ("throughput", "--users", "3", "--duration", "3", "--max-failure-ratio", "0")
+    result = run(tokenless, *arguments, "--report-dir", str(tmp_path / "token"),
+                 env={"LOCUST_ACCESS_TOKEN": token})
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "token" / "summary.json").read_text())
+    assert summary["requests"] > 0 and summary["failures"] == 0
+    assert summary["cross_owner"] is None  # one caller: nothing to tell apart, nothing checked
+    assert token not in result.stdout + result.stderr
+    result = run(tokenless, *arguments, "--report-dir", str(tmp_path / "none"),
+                 env={"LOCUST_ACCESS_TOKEN": ""})
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "none" / "summary.json").read_text())
+    assert summary["failures"] == summary["requests"] > 0
+
+
 def test_a_read_answered_with_another_callers_item_is_counted_and_fails_the_run(
     topology, tmp_path
 ):

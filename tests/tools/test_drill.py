@@ -189,6 +189,17 @@ def test_a_database_failover_needs_the_runner_whose_items_are_reconciled(tmp_pat
     assert code == 2 and "use --engine runner" in capsys.readouterr().err
 
 
+def test_azure_load_testing_is_refused_for_an_api_that_takes_tokens(tmp_path, capsys):
+    raw = raw_outputs(chaos_experiments=EXPERIMENTS, api_identifier_uri="api://x", **LOAD_TEST)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(raw))
+    code = drill.run_cli(lambda: drill.main([
+        str(path), "--fault", "region-outage-primary", "--engine", "azure-load-testing",
+        "--users", "10", "--duration", "900"]))
+    error = capsys.readouterr().err
+    assert code == 2 and "Entra ID tokens" in error and "use --engine runner" in error
+
+
 def test_a_drill_has_a_maximum_duration(tmp_path, capsys):
     code = drill.run_cli(lambda: drill.main([
         str(outputs_file(tmp_path)), "--fault", "region-outage-primary", "--users", "10",

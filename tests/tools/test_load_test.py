@@ -48,30 +48,58 @@ def test_failover_drill_stops_and_starts_the_primary_mid_run():
     assert shlex.split(option(command, "--restore-command"))[:3] == ["az", "webapp", "start"]
 
 
-def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
-    """A real run of the CLI with stand-in `az` and a load test that crashes."""
+def launch(tmp_path, raw: dict, run_py: str, *arguments: str, az_answer: str = ""):
+    """A real run of the CLI in `tmp_path` with a stand-in `az` (it logs its arguments to
+    az.log and prints `az_answer` for `az account get-access-token`) and a stand-in
+    `loadtests.run` (`run_py`)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "az").write_text('#!/usr/bin/env bash\necho "$*" >> "$AZ_LOG"\n')
+    (bin_dir / "az").write_text(
+        '#!/usr/bin/env bash\necho "$*" >> "$AZ_LOG"\n'
+        f'if [[ "$1 $2" == "account get-access-token" ]]; then echo \'{az_answer}\'; fi\n')
     (bin_dir / "az").chmod(0o755)
-    (tmp_path / "outputs.json").write_text(json.dumps(RAW))
+    (tmp_path / "outputs.json").write_text(json.dumps(raw))
     fake_loadtests = tmp_path / "loadtests"
     fake_loadtests.mkdir()
     (fake_loadtests / "__init__.py").write_text("")
-    (fake_loadtests / "run.py").write_text(
-        "import os, pathlib\n"
-        "pathlib.Path('key.txt').write_text(os.environ['LOCUST_SUBSCRIPTION_KEY'])\n"
-        "raise SystemExit(3)\n")
+    (fake_loadtests / "run.py").write_text(run_py)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "AZ_LOG": str(tmp_path / "az.log"), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(  # cwd first on sys.path: the stand-in loadtests package wins
+    env.pop("LOCUST_ACCESS_TOKEN", None)
+    return subprocess.run(  # cwd first on sys.path: the stand-in loadtests package wins
         [sys.executable, "-m", "tools.operations.load_test", str(tmp_path / "outputs.json"),
-         "--users", "5", "--duration", "60", "--failover"],
+         "--users", "5", "--duration", "60", *arguments],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+
+
+def test_primary_is_started_again_when_the_load_test_fails(tmp_path):
+    """A load test that crashes: the primary is started again all the same."""
+    result = launch(tmp_path, RAW,
+                    "import os, pathlib\n"
+                    "pathlib.Path('key.txt').write_text(os.environ['LOCUST_SUBSCRIPTION_KEY'])\n"
+                    "raise SystemExit(3)\n", "--failover")
     assert result.returncode == 3
     assert (tmp_path / "key.txt").read_text() == "sub-key"
     assert (tmp_path / "az.log").read_text().split()[:3] == ["webapp", "start", "--name"]
     assert "app-weu" in (tmp_path / "az.log").read_text()
+
+
+def test_for_an_api_that_takes_tokens_the_load_sends_the_job_identitys_token(tmp_path):
+    """`az account get-access-token` for the API's identifier URI gives the token Locust's
+    users send ($LOCUST_ACCESS_TOKEN, never on a command line)."""
+    raw = raw_outputs(gateway_urls=["https://apim.example"], subscription_key="sub-key",
+                      api_identifier_uri="api://11111111-2222-3333-4444-555555555555")
+    result = launch(tmp_path, raw,
+                    "import os, pathlib, sys\n"
+                    "pathlib.Path('caller.txt').write_text(os.environ['LOCUST_SUBSCRIPTION_KEY']"
+                    " + ' ' + os.environ['LOCUST_ACCESS_TOKEN'])\n"
+                    "pathlib.Path('argv.txt').write_text(' '.join(sys.argv))\n",
+                    az_answer='{"accessToken": "tok-42"}')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "caller.txt").read_text() == "sub-key tok-42"
+    assert "tok-42" not in (tmp_path / "argv.txt").read_text() + result.stdout + result.stderr
+    assert (tmp_path / "az.log").read_text().split()[:4] == [
+        "account", "get-access-token", "--resource", "api://11111111-2222-3333-4444-555555555555"]
 
 
 def test_too_short_duration_is_rejected_in_one_line(tmp_path):

@@ -7,7 +7,9 @@
 
 Reads the gateway URL, API path, subscription key and primary web app from the stack outputs,
 then runs `python -m loadtests.run throughput|failover ...` (the key goes through
-$LOCUST_SUBSCRIPTION_KEY, not the command line). The failover drill stops the
+$LOCUST_SUBSCRIPTION_KEY, not the command line). When the stack takes Entra ID tokens (output
+`api_identifier_uri`), the job's identity asks for one (tools.delivery.access_token, as the
+smoke checks do) and every Locust user sends it ($LOCUST_ACCESS_TOKEN): one caller. The failover drill stops the
 primary web app (`az webapp stop`) a third of the way in and starts it again two thirds of the
 way in; whatever happens (thresholds broken, Locust crashed, run cancelled), the primary is
 started again before this program exits. Exits with the load test's exit code.
@@ -35,10 +37,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.contract import AUTHORIZATION_HEADER
 from tools.cli import CliError, run_cli
+from tools.delivery.access_token import bearer_headers
 from tools.delivery.stack_outputs import StackOutputs, WebApp, load
 
 SUBSCRIPTION_KEY_ENV = "LOCUST_SUBSCRIPTION_KEY"  # read by loadtests.run
+ACCESS_TOKEN_ENV = "LOCUST_ACCESS_TOKEN"  # read by loadtests/locust_support.py
 MAX_FAILURE_RATIO = "0.01"  # throughput: at most 1 % failed requests
 DRILL_MAX_FAILURE_RATIO = "0.05"  # failover: requests in flight when the region stops may fail
 MAX_RECOVERY_SECONDS = "120"  # Traffic Manager probe interval x tolerated failures + DNS TTL
@@ -97,12 +102,22 @@ def load_test_command(outputs: StackOutputs, users: int, duration: int, failover
     ]
 
 
-def run(command: list[str], key: str, restore: list[str] | None) -> int:
-    """Run the load test (the subscription key in its environment, not on its command line);
-    always run `restore` afterwards (when given)."""
+def caller_environment(outputs: StackOutputs) -> dict[str, str]:
+    """Who the load calls as, for loadtests.run's environment (never its command line): the
+    subscription key and, for an API that takes Entra ID tokens, the job identity's token."""
+    env = {SUBSCRIPTION_KEY_ENV: outputs.subscription_key}
+    headers = bearer_headers(outputs)
+    if headers:
+        env[ACCESS_TOKEN_ENV] = headers[AUTHORIZATION_HEADER].removeprefix("Bearer ")
+    return env
+
+
+def run(command: list[str], caller: dict[str, str], restore: list[str] | None) -> int:
+    """Run the load test as `caller` (caller_environment); always run `restore` afterwards
+    (when given)."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a cancelled job sends SIGTERM
     try:
-        env = {**os.environ, SUBSCRIPTION_KEY_ENV: key}
+        env = {**os.environ, **caller}
         return subprocess.run(command, env=env, check=False).returncode
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -157,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                                 args.report_dir,
                                 args.outputs if args.database_failover else None)
     if args.database_failover:
-        code = run(command, outputs.subscription_key, db_failover_command(args.outputs, "back"))
+        back = db_failover_command(args.outputs, "back")
+        code = run(command, caller_environment(outputs), back)
         return database_verdict(code, args.report_dir)
     restore = az_webapp("start", outputs.web_apps[0]) if args.failover else None
-    return run(command, outputs.subscription_key, restore)
+    return run(command, caller_environment(outputs), restore)
 
 
 def database_verdict(code: int, report_dir: Path) -> int:
