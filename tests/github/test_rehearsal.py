@@ -768,6 +768,7 @@ def test_when_the_runner_dies_the_always_steps_stop_the_engines_and_cancel_the_f
 # Entra ID whose key the fake az signs with and the fake gateway and slots trust.
 
 API_URI = "api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"
+ENTRA_LOAD = {**LOAD, "environment": "prod", "failover": "false"}  # a throughput run
 ENTRA_PROD = 'mode = "none"', 'mode = "entra"'
 
 
@@ -775,7 +776,9 @@ ENTRA_PROD = 'mode = "none"', 'mode = "entra"'
 def entra_prod_run(world, deploy_run, tmp_path_factory):
     """prod deployed by hand from the copy; its GitHub API (a repository of its own) says the
     copy's commit went green in dev with the package `deploy_run` built (the same app/, so the
-    same package: the dev deploy itself is rehearsed above). (run, its gateway)."""
+    same package: the dev deploy itself is rehearsed above). Beside it, side by side, a load
+    test of prod from the copy against a gateway of its own (its outputs name the API's
+    identifier URI). (deploy run, its gateway, load-test run, its gateway)."""
     import subprocess
 
     from stacks.synth import synthesize
@@ -792,19 +795,25 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
                             {"config/prod.toml": prod_toml.replace(*ENTRA_PROD)})
     key = new_signing_key(workdir, "rehearsal-entra")
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+    load_gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     with LocalIssuer(key) as issuer:
-        scenario = world.scenario("mixed", gateway=gateway)
-        prod = json.loads(json.dumps(scenario["stacks"]["todo-api-prod"]))
-        prod["outputs"]["api_identifier_uri"] = {"sensitive": False, "type": "string",
-                                                 "value": API_URI}
-        scenario["stacks"]["todo-api-prod"] = prod
         deploy_prod = next(i for i in world_json["identities"]
                            if i["name"] == "todo-api-github-deploy-prod")
-        scenario["auth"] = {
-            "environment": "prod", "issuer": issuer.issuer, "tenant_id": issuer.tenant_id,
-            "openid_config_url": issuer.openid_config_url, "audience": API_URI,
-            "clients": [deploy_prod["client_id"]],
-            "key_file": str(workdir / "rehearsal-entra.pem"), "kid": key.kid}
+
+        def entra_scenario(gateway: Gateway) -> dict:
+            scenario = world.scenario("mixed", gateway=gateway)
+            prod = json.loads(json.dumps(scenario["stacks"]["todo-api-prod"]))
+            prod["outputs"]["api_identifier_uri"] = {"sensitive": False, "type": "string",
+                                                     "value": API_URI}
+            scenario["stacks"]["todo-api-prod"] = prod
+            scenario["auth"] = {
+                "environment": "prod", "issuer": issuer.issuer, "tenant_id": issuer.tenant_id,
+                "openid_config_url": issuer.openid_config_url, "audience": API_URI,
+                "clients": [deploy_prod["client_id"]],
+                "key_file": str(workdir / "rehearsal-entra.pem"), "kid": key.kid}
+            return scenario
+
+        scenario = entra_scenario(gateway)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, check=True,
                                 capture_output=True, text=True).stdout.strip()
         github = FakeGitHub()
@@ -813,16 +822,21 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
             "environment": "dev", "payload": {"package_sha256": package_digest(deploy_run)},
             "statuses": [{"state": "success"}]})
         try:
-            with serving(github) as github_url:
+            with serving(github) as github_url, ThreadPoolExecutor(2) as pool:
                 rehearsal = Rehearsal(source, workdir, github_url, gateway, workdir / "world.json")
-                yield rehearsal.run("deploy", "workflow_dispatch", scenario, gateway=gateway,
-                                    inputs={"environment": "prod"}), gateway
+                deploy = pool.submit(rehearsal.run, "deploy", "workflow_dispatch", scenario,
+                                     gateway=gateway, inputs={"environment": "prod"})
+                load = pool.submit(rehearsal.run, "load-test", "workflow_dispatch",
+                                   entra_scenario(load_gateway), gateway=load_gateway,
+                                   inputs=ENTRA_LOAD)
+                yield deploy.result(), gateway, load.result(), load_gateway
         finally:
             gateway.close()
+            load_gateway.close()
 
 
 def test_prod_on_entra_deploys_and_smokes_with_the_deploy_identitys_token(entra_prod_run):
-    run, _ = entra_prod_run
+    run, *_ = entra_prod_run
     run.assert_green()
     tokens = [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
     assert tokens and {(c["identity"], c["resource"]) for c in tokens} == {(DEPLOY_PROD, API_URI)}
@@ -834,7 +848,7 @@ def test_prod_on_entra_deploys_and_smokes_with_the_deploy_identitys_token(entra_
 
 def test_prod_on_entra_refuses_calls_without_a_token_at_the_gateway_and_the_slots(
         entra_prod_run):
-    run, gateway = entra_prod_run
+    run, gateway, *_ = entra_prod_run
     gateway_calls = gateway.calls
     todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
     assert ("GET", todo, 401) in gateway_calls and ("GET", todo, 200) in gateway_calls
@@ -842,3 +856,17 @@ def test_prod_on_entra_refuses_calls_without_a_token_at_the_gateway_and_the_slot
         assert ("POST", 201) in {(m, s) for m, p, s in gateway_calls
                                  if p.startswith(f"/sites/{site}/")}, site
     assert "eyJ" not in run.log  # no token (a JWT's base64url header) in the job's log
+
+
+def test_prod_on_entra_load_tests_with_the_job_identitys_token(entra_prod_run):
+    """tools.operations.load_test asks az for the job identity's token (the deploy identity of
+    prod, a caller of the API) and Locust's users send it: every call the gateway answered
+    carried a valid token (a token-less one would be 401), and the load went through."""
+    *_, run, gateway = entra_prod_run
+    run.assert_green()
+    tokens = [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
+    assert tokens and {(c["identity"], c["resource"]) for c in tokens} == {(DEPLOY_PROD, API_URI)}
+    todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
+    answered = [status for method, path, status in gateway.calls if path.startswith(todo)]
+    assert len(answered) > 10 and 401 not in answered and 403 not in answered
+    assert "eyJ" not in run.log
