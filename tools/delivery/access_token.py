@@ -15,12 +15,18 @@ from tools.delivery.deploy_app import az_json
 from tools.delivery.stack_outputs import StackOutputs
 
 
-def bearer_headers(outputs: StackOutputs) -> dict[str, str]:
-    """{Authorization: Bearer <token>} for a stack whose API takes tokens, else {}."""
+def access_token(outputs: StackOutputs) -> str | None:
+    """A token for the stack's API as the logged-in identity; None when it takes no tokens."""
     if not outputs.api_identifier_uri:
-        return {}
+        return None
     answer = az_json(
         ["az", "account", "get-access-token", "--resource", outputs.api_identifier_uri],
         f"an access token for {outputs.api_identifier_uri}",
     )
-    return {AUTHORIZATION_HEADER: f"Bearer {answer['accessToken']}"}
+    return answer["accessToken"]
+
+
+def bearer_headers(outputs: StackOutputs) -> dict[str, str]:
+    """{Authorization: Bearer <token>} for a stack whose API takes tokens, else {}."""
+    token = access_token(outputs)
+    return {} if token is None else {AUTHORIZATION_HEADER: f"Bearer {token}"}

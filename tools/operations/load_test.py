@@ -37,9 +37,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.contract import AUTHORIZATION_HEADER
 from tools.cli import CliError, run_cli
-from tools.delivery.access_token import bearer_headers
+from tools.delivery.access_token import access_token
 from tools.delivery.stack_outputs import StackOutputs, WebApp, load
 
 SUBSCRIPTION_KEY_ENV = "LOCUST_SUBSCRIPTION_KEY"  # read by loadtests.run
@@ -106,9 +105,9 @@ def caller_environment(outputs: StackOutputs) -> dict[str, str]:
     """Who the load calls as, for loadtests.run's environment (never its command line): the
     subscription key and, for an API that takes Entra ID tokens, the job identity's token."""
     env = {SUBSCRIPTION_KEY_ENV: outputs.subscription_key}
-    headers = bearer_headers(outputs)
-    if headers:
-        env[ACCESS_TOKEN_ENV] = headers[AUTHORIZATION_HEADER].removeprefix("Bearer ")
+    token = access_token(outputs)
+    if token is not None:
+        env[ACCESS_TOKEN_ENV] = token
     return env
 
 
