@@ -14,6 +14,12 @@ and an example client for the load tests, per environment.
   environment of the same name (the load-test workflow's OIDC token), assigned every app role.
 - Every other allowed caller (`auth.client_ids`: the deploy identity, whose smoke tests call
   the API) is looked up by client id and assigned every app role too.
+- Managed identities of the stack itself that call the API (`managed_callers`: Azure Load
+  Testing's engine identity, stacks/drills.py) are known by client id and object id already:
+  assigned every app role and allowed, without a lookup. Made in the same apply: the
+  assignment's create retries while Graph does not know the new principal yet (404, "Not a
+  valid reference update": azuread internal/services/approleassignments/
+  app_role_assignment_resource.go), so no wait of ours.
 
 The app settings the web apps get (`app_settings`) and what API Management checks
 (`token_check`) come from here, so the gateway and the app accept the same tokens.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_azuread.app_role_assignment import AppRoleAssignment
@@ -63,6 +70,14 @@ def issuer(tenant_id: str) -> str:
     return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
 
+@dataclass(frozen=True)
+class ManagedCaller:
+    """A managed identity of the stack that calls the API (its client id and object id)."""
+
+    client_id: str
+    object_id: str
+
+
 class ApiIdentity(Construct):
     def __init__(
         self,
@@ -75,10 +90,12 @@ class ApiIdentity(Construct):
         tenant_id: str,
         settings: Auth,
         openapi_json: str,
+        managed_callers: Mapping[str, ManagedCaller] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.tenant_id = tenant_id
         self.settings = settings
+        self.managed_callers = dict(managed_callers or {})
         self.openapi_json = openapi_json
         self.permissions = permissions(openapi_json)
         owners = list(settings.owners) or None
@@ -156,6 +173,10 @@ class ApiIdentity(Construct):
             )
             for client_id in settings.clients
         }
+        self.managed_caller_roles = {
+            key: self._assign_roles(f"caller-{key}", caller.object_id)
+            for key, caller in self.managed_callers.items()
+        }
 
     def _assign_roles(self, id_prefix: str, principal_object_id: str) -> list[AppRoleAssignment]:
         """Every app role of the API to one service principal."""
@@ -171,8 +192,13 @@ class ApiIdentity(Construct):
 
     @property
     def client_ids(self) -> list[str]:
-        """Client applications allowed to call: the example client, then `auth.client_ids`."""
-        return [self.example_client.client_id, *self.settings.clients]
+        """Client applications allowed to call: the example client, `auth.client_ids`, then the
+        stack's own managed callers."""
+        return [
+            self.example_client.client_id,
+            *self.settings.clients,
+            *(caller.client_id for caller in self.managed_callers.values()),
+        ]
 
     @property
     def audiences(self) -> list[str]:

@@ -7,6 +7,14 @@ that fault to that one resource (docs/deploy.md, "Drills on Azure's engines").
   Vault secret reference (`secrets`, stored as `gateway-subscription-key`), and Azure Load
   Testing resolves it with that identity when a run starts. The deploy identities get Load Test
   Contributor on it: tests and test runs are data-plane operations, which Contributor lacks.
+- `engine_identity`: with `auth.mode = "entra"`, the user-assigned identity Azure Load Testing
+  gives its engines (the test's `referenceIdentities` item of kind `Engine`): the Locust script
+  asks the engine's instance metadata endpoint for its token (Azure Load Testing, "Load test
+  secured endpoints", "Authenticate with a managed identity"). User-assigned, not the resource's
+  system identity: the API must list the caller's client id among its allowed client
+  applications, and `azurerm_load_test` exports no client id for its system identity; a
+  user-assigned one also outlives a replaced load testing resource, and with it its app roles
+  (stacks/api_identity.py assigns them).
 - `FaultExperiment`: one fault against one resource: the Chaos Studio target on the resource and
   the fault's capability on the target; the experiment, one continuous action of
   `drills.fault_minutes`, whose own duration ends the fault even when whatever started it is
@@ -34,6 +42,7 @@ from cdktf_cdktf_provider_azurerm.key_vault_secret import KeyVaultSecret
 from cdktf_cdktf_provider_azurerm.load_test import LoadTest, LoadTestIdentity
 from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
 from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
+from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
 from constructs import Construct
 
 from stacks.key_vault import MANAGED_IDENTITY, SecretStore
@@ -41,6 +50,7 @@ from stacks.monitoring import send_diagnostics
 from stacks.permissions import fault_role
 
 SYSTEM_IDENTITY = "SystemAssigned"
+SYSTEM_AND_USER_IDENTITIES = "SystemAssigned, UserAssigned"
 LOAD_TEST_CONTRIBUTOR_ROLE = "Load Test Contributor"
 SUBSCRIPTION_KEY_SECRET = "gateway-subscription-key"
 # The environment variable the load test gets the subscription key in (loadtests read it).
@@ -81,6 +91,8 @@ KEY_VAULT_DENY_ACCESS = Fault(
 # The stack outputs the drill tools read (tools/operations), present with drills.enabled only.
 OUTPUTS = ("load_test_name", "load_test_resource_group_name", "load_test_secrets",
            "chaos_experiments")
+# ... and with auth.mode = "entra": {"id", "client_id"} of the engines' identity.
+ENGINE_IDENTITY_OUTPUT = "load_test_engine_identity"
 
 
 def region_outage(role: str) -> str:
@@ -92,6 +104,17 @@ def region_outage(role: str) -> str:
 def iso_minutes(minutes: int) -> str:
     """An ISO 8601 duration, as Chaos Studio actions take it (PT10M)."""
     return f"PT{minutes}M"
+
+
+def engine_identity(
+    scope: Construct, id_: str, *, name: str, location: str, resource_group_name: str,
+    tags: dict[str, str],
+) -> UserAssignedIdentity:
+    """The identity Azure Load Testing's engines call the API as (an Entra ID API only)."""
+    return UserAssignedIdentity(
+        scope, id_, name=name, location=location, resource_group_name=resource_group_name,
+        tags=tags,
+    )
 
 
 class LoadTesting(Construct):
@@ -107,8 +130,10 @@ class LoadTesting(Construct):
         subscription_key: str,
         workspace: LogAnalyticsWorkspace,
         tags: dict[str, str],
+        engine: UserAssignedIdentity | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        self.engine = engine
         self.load_test = LoadTest(
             self,
             "load-test",
@@ -116,7 +141,10 @@ class LoadTesting(Construct):
             location=location,
             resource_group_name=resource_group_name,
             description="todo-api load and failover drills (stacks/drills.py)",
-            identity=LoadTestIdentity(type=SYSTEM_IDENTITY),
+            identity=(
+                LoadTestIdentity(type=SYSTEM_AND_USER_IDENTITIES, identity_ids=[engine.id])
+                if engine else LoadTestIdentity(type=SYSTEM_IDENTITY)
+            ),
             tags=tags,
         )
         self.subscription_key_secret: KeyVaultSecret = secrets.add_secret(
@@ -147,6 +175,13 @@ class LoadTesting(Construct):
     def secrets(self) -> dict[str, str]:
         """Environment variable -> versionless Key Vault secret URI, for the test's definition."""
         return {SUBSCRIPTION_KEY_VARIABLE: self.subscription_key_secret.versionless_id}
+
+    @property
+    def outputs(self) -> dict:
+        """The engines' identity, for the test's definition (tools.operations.azure_load_testing)."""
+        if self.engine is None:
+            return {}
+        return {ENGINE_IDENTITY_OUTPUT: {"id": self.engine.id, "client_id": self.engine.client_id}}
 
 
 class FaultExperiment(Construct):

@@ -19,7 +19,7 @@ from cdktf_cdktf_provider_time.provider import TimeProvider
 from constructs import Construct
 
 from stacks.alerts import OperationsAlerts
-from stacks.api_identity import AUTH_NONE, ApiIdentity
+from stacks.api_identity import AUTH_NONE, ApiIdentity, ManagedCaller
 from stacks.aspects import (
     CosmosAccountPolicy,
     PreventDestroyStateful,
@@ -35,6 +35,7 @@ from stacks.drills import (
     KEY_VAULT_DENY_ACCESS,
     FaultExperiment,
     LoadTesting,
+    engine_identity,
     region_outage,
 )
 from stacks.gateway import APIM_STATUS_PATH, GatewayInstance, PublishedApi
@@ -107,6 +108,16 @@ class TodoApiStack(TerraformStack):
         self.subscription_key = Password(
             self, "subscription-key", length=SUBSCRIPTION_KEY_LENGTH, special=False
         )
+        # Azure Load Testing's engines call an Entra ID API as an identity of their own.
+        self.engine_identity = (
+            engine_identity(
+                self, "load-test-engine-identity", name=names.global_("lt-engine-id"),
+                location=config.regions.both[0], resource_group_name=self.global_group.name,
+                tags=tags,
+            )
+            if config.auth.entra and config.drills.enabled
+            else None
+        )
         self.identity = (
             ApiIdentity(
                 self,
@@ -117,6 +128,11 @@ class TodoApiStack(TerraformStack):
                 tenant_id=self.secrets.client.tenant_id,
                 settings=config.auth,
                 openapi_json=openapi_json,
+                managed_callers=(
+                    {"load-test-engine": ManagedCaller(self.engine_identity.client_id,
+                                                       self.engine_identity.principal_id)}
+                    if self.engine_identity else None
+                ),
             )
             if config.auth.entra
             else None
@@ -366,6 +382,7 @@ class TodoApiStack(TerraformStack):
             subscription_key=self.subscription_key.result,
             workspace=self.monitoring.workspace,
             tags=tags,
+            engine=self.engine_identity,
         )
         faults = {
             region_outage(role): (APP_SERVICE_STOP, self.apps[region].web_app.id, region, None)
@@ -406,6 +423,7 @@ class TodoApiStack(TerraformStack):
             "load_test_resource_group_name": self.global_group.name,
             "load_test_secrets": self.load_testing.secrets,
             "chaos_experiments": {k: e.summary for k, e in self.experiments.items()},
+            **self.load_testing.outputs,
         }
 
     def _staging_outputs(self, primary: str, secondary: str) -> dict:

@@ -22,6 +22,13 @@ SITES = ("azurerm_linux_web_app", "azurerm_linux_web_app_slot")
 AUTH_SETTINGS = ("AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_ALLOWED_CLIENT_IDS")
 OUTPUTS = ("api_client_id", "api_identifier_uri", "example_client_id", "tenant_id")
 ROOT = Path(__file__).resolve().parents[2]
+ENGINE_IDENTITY, ENGINE_ID = "azurerm_user_assigned_identity", "load-test-engine-identity"
+
+
+def drills_on(environment: str) -> bool:
+    """Whether the environment's own file turns drills on (prod), so that its load testing
+    resource's engines call the API as an identity of the stack."""
+    return load_environment(environment, ENTRA[environment]).drills.enabled
 
 
 @pytest.fixture(params=ENVIRONMENTS)
@@ -116,6 +123,8 @@ def test_the_example_client_and_the_other_callers_get_every_app_role_of_the_api(
         callers.append(f"${{data.azuread_service_principal.{lookup}.object_id}}")
     else:
         assert "azuread_service_principal" not in stack.get("data", {})
+    if drills_on(environment):  # Azure Load Testing's engines: the stack's own identity
+        callers.append(ref(ENGINE_IDENTITY, ENGINE_ID, "principal_id"))
     assert assigned == {(permission_id(p), c, api) for p in PERMISSIONS for c in callers}
 
 
@@ -125,6 +134,7 @@ def test_every_site_accepts_exactly_the_gateways_tokens(entra):
     api_client = ref("azuread_application", api_id, "client_id")
     clients = [ref("azuread_application", client_id, "client_id")]
     clients += [EXTRA_CLIENT] if "auth.client_ids" in ENTRA[environment] else []
+    clients += [ref(ENGINE_IDENTITY, ENGINE_ID, "client_id")] if drills_on(environment) else []
     tenant = ref_tenant(stack)["tenant_id"]
     expected = {
         "AUTH_MODE": "entra",

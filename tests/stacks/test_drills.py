@@ -158,6 +158,37 @@ def test_the_load_test_lives_in_the_global_group_with_a_system_identity(prod):
     assert {"project", "environment", "managed-by"} <= set(block["tags"])
 
 
+def test_with_entra_the_engines_call_the_api_as_a_user_assigned_identity_of_the_stack(
+        entra_stacks):
+    """Azure Load Testing gives its engines the identity the test's `referenceIdentities` name;
+    the load test holds it beside its system identity, and the drill tools read it from the
+    outputs (its client id and object id are allowed and assigned: tests/stacks/
+    test_api_identity.py)."""
+    prod = entra_stacks["prod"]
+    engine = prod["resource"]["azurerm_user_assigned_identity"]["load-test-engine-identity"]
+    assert engine["name"] == "todo-api-prod-lt-engine-id"
+    assert engine["resource_group_name"] == "${azurerm_resource_group.global-group.name}"
+    _, block = load_test(prod)
+    engine_ref = "azurerm_user_assigned_identity.load-test-engine-identity"
+    assert block["identity"] == {"type": "SystemAssigned, UserAssigned",
+                                 "identity_ids": [f"${{{engine_ref}.id}}"]}
+    output = prod["output"]["load_test_engine_identity"]
+    assert output["value"] == {"id": f"${{{engine_ref}.id}}",
+                               "client_id": f"${{{engine_ref}.client_id}}"}
+    assert not output.get("sensitive")
+
+
+def test_without_entra_or_without_drills_there_is_no_engine_identity(
+        synthesized_stacks, entra_stacks):
+    dev_entra = entra_stacks["dev"]  # entra, drills off
+    stacks = [*synthesized_stacks.values(), dev_entra]
+    assert any("azurerm_load_test" in s["resource"] for s in stacks)
+    for stack in stacks:
+        identities = stack["resource"].get("azurerm_user_assigned_identity", {})
+        assert "load-test-engine-identity" not in identities
+        assert "load_test_engine_identity" not in stack["output"]
+
+
 def test_the_gateway_subscription_key_is_a_vault_secret_written_after_the_admin_role(prod):
     [secret] = [s for s in blocks(prod, SECRET).values()
                 if s["name"] == "gateway-subscription-key"]
