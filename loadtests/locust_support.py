@@ -23,12 +23,23 @@ Options (each also from an environment variable, for the GitHub workflow):
                                                 Azure with auth.mode = "entra": a client
                                                 credentials token, one caller for all users);
                                                 never an option, so it stays out of `ps`
+  (environment only)  LOCUST_TOKEN_RESOURCE     the API's identifier URI: every user sends one
+                                                token of the machine's managed identity for it,
+                                                fetched from IMDS (Azure Load Testing's engines:
+                                                the test's engine identity; tools.operations.
+                                                azure_load_testing writes it into the test)
+  (environment only)  LOCUST_TOKEN_CLIENT_ID    which user-assigned identity (its client id)
+  (environment only)  LOCUST_IMDS_ENDPOINT      IMDS's address (default http://169.254.169.254;
+                                                the tests: the local issuer's stand-in)
 
-Who is calling: with LOCUST_ACCESS_TOKEN all users are one caller (nothing to check between
-them). With --token-issuer every user is its own caller (owner). It remembers the ids it
-created and the identities (tokens in the names) of every create it sent, and checks each list
-and each read it gets answered: an item that is not its own is a cross-owner read, recorded
-(`cross_owner`: how many foreign items the answer held; 0 on a checked read) and failed.
+Who is calling, the first that applies: --token-issuer (every user its own caller, below);
+LOCUST_ACCESS_TOKEN (a token given: all users one caller); LOCUST_TOKEN_RESOURCE (a token
+fetched: all users one caller, the identity's); else no Authorization header. With one caller
+there is nothing to check between users. With --token-issuer every user is its own caller
+(owner). It remembers the ids it created and the identities (tokens in the names) of every
+create it sent, and checks each list and each read it gets answered: an item that is not its
+own is a cross-owner read, recorded (`cross_owner`: how many foreign items the answer held; 0 on
+a checked read) and failed.
 
 On Azure Load Testing every uploaded file lands beside the locustfile, and the packages this
 module imports (app.contract, loadtests.*) come in SUPPORT_ZIP (tools.operations.azure_load_testing
@@ -39,17 +50,24 @@ documented; each is on sys.path.
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import os
 import random
 import socket
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from http import HTTPStatus
 from pathlib import Path
 
 import gevent
+import gevent.event
+import gevent.lock
 import gevent.ssl
 from locust import FastHttpUser, events, task
 
@@ -76,6 +94,7 @@ FLUSH_SECONDS = 1.0
 # A user's token is minted again this long before it expires (a run longer than its lifetime).
 TOKEN_RENEW_SECONDS = 300
 ACCESS_TOKEN_VARIABLE = "LOCUST_ACCESS_TOKEN"
+LOG = logging.getLogger(__name__)
 
 
 @events.init_command_line_parser.add_listener
@@ -312,11 +331,169 @@ class Caller:
         return f"Bearer {self._token}"
 
 
-def _caller(token_issuer: str) -> Caller | SharedCaller | None:
+# -- the machine's managed identity (Azure Load Testing's engines) ------------------------------
+#
+# Azure Load Testing assigns the test's engine identity (test.yaml referenceIdentities, kind
+# Engine) to its engine instances, and a script asks the Instance Metadata Service for that
+# identity's token (Microsoft Learn, "Load test secured endpoints", "Authenticate with a managed
+# identity"). Plain HTTP with the standard library (cooperative under Locust's gevent), not
+# azure-identity: nothing documented puts it on the engines, which run Locust and what it
+# depends on (the repository's own modules come in SUPPORT_ZIP, docs/loadtests.md), and a
+# module they lack would fail the test at its first line.
+TOKEN_RESOURCE_VARIABLE = "LOCUST_TOKEN_RESOURCE"
+TOKEN_CLIENT_ID_VARIABLE = "LOCUST_TOKEN_CLIENT_ID"
+IMDS_ENDPOINT_VARIABLE = "LOCUST_IMDS_ENDPOINT"
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
+IMDS_API_VERSION = "2018-02-01"
+IMDS_TIMEOUT_SECONDS = 5.0  # each attempt
+# Tried again after these pauses: no answer, 404 (the identity not assigned yet), 410 (IMDS
+# being updated), 429 (IMDS throttles), 5xx. Any other answer (400: an unknown identity or
+# resource) is final.
+IMDS_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0)
+IMDS_RETRY_STATUSES = (404, 410, 429)
+# A renewal that failed while the token still holds is tried again this much later.
+RENEWAL_RETRY_SECONDS = 30.0
+NO_TOKEN_EXIT_CODE = 2  # Locust's own: 1 when requests failed
+
+
+class NoToken(Exception):
+    """IMDS gave no token: one line naming IMDS, the resource and the status or error (never a
+    token)."""
+
+
+def imds_token(endpoint: str, resource: str, client_id: str) -> tuple[str, float]:
+    """(access token, expires_on in epoch seconds) from IMDS, tried again as above."""
+    query = {"api-version": IMDS_API_VERSION, "resource": resource}
+    if client_id:
+        query["client_id"] = client_id
+    url = f"{endpoint.rstrip('/')}{IMDS_TOKEN_PATH}?{urllib.parse.urlencode(query)}"
+    request = urllib.request.Request(url, headers={"Metadata": "true"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # IMDS: never a proxy
+    what = f"no token from IMDS ({endpoint}) for resource {resource}" + (
+        f" as client id {client_id}" if client_id else "")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with opener.open(request, timeout=IMDS_TIMEOUT_SECONDS) as response:
+                return _token_of(response.read(), what)
+        except urllib.error.HTTPError as error:
+            problem = f"{error.code} {_imds_error(error)}".strip()
+            again = error.code in IMDS_RETRY_STATUSES or error.code >= 500
+        except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out
+            reason = getattr(error, "reason", None) or error
+            problem, again = f"no answer ({type(reason).__name__}: {reason})", True
+        if not again or attempt > len(IMDS_RETRY_PAUSES):
+            tries = f" ({attempt} attempts)" if attempt > 1 else ""
+            raise NoToken(" ".join(f"{what}: {problem}{tries}".split()))
+        time.sleep(IMDS_RETRY_PAUSES[attempt - 1])  # gevent's, under Locust
+
+
+def _imds_error(error: urllib.error.HTTPError) -> str:
+    """IMDS's `error: error_description`, when its answer says so."""
+    try:
+        answer = json.loads(error.read() or b"{}")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(answer, dict):
+        return ""
+    return ": ".join(str(answer[k])[:200] for k in ("error", "error_description") if answer.get(k))
+
+
+def _token_of(body: bytes, what: str) -> tuple[str, float]:
+    try:
+        answer = json.loads(body)
+        token, expires_on = answer["access_token"], float(answer["expires_on"])
+    except (ValueError, TypeError, KeyError):
+        raise NoToken(f"{what}: 200 without access_token and expires_on") from None
+    if not isinstance(token, str) or not token:
+        raise NoToken(f"{what}: 200 without access_token")
+    return token, expires_on
+
+
+# Never set: a user that finds no token waits on it until the run's end kills it. (A user that
+# ended itself instead, StopUser, can make Locust log an error while it stops the others.)
+_RUN_ENDING = gevent.event.Event()
+
+
+def _end_the_run(message: str) -> None:
+    """Log `message` (one line), stop Locust with NO_TOKEN_EXIT_CODE, and wait (for ever) to be
+    stopped with the other users."""
+    LOG.error(message)
+    environment = _OPTIONS["environment"]
+    environment.process_exit_code = NO_TOKEN_EXIT_CODE
+    gevent.spawn(environment.runner.quit)
+    _RUN_ENDING.wait()
+
+
+class ManagedIdentityCaller:
+    """The machine's managed identity (LOCUST_TOKEN_RESOURCE; on Azure Load Testing, the
+    test's engine identity): one token per Locust process, from IMDS, sent by every user (one
+    identity, so no read is checked for other callers' items), fetched again
+    TOKEN_RENEW_SECONDS before it expires. One fetch at a time: users starting together wait
+    for the first one's token instead of each asking IMDS.
+
+    No token, no requests: the run ends (one line naming IMDS, the resource and the answer;
+    exit NO_TOKEN_EXIT_CODE) rather than send calls without Authorization. A renewal that
+    fails while the token still holds keeps it and tries again RENEWAL_RETRY_SECONDS later."""
+
+    alone = False
+
+    def __init__(self, endpoint: str, resource: str, client_id: str) -> None:
+        self.endpoint, self.resource, self.client_id = endpoint, resource, client_id
+        self._lock = gevent.lock.Semaphore()
+        self._token, self._expires_on, self._renew_at = "", 0.0, 0.0
+        self._failed = False
+
+    def authorization(self) -> str:
+        if time.time() >= self._renew_at:
+            with self._lock:
+                if self._failed:
+                    _RUN_ENDING.wait()
+                if time.time() >= self._renew_at:  # not renewed while this user waited
+                    self._renew()
+        return f"Bearer {self._token}"
+
+    def _renew(self) -> None:
+        try:
+            token, expires_on = imds_token(self.endpoint, self.resource, self.client_id)
+        except NoToken as error:
+            now = time.time()
+            if now < self._expires_on - RENEWAL_RETRY_SECONDS:
+                LOG.warning("%s; the current token holds until %s: trying again in %g s", error,
+                            time.strftime("%H:%M:%S", time.gmtime(self._expires_on)),
+                            RENEWAL_RETRY_SECONDS)
+                self._renew_at = now + RENEWAL_RETRY_SECONDS
+                return
+            self._failed = True
+            _end_the_run(str(error))  # never returns
+        now = time.time()
+        self._token, self._expires_on = token, expires_on
+        # Before it expires; a token shorter-lived than that (IMDS hands out cached ones):
+        # halfway to its expiry, at least a few seconds on.
+        self._renew_at = max(expires_on - TOKEN_RENEW_SECONDS, now + max((expires_on - now) / 2, 5))
+
+
+_MANAGED: dict = {}  # (endpoint, resource, client id) -> its caller: one token per process
+
+
+def _caller(token_issuer: str) -> Caller | SharedCaller | ManagedIdentityCaller | None:
+    """Who the user calls as: the first of --token-issuer, LOCUST_ACCESS_TOKEN and
+    LOCUST_TOKEN_RESOURCE that is set (module docstring); None: no Authorization header."""
     if token_issuer:
         return Caller(token_issuer)
     shared = os.environ.get(ACCESS_TOKEN_VARIABLE, "").strip()
-    return SharedCaller(shared) if shared else None
+    if shared:
+        return SharedCaller(shared)
+    resource = os.environ.get(TOKEN_RESOURCE_VARIABLE, "").strip()
+    if not resource:
+        return None
+    key = (os.environ.get(IMDS_ENDPOINT_VARIABLE, "").strip() or IMDS_ENDPOINT, resource,
+           os.environ.get(TOKEN_CLIENT_ID_VARIABLE, "").strip())
+    if key not in _MANAGED:
+        _MANAGED[key] = ManagedIdentityCaller(*key)
+    return _MANAGED[key]
 
 
 def detailed_label(method: str, name: str, response, context: dict) -> str:

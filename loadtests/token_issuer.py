@@ -15,6 +15,15 @@ needs no round trip; PyJWT is imported only then).
 Entra's shapes: issuer `<base>/<tenant>/v2.0`, metadata at `<issuer>/.well-known/openid-configuration`
 (what the app derives from AUTH_ISSUER), keys at `<base>/<tenant>/discovery/v2.0/keys`; a v2.0
 application token carries iss, aud, tid, oid, sub, azp, roles, iat, nbf, exp, ver.
+
+The same server stands in for the Instance Metadata Service of an Azure Load Testing engine that
+holds the test's engine identity (a user-assigned managed identity: ENGINE_CLIENT_ID, its service
+principal ENGINE_OBJECT_ID, an allowed client with both roles, as the stack makes it):
+`GET IMDS_TOKEN_PATH?api-version=...&resource=...[&client_id=...]` with `Metadata: true` answers
+IMDS's JSON (access_token, expires_on, expires_in, resource, token_type, client_id); 400 without
+the header or the api-version, for a client id that is not the engine's ("Identity not found")
+and for a resource that is not one of the API's audiences. Point Locust's LOCUST_IMDS_ENDPOINT
+at it (loadtests/locust_support.py).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from app.contract import AUTH_ENTRA, READ_PERMISSION, WRITE_PERMISSION
 
@@ -41,6 +51,11 @@ API_CLIENT_ID = "c4a1e9d2-6b3f-4d8a-a1e7-5f20b9c3d6e4"
 AUDIENCE = "api://todo-api-local"
 LOAD_TEST_CLIENT_ID = "1e8b3f6c-9a2d-4c7e-b5f1-0d4a6e2c8b93"
 OTHER_CLIENT_ID = "a9c27e41-5d08-4b6f-8e3a-c1f4b7d2e605"
+# Azure Load Testing's engine identity (the stack's output load_test_engine_identity): the
+# user-assigned identity's client id, and its service principal's object id (its tokens' oid).
+ENGINE_CLIENT_ID = "5b0c7e2d-8f41-4a93-b6d2-9e1f3c7a0d58"
+ENGINE_OBJECT_ID = "e2a7f9c1-4d3b-4b6e-8c0a-7f5d2e1b9c46"
+IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
 TOKEN_LIFETIME_SECONDS = 3600
 SIGNING_ALGORITHM = "RS256"
 KEY_FILE = "issuer.key"
@@ -60,7 +75,8 @@ class IssuerConfig:
     tenant_id: str = TENANT_ID
     audiences: tuple[str, ...] = (AUDIENCE, API_CLIENT_ID)
     client_id: str = LOAD_TEST_CLIENT_ID
-    allowed_clients: tuple[str, ...] = field(default=(LOAD_TEST_CLIENT_ID,))
+    # The load tests' client and the engine identity (the stack allows both on Azure).
+    allowed_clients: tuple[str, ...] = field(default=(LOAD_TEST_CLIENT_ID, ENGINE_CLIENT_ID))
 
     @property
     def base(self) -> str:
@@ -245,24 +261,61 @@ def documents(config: IssuerConfig) -> dict[str, bytes]:
     }
 
 
+def imds_answer(minter: Minter, query: str, metadata: str | None) -> tuple[int, dict]:
+    """(status, JSON) as IMDS answers a token request of an engine holding the engine identity
+    (query: the request's query string; metadata: its Metadata header)."""
+    asked = {name: values[-1] for name, values in parse_qs(query).items()}
+    resource, client_id = asked.get("resource", ""), asked.get("client_id")
+    if (metadata or "").lower() != "true":
+        return 400, {"error": "invalid_request",
+                     "error_description": "Required metadata header not specified"}
+    if not asked.get("api-version"):
+        return 400, {"error": "invalid_request",
+                     "error_description": "Required query variable 'api-version' is missing"}
+    if client_id is not None and client_id.lower() != ENGINE_CLIENT_ID:
+        return 400, {"error": "invalid_request", "error_description": "Identity not found"}
+    if resource not in minter.config.audiences:
+        return 400, {"error": "invalid_resource", "error_description":
+                     f"AADSTS500011: The resource principal named {resource} was not found"
+                     f" in the tenant named {minter.config.tenant_id}."}
+    now = int(time.time())
+    token = minter.token(ENGINE_OBJECT_ID, now=now, aud=resource, azp=ENGINE_CLIENT_ID)
+    return 200, {
+        "access_token": token,
+        "client_id": ENGINE_CLIENT_ID,
+        "expires_in": str(TOKEN_LIFETIME_SECONDS),
+        "expires_on": str(now + TOKEN_LIFETIME_SECONDS),
+        "ext_expires_in": str(TOKEN_LIFETIME_SECONDS),
+        "not_before": str(now),
+        "resource": resource,
+        "token_type": "Bearer",
+    }
+
+
 def server(config: IssuerConfig) -> ThreadingHTTPServer:
     served = documents(config)
+    minter = Minter(config)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = 10  # a silent client does not hold a thread for ever
 
         def do_GET(self) -> None:
-            body = served.get(self.path)
-            status = 200 if body is not None else 404
-            body = body if body is not None else b'{"error": "not_found"}'
+            url = urlsplit(self.path)
+            if url.path == IMDS_TOKEN_PATH:
+                status, answer = imds_answer(minter, url.query, self.headers.get("Metadata"))
+                body = json.dumps(answer).encode()
+            else:
+                body = served.get(self.path)
+                status = 200 if body is not None else 404
+                body = body if body is not None else b'{"error": "not_found"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_request(self, code="-", size="-") -> None:  # one line per document served
+        def log_request(self, code="-", size="-") -> None:  # one line per answer, no query
             sys.stdout.write(f"{self.command} {self.path.split('?')[0]} {code}\n")
             sys.stdout.flush()
 

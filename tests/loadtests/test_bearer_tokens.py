@@ -1,19 +1,47 @@
 """Bearer tokens on the local topology's real path (the session topology: its token issuer, HAProxy
 gateway and front ends, the apps with AUTH_MODE=entra): the gateway refuses what API Management's
 validate-azure-ad-token refuses before any region sees it and forwards what it admits; the app
-checks again, whatever path a request took; each caller sees only its own items."""
+checks again, whatever path a request took; each caller sees only its own items. And Azure Load
+Testing's engine path: the issuer's IMDS stand-in answers as IMDS does, and an engine run from
+the test definition calls as the engine identity."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import time
+from collections import Counter
+from urllib.parse import urlencode
 
+import jwt
 import pytest
 
-from app.contract import PROBLEM_MEDIA_TYPE, SITE_NAME_HEADER, TODO_PATH
+from app.contract import (
+    PROBLEM_MEDIA_TYPE,
+    READ_PERMISSION,
+    SITE_NAME_HEADER,
+    TODO_PATH,
+    WRITE_PERMISSION,
+)
+from loadtests.analysis import load_records
 from loadtests.haproxy_admin import HAProxyAdmin
 from loadtests.token_attacks import ATTACKS
+from loadtests.token_issuer import (
+    AUDIENCE,
+    ENGINE_CLIENT_ID,
+    ENGINE_OBJECT_ID,
+    IMDS_TOKEN_PATH,
+    OTHER_CLIENT_ID,
+)
 from tests.loadtests.conftest import tls_context
+from tests.tools.test_azure_load_testing import (
+    IDENTITY_NOT_FOUND,
+    Imds,
+    config,
+    engine_folder,
+    engine_imds,
+    locust_in,
+)
 from tests.waiting import wait_until
 
 OWNER = "3b9f2d6e-1c4a-4e7b-9d05-6a8c2f1e4b73"
@@ -122,3 +150,98 @@ def test_another_caller_neither_lists_nor_reads_nor_changes_an_item(topology):
     for method, body in (("GET", None), ("PUT", changed), ("DELETE", None)):
         assert send(topology, method, path, another, body)[0] == 404, method
     assert send(topology, "GET", path, owner)[2] == item  # unchanged, still there
+
+
+# -- Azure Load Testing's engine identity: IMDS, and a run as the service runs it ----------------
+
+
+ENGINE_RESOURCE_ID = ("/subscriptions/0000/resourceGroups/rg-local/providers/"
+                      "Microsoft.ManagedIdentity/userAssignedIdentities/id-load-engines")
+IMDS_ANSWERED = f"GET {IMDS_TOKEN_PATH} 200"  # the issuer's log line (the path, no query)
+
+
+def ask_imds(topology, query: dict, metadata: bool = True) -> tuple[int, dict]:
+    """(status, JSON) of the issuer's IMDS stand-in for a token request."""
+    connection = http.client.HTTPConnection("127.0.0.1", topology.issuer_config.port, timeout=30)
+    try:
+        connection.request("GET", f"{IMDS_TOKEN_PATH}?{urlencode(query)}",
+                           headers={"Metadata": "true"} if metadata else {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def imds_answers(topology) -> int:
+    """Tokens the issuer's IMDS stand-in handed out so far (its log)."""
+    return (topology.workdir / "issuer.log").read_text().splitlines().count(IMDS_ANSWERED)
+
+
+ASKED = {"api-version": "2018-02-01", "resource": AUDIENCE, "client_id": ENGINE_CLIENT_ID}
+
+
+@pytest.mark.parametrize(("query", "metadata", "says"), [
+    (ASKED, False, "invalid_request: Required metadata header not specified"),
+    ({**ASKED, "client_id": OTHER_CLIENT_ID}, True, "invalid_request: Identity not found"),
+    ({**ASKED, "resource": "api://another-api"}, True, "invalid_resource: AADSTS500011"),
+    ({"resource": AUDIENCE}, True, "invalid_request: Required query variable 'api-version'"),
+], ids=["no Metadata header", "another identity", "another resource", "no api-version"])
+def test_the_imds_stand_in_refuses_what_imds_refuses(topology, query, metadata, says):
+    before = imds_answers(topology)
+    status, answer = ask_imds(topology, query, metadata)
+    assert status == 400 and f"{answer['error']}: {answer['error_description']}".startswith(says)
+    assert "access_token" not in answer and imds_answers(topology) == before
+
+
+def test_the_imds_stand_in_gives_the_engine_identity_a_token_gateway_and_app_admit(
+    topology, certs_dir
+):
+    status, answer = ask_imds(topology, ASKED)
+    assert status == 200, answer
+    assert (answer["token_type"], answer["resource"], answer["client_id"]) == (
+        "Bearer", AUDIENCE, ENGINE_CLIENT_ID)
+    expires_in = int(answer["expires_in"])
+    assert abs(int(answer["expires_on"]) - expires_in - time.time()) < 60
+    claims = jwt.decode(answer["access_token"], options={"verify_signature": False})
+    assert (claims["oid"], claims["sub"], claims["azp"], claims["aud"]) == (
+        ENGINE_OBJECT_ID, ENGINE_OBJECT_ID, ENGINE_CLIENT_ID, AUDIENCE)
+    assert sorted(claims["roles"]) == sorted([READ_PERMISSION, WRITE_PERMISSION])
+    bearer = {"Authorization": f"Bearer {answer['access_token']}"}
+    key = {"Ocp-Apim-Subscription-Key": topology.config.subscription_key}
+    created = send(topology, "POST", TODO_PATH, {**key, **bearer}, {"name": "the engine's"})
+    assert created[0] == 201, created  # through the gateway's checks and the app's
+    around = send(topology, "GET", f"{TODO_PATH}/{created[2]['id']}", bearer,
+                  context=tls_context(certs_dir, with_client_cert=True))
+    assert around[0] == 200 and around[2]["name"] == "the engine's"  # the app's own check
+
+
+def test_an_azure_load_testing_engine_calls_the_api_as_its_engine_identity(topology, tmp_path):
+    """The engine path rehearsed: the definition made from a stack's outputs on auth.mode =
+    "entra", its files flat in a folder outside the repository with the environment the service
+    gives Locust (the subscription key resolved), and the engine's IMDS the issuer's stand-in
+    when the definition gives the engines the identity (an IMDS that knows no identity
+    otherwise). Every call went through the gateway's and the app's token checks; the engine
+    asked IMDS once for all its users."""
+    identity = {"id": ENGINE_RESOURCE_ID, "client_id": ENGINE_CLIENT_ID}
+    folder, env = engine_folder(
+        tmp_path, topology.gateway_url, "zip", topology.config.subscription_key, api_path="",
+        api_identifier_uri=AUDIENCE, load_test_engine_identity=identity)
+    test = config(tmp_path / "definition")
+    issuer_imds = f"http://127.0.0.1:{topology.issuer_config.port}"
+    before = imds_answers(topology)
+    nobody = Imds([IDENTITY_NOT_FOUND])
+    try:
+        env |= {"LOCUST_IMDS_ENDPOINT": engine_imds(test, identity["id"], issuer_imds, nobody.url),
+                "LOCUST_RECORDS_DIR": str(tmp_path / "records")}
+        ran = locust_in(folder, env)
+    finally:
+        nobody.close()
+    assert ran.returncode == 0, ran.stdout
+    records = load_records(tmp_path / "records")
+    statuses = Counter(r["status"] for r in records)
+    assert statuses[401] + statuses[403] == 0 and statuses[200] and statuses[201], statuses
+    # Anything else only as a create sent twice at once met its copy (409, sent again).
+    assert {r["status"] for r in records if r["outcome"] != "retried"} <= {200, 201, 204}, statuses
+    wait_until(lambda: imds_answers(topology) == before + 1,
+               "the engine's one token came from the issuer's IMDS stand-in",
+               details=lambda: f"tokens handed out: {imds_answers(topology) - before}")

@@ -16,6 +16,19 @@ WORKBOOK_OUTPUTS = {
 }
 
 
+# A stack on auth.mode = "entra" with drills: the API's identifier URI and Azure Load Testing's
+# engine identity (stacks/drills.py).
+ENGINE_IDENTITY = {
+    "id": "/subscriptions/0000/resourceGroups/rg-global/providers/Microsoft.ManagedIdentity/"
+    "userAssignedIdentities/id-todo-dev-load-engines",
+    "client_id": "3f6e1a2b-7c4d-4e8f-9a0b-1c2d3e4f5a6b",
+}
+ENTRA_OUTPUTS = {
+    "api_identifier_uri": "api://c0ffee00-1111-4222-8333-444455556666",
+    "load_test_engine_identity": ENGINE_IDENTITY,
+}
+
+
 def raw_outputs(**overrides) -> dict:
     values = {
         "gateway_urls": ["https://apim-todo-dev.azure-api.net"],

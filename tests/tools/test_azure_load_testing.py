@@ -15,16 +15,19 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
 from app.contract import IDEMPOTENCY_KEY_HEADER, SITE_NAME_HEADER
 from loadtests.analysis import THRESHOLDS
-from tests.github.fake_azure import Gateway, reply
-from tests.tools.stack_outputs_data import raw_outputs
+from tests.github.fake_azure import Gateway, Server, reply
+from tests.tools.stack_outputs_data import ENGINE_IDENTITY, ENTRA_OUTPUTS, raw_outputs
 from tools.operations import azure_load_testing as alt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,11 +159,45 @@ def test_the_subscription_key_goes_as_a_key_vault_reference_never_as_its_value(t
         assert all(KEY.encode() not in archive.read(name) for name in archive.namelist())
 
 
+KEY_VAULT_IDENTITY = ("/subscriptions/0000/resourceGroups/rg-global/providers/"
+                      "Microsoft.ManagedIdentity/userAssignedIdentities/id-load-test")
+ENGINE = {"kind": "Engine", "type": "UserAssigned", "value": ENGINE_IDENTITY["id"]}
+JWT_START = b"eyJ"  # base64url of '{"': how every JWT begins
+
+
 def test_a_user_assigned_identity_can_read_the_secrets(tmp_path):
-    identity = ("/subscriptions/0000/resourceGroups/rg-global/providers/"
-                "Microsoft.ManagedIdentity/userAssignedIdentities/id-load-test")
-    assert define(tmp_path, "--key-vault-identity", identity).returncode == 0
-    assert config(tmp_path / "alt")["keyVaultReferenceIdentity"] == identity
+    assert define(tmp_path, "--key-vault-identity", KEY_VAULT_IDENTITY).returncode == 0
+    test = config(tmp_path / "alt")
+    assert test["keyVaultReferenceIdentity"] == KEY_VAULT_IDENTITY
+    assert "referenceIdentities" not in test  # an API without tokens: as before
+
+
+def test_an_api_that_takes_tokens_is_called_as_the_stacks_engine_identity(tmp_path):
+    """The engines get the identity (referenceIdentities, kind Engine) and Locust is told what
+    to ask IMDS for, in plain env: identifiers only, no token anywhere."""
+    result = define(tmp_path, outputs=outputs_file(tmp_path, **ENTRA_OUTPUTS))
+    assert result.returncode == 0, result.stderr
+    assert "region only" in result.stderr  # no load distribution with managed identities
+    test = config(tmp_path / "alt")
+    assert test["referenceIdentities"] == [ENGINE]
+    assert "keyVaultReferenceIdentity" not in test  # the secrets: the system-assigned identity
+    env = env_of(test)
+    assert env["LOCUST_TOKEN_RESOURCE"] == ENTRA_OUTPUTS["api_identifier_uri"]
+    assert env["LOCUST_TOKEN_CLIENT_ID"] == ENGINE_IDENTITY["client_id"]
+    assert "LOCUST_ACCESS_TOKEN" not in env and test["secrets"] == [
+        {"name": "LOCUST_SUBSCRIPTION_KEY", "value": SECRET_URI}]
+    for path in (tmp_path / "alt").iterdir():
+        assert JWT_START not in path.read_bytes(), path.name
+
+
+def test_with_an_engine_identity_the_key_vault_identity_joins_it_in_one_list(tmp_path):
+    result = define(tmp_path, "--key-vault-identity", KEY_VAULT_IDENTITY,
+                    outputs=outputs_file(tmp_path, **ENTRA_OUTPUTS))
+    assert result.returncode == 0, result.stderr
+    test = config(tmp_path / "alt")
+    assert test["referenceIdentities"] == [
+        {"kind": "KeyVault", "type": "UserAssigned", "value": KEY_VAULT_IDENTITY}, ENGINE]
+    assert "keyVaultReferenceIdentity" not in test  # never both: one list
 
 
 @pytest.mark.parametrize(("scenario", "options", "expected", "auto_stop"), [
@@ -226,6 +263,10 @@ def one_line_error(result: subprocess.CompletedProcess, *says: str) -> None:
     (("--min-rps", "1.234"), {}, ["at most two decimals"]),
     (("--scenario", "security"), {}, ["invalid choice: 'security'"]),
     (("--users", "many"), {}, ["invalid int value"]),
+    ((), {"api_identifier_uri": ENTRA_OUTPUTS["api_identifier_uri"]},
+     ["no engine identity for Azure Load Testing", "[drills] enabled = true"]),
+    ((), {**ENTRA_OUTPUTS, "load_test_engine_identity": {"id": ENGINE_IDENTITY["id"]}},
+     ["output 'load_test_engine_identity' must be"]),
 ])
 def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, options, outputs, says):
     result = define(tmp_path, *options, outputs=outputs_file(tmp_path, **outputs))
@@ -305,11 +346,13 @@ def locust_in(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, output)
 
 
-def engine_folder(tmp_path: Path, gateway_url: str, layout: str) -> tuple[Path, dict]:
-    """A definition for `gateway_url`, its files flat in a folder outside the repository as the
-    service keeps them (the support zip as uploaded, or unpacked beside the plan, or into a
-    folder of its own), and the environment the service gives Locust (the secret resolved)."""
-    outputs = outputs_file(tmp_path, gateway_urls=[gateway_url])
+def engine_folder(tmp_path: Path, gateway_url: str, layout: str, key: str = KEY,
+                  **outputs) -> tuple[Path, dict]:
+    """A definition for `gateway_url` (and `outputs`), its files flat in a folder outside the
+    repository as the service keeps them (the support zip as uploaded, or unpacked beside the
+    plan, or into a folder of its own), and the environment the service gives Locust (the
+    secret resolved to `key`)."""
+    outputs = outputs_file(tmp_path, gateway_urls=[gateway_url], **outputs)
     made = define(tmp_path, "--users", "2", "--spawn-rate", "2", "--engines", "1",
                   outputs=outputs, out=tmp_path / "definition")
     assert made.returncode == 0, made.stderr
@@ -323,7 +366,7 @@ def engine_folder(tmp_path: Path, gateway_url: str, layout: str) -> tuple[Path, 
         with zipfile.ZipFile(support) as archive:
             archive.extractall(folder if layout == "unpacked" else folder / support.stem)
         support.unlink()
-    env = {**env_of(test), **{s["name"]: KEY for s in test["secrets"]},  # from the Key Vault
+    env = {**env_of(test), **{s["name"]: key for s in test["secrets"]},  # from the Key Vault
            "LOCUST_RUN_TIME": "3s", "PLAN": test["testPlan"]}  # short, for the test
     return folder, env
 
@@ -334,6 +377,87 @@ def test_the_definition_runs_however_the_service_keeps_the_support_zip(tmp_path,
     ran = locust_in(folder, env)
     assert ran.returncode == 0, ran.stdout
     assert len(bad_day.calls) > 0
+
+
+# -- the engine's token from IMDS (loadtests/locust_support.py ManagedIdentityCaller) ----------
+
+
+IDENTITY_NOT_FOUND = (400, {"error": "invalid_request", "error_description": "Identity not found"})
+
+
+class Imds(Server):
+    """The Instance Metadata Service as an engine meets it, scripted: the n-th token request
+    gets the n-th of `answers` ((status, JSON); the last one again after that), `latency`
+    seconds late; each request's query and Metadata header are kept."""
+
+    def __init__(self, answers: list[tuple[int, dict]], latency: float = 0.0):
+        self.answers, self.latency = answers, latency
+        self.asked: list[tuple[dict, str | None]] = []
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def handle(self, request):
+        with self.lock:
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+            self.asked.append((query, request.headers.get("Metadata")))
+            status, body = self.answers[min(len(self.asked), len(self.answers)) - 1]
+        time.sleep(self.latency)  # a slow answer (the server's), not a wait of the test
+        reply(request, status, body)
+
+
+def imds_token(lifetime: int = 3600) -> tuple[int, dict]:
+    now = int(time.time())
+    return 200, {"access_token": "engine-token", "client_id": ENGINE_IDENTITY["client_id"],
+                 "expires_in": str(lifetime), "expires_on": str(now + lifetime),
+                 "resource": ENTRA_OUTPUTS["api_identifier_uri"], "token_type": "Bearer"}
+
+
+def engine_imds(test: dict, identity_id: str, holding: str, without: str) -> str:
+    """The IMDS an engine of `test` reaches: `holding` (it answers for the identity) when the
+    test gives its engines that identity (referenceIdentities, kind Engine), as the service
+    assigns it; `without` (an IMDS that knows no such identity) otherwise."""
+    engine = [i.get("value") for i in test.get("referenceIdentities", [])
+              if i.get("kind") == "Engine" and i.get("type") == "UserAssigned"]
+    return holding if identity_id in engine else without
+
+
+def test_an_engine_fetches_one_token_for_all_its_users_and_tries_again_after_a_5xx(
+        tmp_path, bad_day):
+    """Five users start within 0.1 s while IMDS takes 0.5 s to answer: one of them asks (once
+    more after the 503), the others wait for its token."""
+    folder, env = engine_folder(tmp_path, bad_day.url, "zip", **ENTRA_OUTPUTS)
+    imds = Imds([(503, {"error": "busy"}), imds_token()], latency=0.5)
+    try:
+        env |= {"LOCUST_USERS": "5", "LOCUST_SPAWN_RATE": "50", "LOCUST_IMDS_ENDPOINT": imds.url}
+        ran = locust_in(folder, env)
+    finally:
+        imds.close()
+    assert ran.returncode == 0, ran.stdout
+    assert len(bad_day.calls) > 0
+    expected = {"api-version": "2018-02-01", "resource": ENTRA_OUTPUTS["api_identifier_uri"],
+                "client_id": ENGINE_IDENTITY["client_id"]}
+    assert imds.asked == [(expected, "true")] * 2, ran.stdout
+    assert "engine-token" not in ran.stdout
+
+
+def test_an_engine_without_a_token_ends_the_run_in_one_line_and_sends_nothing(
+        tmp_path, bad_day):
+    """IMDS refuses (the engine does not hold the identity): Locust exits 2 with one line
+    naming IMDS, the resource and the answer, no traceback, and no request went out."""
+    folder, env = engine_folder(tmp_path, bad_day.url, "zip", **ENTRA_OUTPUTS)
+    imds = Imds([IDENTITY_NOT_FOUND])
+    try:
+        ran = locust_in(folder, {**env, "LOCUST_IMDS_ENDPOINT": imds.url})
+    finally:
+        imds.close()
+    assert ran.returncode == 2, ran.stdout
+    assert bad_day.calls == []
+    errors = [line for line in ran.stdout.splitlines() if "/ERROR/" in line]
+    assert len(errors) == 1, ran.stdout
+    assert errors[0].endswith(
+        f"no token from IMDS ({imds.url}) for resource {ENTRA_OUTPUTS['api_identifier_uri']}"
+        f" as client id {ENGINE_IDENTITY['client_id']}: 400 invalid_request: Identity not found")
+    assert "Traceback" not in ran.stdout and len(imds.asked) == 1  # a 400 is final
 
 
 def test_the_results_of_a_run_give_the_summary_of_its_own_records(tmp_path, bad_day):

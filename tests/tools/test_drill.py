@@ -8,8 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.tools.stack_outputs_data import raw_outputs
+from tests.tools.stack_outputs_data import ENGINE_IDENTITY, ENTRA_OUTPUTS, raw_outputs
 from tests.tools.test_chaos import EXPERIMENTS, FakeChaosStudio, no_wait
 from tools.cli import CliError
 from tools.operations import chaos, drill
@@ -189,7 +190,32 @@ def test_a_database_failover_needs_the_runner_whose_items_are_reconciled(tmp_pat
     assert code == 2 and "use --engine runner" in capsys.readouterr().err
 
 
-def test_azure_load_testing_is_refused_for_an_api_that_takes_tokens(tmp_path, capsys):
+def test_an_api_that_takes_tokens_is_drilled_on_azure_load_testing_as_the_engine_identity(
+        azure, monkeypatch, tmp_path):
+    """The drill runs (no refusal) and the test it puts gives the engines the stack's engine
+    identity and tells Locust what to ask IMDS for; no token goes anywhere."""
+    raw = raw_outputs(chaos_experiments=EXPERIMENTS, **ENTRA_OUTPUTS, **LOAD_TEST)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(raw))
+    real = drill.azure_load_testing_drill
+    monkeypatch.setattr(drill, "azure_load_testing_drill",
+                        lambda *args, **kwargs: real(*args, **kwargs, **no_wait()))
+    monkeypatch.setattr(drill, "analyse_azure_results", lambda *args: 0)
+    monkeypatch.setattr(drill, "interrupt_on_sigterm", lambda: None)
+    code = drill.run_cli(lambda: drill.main([
+        str(path), "--fault", "none", "--engine", "azure-load-testing", "--users", "10",
+        "--duration", "300", "--report-dir", str(tmp_path / "report")]))
+    assert code == 0 and azure.calls[-1] == ("test-run", "download-files")
+    test = yaml.safe_load(azure.config)
+    assert test["referenceIdentities"] == [
+        {"kind": "Engine", "type": "UserAssigned", "value": ENGINE_IDENTITY["id"]}]
+    env = {entry["name"]: entry["value"] for entry in test["env"]}
+    assert env["LOCUST_TOKEN_RESOURCE"] == ENTRA_OUTPUTS["api_identifier_uri"]
+    assert env["LOCUST_TOKEN_CLIENT_ID"] == ENGINE_IDENTITY["client_id"]
+
+
+def test_an_api_that_takes_tokens_without_an_engine_identity_is_refused_before_anything(
+        azure, tmp_path, capsys):
     raw = raw_outputs(chaos_experiments=EXPERIMENTS, api_identifier_uri="api://x", **LOAD_TEST)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(raw))
@@ -197,7 +223,9 @@ def test_azure_load_testing_is_refused_for_an_api_that_takes_tokens(tmp_path, ca
         str(path), "--fault", "region-outage-primary", "--engine", "azure-load-testing",
         "--users", "10", "--duration", "900"]))
     error = capsys.readouterr().err
-    assert code == 2 and "Entra ID tokens" in error and "use --engine runner" in error
+    assert code == 2 and len(error.strip().splitlines()) == 1, error
+    assert "no engine identity for Azure Load Testing" in error and "[drills] enabled" in error
+    assert azure.calls == []  # no test put, no run, no fault
 
 
 def test_a_drill_has_a_maximum_duration(tmp_path, capsys):

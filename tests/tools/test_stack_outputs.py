@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.tools.stack_outputs_data import ENGINE_IDENTITY
 from tests.tools.stack_outputs_data import raw_outputs as raw
 from tools.cli import CliError
 from tools.delivery import stack_outputs
@@ -37,6 +38,27 @@ def test_lists_that_do_not_pair_up_are_rejected():
 def test_web_apps_take_their_own_resource_groups_whatever_the_order_of_all_groups():
     apps = stack_outputs.parse(raw(resource_group_names=["rg-neu", "rg-weu", "rg-global"])).web_apps
     assert [a.resource_group for a in apps] == ["rg-weu", "rg-neu"]
+
+
+def test_the_engine_identity_is_read_when_the_stack_names_it():
+    outputs = stack_outputs.parse(raw(load_test_engine_identity=ENGINE_IDENTITY))
+    assert outputs.load_test_engine_identity == stack_outputs.EngineIdentity(
+        ENGINE_IDENTITY["id"], ENGINE_IDENTITY["client_id"])
+    assert stack_outputs.parse(raw()).load_test_engine_identity is None
+    assert stack_outputs.parse(raw(load_test_engine_identity=None)).load_test_engine_identity is None
+
+
+@pytest.mark.parametrize("value", [
+    "id-todo-dev-load-engines",
+    {"id": ENGINE_IDENTITY["id"]},
+    {**ENGINE_IDENTITY, "client_id": "not-a-guid"},
+    {**ENGINE_IDENTITY, "id": "/subscriptions/0000/resourceGroups/rg/providers/"
+     "Microsoft.LoadTestService/loadTests/lt-todo-dev"},
+])
+def test_a_malformed_engine_identity_is_one_line(value):
+    with pytest.raises(CliError, match="output 'load_test_engine_identity' must be") as caught:
+        stack_outputs.parse(raw(load_test_engine_identity=value))
+    assert "\n" not in str(caught.value)
 
 
 def test_github_env_masks_the_secrets_and_exports_the_primary(tmp_path, capsys):

@@ -12,11 +12,15 @@ The output names are fixed by the stacks (see stacks/): one fact, one place.
 `web_app_names` (primary first). The Cosmos DB outputs (`cosmos_account_name`,
 `cosmos_resource_group_name`, `cosmos_regions`: write region first, `table_name`) are optional:
 only the database failover drill needs them (`StackOutputs.cosmos` is None without them).
+`load_test_engine_identity` (`{"id": <user-assigned identity resource id>, "client_id": <GUID>}`)
+is optional too: stacks with drills and Entra ID tokens name the identity Azure Load Testing's
+engines call the API as (tools.operations.azure_load_testing puts it in the test definition).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,13 @@ CERTIFICATE_OUTPUTS = ("key_vault_name", "client_certificate_name")
 # Optional: stacks whose API takes Entra ID tokens (auth.mode = "entra"): the token's audience
 # (tools/delivery/access_token.py asks for a token for it).
 IDENTIFIER_URI_OUTPUT = "api_identifier_uri"
+# Optional: stacks with drills and Entra ID tokens: the user-assigned identity the load test
+# resource hands its engines, an allowed caller of the API (both app roles).
+ENGINE_IDENTITY_OUTPUT = "load_test_engine_identity"
+USER_ASSIGNED_IDENTITY_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity"
+    r"/userAssignedIdentities/[^/]+", re.IGNORECASE)
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 # Optional: how long a release watches each region after its swap (config
 # app_service.release_bake_seconds).
 BAKE_OUTPUT = "release_bake_seconds"
@@ -68,6 +79,12 @@ class CosmosAccount:
 
 
 @dataclass(frozen=True)
+class EngineIdentity:
+    id: str  # the user-assigned identity's ARM resource id
+    client_id: str
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     gateway_urls: list[str]
     traffic_manager_fqdns: list[str]
@@ -84,6 +101,7 @@ class StackOutputs:
     client_certificate_name: str | None = None
     release_bake_seconds: float | None = None
     api_identifier_uri: str | None = None
+    load_test_engine_identity: EngineIdentity | None = None
 
     @property
     def staging_urls(self) -> dict[str, str]:
@@ -136,6 +154,9 @@ def parse(raw: dict) -> StackOutputs:
         if isinstance(bake, bool) or not isinstance(bake, int | float) or bake < 0:
             raise CliError(f"output {BAKE_OUTPUT!r} must be a number of seconds >= 0, got {bake!r}")
         values[BAKE_OUTPUT] = float(bake)
+    engine = (raw.get(ENGINE_IDENTITY_OUTPUT) or {}).get("value")
+    if engine is not None:
+        values[ENGINE_IDENTITY_OUTPUT] = _engine_identity(engine)
     outputs = StackOutputs(**values)
     apps = len(outputs.web_app_names)
     if len(outputs.web_app_hostnames) != apps or len(outputs.web_app_resource_group_names) != apps:
@@ -159,6 +180,16 @@ def _value(raw: dict, name: str, is_list: bool):
         kind = "a non-empty list" if wanted is list else "a string"
         raise CliError(f"output {name!r} must be {kind}, got {value!r:.60}")
     return value
+
+
+def _engine_identity(value) -> EngineIdentity:
+    identity = value if isinstance(value, dict) else {}
+    resource_id, client_id = identity.get("id"), identity.get("client_id")
+    if not (isinstance(resource_id, str) and USER_ASSIGNED_IDENTITY_ID.fullmatch(resource_id)
+            and isinstance(client_id, str) and GUID.fullmatch(client_id)):
+        raise CliError(f"output {ENGINE_IDENTITY_OUTPUT!r} must be {{\"id\": <user-assigned"
+                       f" identity resource id>, \"client_id\": <GUID>}}, got {value!r:.80}")
+    return EngineIdentity(resource_id, client_id)
 
 
 def load(path: Path) -> StackOutputs:

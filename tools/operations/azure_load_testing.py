@@ -15,9 +15,14 @@ imports (configuration files: the service puts them beside the plan) and a zip o
 they import (app.contract, loadtests.*; how locust_support finds them there: its docstring).
 The gateway URL and API path come from the stack outputs, the subscription key as a Key Vault
 secret reference from the output `load_test_secrets` (environment variable name -> secret URI;
-the service hands each secret to Locust as that environment variable), never its value. DIR is
-written whole or not at all. Create and run it with `az load test create --load-test-config-file
-DIR/test.yaml ...` and `az load test-run create ...`.
+the service hands each secret to Locust as that environment variable), never its value. An API
+that takes Entra ID tokens (output `api_identifier_uri`) is called as the stack's engine identity
+(output `load_test_engine_identity`): the definition names it in `referenceIdentities` (kind
+Engine: the service assigns it to the engines) and tells Locust, in plain `env`, the token's
+resource and the identity's client id (LOCUST_TOKEN_RESOURCE, LOCUST_TOKEN_CLIENT_ID), so each
+engine fetches its own token from the Instance Metadata Service (loadtests/locust_support.py);
+no token is ever written. DIR is written whole or not at all. Create and run it with
+`az load test create --load-test-config-file DIR/test.yaml ...` and `az load test-run create ...`.
 
 `results` reads what `az load test-run download-files --result` saved (the results zip, or a
 folder of the per-engine CSVs) through `python -m loadtests.analyse --alt-results`
@@ -39,6 +44,13 @@ articles/app-testing/load-testing/, read 2026-12-07):
 - resource-limits-quotas-capacity.md: at most 400 engine instances per test run, 24 h a test.
 - how-to-export-test-results.md: one results CSV per engine (JMeter CSV format: see
   loadtests.alt_results); no results file to download above 45 engines or 3 hours.
+- how-to-test-secured-endpoints.md, "Authenticate with a managed identity": the test's engine
+  identity is assigned to the engine instances, the script asks IMDS for a token; no load
+  distribution across regions with managed identities. reference-test-config-yaml.md:
+  `referenceIdentities` items {kind: KeyVault|Metrics|Engine, type: UserAssigned|SystemAssigned,
+  value: resource id}. Whether the older `keyVaultReferenceIdentity` may stand beside it is not
+  documented (the service's GitHub action refuses a KeyVault item beside it): with an engine
+  identity the Key Vault identity goes into the same list.
 """
 
 from __future__ import annotations
@@ -58,7 +70,14 @@ from pathlib import Path
 import yaml
 
 from tools.cli import CliError, read_json, run_cli
-from tools.delivery.stack_outputs import StackOutputs, parse
+from tools.delivery.stack_outputs import (
+    ENGINE_IDENTITY_OUTPUT,
+    IDENTIFIER_URI_OUTPUT,
+    USER_ASSIGNED_IDENTITY_ID,
+    EngineIdentity,
+    StackOutputs,
+    parse,
+)
 from tools.operations.load_test import (
     DRILL_MAX_FAILURE_RATIO,
     MAX_FAILURE_RATIO,
@@ -88,9 +107,9 @@ KEY_VAULT_SECRET_URI = re.compile(
     r"https://[A-Za-z0-9-]{3,24}\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)"
     r"/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?"
 )
-IDENTITY_ID = re.compile(
-    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity"
-    r"/userAssignedIdentities/[^/]+", re.IGNORECASE)
+# Read by loadtests/locust_support.py: the engines ask IMDS for a token for this resource as
+# this user-assigned identity (its client id). Identifiers, not secrets.
+TOKEN_RESOURCE_ENV, TOKEN_CLIENT_ID_ENV = "LOCUST_TOKEN_RESOURCE", "LOCUST_TOKEN_CLIENT_ID"
 
 # Our thresholds (loadtests.analysis.THRESHOLDS) that have a client-metric failure criterion.
 # The service's error percentage counts every request; ours leaves out the writes a user sent
@@ -158,6 +177,17 @@ def secret_references(raw: dict) -> dict[str, str]:
             raise CliError(f"output {SECRETS_OUTPUT!r}: {name} must be a Key Vault secret URI"
                            " (https://<vault>.vault.azure.net/secrets/<name>[/<version>])")
     return dict(secrets)
+
+
+def engine_identity(outputs: StackOutputs) -> EngineIdentity | None:
+    """The identity the engines fetch their token as; None when the API takes no tokens."""
+    if not outputs.api_identifier_uri:
+        return None
+    if outputs.load_test_engine_identity is None:
+        raise CliError(f"the API takes Entra ID tokens (output {IDENTIFIER_URI_OUTPUT!r}) but the"
+                       " stack has no engine identity for Azure Load Testing (output"
+                       f" {ENGINE_IDENTITY_OUTPUT!r}): deploy it with [drills] enabled = true")
+    return outputs.load_test_engine_identity
 
 
 def criteria(scenario: str, max_failure_ratio: float | None, max_p95_ms: int | None,
@@ -251,6 +281,10 @@ def config_for(outputs: StackOutputs, secrets: dict[str, str], load: Load, test_
         "LOCUST_RUN_TIME": f"{load.duration}s",
         "LOCUST_DETAILED_LABELS": "true",  # the results name method, region, outcome
     }
+    engine = engine_identity(outputs)
+    if engine:
+        env[TOKEN_RESOURCE_ENV] = outputs.api_identifier_uri
+        env[TOKEN_CLIENT_ID_ENV] = engine.client_id
     clash = sorted(set(env) & set(secrets))
     if clash:
         raise CliError(f"output {SECRETS_OUTPUT!r} names {', '.join(clash)}, which the"
@@ -271,7 +305,13 @@ def config_for(outputs: StackOutputs, secrets: dict[str, str], load: Load, test_
         "failureCriteria": failure_criteria,
         "autoStop": AUTO_STOP[load.scenario],
     }
-    if identity:
+    if engine:  # one list for every identity: no keyVaultReferenceIdentity beside it
+        key_vault = [{"kind": "KeyVault", "type": "UserAssigned", "value": identity}]
+        config["referenceIdentities"] = [
+            *(key_vault if identity else []),
+            {"kind": "Engine", "type": "UserAssigned", "value": engine.id},
+        ]
+    elif identity:
         config["keyVaultReferenceIdentity"] = identity
     return config
 
@@ -320,7 +360,7 @@ def definition(args: argparse.Namespace, argv: list[str]) -> int:
     test_id = args.test_id or f"todo-api-{args.scenario}"
     if not TEST_ID.fullmatch(test_id):
         raise CliError(f"--test-id must be 2 to 50 of a-z, 0-9, _ and -, got {test_id!r}")
-    if args.key_vault_identity and not IDENTITY_ID.fullmatch(args.key_vault_identity):
+    if args.key_vault_identity and not USER_ASSIGNED_IDENTITY_ID.fullmatch(args.key_vault_identity):
         raise CliError("--key-vault-identity must be a user-assigned identity's resource id")
     raw = read_json(args.outputs, "stack outputs")
     outputs = parse(raw)
@@ -340,6 +380,10 @@ def definition(args: argparse.Namespace, argv: list[str]) -> int:
               " the service offers no results file: copy the per-engine CSVs from the run's"
               " storage container (az load test-run get-artifacts-url) into a folder for"
               " `results`", file=sys.stderr)
+    if "referenceIdentities" in config:
+        print("note: the engines call the API as the stack's engine identity (a managed"
+              " identity): the service runs them in the load test resource's region only",
+              file=sys.stderr)
     return 0
 
 

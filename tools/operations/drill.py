@@ -18,7 +18,9 @@ three.
   created or updated on the stack's load test resource, a test run starts, and once it is
   EXECUTING and `--warm-up` has passed the experiment starts; when the run is DONE its results
   are downloaded and analysed by the same code as a runner's records (loadtests.analyse), with
-  the fault window marked.
+  the fault window marked. An API that takes Entra ID tokens is called as the stack's engine
+  identity (output load_test_engine_identity; each engine fetches its token from IMDS); a stack
+  without one is refused before anything starts.
 
 Whatever happens (a failure, Ctrl-C, SIGTERM from a cancelled job), the experiment is cancelled
 and a test run still going is stopped before this program exits; for a runner that died
@@ -49,6 +51,7 @@ from tools.cli import CliError, interrupt_on_sigterm, poll_until, read_json, run
 from tools.delivery.stack_outputs import StackOutputs, parse
 from tools.operations import chaos
 from tools.operations.azure_cli import az
+from tools.operations.azure_load_testing import engine_identity
 from tools.operations.load_test import (
     FAILOVER_THRESHOLDS,
     THROUGHPUT_THRESHOLDS,
@@ -337,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = read_json(args.outputs, "stack outputs")
     outputs = parse(raw)
     experiment = None if args.fault == NO_FAULT else chaos.experiment(raw, args.fault)
-    if args.engine == "azure-load-testing" and outputs.api_identifier_uri:
-        raise CliError("this API takes Entra ID tokens, which Azure Load Testing's engines are"
-                       " not given yet (a token would sit in the test's plain settings): use"
-                       " --engine runner")
+    if args.engine == "azure-load-testing":
+        # An API that takes tokens: the engines fetch their own as the stack's engine identity
+        # (refused here, before anything starts, when the stack has none).
+        engine_identity(outputs)
     if args.engine == "azure-load-testing" and args.fault == "database-failover":
         raise CliError("a database failover drill reconciles the items the load wrote, which"
                        " Azure Load Testing's results do not carry: use --engine runner")
