@@ -23,7 +23,8 @@ from __future__ import annotations
 import fnmatch
 import sys
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 ENVIRONMENTS = ("dev", "prod")
@@ -666,6 +667,11 @@ class PermissionModel:
     """The identities and environments (fixed), with the roles the stacks' resource types need."""
 
     resource_types: frozenset[str]
+    # Each environment's own types, where known (the synth): Graph permissions are tenant-wide,
+    # so an identity gets only those its own environment's stack needs (dev on auth.mode none
+    # needs none while prod takes tokens). Without them: every type.
+    environment_types: Mapping[str, frozenset[str]] = field(
+        default_factory=dict, compare=False, hash=False)
     identities: ClassVar[tuple[Identity, ...]] = _identities()
     environments: ClassVar[tuple[GithubEnvironment, ...]] = _environments()
 
@@ -689,7 +695,8 @@ class PermissionModel:
         """The Microsoft Graph application permissions `identity` needs (admin consent, tenant-
         wide: docs/deploy.md): plan identities refresh, deploy identities apply."""
         operation = "write" if identity.key.startswith("deploy-") else "read"
-        return graph_permissions(self.resource_types, operation)
+        types = self.environment_types.get(identity.environment, self.resource_types)
+        return graph_permissions(types, operation)
 
     def namespaces(self) -> list[str]:
         return provider_namespaces(self.resource_types)
@@ -782,17 +789,21 @@ def markdown(model: PermissionModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def synthesized_resource_types(stack_files) -> frozenset[str]:
-    """Every resource type of the synthesized environment stacks (cdk.tf.json files)."""
+def synthesized_model(stack_files) -> PermissionModel:
+    """The model of the synthesized environment stacks (.../todo-api-<env>/cdk.tf.json files):
+    every resource type, and each environment's own."""
     import json
     from pathlib import Path
 
-    found: set[str] = set()
-    for path in stack_files:
-        found |= set(json.loads(Path(path).read_text(encoding="utf-8")).get("resource", {}))
-    return frozenset(found)
+    found: dict[str, set[str]] = {}
+    for path in map(Path, stack_files):
+        environment = path.parent.name.removeprefix("todo-api-")
+        types = json.loads(path.read_text(encoding="utf-8")).get("resource", {})
+        found.setdefault(environment, set()).update(types)
+    return PermissionModel(frozenset().union(*found.values()),
+                           {e: frozenset(t) for e, t in found.items()})
 
 
 if __name__ == "__main__":
     # python -m stacks.permissions cdktf.out/stacks/todo-api-*/cdk.tf.json: the docs' table
-    print(markdown(PermissionModel(synthesized_resource_types(sys.argv[1:]))), end="")
+    print(markdown(synthesized_model(sys.argv[1:])), end="")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS, load_bootstrap
-from stacks.config import CONFIG_DIR, load_environment
+from stacks.config import load_environment
 from tests.app.issuer import LocalIssuer, new_signing_key
 from tests.github.bootstrap_world import client_id, write_world
 from tests.github.fake_azure import Gateway
@@ -762,14 +762,15 @@ def test_when_the_runner_dies_the_always_steps_stop_the_engines_and_cancel_the_f
 
 
 # prod on auth.mode = "entra" -----------------------------------------------------------------
-# The shipped config/prod.toml keeps "none" (docs/deploy.md says what is missing); this is the
-# delivery with prod on "entra": a copy of the repository whose prod.toml says so, a bootstrap
-# synthesized from it (its graph_consent taken as consented), and a local issuer standing for
-# Entra ID whose key the fake az signs with and the fake gateway and slots trust.
+# config/prod.toml ships "entra". The runs above take their outputs from the scenario, which
+# names no identifier URI, so their smoke checks and load send no token; this is the delivery
+# with the token path whole: a copy of the repository (a commit of its own), a bootstrap
+# synthesized from the shipped files (its graph_consent taken as consented), outputs naming the
+# API's identifier URI, and a local issuer standing for Entra ID whose key the fake az signs
+# with and the fake gateway and slots trust.
 
 API_URI = "api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"
 ENTRA_LOAD = {**LOAD, "environment": "prod", "failover": "false"}  # a throughput run
-ENTRA_PROD = 'mode = "none"', 'mode = "entra"'
 
 
 @pytest.fixture(scope="module")
@@ -785,14 +786,12 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
     from tools.delivery import deployments
 
     workdir = tmp_path_factory.mktemp("rehearsal-entra")
-    prod_toml = (CONFIG_DIR / "prod.toml").read_text()
-    assert prod_toml.count(ENTRA_PROD[0]) == 1
-    configs = [load_environment("dev"), load_environment("prod", {"auth.mode": "entra"})]
+    configs = [load_environment("dev"), load_environment("prod")]
+    assert configs[1].auth.entra  # prod's own file
     written = synthesize(configs, workdir / "synth", bootstrap=load_bootstrap())
     [bootstrap] = [p for p in written if p.parent.name == "todo-api-bootstrap"]
     world_json = write_world(bootstrap, workdir / "world.json")
-    source = prepare_source(workdir / "src",
-                            {"config/prod.toml": prod_toml.replace(*ENTRA_PROD)})
+    source = prepare_source(workdir / "src")
     key = new_signing_key(workdir, "rehearsal-entra")
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     load_gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)

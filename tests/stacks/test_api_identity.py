@@ -237,7 +237,10 @@ def test_the_stack_outputs_what_a_client_needs_to_get_a_token(entra):
 
 
 def test_mode_none_creates_no_identity_and_tells_the_app_so(synthesized_stacks):
-    for stack in synthesized_stacks.values():
+    none = [stack for (environment, _), stack in synthesized_stacks.items()
+            if load_environment(environment).auth.mode == "none"]
+    assert none  # dev's file
+    for stack in none:
         assert not [t for t in stack["resource"] if t.startswith("azuread_")]
         assert "azuread" not in stack["provider"]
         assert not set(OUTPUTS) & set(stack["output"])
@@ -250,9 +253,11 @@ def test_mode_none_creates_no_identity_and_tells_the_app_so(synthesized_stacks):
             assert "validate-azure-ad-token" not in block["xml_content"]
 
 
-def test_both_environments_ship_with_mode_none():
-    for environment in ENVIRONMENTS:
-        assert load_environment(environment).auth.mode == "none"
+def test_prod_ships_with_entra_and_dev_with_none():
+    """Production takes Entra ID tokens (after the admin consent above); dev keeps the source's
+    Postman collection working with the subscription key alone."""
+    assert {e: load_environment(e).auth.mode for e in ENVIRONMENTS} == {
+        "dev": "none", "prod": "entra"}
 
 
 @pytest.mark.parametrize(
@@ -330,6 +335,7 @@ def test_the_bootstrap_names_whose_graph_permissions_an_admin_consents(entra_sta
             ("plan", ("Application.Read.All",)),
             ("deploy", ("AppRoleAssignment.ReadWrite.All", "Application.Read.All",
                         "Application.ReadWrite.OwnedBy")))}
-    # mode none (the shipped files): no Graph permission, nothing to consent to
+    # the shipped files: prod's identities only (dev's mode none needs no Graph permission)
     shipped = json.loads(synthesized_bootstrap_file.read_text(encoding="utf-8"))
-    assert "graph_consent" not in shipped.get("output", {})
+    assert set(shipped["output"]["graph_consent"]["value"]) == {
+        "todo-api-github-plan-prod", "todo-api-github-deploy-prod"}

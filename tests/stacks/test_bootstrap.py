@@ -26,8 +26,11 @@ def bootstrap(synthesized_bootstrap_file) -> dict:
 
 @pytest.fixture(scope="module")
 def model(synthesized_stacks) -> PermissionModel:
-    types = set().union(*(s["resource"] for s in synthesized_stacks.values()))
-    return PermissionModel(frozenset(types))
+    by_environment: dict[str, set[str]] = {}
+    for (environment, _), stack in synthesized_stacks.items():
+        by_environment.setdefault(environment, set()).update(stack["resource"])
+    return PermissionModel(frozenset().union(*by_environment.values()),
+                           {e: frozenset(t) for e, t in by_environment.items()})
 
 
 def identities(bootstrap) -> dict[str, str]:

@@ -154,7 +154,9 @@ def test_the_load_test_lives_in_the_global_group_with_a_system_identity(prod):
     assert block["name"] == "todo-api-prod-lt"
     assert block["resource_group_name"] == "${azurerm_resource_group.global-group.name}"
     assert block["location"] == "australiaeast"
-    assert block["identity"] == {"type": "SystemAssigned"}
+    # its system identity reads the secrets; with auth.mode entra (prod's file) it also holds
+    # the engines' identity (below)
+    assert block["identity"]["type"] in ("SystemAssigned", "SystemAssigned, UserAssigned")
     assert {"project", "environment", "managed-by"} <= set(block["tags"])
 
 
@@ -179,10 +181,13 @@ def test_with_entra_the_engines_call_the_api_as_a_user_assigned_identity_of_the_
 
 
 def test_without_entra_or_without_drills_there_is_no_engine_identity(
-        synthesized_stacks, entra_stacks):
+        configured, synthesized_stacks, entra_stacks):
+    dev_drills = configured["dev"]  # auth.mode none, drills on
     dev_entra = entra_stacks["dev"]  # entra, drills off
-    stacks = [*synthesized_stacks.values(), dev_entra]
-    assert any("azurerm_load_test" in s["resource"] for s in stacks)
+    assert not load_environment("dev").auth.entra
+    assert load_test(dev_drills)[1]["identity"] == {"type": "SystemAssigned"}
+    stacks = [dev_drills, dev_entra,
+              *(s for (env, _), s in synthesized_stacks.items() if env == "dev")]
     for stack in stacks:
         identities = stack["resource"].get("azurerm_user_assigned_identity", {})
         assert "load-test-engine-identity" not in identities

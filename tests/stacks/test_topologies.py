@@ -2,6 +2,7 @@
 the cross-references that make the request path work."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,26 @@ def case(request, synthesized_stacks):
 def drills_enabled(environment: str) -> bool:
     """prod's file turns the drills on, dev's leaves them off (tests/stacks/test_drills.py)."""
     return load_environment(environment).drills.enabled
+
+
+def entra(environment: str) -> bool:
+    """prod's file takes Entra ID tokens, dev's does not (tests/stacks/test_api_identity.py)."""
+    return load_environment(environment).auth.entra
+
+
+def identity_counts(drills: bool) -> dict[str, int]:
+    """What `auth.mode = "entra"` adds (no auth.client_ids here): the API and the example client
+    with their principals, the identifier URI, the client's federated credential, both app
+    roles to the client and, with drills, to the load test engines' identity."""
+    callers = 1 + drills
+    return {
+        "azuread_application": 2,
+        "azuread_application_identifier_uri": 1,
+        "azuread_service_principal": 2,
+        "azuread_application_federated_identity_credential": 1,
+        "azuread_app_role_assignment": 2 * callers,
+        "azurerm_user_assigned_identity": int(drills),
+    }
 
 
 def drill_counts(regions: int = 2) -> dict[str, int]:
@@ -88,6 +109,9 @@ def test_resource_counts_follow_the_topology(case):
     }
     for kind, count in drill_counts().items():
         expected[kind] = expected.get(kind, 0) + (count if drills_enabled(environment) else 0)
+    if entra(environment):
+        for kind, count in identity_counts(drills_enabled(environment)).items():
+            expected[kind] = expected.get(kind, 0) + count
     counts = {kind: len(blocks(stack, kind)) for kind in expected}
     assert counts == expected
     assert set(stack["resource"]) <= set(expected)
@@ -203,7 +227,7 @@ def test_app_settings_are_what_the_app_reads(case):
     from app.settings import APP_SETTING_NAMES
     from stacks.regional_app import PLATFORM_SETTINGS, SWAP_WARMUP_SETTINGS
 
-    _, _, stack = case
+    environment, _, stack = case
     app_owned = {
         "APP_ENV",
         "HEALTH_CHECK_KEY",
@@ -214,8 +238,10 @@ def test_app_settings_are_what_the_app_reads(case):
         "STORE",
         "TABLE_ENDPOINT",
         "TABLE_NAME",
-        "AUTH_MODE",  # "none" here; the other AUTH_* with "entra" (tests/stacks/test_api_identity.py)
+        "AUTH_MODE",  # the other AUTH_* with "entra" (tests/stacks/test_api_identity.py)
     }
+    if entra(environment):
+        app_owned |= {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_ALLOWED_CLIENT_IDS"}
     # the swap warm-up settings are the platform's too (tests/stacks/test_slots.py)
     platform = set(PLATFORM_SETTINGS) | {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
     platform |= set(SWAP_WARMUP_SETTINGS)
@@ -286,9 +312,10 @@ def test_every_identity_that_reads_key_vault_has_a_role(case):
         ref("azurerm_api_management", i, "identity[0].principal_id")
         for i in blocks(stack, "azurerm_api_management")
     }
-    expected |= {
+    expected |= {  # the Key Vault reference identity; not the load test engines' (no secret)
         ref("azurerm_user_assigned_identity", i, "principal_id")
         for i in blocks(stack, "azurerm_user_assigned_identity")
+        if i != "load-test-engine-identity"
     }
     # drills: the load test resolves its secret reference (tests/stacks/test_drills.py)
     expected |= {
@@ -327,7 +354,8 @@ def test_api_policy_retries_retry_safe_requests_against_the_other_region(case):
         xml = policy["xml_content"]
         assert '<set-backend-service backend-id="traffic-manager" />' in xml
         assert "<retry " in xml and "context.Response.StatusCode == 503" in xml
-        assert "&quot;POST&quot;" not in xml and "&quot;GET&quot;" in xml
+        [retry_safe] = re.findall(r'<set-variable name="retry-safe" value="([^"]*)"', xml)
+        assert "&quot;POST&quot;" not in retry_safe and "&quot;GET&quot;" in retry_safe
         assert "ContainsKey(&quot;Idempotency-Key&quot;)" in xml
         assert "context.Deployment.Region == &quot;Australia Southeast&quot;" in xml
         assert '<set-variable name="fallback-backend" value="app-aue" />' in xml
@@ -407,6 +435,12 @@ def test_outputs_have_the_fixed_names(case):
     # (optional there: absent with app_service.staging_slot = false; tests/stacks/test_slots.py)
     # ... and, with drills.enabled, what the drill tools read (tests/stacks/test_drills.py)
     drill_outputs = set(drills.OUTPUTS) if drills_enabled(environment) else set()
+    # ... and, with auth.mode entra, what a client needs for a token (tests/stacks/
+    # test_api_identity.py) and, with drills too, the load test engines' identity
+    if entra(environment):
+        drill_outputs |= {"api_client_id", "api_identifier_uri", "example_client_id", "tenant_id"}
+        if drills_enabled(environment):
+            drill_outputs.add(drills.ENGINE_IDENTITY_OUTPUT)
     assert set(outputs) == known | drill_outputs | {
         stack_outputs.STAGING_OUTPUT, stack_outputs.BAKE_OUTPUT, *stack_outputs.CERTIFICATE_OUTPUTS}
     sensitive = {name for name, o in outputs.items() if o.get("sensitive")}
