@@ -771,6 +771,13 @@ def test_when_the_runner_dies_the_always_steps_stop_the_engines_and_cancel_the_f
 
 API_URI = "api://6f0d3c2a-1b4e-4d5f-8a9b-0c1d2e3f4a5b"
 ENTRA_LOAD = {**LOAD, "environment": "prod", "failover": "false"}  # a throughput run
+# ... and on Azure Load Testing: its engines call the API as the stack's engine identity
+ENTRA_ALT_LOAD = {**ENTRA_LOAD, "engine": "azure-load-testing", "engines": "1", "fault": "none"}
+ENGINE_IDENTITY = {
+    "id": f"/subscriptions/{PROD_SUBSCRIPTION}/resourceGroups/rg-global/providers"
+          "/Microsoft.ManagedIdentity/userAssignedIdentities/todo-api-prod-lt-engine-id",
+    "client_id": "5b2e9c47-8d1a-4f63-b0e5-7c3a9d2f1e86",
+    "principal_id": "0c7f3a91-6e2d-4b58-9a14-e8d5c2b7f039"}
 
 
 @pytest.fixture(scope="module")
@@ -779,7 +786,8 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
     copy's commit went green in dev with the package `deploy_run` built (the same app/, so the
     same package: the dev deploy itself is rehearsed above). Beside it, side by side, a load
     test of prod from the copy against a gateway of its own (its outputs name the API's
-    identifier URI). (deploy run, its gateway, load-test run, its gateway)."""
+    identifier URI), and one on Azure Load Testing (the resource holding the stack's engine
+    identity, its outputs naming it). {"deploy" | "load" | "alt": (run, its gateway)}."""
     import subprocess
 
     from stacks.synth import synthesize
@@ -795,6 +803,7 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
     key = new_signing_key(workdir, "rehearsal-entra")
     gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     load_gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
+    alt_gateway = Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
     with LocalIssuer(key) as issuer:
         deploy_prod = next(i for i in world_json["identities"]
                            if i["name"] == "todo-api-github-deploy-prod")
@@ -812,6 +821,25 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
                 "key_file": str(workdir / "rehearsal-entra.pem"), "kid": key.kid}
             return scenario
 
+        def alt_scenario(gateway: Gateway) -> dict:
+            """prod's Azure Load Testing resource holding the engine identity, which the
+            gateway admits (as the stack lists its client id)."""
+            scenario = entra_scenario(gateway)
+            secret = f"https://{scenario['key_vault']['name']}.vault.azure.net/secrets/{KEY_SECRET}"
+            extra = {"load_test_name": LOAD_TEST["name"],
+                     "load_test_resource_group_name": LOAD_TEST["resource_group"],
+                     "load_test_secrets": {"LOCUST_SUBSCRIPTION_KEY": secret},
+                     "load_test_engine_identity": {k: ENGINE_IDENTITY[k]
+                                                   for k in ("id", "client_id")}}
+            prod = scenario["stacks"]["todo-api-prod"]
+            prod["outputs"] = {**prod["outputs"], **{
+                name: {"sensitive": False, "type": "x", "value": value}
+                for name, value in extra.items()}}
+            scenario["auth"]["clients"].append(ENGINE_IDENTITY["client_id"])
+            return {**scenario, "load_test": {**LOAD_TEST, "engine_identity": ENGINE_IDENTITY},
+                    "key_vault": {**scenario["key_vault"],
+                                  "secrets": {KEY_SECRET: SUBSCRIPTION_KEY}}}
+
         scenario = entra_scenario(gateway)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, check=True,
                                 capture_output=True, text=True).stdout.strip()
@@ -821,21 +849,26 @@ def entra_prod_run(world, deploy_run, tmp_path_factory):
             "environment": "dev", "payload": {"package_sha256": package_digest(deploy_run)},
             "statuses": [{"state": "success"}]})
         try:
-            with serving(github) as github_url, ThreadPoolExecutor(2) as pool:
+            with serving(github) as github_url, ThreadPoolExecutor(3) as pool:
                 rehearsal = Rehearsal(source, workdir, github_url, gateway, workdir / "world.json")
                 deploy = pool.submit(rehearsal.run, "deploy", "workflow_dispatch", scenario,
                                      gateway=gateway, inputs={"environment": "prod"})
                 load = pool.submit(rehearsal.run, "load-test", "workflow_dispatch",
                                    entra_scenario(load_gateway), gateway=load_gateway,
                                    inputs=ENTRA_LOAD)
-                yield deploy.result(), gateway, load.result(), load_gateway
+                alt = pool.submit(rehearsal.run, "load-test", "workflow_dispatch",
+                                  alt_scenario(alt_gateway), gateway=alt_gateway,
+                                  inputs=ENTRA_ALT_LOAD)
+                yield {"deploy": (deploy.result(), gateway), "load": (load.result(), load_gateway),
+                       "alt": (alt.result(), alt_gateway)}
         finally:
             gateway.close()
             load_gateway.close()
+            alt_gateway.close()
 
 
 def test_prod_on_entra_deploys_and_smokes_with_the_deploy_identitys_token(entra_prod_run):
-    run, *_ = entra_prod_run
+    run, _ = entra_prod_run["deploy"]
     run.assert_green()
     tokens = [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
     assert tokens and {(c["identity"], c["resource"]) for c in tokens} == {(DEPLOY_PROD, API_URI)}
@@ -847,7 +880,7 @@ def test_prod_on_entra_deploys_and_smokes_with_the_deploy_identitys_token(entra_
 
 def test_prod_on_entra_refuses_calls_without_a_token_at_the_gateway_and_the_slots(
         entra_prod_run):
-    run, gateway, *_ = entra_prod_run
+    run, gateway = entra_prod_run["deploy"]
     gateway_calls = gateway.calls
     todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
     assert ("GET", todo, 401) in gateway_calls and ("GET", todo, 200) in gateway_calls
@@ -861,10 +894,33 @@ def test_prod_on_entra_load_tests_with_the_job_identitys_token(entra_prod_run):
     """tools.operations.load_test asks az for the job identity's token (the deploy identity of
     prod, a caller of the API) and Locust's users send it: every call the gateway answered
     carried a valid token (a token-less one would be 401), and the load went through."""
-    *_, run, gateway = entra_prod_run
+    run, gateway = entra_prod_run["load"]
     run.assert_green()
     tokens = [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
     assert tokens and {(c["identity"], c["resource"]) for c in tokens} == {(DEPLOY_PROD, API_URI)}
+    todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
+    answered = [status for method, path, status in gateway.calls if path.startswith(todo)]
+    assert len(answered) > 10 and 401 not in answered and 403 not in answered
+    assert "eyJ" not in run.log
+
+
+def test_prod_on_entra_load_tests_on_azure_load_testing_as_the_engine_identity(entra_prod_run):
+    """The test the drill puts names the resource's engine identity for its engines
+    (referenceIdentities, kind Engine) and the token's resource; each engine asks its metadata
+    service (fakes/imds.py), which answers for that identity only, with the app roles the job's
+    synthesized stack assigns to it: every call the gateway answered carried its token. No token
+    in the test, none asked of az, none in the log."""
+    run, gateway = entra_prod_run["alt"]
+    run.assert_green()
+    [config_file] = run.state.glob("alt/tests/*/config.json")
+    config = json.loads(config_file.read_text())
+    assert {"kind": "Engine", "type": "UserAssigned",
+            "value": ENGINE_IDENTITY["id"]} in config["referenceIdentities"]
+    assert {"name": "LOCUST_TOKEN_RESOURCE", "value": API_URI} in config["env"]
+    assert "eyJ" not in config_file.read_text()
+    [imds_log] = run.state.glob("alt/runs/*/imds.log")
+    assert imds_log.read_text().splitlines() == [f"200 {ENGINE_IDENTITY['client_id']}"]
+    assert not [c for c in run.calls("az") if c["args"][:2] == ["account", "get-access-token"]]
     todo = f"/{raw_outputs()['api_path']['value']}/api/TodoItem"
     answered = [status for method, path, status in gateway.calls if path.startswith(todo)]
     assert len(answered) > 10 and 401 not in answered and 403 not in answered

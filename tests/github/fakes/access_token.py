@@ -21,13 +21,20 @@ from pathlib import Path
 import jwt
 
 
-def assigned_roles(stack_file: Path, client_id: str) -> list[str]:
+def assigned_roles(stack_file: Path, client_id: str, identity_name: str | None = None) -> list[str]:
+    """The app roles the stack assigns to the caller: looked up by its client id
+    (auth.client_ids), or, for a managed identity of the stack itself (the load test engines'),
+    that identity found by its resource name."""
     if not stack_file.is_file():
         return []
     stack = json.loads(stack_file.read_text())
     lookups = {f"${{data.azuread_service_principal.{key}.object_id}}"
                for key, block in stack.get("data", {}).get("azuread_service_principal", {}).items()
                if block.get("client_id") == client_id}
+    lookups |= {f"${{azurerm_user_assigned_identity.{key}.principal_id}}"
+                for key, block in stack.get("resource", {}).get(
+                    "azurerm_user_assigned_identity", {}).items()
+                if identity_name and block.get("name") == identity_name}
     role_values = {role["id"]: role["value"]
                    for app in stack.get("resource", {}).get("azuread_application", {}).values()
                    for role in app.get("app_role", [])}
@@ -37,12 +44,13 @@ def assigned_roles(stack_file: Path, client_id: str) -> list[str]:
                    if block["principal_object_id"] in lookups})
 
 
-def main(auth: dict, client_id: str, principal_id: str, resource: str, stack_file: Path) -> str:
+def main(auth: dict, client_id: str, principal_id: str, resource: str, stack_file: Path,
+         identity_name: str | None = None) -> str:
     now = int(time.time())
     claims = {"iss": auth["issuer"], "aud": resource, "tid": auth["tenant_id"],
               "oid": principal_id, "sub": principal_id, "azp": client_id, "ver": "2.0",
               "iat": now, "nbf": now, "exp": now + 3600}
-    roles = assigned_roles(stack_file, client_id)
+    roles = assigned_roles(stack_file, client_id, identity_name)
     if roles:
         claims["roles"] = roles
     key = Path(auth["key_file"]).read_bytes()

@@ -13,6 +13,11 @@ one load testing resource, whose engines are real Locust processes.
   LOCUST_ALT_RESULTS_DIR: loadtests.locust_support then writes the results CSV in the columns
   ALT's engines write (tests/loadtests/test_alt_results.py checks that writer against the
   documented format).
+- The engines' identity: the resource holds one (the scenario's `load_test.engine_identity`);
+  the engines get it only when the test's `referenceIdentities` names it (kind Engine,
+  UserAssigned). With the scenario's `auth` (an API that takes tokens) each run gets an
+  Instance Metadata Service of its own (fakes/imds.py, LOCUST_IMDS_ENDPOINT) that answers for
+  the identities the engines got, and for no other ("Identity not found").
 - `testResult`: the test's failure criteria of the form `percentage(error) > N` judged on those
   CSVs (PASSED / FAILED), as ALT judges client-side criteria.
 - `test-run stop`: the engines are killed, the run CANCELLED. `test-run download-files
@@ -30,6 +35,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -91,7 +97,36 @@ def secret_value(uri: str, vault: dict) -> str:
     return vault["secrets"][name]
 
 
-def start_engines(state: Path, run: dict, vault: dict) -> None:
+def engine_identities(config: dict, held: dict | None) -> dict:
+    """{client id: {principal_id, name}} of the identity the resource holds, if the test names
+    it for its engines (referenceIdentities, kind Engine, UserAssigned); else {}."""
+    named = {str(i.get("value", "")).lower() for i in config.get("referenceIdentities", [])
+             if i.get("kind") == "Engine" and i.get("type") == "UserAssigned"}
+    if not held or held["id"].lower() not in named:
+        return {}
+    return {held["client_id"]: {"principal_id": held["principal_id"],
+                                "name": held["id"].rsplit("/", 1)[1]}}
+
+
+def start_imds(run_dir: Path, auth: dict, identities: dict) -> tuple[int, str]:
+    """(pid, endpoint) of the run's Instance Metadata Service (fakes/imds.py), once it listens."""
+    port_file, log_file = run_dir / "imds.port", run_dir / "imds.log"
+    stack = Path.cwd() / "cdktf.out" / "stacks" / f"todo-api-{auth['environment']}" / "cdk.tf.json"
+    process = subprocess.Popen(
+        [venv_python(), str(Path(__file__).resolve().parent / "imds.py"), json.dumps(auth),
+         json.dumps(identities), str(stack), str(port_file), str(log_file)],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not port_file.is_file():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise Refused("(EngineProvisioningFailed) the engines' metadata service never"
+                          " started listening")
+        time.sleep(0.05)
+    return process.pid, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def start_engines(state: Path, run: dict, vault: dict, held_identity: dict | None = None,
+                  auth: dict | None = None) -> None:
     config = test_config(state, run["test_id"])
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith("LOCUST_") and k != "PYTHONPATH"}
@@ -99,6 +134,10 @@ def start_engines(state: Path, run: dict, vault: dict) -> None:
     for secret in config.get("secrets", []):
         environment[secret["name"]] = secret_value(secret["value"], vault)
     run_dir = state / "alt" / "runs" / run["id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if auth:
+        run["imds"], environment["LOCUST_IMDS_ENDPOINT"] = start_imds(
+            run_dir, auth, engine_identities(config, held_identity))
     run["engines"] = []
     for engine in range(int(config.get("engineInstances", 1))):
         folder = run_dir / f"engine-{engine}"
@@ -126,7 +165,7 @@ def engines_running(run: dict) -> bool:
 
 
 def stop_engines(run: dict) -> None:
-    for pid in run.get("engines", []):
+    for pid in [*run.get("engines", []), *([run["imds"]] if run.get("imds") else [])]:
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
@@ -150,7 +189,8 @@ def verdict(state: Path, run: dict) -> str:
     return "PASSED"
 
 
-def advance(state: Path, run: dict, fails_as: str | None, vault: dict) -> None:
+def advance(state: Path, run: dict, fails_as: str | None, vault: dict,
+            held_identity: dict | None = None, auth: dict | None = None) -> None:
     """One `test-run show`: the run's next state (see the module's docstring)."""
     status = run["status"]
     if status in ENDED:
@@ -162,9 +202,10 @@ def advance(state: Path, run: dict, fails_as: str | None, vault: dict) -> None:
         if fails_as:
             run["status"] = fails_as
             return
-        start_engines(state, run, vault)
+        start_engines(state, run, vault, held_identity, auth)
         run["status"] = "EXECUTING"
     elif status == "EXECUTING" and not engines_running(run):
+        stop_engines(run)  # the metadata service goes with the engines
         run["status"] = "DONE"
         run["testResult"] = verdict(state, run)
 
