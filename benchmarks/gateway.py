@@ -8,15 +8,20 @@ Starts the local topology (throw-away certificates), then runs wrk against
   direct:   client -> app (plain HTTP, carrying the X-ARR-ClientCert header a front end
             would set and the same bearer token, so the app's certificate and token checks run
             as on the gateway path)
-for GET /api/TodoItem, alternating the two (rounds), and prints requests/s of each and the
-ratio gateway/direct. Both runs use the same wrk settings; the machine is shared, so compare
-the ratio, not the absolute numbers.
+for GET /api/TodoItem, alternating the two (rounds), and prints requests/s of each round and
+the ratio gateway/direct of the medians. The topology's processes (HAProxy, the apps, the
+issuer) are pinned to CPU 0 once started (every thread of every process under this one); wrk,
+this process and Azurite (the store: Cosmos DB's stand-in, outside the path measured) to CPU 1:
+on 2 cores an unpinned wrk takes CPU from the servers.
+Both paths use the same wrk settings; the machine is shared, so compare the ratio, not the
+absolute numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import shutil
 import statistics
 import sys
@@ -29,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from app.contract import AUTHORIZATION_HEADER, CLIENT_CERT_HEADER
 from app.contract import TODO_PATH as PATH
 from benchmarks import wrk
+from benchmarks.app_server import LOAD_CPU, SERVER_CPU, refuse_unfit_machine
 from loadtests.topology import Topology, TopologyConfig
 from tools.development import certs
 
@@ -39,12 +45,56 @@ def certificate_header(config: TopologyConfig) -> dict[str, str]:
     return {CLIENT_CERT_HEADER: base64.b64encode(der).decode()}
 
 
+def descendants(root: int) -> list[int]:
+    """Every process under `root` (from /proc: parent ids)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_azurite(pid: int) -> bool:
+    try:
+        return b"azurite" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def pin(pids: list[int], cpu: int) -> int:
+    """Every thread of `pids` onto `cpu`; how many threads were pinned."""
+    pinned = 0
+    for pid in pids:
+        try:
+            threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                os.sched_setaffinity(thread, {cpu})
+                pinned += 1
+            except OSError:  # ended meanwhile
+                pass
+    return pinned
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gateway", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
+    refuse_unfit_machine()
     if shutil.which("wrk") is None:
         print("error: wrk is not on PATH (Debian package wrk; make setup)", file=sys.stderr)
         return 2
@@ -52,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         certs.generate(Path(tmp) / "certs")
         config = TopologyConfig(certs_dir=Path(tmp) / "certs", workdir=Path(tmp) / "topology")
         with Topology.start(config) as topology:
+            processes = descendants(os.getpid())
+            store = [pid for pid in processes if is_azurite(pid)]
+            servers = [pid for pid in processes if pid not in store]
+            threads = pin(servers, int(SERVER_CPU))
+            pin(store, int(LOAD_CPU))  # the store is Cosmos DB's stand-in: outside, like wrk
+            os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process: with wrk, off the servers
+            print(f"{len(servers)} topology processes ({threads} threads) on CPU {SERVER_CPU};"
+                  f" wrk and Azurite (pids {store}) on CPU {LOAD_CPU}", flush=True)
             caller = topology.caller_headers()  # the subscription key and a bearer token
             token = {AUTHORIZATION_HEADER: caller[AUTHORIZATION_HEADER]}
             paths = {
@@ -70,13 +128,14 @@ def main(argv: list[str] | None = None) -> int:
                         threads=1,
                         connections=args.connections,
                         headers=headers,
+                        cpus=LOAD_CPU,
                     ).requests_per_second
                     results[name].append(rps)
                     print(f"round {round_number}  {name:<8} {rps:9.0f} req/s", flush=True)
     gateway, direct = (statistics.median(results[name]) for name in ("gateway", "direct"))
     print(
         f"\nGET {PATH}, {args.connections} connections, {args.seconds:g} s x {args.rounds} rounds"
-        f" each (median)"
+        f" each (median); servers on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}"
     )
     print(f"  gateway path (gateway -> front end mTLS -> app)  {gateway:9.0f} req/s")
     print(f"  direct to one app                                {direct:9.0f} req/s")
