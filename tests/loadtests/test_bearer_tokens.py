@@ -48,6 +48,11 @@ OWNER = "3b9f2d6e-1c4a-4e7b-9d05-6a8c2f1e4b73"
 ANOTHER = "8e4a1c7f-2b6d-4f93-a0c5-d7e3b9f1a246"
 
 
+def apps(topology) -> tuple[str, str]:
+    """The two regions' site names: an answer naming one came from an app, not the gateway."""
+    return topology.config.primary_site, topology.config.secondary_site
+
+
 def send(topology, method: str, path: str, headers: dict, body=None, context=None):
     """(status, headers, JSON answer or None) through the gateway, or straight to the primary's
     front end with `context` (the client certificate: the path API Management takes)."""
@@ -123,11 +128,13 @@ def test_the_app_refuses_each_token_attack_on_a_path_around_the_gateway(
 @pytest.mark.parametrize("missing", ["oid", "nbf"])
 def test_a_token_the_gateway_admits_is_still_refused_by_the_app(topology, missing):
     """API Management does not require `oid` or `nbf`; the app does: the gateway forwards such
-    a token and the app answers 401 (its site name shows it answered)."""
+    a token and the app answers 401 (its site name shows it answered: either region's, as
+    Traffic Manager's model routes at that moment; a probe that timed out on a busy machine
+    sends the call to the secondary)."""
     token = topology.token(**{missing: None})
     headers = {**topology.caller_headers(), "Authorization": f"Bearer {token}"}
     status, answered, problem = send(topology, "GET", TODO_PATH, headers)
-    assert (status, answered[SITE_NAME_HEADER]) == (401, topology.config.primary_site)
+    assert status == 401 and answered[SITE_NAME_HEADER] in apps(topology)
     assert 'error="invalid_token"' in answered["WWW-Authenticate"]
     assert problem["status"] == 401
 
@@ -135,7 +142,7 @@ def test_a_token_the_gateway_admits_is_still_refused_by_the_app(topology, missin
 def test_a_valid_token_is_forwarded_with_its_authorization_header(topology, certs_dir):
     """The gateway forwards the token: the app answers as the caller it names (its own items)."""
     created = send(topology, "POST", TODO_PATH, topology.caller_headers(OWNER), {"name": "mine"})
-    assert created[0] == 201 and created[1][SITE_NAME_HEADER] == topology.config.primary_site
+    assert created[0] == 201 and created[1][SITE_NAME_HEADER] in apps(topology)
     listed = send(topology, "GET", TODO_PATH, topology.caller_headers(OWNER))[2]
     assert created[2]["id"] in [item["id"] for item in listed]
 
