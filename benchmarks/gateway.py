@@ -28,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -45,43 +46,25 @@ def certificate_header(config: TopologyConfig) -> dict[str, str]:
     return {CLIENT_CERT_HEADER: base64.b64encode(der).decode()}
 
 
-def descendants(root: int) -> list[int]:
-    """Every process under `root` (from /proc: parent ids)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def is_azurite(pid: int) -> bool:
+def is_azurite(process: psutil.Process) -> bool:
     try:
-        return b"azurite" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return any("azurite" in part for part in process.cmdline())
+    except psutil.Error:  # gone meanwhile
         return False
 
 
-def pin(pids: list[int], cpu: int) -> int:
-    """Every thread of `pids` onto `cpu`; how many threads were pinned."""
+def pin(processes: list[psutil.Process], cpu: int) -> int:
+    """Every thread of `processes` onto `cpu` (sched_setaffinity acts on one thread); how many
+    threads were pinned."""
     pinned = 0
-    for pid in pids:
+    for process in processes:
         try:
-            threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-        except OSError:
+            threads = process.threads()
+        except psutil.Error:  # gone meanwhile
             continue
         for thread in threads:
             try:
-                os.sched_setaffinity(thread, {cpu})
+                os.sched_setaffinity(thread.id, {cpu})
                 pinned += 1
             except OSError:  # ended meanwhile
                 pass
@@ -102,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         certs.generate(Path(tmp) / "certs")
         config = TopologyConfig(certs_dir=Path(tmp) / "certs", workdir=Path(tmp) / "topology")
         with Topology.start(config) as topology:
-            processes = descendants(os.getpid())
-            store = [pid for pid in processes if is_azurite(pid)]
-            servers = [pid for pid in processes if pid not in store]
+            processes = psutil.Process().children(recursive=True)
+            store = [process for process in processes if is_azurite(process)]
+            servers = [process for process in processes if process not in store]
             threads = pin(servers, int(SERVER_CPU))
             pin(store, int(LOAD_CPU))  # the store is Cosmos DB's stand-in: outside, like wrk
             os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process: with wrk, off the servers
             print(f"{len(servers)} topology processes ({threads} threads) on CPU {SERVER_CPU};"
-                  f" wrk and Azurite (pids {store}) on CPU {LOAD_CPU}", flush=True)
+                  f" wrk and Azurite (pids {[process.pid for process in store]}) on CPU {LOAD_CPU}", flush=True)
             caller = topology.caller_headers()  # the subscription key and a bearer token
             token = {AUTHORIZATION_HEADER: caller[AUTHORIZATION_HEADER]}
             paths = {
