@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -675,6 +675,12 @@ class PermissionModel:
     identities: ClassVar[tuple[Identity, ...]] = _identities()
     environments: ClassVar[tuple[GithubEnvironment, ...]] = _environments()
 
+    @classmethod
+    def of_environments(cls, types: Mapping[str, Iterable[str]]) -> PermissionModel:
+        """The model of environment stacks given as {environment: its resource types}."""
+        by_environment = {e: frozenset(t) for e, t in types.items()}
+        return cls(frozenset().union(*by_environment.values()), by_environment)
+
     def roles(self) -> dict[str, Role]:
         custom = {r.name: r for r in (plan_role(e, self.resource_types) for e in ENVIRONMENTS)}
         faults = {r.name: r for e in ENVIRONMENTS for r in fault_roles(e)}
@@ -800,8 +806,7 @@ def synthesized_model(stack_files) -> PermissionModel:
         environment = path.parent.name.removeprefix("todo-api-")
         types = json.loads(path.read_text(encoding="utf-8")).get("resource", {})
         found.setdefault(environment, set()).update(types)
-    return PermissionModel(frozenset().union(*found.values()),
-                           {e: frozenset(t) for e, t in found.items()})
+    return PermissionModel.of_environments(found)
 
 
 if __name__ == "__main__":

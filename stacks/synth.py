@@ -40,8 +40,8 @@ def build_app(configs: list[EnvironmentConfig], outdir: Path, openapi_json: str 
     if bootstrap is not None:
         from stacks.bootstrap_stack import BootstrapStack
 
-        types = {c.environment: resource_types(s) for c, s in zip(configs, stacks, strict=True)}
-        model = PermissionModel(frozenset().union(*types.values()), types)
+        model = PermissionModel.of_environments(
+            {c.environment: resource_types(s) for c, s in zip(configs, stacks, strict=True)})
         try:
             model.roles()  # every resource type's actions decided
         except UnknownResourceType as error:

@@ -29,8 +29,7 @@ def model(synthesized_stacks) -> PermissionModel:
     by_environment: dict[str, set[str]] = {}
     for (environment, _), stack in synthesized_stacks.items():
         by_environment.setdefault(environment, set()).update(stack["resource"])
-    return PermissionModel(frozenset().union(*by_environment.values()),
-                           {e: frozenset(t) for e, t in by_environment.items()})
+    return PermissionModel.of_environments(by_environment)
 
 
 def identities(bootstrap) -> dict[str, str]:
