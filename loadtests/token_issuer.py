@@ -36,6 +36,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -261,28 +262,38 @@ def documents(config: IssuerConfig) -> dict[str, bytes]:
     }
 
 
-def imds_answer(minter: Minter, query: str, metadata: str | None) -> tuple[int, dict]:
-    """(status, JSON) as IMDS answers a token request of an engine holding the engine identity
-    (query: the request's query string; metadata: its Metadata header)."""
+def imds_answer(
+    query: str,
+    metadata: str | None,
+    tokens: Mapping[str, Callable[[str, int], str]],
+    audiences: Iterable[str],
+    tenant_id: str,
+    default: str | None = None,
+) -> tuple[int, dict]:
+    """(status, JSON) as IMDS answers a machine's token request (query: the request's query
+    string; metadata: its Metadata header). `tokens`: each identity the machine holds, by client
+    id (lower case), and what signs its token for (resource, now); `default`: the client id a
+    request without one gets (None: such a request names no identity). Also the rehearsal's
+    fake engines' IMDS (tests/github/fakes/imds.py)."""
     asked = {name: values[-1] for name, values in parse_qs(query).items()}
-    resource, client_id = asked.get("resource", ""), asked.get("client_id")
+    resource, client_id = asked.get("resource", ""), asked.get("client_id", default)
     if (metadata or "").lower() != "true":
         return 400, {"error": "invalid_request",
                      "error_description": "Required metadata header not specified"}
     if not asked.get("api-version"):
         return 400, {"error": "invalid_request",
                      "error_description": "Required query variable 'api-version' is missing"}
-    if client_id is not None and client_id.lower() != ENGINE_CLIENT_ID:
+    client_id = (client_id or "").lower()
+    if client_id not in tokens:
         return 400, {"error": "invalid_request", "error_description": "Identity not found"}
-    if resource not in minter.config.audiences:
+    if resource not in audiences:
         return 400, {"error": "invalid_resource", "error_description":
                      f"AADSTS500011: The resource principal named {resource} was not found"
-                     f" in the tenant named {minter.config.tenant_id}."}
+                     f" in the tenant named {tenant_id}."}
     now = int(time.time())
-    token = minter.token(ENGINE_OBJECT_ID, now=now, aud=resource, azp=ENGINE_CLIENT_ID)
     return 200, {
-        "access_token": token,
-        "client_id": ENGINE_CLIENT_ID,
+        "access_token": tokens[client_id](resource, now),
+        "client_id": client_id,
         "expires_in": str(TOKEN_LIFETIME_SECONDS),
         "expires_on": str(now + TOKEN_LIFETIME_SECONDS),
         "ext_expires_in": str(TOKEN_LIFETIME_SECONDS),
@@ -295,6 +306,9 @@ def imds_answer(minter: Minter, query: str, metadata: str | None) -> tuple[int, 
 def server(config: IssuerConfig) -> ThreadingHTTPServer:
     served = documents(config)
     minter = Minter(config)
+    # The engine identity: an engine holding it asks without a client id too (its only one).
+    engine = {ENGINE_CLIENT_ID: lambda resource, now: minter.token(
+        ENGINE_OBJECT_ID, now=now, aud=resource, azp=ENGINE_CLIENT_ID)}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -303,7 +317,8 @@ def server(config: IssuerConfig) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path == IMDS_TOKEN_PATH:
-                status, answer = imds_answer(minter, url.query, self.headers.get("Metadata"))
+                status, answer = imds_answer(url.query, self.headers.get("Metadata"), engine,
+                                             config.audiences, config.tenant_id, ENGINE_CLIENT_ID)
                 body = json.dumps(answer).encode()
             else:
                 body = served.get(self.path)

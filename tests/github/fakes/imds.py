@@ -21,43 +21,34 @@ identities: {client id: {"principal_id": ..., "name": <the identity's resource n
 import json
 import os
 import sys
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository: loadtests
 from access_token import main as mint
 
-TOKEN_PATH = "/metadata/identity/oauth2/token"
-LIFETIME = 3600
+from loadtests.token_issuer import IMDS_TOKEN_PATH, imds_answer
 
 
 def answer_for(auth: dict, identities: dict, stack_file: Path, path: str,
                metadata: str | None) -> tuple[int, dict, str]:
-    """(status, body, what the log says) for one request."""
+    """(status, body, what the log says) for one request: IMDS's answer as the local topology's
+    stand-in gives it (loadtests/token_issuer.py), for the identities the engines hold."""
     url = urlsplit(path)
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-    client_id = query.get("client_id", "")
-    if url.path != TOKEN_PATH:
+    if url.path != IMDS_TOKEN_PATH:
         return 404, {"error": "not_found"}, "404"
-    if metadata != "true" or "api-version" not in query:
-        return 400, {"error": "invalid_request",
-                     "error_description": "Required metadata header not specified"}, "400 header"
-    if client_id not in identities:
-        return 400, {"error": "invalid_request", "error_description": "Identity not found"}, \
-            f"400 identity {client_id or '-'}"
-    resource = query.get("resource", "")
-    if resource != auth["audience"]:
-        return 400, {"error": "invalid_resource",
-                     "error_description": f"AADSTS500011: {resource} not found"}, "400 resource"
-    identity = identities[client_id]
-    token = mint(auth, client_id, identity["principal_id"], resource, stack_file,
-                 identity_name=identity["name"])
-    expires_on = int(time.time()) + LIFETIME
-    return 200, {"access_token": token, "expires_on": str(expires_on),
-                 "expires_in": str(LIFETIME), "resource": resource, "token_type": "Bearer",
-                 "client_id": client_id}, f"200 {client_id}"
+    tokens = {
+        client_id.lower(): (lambda resource, now, client_id=client_id, held=held: mint(
+            auth, client_id, held["principal_id"], resource, stack_file,
+            identity_name=held["name"]))
+        for client_id, held in identities.items()
+    }
+    status, body = imds_answer(url.query, metadata, tokens, (auth["audience"],),
+                               auth["tenant_id"])
+    said = body["client_id"] if status == 200 else f"{body['error']}: {body['error_description']}"
+    return status, body, f"{status} {said}"
 
 
 def serve(auth: dict, identities: dict, stack_file: Path, port_file: Path, log_file: Path) -> None:
