@@ -259,6 +259,33 @@ def _haproxy(name: str, config_path: Path, master_worker: bool = False) -> Manag
     return ManagedProcess(name, [HAPROXY, *mode, "-db", "-f", str(config_path)], log)
 
 
+def token_rules(issuer: IssuerConfig) -> str:
+    """The gateway's token checks for `issuer` (templates/gateway-tokens.cfg)."""
+
+    def grant(permission: str) -> str:
+        name = re.escape(permission)
+        # single-quoted for HAProxy: an app role in `roles`, or a delegated scope in `scp`
+        return "'" + rf'"roles":\s*\[[^]]*"{name}"|"scp":\s*"([^"]* )?{name}[ "]' + "'"
+
+    values = {
+        "authorization_header": AUTHORIZATION_HEADER,
+        "max_authorization_bytes": MAX_AUTHORIZATION_BYTES,
+        "kid": issuer.kid,
+        "public_key": issuer.public_key_file,
+        "issuer": issuer.issuer,
+        "audiences": " ".join(issuer.audiences),
+        "tenant_id": issuer.tenant_id,
+        "allowed_clients": " ".join(issuer.allowed_clients),
+        "read_grant": grant(READ_PERMISSION),
+        "write_grant": grant(WRITE_PERMISSION),
+        "read_permission": READ_PERMISSION,
+        "write_permission": WRITE_PERMISSION,
+        "realm": BEARER_REALM,
+    }
+    template = (TEMPLATES / "gateway-tokens.cfg").read_text()
+    return Template(template).substitute({k: str(v) for k, v in values.items()})
+
+
 class Topology:
     """Two regions and a gateway; every process is stopped by `stop()` (or leaving the with)."""
 
@@ -533,32 +560,7 @@ class Topology:
 
     def _token_rules(self) -> str:
         """The gateway's token checks (gateway-tokens.cfg); none with AUTH_MODE=none."""
-        issuer = self.issuer_config
-        if issuer is None:
-            return ""
-
-        def grant(permission: str) -> str:
-            name = re.escape(permission)
-            # single-quoted for HAProxy: an app role in `roles`, or a delegated scope in `scp`
-            return "'" + rf'"roles":\s*\[[^]]*"{name}"|"scp":\s*"([^"]* )?{name}[ "]' + "'"
-
-        values = {
-            "authorization_header": AUTHORIZATION_HEADER,
-            "max_authorization_bytes": MAX_AUTHORIZATION_BYTES,
-            "kid": issuer.kid,
-            "public_key": issuer.public_key_file,
-            "issuer": issuer.issuer,
-            "audiences": " ".join(issuer.audiences),
-            "tenant_id": issuer.tenant_id,
-            "allowed_clients": " ".join(issuer.allowed_clients),
-            "read_grant": grant(READ_PERMISSION),
-            "write_grant": grant(WRITE_PERMISSION),
-            "read_permission": READ_PERMISSION,
-            "write_permission": WRITE_PERMISSION,
-            "realm": BEARER_REALM,
-        }
-        template = (TEMPLATES / "gateway-tokens.cfg").read_text()
-        return Template(template).substitute({k: str(v) for k, v in values.items()})
+        return "" if self.issuer_config is None else token_rules(self.issuer_config)
 
     def _start_app(self, role: str) -> None:
         region = self.regions[role]

@@ -252,3 +252,23 @@ def test_an_azure_load_testing_engine_calls_the_api_as_its_engine_identity(topol
     wait_until(lambda: imds_answers(topology) == before + 1,
                "the engine's one token came from the issuer's IMDS stand-in",
                details=lambda: f"tokens handed out: {imds_answers(topology) - before}")
+
+
+@pytest.mark.parametrize("kid", ["-vBTvqyEllSv5cs8-Zj2qeq23Q2sQ1rBxS8hxf2-KA8", "plain-kid"])
+def test_the_gateways_token_checks_parse_whatever_the_key_id_begins_with(tmp_path, kid):
+    """A key id is base64url of the key's hash and may begin with "-", which HAProxy took for an
+    ACL flag (a fresh clone's topology refused to start): `haproxy -c` accepts the rules."""
+    import subprocess
+
+    from loadtests.token_issuer import IssuerConfig, ensure_signing_key
+    from loadtests.topology import HAPROXY, token_rules
+
+    issuer = IssuerConfig(port=1, key_file=str(ensure_signing_key(tmp_path)), kid=kid)
+    config = tmp_path / "gateway.cfg"
+    config.write_text(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n"
+        "    timeout server 1s\nfrontend gateway\n    bind 127.0.0.1:65000\n"
+        f"{token_rules(issuer)}\n")
+    checked = subprocess.run([HAPROXY, "-c", "-f", str(config)], check=False, capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
