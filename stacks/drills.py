@@ -38,14 +38,13 @@ from cdktf_cdktf_provider_azurerm.chaos_studio_experiment import (
     ChaosStudioExperimentStepsBranchActions,
 )
 from cdktf_cdktf_provider_azurerm.chaos_studio_target import ChaosStudioTarget
-from cdktf_cdktf_provider_azurerm.key_vault_secret import KeyVaultSecret
 from cdktf_cdktf_provider_azurerm.load_test import LoadTest, LoadTestIdentity
 from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
 from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
 from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
 from constructs import Construct
 
-from stacks.key_vault import MANAGED_IDENTITY, SecretStore
+from stacks.key_vault import MANAGED_IDENTITY, SecretStore, VaultSecret
 from stacks.monitoring import send_diagnostics
 from stacks.permissions import fault_role
 
@@ -147,7 +146,7 @@ class LoadTesting(Construct):
             ),
             tags=tags,
         )
-        self.subscription_key_secret: KeyVaultSecret = secrets.add_secret(
+        self.subscription_key_secret: VaultSecret = secrets.add_secret(
             "gateway-subscription-key-secret", name=SUBSCRIPTION_KEY_SECRET, value=subscription_key
         )
         self.secret_access = secrets.grant_secret_read(

@@ -134,7 +134,7 @@ class GatewayInstance(Construct):
             api_management_name=self.service.name,
             resource_group_name=resource_group_name,
             key_vault_secret_id=secrets.certificate.versionless_secret_id,
-            depends_on=[self.secret_propagated],
+            depends_on=[self.secret_propagated, secrets.certificate.ensured],
         )
         self.diagnostics = send_diagnostics(
             self, "diagnostics", target_resource_id=self.service.id, workspace=workspace

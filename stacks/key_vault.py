@@ -28,22 +28,25 @@ data plane"). "Off" here means default Deny with no IP rule. Public mode keeps t
 (default Allow), access by RBAC only.
 """
 
-from cdktf import Fn, TerraformResourceLifecycle, TerraformStack, TerraformVariable
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from cdktf import (
+    DataResource,
+    Fn,
+    LocalExecProvisioner,
+    TerraformResourceLifecycle,
+    TerraformStack,
+    TerraformVariable,
+)
 from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
 from cdktf_cdktf_provider_azurerm.key_vault import KeyVault, KeyVaultNetworkAcls
-from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
-    KeyVaultCertificate,
-    KeyVaultCertificateCertificate,
-    KeyVaultCertificateCertificatePolicy,
-    KeyVaultCertificateCertificatePolicyIssuerParameters,
-    KeyVaultCertificateCertificatePolicyKeyProperties,
-    KeyVaultCertificateCertificatePolicyLifetimeAction,
-    KeyVaultCertificateCertificatePolicyLifetimeActionAction,
-    KeyVaultCertificateCertificatePolicyLifetimeActionTrigger,
-    KeyVaultCertificateCertificatePolicySecretProperties,
-    KeyVaultCertificateCertificatePolicyX509CertificateProperties,
+from cdktf_cdktf_provider_azurerm.resource_group_template_deployment import (
+    ResourceGroupTemplateDeployment,
 )
-from cdktf_cdktf_provider_azurerm.key_vault_secret import KeyVaultSecret
 from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
 from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
 from cdktf_cdktf_provider_random.password import Password
@@ -56,6 +59,26 @@ from stacks.naming import Names
 
 CLIENT_AUTH_EKU = "1.3.6.1.5.5.7.3.2"
 PFX_CONTENT_TYPE = "application/x-pkcs12"
+# The PFX secret Key Vault keeps for the certificate (same name), and the public part the apps
+# pin (a text secret the delivery writes beside it: App Service references only secrets).
+CLIENT_CERTIFICATE = "apim-client-certificate"
+CLIENT_CERTIFICATE_PUBLIC = "apim-client-certificate-public"
+HEALTH_KEY_SECRET = "health-check-key"
+SECRETS_API_VERSION = "2023-07-01"
+# Run by Terraform (local-exec) from the project root, as whoever applies: the delivery's tool
+# that makes the certificate on the data plane (tools/delivery/key_vault.py), through the
+# temporary opening a private vault needs. TODO_API_PYTHON picks another interpreter.
+CERTIFICATE_TOOL = '"${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
+PROJECT_ROOT_FROM_STACK = "../../.."  # Terraform runs in cdktf.out/stacks/<stack>
+# What the stack managed before data-plane objects left it (Terraform state addresses): an
+# existing environment forgets them once (`terraform state rm`, docs/deploy.md "Upgrading an
+# existing environment") instead of deleting the certificate and the secrets. Not `removed`
+# blocks: checkov's terraform_json parser refuses a top-level list it does not know.
+RETIRED_ADDRESSES = (
+    "azurerm_key_vault_certificate.secrets_client-certificate_A952C1DA",
+    "azurerm_key_vault_secret.secrets_health-key-secret_F597EE58",
+    "azurerm_key_vault_secret.secrets_gateway-subscription-key-secret_CDF7C973",
+)
 SECRET_READER_ROLE = "Key Vault Secrets User"
 ADMINISTRATOR_ROLE = "Key Vault Administrator"
 HEALTH_KEY_LENGTH = 40
@@ -133,29 +156,58 @@ class SecretStore(Construct):
             self, "reference-identity-propagation", [self.reference_access]
         )
         self.tags = tags
+        self.vault_name = names.key_vault
         self.health_key = Password(self, "health-key", length=HEALTH_KEY_LENGTH, special=False)
         self.health_key_secret = self.add_secret(
-            "health-key-secret", name="health-check-key", value=self.health_key.result
+            "health-key-secret",
+            name=HEALTH_KEY_SECRET,
+            value=self.health_key.result,
         )
-        self.certificate = self._client_certificate(certificate, tags)
+        self.certificate = ClientCertificate(self, "client-certificate", self, certificate)
 
-    def add_secret(self, id_: str, *, name: str, value: str) -> KeyVaultSecret:
-        """A text secret in the vault, written once Key Vault Administrator has propagated."""
-        return KeyVaultSecret(
+    def add_secret(self, id_: str, *, name: str, value: str) -> VaultSecret:
+        """A text secret in the vault, written through ARM (stacks/key_vault.py docstring).
+
+        The value is a `securestring` parameter: ARM never returns it, so the provider's refresh
+        sees none and `parameters_content` is ignored after the create (an update would send the
+        refreshed, value-less parameters). Every change replaces the deployment instead: a
+        `terraform_data` revision holds what the secret depends on (the vault, the name, the
+        tags, a hash of the value, sensitive) and its update triggers the replacement. Deleting the old deployment leaves the secret (the
+        provider's `delete_nested_items_during_deletion` is off), the new one writes a new
+        version."""
+        revision = DataResource(
+            self,
+            f"{id_}-revision",
+            input={
+                "vault_id": self.vault.id,
+                "name": name,
+                "tags": self.tags,
+                "value_sha256": Fn.sensitive(Fn.sha256(value)),
+            },
+        )
+        writer = ResourceGroupTemplateDeployment(
             self,
             id_,
-            name=name,
-            key_vault_id=self.vault.id,
-            value=value,
-            content_type="text/plain",
+            name=f"{self.vault_name}-secret-{name}",
+            resource_group_name=self.vault.resource_group_name,
+            deployment_mode="Incremental",
+            template_content=json.dumps(secret_template(self.vault.name, name, self.tags)),
+            parameters_content=Fn.sensitive(Fn.jsonencode({"value": {"value": value}})),
             tags=self.tags,
-            depends_on=[self.administrator_propagated],
+            lifecycle=TerraformResourceLifecycle(
+                # A bare reference: cdktf writes a construct as "${...}", which Terraform refuses
+                # here ("Invalid expression"; tests/stacks/test_key_vault_secrets.py).
+                ignore_changes="all",
+                replace_triggered_by=[f"terraform_data.{revision.friendly_unique_id}"],
+            ),
+            depends_on=[self.vault],
         )
+        return VaultSecret(name, f"{self.vault.vault_uri}secrets/{name}", writer)
 
     @property
     def health_key_reference(self) -> str:
         """App Service resolves this app setting from Key Vault with the app's identity."""
-        return f"@Microsoft.KeyVault(SecretUri={self.health_key_secret.versionless_id})"
+        return self.health_key_secret.reference
 
     def _administrators(self, config: KeyVaultConfig) -> list[RoleAssignment]:
         """Key Vault Administrator for the configured object ids, else for the caller."""
@@ -189,14 +241,77 @@ class SecretStore(Construct):
             principal_type=MANAGED_IDENTITY,
         )
 
-    def _client_certificate(self, config: Certificate, tags: dict[str, str]) -> KeyVaultCertificate:
-        common = {
-            "name": "apim-client-certificate",
-            "key_vault_id": self.vault.id,
-            "tags": tags,
-            "depends_on": [self.administrator_propagated],
+
+@dataclass(frozen=True)
+class VaultSecret:
+    """A secret the stack writes through ARM: its name, its versionless URI and the deployment
+    that writes it (what needs the secret depends on `writer`)."""
+
+    name: str
+    versionless_id: str
+    writer: ResourceGroupTemplateDeployment
+
+    @property
+    def reference(self) -> str:
+        """An App Service Key Vault reference to the secret's current version."""
+        return f"@Microsoft.KeyVault(SecretUri={self.versionless_id})"
+
+
+def secret_template(vault_name: str, secret_name: str, tags: dict[str, str]) -> dict:
+    """ARM template of one Key Vault secret whose value is the `securestring` parameter
+    `value` (Microsoft.KeyVault/vaults/secrets: a control-plane write, which the vault's
+    firewall does not filter)."""
+    return {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"value": {"type": "securestring"}},
+        "resources": [
+            {
+                "type": "Microsoft.KeyVault/vaults/secrets",
+                "apiVersion": SECRETS_API_VERSION,
+                "name": f"{vault_name}/{secret_name}",
+                "tags": tags,
+                "properties": {"value": "[parameters('value')]", "contentType": "text/plain"},
+            }
+        ],
+    }
+
+
+class ClientCertificate(Construct):
+    """The client certificate API Management presents, made on the vault's data plane by the
+    delivery's tool (`tools.delivery.key_vault ensure-certificate`), not by a Terraform
+    resource: a resource's refresh would read the data plane in every plan, which a private
+    vault refuses to GitHub-hosted runners and the plan identity must not open.
+
+    A `terraform_data` runs the tool once when created and again when what it makes changes
+    (`triggers_replace`: the vault, the names, the subject, the validity, the PFX's hash), as
+    whoever applies (the deploy identity, Key Vault Administrator), after that role has
+    propagated. The tool opens a private vault's firewall to the runner for the call and closes
+    it again (docs/deploy.md, "Deploy-time access"). It keeps a certificate that already
+    matches, makes a new version otherwise (a renewal keeps the key: `reuse_key`), and writes
+    the certificate's public part (base64 DER) to the secret `apim-client-certificate-public`,
+    which the apps pin by Key Vault reference."""
+
+    def __init__(self, scope: Construct, id_: str, store: SecretStore, config: Certificate):
+        super().__init__(scope, id_)
+        vault = store.vault
+        arguments = [
+            "--vault", '"$KEY_VAULT_NAME"',
+            "--name", CLIENT_CERTIFICATE,
+            "--public-secret", CLIENT_CERTIFICATE_PUBLIC,
+            "--subject", shlex.quote(config.subject),
+            "--validity-months", str(config.validity_months),
+            "--runner-ip", "auto",
+        ]
+        environment = {"KEY_VAULT_NAME": vault.name}
+        triggers = {
+            "vault_id": vault.id,
+            "name": CLIENT_CERTIFICATE,
+            "public_secret": CLIENT_CERTIFICATE_PUBLIC,
+            "subject": config.subject,
+            "validity_months": str(config.validity_months),
         }
-        if config.pfx_path:
+        if config.pfx_file:
             password = TerraformVariable(  # at stack level: TF_VAR_client_certificate_password
                 TerraformStack.of(self),
                 PFX_PASSWORD_VARIABLE,
@@ -204,17 +319,28 @@ class SecretStore(Construct):
                 sensitive=True,
                 description="Password of the client certificate PFX (apim-client.pfx.password)",
             )
-            return KeyVaultCertificate(
-                self,
-                "client-certificate",
-                certificate=KeyVaultCertificateCertificate(
-                    contents=Fn.filebase64(config.pfx_file), password=password.string_value
-                ),
-                certificate_policy=_policy(config, issuer="Unknown"),
-                **common,
-            )
-        return KeyVaultCertificate(
-            self, "client-certificate", certificate_policy=_policy(config, issuer="Self"), **common
+            arguments += ["--pfx", shlex.quote(config.pfx_file)]
+            environment["CLIENT_CERTIFICATE_PASSWORD"] = password.string_value
+            triggers["pfx_sha256"] = Fn.filesha256(config.pfx_file)
+        self.ensured = DataResource(
+            self,
+            "ensured",
+            triggers_replace=triggers,
+            provisioners=[
+                LocalExecProvisioner(
+                    type="local-exec",
+                    command=" ".join([CERTIFICATE_TOOL, "ensure-certificate", *arguments]),
+                    working_dir=PROJECT_ROOT_FROM_STACK,
+                    environment=environment,
+                )
+            ],
+            depends_on=[store.administrator_propagated],
+        )
+        self.name = CLIENT_CERTIFICATE
+        # API Management takes the versionless secret id and follows renewals itself.
+        self.versionless_secret_id = f"{vault.vault_uri}secrets/{CLIENT_CERTIFICATE}"
+        self.public_reference = (
+            f"@Microsoft.KeyVault(SecretUri={vault.vault_uri}secrets/{CLIENT_CERTIFICATE_PUBLIC})"
         )
 
 
@@ -229,36 +355,3 @@ def _firewall(private_network: bool) -> dict:
         ),
         "lifecycle": TerraformResourceLifecycle(ignore_changes=[RUNNER_RULES]),
     }
-
-
-def _policy(config: Certificate, *, issuer: str) -> KeyVaultCertificateCertificatePolicy:
-    return KeyVaultCertificateCertificatePolicy(
-        issuer_parameters=KeyVaultCertificateCertificatePolicyIssuerParameters(name=issuer),
-        key_properties=KeyVaultCertificateCertificatePolicyKeyProperties(
-            exportable=True,
-            key_type="RSA",
-            key_size=2048,
-            # A renewal keeps the key: the apps pin the public key, not the certificate
-            # (docs/deploy.md, "Certificate renewal").
-            reuse_key=True,
-        ),
-        secret_properties=KeyVaultCertificateCertificatePolicySecretProperties(
-            content_type=PFX_CONTENT_TYPE
-        ),
-        x509_certificate_properties=KeyVaultCertificateCertificatePolicyX509CertificateProperties(
-            subject=config.subject,
-            validity_in_months=config.validity_months,
-            key_usage=["digitalSignature", "keyEncipherment"],
-            extended_key_usage=[CLIENT_AUTH_EKU],
-        ),
-        lifetime_action=[
-            KeyVaultCertificateCertificatePolicyLifetimeAction(
-                action=KeyVaultCertificateCertificatePolicyLifetimeActionAction(
-                    action_type="AutoRenew" if issuer == "Self" else "EmailContacts"
-                ),
-                trigger=KeyVaultCertificateCertificatePolicyLifetimeActionTrigger(
-                    days_before_expiry=30
-                ),
-            )
-        ],
-    )

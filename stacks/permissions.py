@@ -91,8 +91,9 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         refresh=("Microsoft.Resources/deployments/exportTemplate/action",),
         source=f"{_SVC}/resource/resource_group_template_deployment_resource.go: Read calls"
         " ExportTemplate to fill template_content",
-        why_harmless="returns the template the stack itself wrote (table role assignments;"
-        " no secret in it)",
+        why_harmless="returns the template the stack itself wrote (table role assignments, Key"
+        " Vault secrets whose value is a securestring parameter, which ARM never returns; no"
+        " secret in it)",
     ),
     "azurerm_user_assigned_identity": ResourceActions(
         "Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -260,8 +261,10 @@ RESOURCE_ACTIONS: dict[str, ResourceActions] = {
         " prod-plan, on main",
     ),
 }
-# Types of other providers (random, time): no Azure call, nothing to grant.
-LOCAL_TYPES = frozenset({"random_password", "time_sleep"})
+# Types of other providers (random, time) and Terraform's own `terraform_data` (its local-exec
+# runs the delivery's certificate tool at apply, as the applying identity; a refresh calls
+# nothing): no Azure call of Terraform's, nothing to grant.
+LOCAL_TYPES = frozenset({"random_password", "time_sleep", "terraform_data"})
 
 
 @dataclass(frozen=True)

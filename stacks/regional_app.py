@@ -269,7 +269,7 @@ def _app_settings(
         "CLIENT_CERT_SUBJECT": certificate.subject,
         "CLIENT_CERT_ISSUER": certificate.expected_issuer,
         # The certificate (public part) whose key the app pins: renewals reuse the key.
-        "CLIENT_CERT_PINNED_KEYS": secrets.certificate.certificate_data_base64,
+        "CLIENT_CERT_PINNED_KEYS": secrets.certificate.public_reference,
         "WEB_CONCURRENCY": str(app_service.workers),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": app_insights.connection_string,
         **PLATFORM_SETTINGS,
@@ -317,7 +317,13 @@ def _site_arguments(
             ),
         ),
         "tags": tags,
-        "depends_on": [secrets.reference_propagated, *(integration.ready if integration else ())],
+        # The secrets its Key Vault references name exist before the app resolves them.
+        "depends_on": [
+            secrets.reference_propagated,
+            secrets.health_key_secret.writer,
+            secrets.certificate.ensured,
+            *(integration.ready if integration else ()),
+        ],
     }
 
 

@@ -11,6 +11,7 @@ from cdktf_cdktf_provider_azurerm.provider import (
     AzurermProviderFeatures,
     AzurermProviderFeaturesApiManagement,
     AzurermProviderFeaturesKeyVault,
+    AzurermProviderFeaturesTemplateDeployment,
 )
 from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 from cdktf_cdktf_provider_random.password import Password
@@ -237,6 +238,13 @@ class TodoApiStack(TerraformStack):
                         AzurermProviderFeaturesKeyVault(
                             purge_soft_delete_on_destroy=False,
                             recover_soft_deleted_key_vaults=True,
+                        )
+                    ],
+                    # Replacing the deployment that writes a Key Vault secret (stacks/key_vault.py
+                    # add_secret) must not delete the secret it wrote.
+                    template_deployment=[
+                        AzurermProviderFeaturesTemplateDeployment(
+                            delete_nested_items_during_deletion=False
                         )
                     ],
                 )

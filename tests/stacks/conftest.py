@@ -57,3 +57,23 @@ def entra_stacks(tmp_path_factory) -> dict[str, dict]:
     written = synthesize(configs, tmp_path_factory.mktemp("entra"), bootstrap=load_bootstrap())
     return {path.parent.name.removeprefix("todo-api-"): json.loads(path.read_text("utf-8"))
             for path in written}
+
+
+PUBLIC = {"network.mode": "public"}
+
+
+@pytest.fixture(scope="session")
+def public_stack_files(tmp_path_factory) -> dict[str, Path]:
+    """`{environment: path of cdk.tf.json}` with network.mode = "public" in both environments
+    at their own topologies (prod ships private): the public mode's own checks."""
+    from stacks.config import load_environments
+    from stacks.synth import synthesize
+
+    written = synthesize(load_environments(PUBLIC), tmp_path_factory.mktemp("public"))
+    return {path.parent.name.removeprefix("todo-api-"): path for path in written}
+
+
+@pytest.fixture(scope="session")
+def public_stacks(public_stack_files) -> dict[str, dict]:
+    """`{environment: parsed cdk.tf.json}` of `public_stack_files`."""
+    return {env: json.loads(path.read_text("utf-8")) for env, path in public_stack_files.items()}

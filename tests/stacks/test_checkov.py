@@ -57,16 +57,30 @@ def failing(report: dict, files: list[Path] | None = None) -> set[str]:
     }
 
 
-@pytest.fixture(scope="module")
-def public_files(synthesized_stack_files, synthesized_bootstrap_file) -> list[Path]:
-    """All six environment x topology stacks, and the bootstrap stack."""
-    return [*synthesized_stack_files.values(), synthesized_bootstrap_file]
+def shipped_mode(environment: str) -> str:
+    from stacks.config import load_environment
+
+    return load_environment(environment).network.mode
 
 
 @pytest.fixture(scope="module")
-def private_files(private_stack_files) -> list[Path]:
-    """`python main.py --set network.mode=private`: dev, prod and the bootstrap stack."""
-    return list(private_stack_files.values())
+def public_files(synthesized_stack_files, public_stack_files,
+                 synthesized_bootstrap_file) -> list[Path]:
+    """Every environment x topology stack that ships public (dev), each environment forced
+    public at its own topology (prod ships private), and the bootstrap stack."""
+    shipped = [path for (env, _), path in synthesized_stack_files.items()
+               if shipped_mode(env) == "public"]
+    forced = [path for env, path in public_stack_files.items() if shipped_mode(env) != "public"]
+    return [*shipped, *forced, synthesized_bootstrap_file]
+
+
+@pytest.fixture(scope="module")
+def private_files(private_stack_files, synthesized_stack_files) -> list[Path]:
+    """`python main.py --set network.mode=private` (dev, prod and the bootstrap stack), and
+    the other topologies of what ships private (prod)."""
+    shipped = [path for (env, topology), path in synthesized_stack_files.items()
+               if shipped_mode(env) == "private" and topology != DEFAULT_TOPOLOGIES[env]]
+    return [*private_stack_files.values(), *shipped]
 
 
 @pytest.fixture(scope="module")
@@ -112,46 +126,54 @@ def test_the_skip_list_names_only_known_modes():
     assert per_mode and all(entry and set(entry) <= set(MODES) for entry in per_mode)
 
 
-def test_private_mode_fails_on_fewer_checks_than_public(reports, synthesized_stack_files,
+def test_private_mode_fails_on_fewer_checks_than_public(reports, public_stack_files,
+                                                        private_stack_files,
                                                         synthesized_bootstrap_file):
     """The same environments and topologies (main.py's defaults) and the bootstrap stack, public
     against private: the VNet, the private endpoints and the vault's firewall fix three checks;
     what private mode adds (subnets without an NSG) is one."""
     _, public_report = reports["public"]
-    same = [synthesized_stack_files[(env, t)] for env, t in DEFAULT_TOPOLOGIES.items()]
-    public = failing(public_report, [*same, synthesized_bootstrap_file])
-    private = failing(reports["private"][1])
+    public = failing(public_report, [*public_stack_files.values(), synthesized_bootstrap_file])
+    private = failing(reports["private"][1], list(private_stack_files.values()))
     assert len(private) < len(public), (sorted(public - private), sorted(private - public))
     assert public - private == FIXED_BY_PRIVATE_MODE
     assert private - public == {"CKV2_AZURE_31"}
 
 
 def test_cosmos_account_passes_the_key_and_network_checks_and_fails_only_skipped_ones(
-    reports, synthesized_stacks
+    reports, public_files
 ):
-    """No keys (CKV_AZURE_140, _132) and a firewall (CKV_AZURE_99) in every stack; what fails
-    is only the public endpoint and the Microsoft-managed key, each with its skip reason."""
+    """No keys (CKV_AZURE_140, _132) and a firewall (CKV_AZURE_99) in every public stack; what
+    fails is only the public endpoint and the Microsoft-managed key, each with its skip
+    reason."""
+    environments = [json.loads(path.read_text("utf-8")) for path in public_files]
+    environments = [stack for stack in environments if "azurerm_cosmosdb_account" in stack.get(
+        "resource", {})]
     accounts = {
         f"resource.{logical_id}"
-        for stack in synthesized_stacks.values()
+        for stack in environments
         for logical_id in stack["resource"]["azurerm_cosmosdb_account"]
     }
     results = outcomes(reports["public"][1], accounts)
-    stacks = len(synthesized_stacks)
+    stacks = len(environments)
     for check_id in ("CKV_AZURE_99", "CKV_AZURE_132", "CKV_AZURE_140"):
         assert len(results["passed"][check_id]) == stacks, check_id
     assert set(results["failed"]) == {"CKV_AZURE_100", "CKV_AZURE_101"}
     assert set(results["failed"]) <= set(skips("public"))
 
 
-def test_private_cosmos_account_has_no_public_endpoint(reports, private_stacks):
+def test_private_cosmos_account_has_no_public_endpoint(reports, private_files):
+    environments = [json.loads(path.read_text("utf-8")) for path in private_files]
+    environments = [stack for stack in environments
+                    if "azurerm_cosmosdb_account" in stack.get("resource", {})]
     accounts = {
         f"resource.{logical_id}"
-        for stack in private_stacks.values()
+        for stack in environments
         for logical_id in stack["resource"]["azurerm_cosmosdb_account"]
     }
     results = outcomes(reports["private"][1], accounts)
-    assert len(results["passed"]["CKV_AZURE_101"]) == len(private_stacks) == 2
+    # dev and prod forced private, prod's other two topologies as shipped
+    assert len(results["passed"]["CKV_AZURE_101"]) == len(environments) == 4
     assert set(results["failed"]) == {"CKV_AZURE_100"}
 
 

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, only, ref
+from tests.stacks.synthesized import (
+    ENVIRONMENTS,
+    TOPOLOGIES,
+    blocks,
+    only,
+    ref,
+    table_role_deployment,
+)
 
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
 REGIONS = ["australiaeast", "australiasoutheast"]
@@ -76,8 +83,11 @@ def test_account_accepts_no_keys(stack):
     assert cosmos["minimal_tls_version"] == "Tls12"
 
 
-def test_account_firewall_admits_only_the_web_apps_outbound_addresses(stack):
-    """Both web apps' and their staging slots' (the same plan's, so the same addresses)."""
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_account_firewall_admits_only_the_web_apps_outbound_addresses(env, public_stacks):
+    """Public mode: both web apps' and their staging slots' (the same plan's, so the same
+    addresses). Private mode (prod ships it) has no public endpoint: tests/stacks/test_network.py."""
+    stack = public_stacks[env]
     _, cosmos = account(stack)
     lists = ", ".join(
         site[2:-1] for site in site_refs(stack, "possible_outbound_ip_address_list")
@@ -108,7 +118,7 @@ def test_table_throughput_follows_the_environment(synthesized_stacks):
 
 def role_deployment(stack: dict) -> tuple[dict, dict, dict]:
     """(the template deployment block, its parsed template, its parsed parameters)."""
-    _, deployment = only(stack, "azurerm_resource_group_template_deployment")
+    _, deployment = table_role_deployment(stack)
     return (
         deployment,
         json.loads(deployment["template_content"]),

@@ -13,11 +13,11 @@ import pytest
 from stacks import permissions
 from stacks.config import PROJECT_ROOT, ConfigError, Drills, load_environment, read_toml
 from stacks.synth import synthesize
-from tests.stacks.synthesized import TOPOLOGIES, blocks, only, ref
+from tests.stacks.synthesized import TOPOLOGIES, blocks, only, ref, vault_secrets
 
 LOAD_TEST, TARGET = "azurerm_load_test", "azurerm_chaos_studio_target"
 CAPABILITY, EXPERIMENT = "azurerm_chaos_studio_capability", "azurerm_chaos_studio_experiment"
-ASSIGNMENT, SECRET = "azurerm_role_assignment", "azurerm_key_vault_secret"
+ASSIGNMENT = "azurerm_role_assignment"
 DRILL_TYPES = (LOAD_TEST, TARGET, CAPABILITY, EXPERIMENT)
 DRILL_OUTPUTS = {"load_test_name", "load_test_resource_group_name", "load_test_secrets",
                  "chaos_experiments"}
@@ -142,7 +142,7 @@ def test_dev_synthesizes_nothing_of_the_drills(synthesized_stacks, topology):
     stack = synthesized_stacks[("dev", topology)]
     assert set(stack["resource"]) & set(DRILL_TYPES) == set()
     assert set(stack["output"]) & DRILL_OUTPUTS == set()
-    assert [s["name"] for s in blocks(stack, SECRET).values()] == ["health-check-key"]
+    assert list(vault_secrets(stack)) == ["health-check-key"]
     assert "Load Test Contributor" not in json.dumps(stack["resource"])
 
 
@@ -194,14 +194,18 @@ def test_without_entra_or_without_drills_there_is_no_engine_identity(
         assert "load_test_engine_identity" not in stack["output"]
 
 
-def test_the_gateway_subscription_key_is_a_vault_secret_written_after_the_admin_role(prod):
-    [secret] = [s for s in blocks(prod, SECRET).values()
-                if s["name"] == "gateway-subscription-key"]
-    [health] = [s for s in blocks(prod, SECRET).values() if s["name"] == "health-check-key"]
-    assert secret["value"] == ref("random_password", "subscription-key", "result")
-    assert secret["key_vault_id"] == health["key_vault_id"]
-    assert secret["depends_on"] == health["depends_on"]  # Key Vault Administrator propagated
-    assert (secret["content_type"], secret["tags"]) == ("text/plain", health["tags"])
+def test_the_gateway_subscription_key_is_a_vault_secret_written_through_arm(prod):
+    """Like the health key (tests/stacks/test_key_vault_secrets.py): the key as a securestring
+    parameter of an ARM deployment in the vault's group."""
+    secrets = vault_secrets(prod)
+    _, secret = secrets["gateway-subscription-key"]
+    _, health = secrets["health-check-key"]
+    key = ref("random_password", "subscription-key", "result")[2:-1]
+    assert secret["parameters_content"] == (
+        f'${{sensitive(jsonencode({{"value" = {{"value" = {key}}}}}))}}')
+    assert secret["resource_group_name"] == health["resource_group_name"]
+    assert secret["depends_on"] == health["depends_on"]
+    assert secret["tags"] == health["tags"]
 
 
 def test_the_load_test_identity_reads_the_vaults_secrets(prod):
@@ -362,10 +366,11 @@ def test_the_load_test_outputs_name_it_and_its_group(prod):
 
 
 def test_load_test_secrets_map_the_variable_to_the_keys_versionless_uri(prod):
-    [secret_id] = [i for i, s in blocks(prod, SECRET).items()
-                   if s["name"] == "gateway-subscription-key"]
+    vault_id, _ = only(prod, "azurerm_key_vault")
+    assert "gateway-subscription-key" in vault_secrets(prod)
     assert prod["output"]["load_test_secrets"]["value"] == {
-        "LOCUST_SUBSCRIPTION_KEY": ref(SECRET, secret_id, "versionless_id")}
+        "LOCUST_SUBSCRIPTION_KEY":
+            f"{ref('azurerm_key_vault', vault_id, 'vault_uri')}secrets/gateway-subscription-key"}
 
 
 def test_chaos_experiments_give_each_faults_id_name_and_duration(prod):

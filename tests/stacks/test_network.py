@@ -92,28 +92,31 @@ def config(env):
 # Public mode ----------------------------------------------------------------------------------
 
 
-def test_public_is_the_default_in_both_environments():
-    assert [c.network.mode for c in load_environments()] == ["public", "public"]
+def test_prod_ships_private_and_dev_public():
+    """Prod's data plane is private; dev stays public for cost (docs/deploy.md, "Cost")."""
+    assert [c.network.mode for c in load_environments()] == ["public", "private"]
     prod, _ = read_toml(PROJECT_ROOT / "config" / "prod.toml")
-    assert prod["network"] == {"mode": "public"}  # explicit, with why: flipping it is one line
+    assert prod["network"] == {"mode": "private"}  # explicit, with why: flipping it is one line
 
 
-def test_public_mode_synthesizes_no_network_resource(synthesized_stacks):
-    for stack in synthesized_stacks.values():
-        assert set(stack["resource"]) & set(NETWORK_TYPES) == set()
+def test_public_mode_synthesizes_no_network_resource(public_stacks, synthesized_stacks):
+    assert set(public_stacks["prod"]["resource"]) & set(NETWORK_TYPES) == set()
+    for (env, _), stack in synthesized_stacks.items():
+        if env == "dev":
+            assert set(stack["resource"]) & set(NETWORK_TYPES) == set()
 
 
-def test_public_mode_writes_the_data_plane_as_before(synthesized_stacks):
-    """The Cosmos DB account, the Key Vault, the web apps and slots of main.py's default stacks
-    equal what they were before `network.mode` existed (tests/stacks/data/public_mode_blocks.json;
-    rewrite it with `python -m tests.stacks.test_network` only for a deliberate change)."""
-    assert public_blocks(synthesized_stacks) == json.loads(BASELINE.read_text())
+def test_public_mode_writes_the_data_plane_as_before(public_stacks):
+    """The Cosmos DB account, the Key Vault, the web apps and slots of both environments in
+    public mode equal the baseline (tests/stacks/data/public_mode_blocks.json; rewrite it with
+    `python -m tests.stacks.test_network` only for a deliberate change)."""
+    assert public_blocks(public_stacks) == json.loads(BASELINE.read_text())
 
 
-def public_blocks(synthesized_stacks) -> dict:
-    return {env: {t: {i: strip(b) for i, b in blocks(synthesized_stacks[(env, topology)], t).items()}
-                  for t in TOUCHED}
-            for env, topology in DEFAULT_TOPOLOGIES.items()}
+def public_blocks(stacks: dict[str, dict]) -> dict:
+    """The touched blocks of `{environment: stack}` (each at its default topology)."""
+    return {env: {t: {i: strip(b) for i, b in blocks(stacks[env], t).items()} for t in TOUCHED}
+            for env in DEFAULT_TOPOLOGIES}
 
 
 # Private mode: per region --------------------------------------------------------------------
@@ -369,10 +372,9 @@ def write_baseline() -> None:
     from stacks.synth import synthesize
 
     with TemporaryDirectory() as out:
-        written = synthesize(load_environments(), Path(out))
-        stacks = {(path.parent.name.removeprefix("todo-api-"), topology): json.loads(
-            path.read_text()) for path, topology in zip(written, DEFAULT_TOPOLOGIES.values(),
-                                                        strict=True)}
+        written = synthesize(load_environments({"network.mode": "public"}), Path(out))
+        stacks = {path.parent.name.removeprefix("todo-api-"): json.loads(path.read_text())
+                  for path in written}
     BASELINE.write_text(json.dumps(public_blocks(stacks), indent=1, sort_keys=True) + "\n")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from stacks.config import load_environment
 from stacks.synth import synthesize
-from tests.stacks.synthesized import blocks, only
+from tests.stacks.synthesized import blocks, client_certificate, only
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {
@@ -52,15 +52,18 @@ def test_remote_state_uses_the_azurerm_backend_with_oidc(stack):
 
 
 def test_imported_pfx_is_read_at_apply_time_with_a_sensitive_password(stack):
-    _, cert = only(stack, "azurerm_key_vault_certificate")
+    """The apply's tool imports it; the password reaches it in its environment, from a
+    sensitive variable (Terraform hides a provisioner's output that could show it)."""
+    _, ensured = client_certificate(stack)
     assert stack["variable"]["client_certificate_password"]["sensitive"] is True
     # absolute, from the project root: Terraform runs in cdktf.out/stacks/<stack>
     pfx = REPO / ".certs" / "apim-client.pfx"
-    assert cert["certificate"] == {
-        "contents": f'${{filebase64("{pfx}")}}',
-        "password": "${var.client_certificate_password}",
-    }
-    assert cert["certificate_policy"]["issuer_parameters"] == {"name": "Unknown"}
+    step = ensured["provisioner"][0]["local-exec"]
+    assert f" --pfx {pfx} " in step["command"] or step["command"].endswith(f" --pfx {pfx}")
+    assert step["environment"]["CLIENT_CERTIFICATE_PASSWORD"] == (
+        "${var.client_certificate_password}")
+    # a new PFX makes the tool run again
+    assert ensured["triggers_replace"]["pfx_sha256"] == f'${{filesha256("{pfx}")}}'
 
 
 def test_imported_pfx_issuer_reaches_the_app_settings(stack):

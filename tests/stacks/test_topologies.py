@@ -9,9 +9,17 @@ import pytest
 
 from stacks import drills
 from stacks.config import load_environment
-from tests.stacks.synthesized import ENVIRONMENTS, TOPOLOGIES, blocks, only, ref
+from tests.stacks.synthesized import (
+    ENVIRONMENTS,
+    TOPOLOGIES,
+    blocks,
+    client_certificate,
+    only,
+    ref,
+)
 from tools.delivery import stack_outputs
 
+TEMPLATE = "azurerm_resource_group_template_deployment"
 ALL = [(env, topology) for env in ENVIRONMENTS for topology in TOPOLOGIES]
 GATEWAYS = {"single": 1, "multi-region": 1, "dual": 2}
 REPO = Path(__file__).resolve().parents[2]
@@ -49,13 +57,15 @@ def identity_counts(drills: bool) -> dict[str, int]:
 
 
 def drill_counts(regions: int = 2) -> dict[str, int]:
-    """What `drills.enabled` adds: the load testing resource with its secret, its identity's
+    """What `drills.enabled` adds: the load testing resource with its secret (an ARM deployment
+    and its revision), its identity's
     Secrets User, the deployer's Load Test Contributor and its logs; a target, capability,
     experiment and role assignment per fault (each region's web app, the account, the vault)."""
     faults = regions + 2
     return {
         "azurerm_load_test": 1,
-        "azurerm_key_vault_secret": 1,
+        "azurerm_resource_group_template_deployment": 1,
+        "terraform_data": 1,
         "azurerm_role_assignment": 2 + faults,
         "azurerm_monitor_diagnostic_setting": 1,
         "azurerm_chaos_studio_target": faults,
@@ -75,8 +85,8 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_application_insights": 2,
         "azurerm_log_analytics_workspace": 1,
         "azurerm_key_vault": 1,
-        "azurerm_key_vault_secret": 1,
-        "azurerm_key_vault_certificate": 1,
+        # the health key's secret (through ARM) and its revision; the certificate's tool
+        "terraform_data": 1 + 1,
         "random_password": 2,
         "azurerm_traffic_manager_profile": 1 + (gateways == 2),
         "azurerm_traffic_manager_azure_endpoint": 2,
@@ -99,7 +109,8 @@ def test_resource_counts_follow_the_topology(case):
         "azurerm_cosmosdb_account": 1,
         "azurerm_cosmosdb_table": 1,
         # the web apps' Cosmos DB Table data-plane role (no azurerm resource for it)
-        "azurerm_resource_group_template_deployment": 1,
+        # and the health key's Key Vault secret (stacks/key_vault.py add_secret)
+        "azurerm_resource_group_template_deployment": 1 + 1,
         # web apps, slots, Key Vault, each Traffic Manager, each gateway, the Cosmos DB account
         "azurerm_monitor_diagnostic_setting": 2 + 2 + 1 + (1 + (gateways == 2)) + gateways + 1,
         "azurerm_monitor_action_group": 1,
@@ -112,6 +123,13 @@ def test_resource_counts_follow_the_topology(case):
     if entra(environment):
         for kind, count in identity_counts(drills_enabled(environment)).items():
             expected[kind] = expected.get(kind, 0) + count
+    if load_environment(environment).private_network:
+        # per region: a VNet with two subnets, endpoints for the table and the vault, each in
+        # its own DNS zone linked to that VNet (tests/stacks/test_network.py)
+        expected.update({
+            "azurerm_virtual_network": 2, "azurerm_subnet": 4, "azurerm_private_endpoint": 4,
+            "azurerm_private_dns_zone": 4, "azurerm_private_dns_zone_virtual_network_link": 4,
+        })
     counts = {kind: len(blocks(stack, kind)) for kind in expected}
     assert counts == expected
     assert set(stack["resource"]) <= set(expected)
@@ -255,37 +273,53 @@ def test_app_settings_are_what_the_app_reads(case):
 
 def test_health_key_and_pinned_key_come_from_key_vault(case):
     _, _, stack = case
-    (secret_id,) = [i for i, s in blocks(stack, "azurerm_key_vault_secret").items()
-                    if s["name"] == "health-check-key"]
-    cert_id, _ = only(stack, "azurerm_key_vault_certificate")
+    vault_id, _ = only(stack, "azurerm_key_vault")
+    uri = ref("azurerm_key_vault", vault_id, "vault_uri")
+    (writer,) = [i for i, d in blocks(stack, TEMPLATE).items()
+                 if d["name"].endswith("-secret-health-check-key")]
+    cert_id, _ = client_certificate(stack)
     for app in blocks(stack, "azurerm_linux_web_app").values():
         settings = app["app_settings"]
         assert settings["HEALTH_CHECK_KEY"] == (
-            f"@Microsoft.KeyVault(SecretUri="
-            f"{ref('azurerm_key_vault_secret', secret_id, 'versionless_id')})"
+            f"@Microsoft.KeyVault(SecretUri={uri}secrets/health-check-key)"
         )
-        # the certificate's public part: the app pins its key, which renewals keep
-        assert settings["CLIENT_CERT_PINNED_KEYS"] == ref(
-            "azurerm_key_vault_certificate", cert_id, "certificate_data_base64"
+        # the certificate's public part (a secret the tool writes): the app pins its key,
+        # which renewals keep
+        assert settings["CLIENT_CERT_PINNED_KEYS"] == (
+            f"@Microsoft.KeyVault(SecretUri={uri}secrets/apim-client-certificate-public)"
         )
+        # both exist before the app resolves them
+        assert f"{TEMPLATE}.{writer}" in app["depends_on"]
+        assert f"terraform_data.{cert_id}" in app["depends_on"]
         assert "CLIENT_CERT_THUMBPRINTS" not in settings
         assert settings["CLIENT_CERT_ISSUER"] == settings["CLIENT_CERT_SUBJECT"]  # Self-signed
 
 
-def test_client_certificate_is_generated_in_key_vault_for_client_auth(case):
+def test_client_certificate_is_generated_in_key_vault_by_the_apply(case):
+    """The apply's tool makes it on the data plane (its policy: tests/tools/test_key_vault.py);
+    no Terraform resource refreshes it, so plans never read the vault's data plane."""
     _, _, stack = case
-    cert_id, cert = only(stack, "azurerm_key_vault_certificate")
-    policy = cert["certificate_policy"]
-    assert "certificate" not in cert  # nothing imported: no key material in the output
-    assert policy["issuer_parameters"] == {"name": "Self"}
-    assert policy["key_properties"]["exportable"] is True
-    assert policy["key_properties"]["reuse_key"] is True  # renewals keep the pinned key
-    assert policy["lifetime_action"][0]["action"] == {"action_type": "AutoRenew"}
-    assert policy["x509_certificate_properties"]["extended_key_usage"] == ["1.3.6.1.5.5.7.3.2"]
+    vault_id, _ = only(stack, "azurerm_key_vault")
+    cert_id, ensured = client_certificate(stack)
+    (step,) = ensured["provisioner"]
+    command = step["local-exec"]["command"]
+    assert command.startswith('"${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
+                              " ensure-certificate ")
+    assert "--pfx" not in command  # nothing imported: no key material anywhere
+    assert step["local-exec"]["working_dir"] == "../../.."  # the project root
+    assert step["local-exec"]["environment"] == {
+        "KEY_VAULT_NAME": ref("azurerm_key_vault", vault_id, "name")}
+    # made again when the vault or the policy's inputs change
+    assert ensured["triggers_replace"]["vault_id"] == ref("azurerm_key_vault", vault_id, "id")
+    # after Key Vault Administrator has propagated to whoever applies
+    (wait,) = ensured["depends_on"]
+    assert wait.startswith("time_sleep.secrets_administrator-propagation")
+    assert not blocks(stack, "azurerm_key_vault_certificate")
+    assert not blocks(stack, "azurerm_key_vault_secret")
     for apim_cert in blocks(stack, "azurerm_api_management_certificate").values():
-        assert apim_cert["key_vault_secret_id"] == ref(
-            "azurerm_key_vault_certificate", cert_id, "versionless_secret_id"
-        )
+        assert apim_cert["key_vault_secret_id"] == (
+            f"{ref('azurerm_key_vault', vault_id, 'vault_uri')}secrets/apim-client-certificate")
+        assert f"terraform_data.{cert_id}" in apim_cert["depends_on"]
 
 
 def test_key_vault_uses_rbac_with_purge_protection(case):
