@@ -190,7 +190,7 @@ def published_operations(openapi: dict) -> str:
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 
-def _app_environment(
+def app_environment(
     config: TopologyConfig,
     site: str,
     slot: str,
@@ -472,7 +472,7 @@ class Topology:
             f"{role} app ({reports})" if production else f"{role} app, {slot} slot ({reports})",
             ["bash", str(package / "app" / "startup.sh")],
             self.workdir / (f"app-{role}.log" if production else f"app-{role}-{slot}.log"),
-            _app_environment(self.config, site, slot, port, self.store, self.auth_settings()),
+            app_environment(self.config, site, slot, port, self.store, self.auth_settings()),
         )
 
     def _region(
