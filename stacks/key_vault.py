@@ -67,8 +67,9 @@ HEALTH_KEY_SECRET = "health-check-key"
 SECRETS_API_VERSION = "2023-07-01"
 # Run by Terraform (local-exec) from the project root, as whoever applies: the delivery's tool
 # that makes the certificate on the data plane (tools/delivery/key_vault.py), through the
-# temporary opening a private vault needs. TODO_API_PYTHON picks another interpreter.
-CERTIFICATE_TOOL = '"${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
+# temporary opening a private vault needs. TODO_API_PYTHON picks another interpreter (`$${`:
+# a literal `${` for Terraform, which would otherwise parse the shell's default as its own).
+CERTIFICATE_TOOL = '"$${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
 PROJECT_ROOT_FROM_STACK = "../../.."  # Terraform runs in cdktf.out/stacks/<stack>
 # What the stack managed before data-plane objects left it (Terraform state addresses): an
 # existing environment forgets them once (`terraform state rm`, docs/deploy.md "Upgrading an

@@ -8,6 +8,7 @@ offline, on a copy whose Azure parts are `terraform_data` stand-ins with the sta
 lifecycle blocks: a changed value replaces the deployment; anything else leaves it alone."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from stacks import permissions
 from stacks.key_vault import RETIRED_ADDRESSES
-from tests.stacks.synthesized import blocks, only, ref, vault_secrets
+from tests.stacks.synthesized import blocks, client_certificate, only, ref, vault_secrets
 
 TEMPLATE = "azurerm_resource_group_template_deployment"
 DATA_PLANE_TYPES = {t for t, a in permissions.RESOURCE_ACTIONS.items() if a.data_plane}
@@ -125,3 +126,37 @@ def test_terraform_replaces_the_deployment_when_the_value_changes_and_only_then(
     plan = terraform(tmp_path, "plan")
     assert (f"terraform_data.{deployment_id} will be replaced due to changes in "
             "replace_triggered_by") in plan
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="needs the terraform binary")
+def test_terraform_runs_the_stacks_certificate_command_from_the_project_root(tmp_path,
+                                                                             private_stacks):
+    """The stack's own local-exec block, under the real Terraform: it parses (a shell's
+    `${X:-y}` must be written `$${`), runs in the project root (working_dir from
+    cdktf.out/stacks/<stack>) and hands the tool the vault's name and the policy's inputs."""
+    stack = private_stacks["prod"]
+    cert_id, ensured = client_certificate(stack)
+    block = json.loads(json.dumps(ensured))
+    block.pop("depends_on")
+    block["triggers_replace"] = {"vault_id": "literal"}
+    step = block["provisioner"][0]["local-exec"]
+    step["environment"] = {"KEY_VAULT_NAME": "todo-api-prod-kv"}
+    stack_dir = tmp_path / "cdktf.out" / "stacks" / "todo-api-prod"
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "main.tf.json").write_text(json.dumps(
+        {"resource": {"terraform_data": {cert_id: block}}}))
+    recorder = tmp_path / "python"
+    recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$PWD" "$@" > "$RECORDED"\n')
+    recorder.chmod(0o755)
+    env = {**os.environ, "TODO_API_PYTHON": str(recorder), "RECORDED": str(tmp_path / "args")}
+    for args in (["init"], ["apply", "-auto-approve"]):
+        result = subprocess.run(["terraform", *args, "-no-color", "-input=false"], cwd=stack_dir,
+                                env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+    cwd, *argv = (tmp_path / "args").read_text().splitlines()
+    assert Path(cwd) == tmp_path  # the project root
+    assert argv == ["-m", "tools.delivery.key_vault", "ensure-certificate",
+                    "--vault", "todo-api-prod-kv", "--name", "apim-client-certificate",
+                    "--public-secret", "apim-client-certificate-public",
+                    "--subject", "CN=cloudauth-apim.azure-api.net,O=Contoso,C=AU",
+                    "--validity-months", "12", "--runner-ip", "auto"]

@@ -303,7 +303,7 @@ def test_client_certificate_is_generated_in_key_vault_by_the_apply(case):
     cert_id, ensured = client_certificate(stack)
     (step,) = ensured["provisioner"]
     command = step["local-exec"]["command"]
-    assert command.startswith('"${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
+    assert command.startswith('"$${TODO_API_PYTHON:-.venv/bin/python}" -m tools.delivery.key_vault'
                               " ensure-certificate ")
     assert "--pfx" not in command  # nothing imported: no key material anywhere
     assert step["local-exec"]["working_dir"] == "../../.."  # the project root
