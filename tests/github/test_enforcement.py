@@ -228,10 +228,21 @@ def deploy_env() -> dict:
 
 
 def test_the_deploy_identity_applies_the_stack(job):
+    """Its apply also runs the stack's local-exec: the certificate tool, with az logged in as
+    the same identity (the apply job's azure/login), making the certificate in dev's vault."""
     dev = job(deploy_env())
+    assert dev.run(LOGIN, ENV_SCOPED + "AZURE_CLIENT_ID",
+                   ENV_SCOPED + "AZURE_SUBSCRIPTION_ID").returncode == 0
+    dev.env.update(PATH=f"{AZ.parent}{os.pathsep}{dev.env['PATH']}",
+                   TODO_API_PYTHON=sys.executable, PYTHONPATH=str(HERE.parents[1]))
     assert dev.init("dev").returncode == 0 and dev.plan().returncode == 0
     result = dev.run(TERRAFORM, "apply", "-input=false", "tfplan")
     assert result.returncode == 0, result.stderr
+    assert "certificate apim-client-certificate: created" in result.stdout
+    vault = json.loads((dev.state / "azure.json").read_text())["key_vaults"]["todo-api-dev-kv"]
+    assert set(vault["certificates"]) == {"apim-client-certificate"}
+    assert "apim-client-certificate-public" in vault["secrets"]
+    assert vault["ip_rules"] == []  # a public vault: nothing opened
 
 
 def test_the_deploy_identity_may_assign_no_role_but_the_key_vault_ones(job, synthesized_stacks):

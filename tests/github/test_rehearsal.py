@@ -19,7 +19,7 @@ from stacks.bootstrap_config import PLACEHOLDER_SUBSCRIPTIONS, load_bootstrap
 from stacks.config import load_environment
 from tests.app.issuer import LocalIssuer, new_signing_key
 from tests.github.bootstrap_world import client_id, write_world
-from tests.github.fake_azure import Gateway
+from tests.github.fake_azure import RUNNER_IP, Gateway
 from tests.github.rehearsal import Rehearsal, Run, prepare_source
 from tests.tools.conftest import FakeGitHub, serving
 from tests.tools.stack_outputs_data import COSMOS_OUTPUTS, WORKBOOK_OUTPUTS, raw_outputs
@@ -93,7 +93,13 @@ class World:
         stack = {"plan": plan(plan_name), "exitcode": exitcode, "outputs": outputs,
                  "refresh_only_plan": plan("no_changes"), "refresh_only_exitcode": 0,
                  **stack_overrides}
-        return {"web_apps": WEB_APPS, "stacks": {name: stack for name in STACKS},
+        # Each stack's outputs name its own vault, the one its apply makes (the fake terraform
+        # gives it the firewall the stack declares: dev's open, prod's default Deny) and fills
+        # through the certificate tool; the rollout reads the certificate from there.
+        stacks = {name: {**stack, "outputs": {
+            **outputs, "key_vault_name": {**outputs["key_vault_name"], "value": f"{name}-kv"}}}
+            for name in STACKS}
+        return {"web_apps": WEB_APPS, "stacks": stacks,
                 "key_vault": {**KEY_VAULT, "pfx_base64": self.pfx},
                 "cosmos": {"name": COSMOS_OUTPUTS["cosmos_account_name"],
                            "resource_group": COSMOS_OUTPUTS["cosmos_resource_group_name"],
@@ -289,6 +295,11 @@ def other_deploy_runs(world, deploy_run) -> dict[str, Run]:
         "prod not green in dev": (lambda s: s, "workflow_dispatch", {"environment": "prod"}, None),
         "redeploy": (lambda s: s, "workflow_dispatch",
                      {"environment": "dev", "redeploy-app": "true"}, None),
+        # The apply's certificate tool dies (SIGKILL: a cancelled job) with prod's private
+        # vault open to the runner, before its own cleanup.
+        "prod killed mid-certificate": (
+            lambda s: {**s, "key_vault": {**s["key_vault"], "kills_tool_at": "certificate create"}},
+            "workflow_dispatch", {"environment": "prod"}, None),
     }
     fresh = FakeGitHub()  # a repository whose dev environment never ran anything
     gateways = {name: Gateway(raw_outputs()["api_path"]["value"], SUBSCRIPTION_KEY)
@@ -320,6 +331,60 @@ def test_prod_is_planned_and_applied_in_prods_subscription_and_state(other_deplo
         assert call["subscription"] == PROD_SUBSCRIPTION
     for job in ("apply", "rollout"):
         assert "-backend-config=container_name=tfstate-prod" in inits[job]["args"]
+
+
+def vault_calls(run: Run, vault: str) -> list[tuple[str, str, str]]:
+    """(job, command, verb) of every `az keyvault` call on `vault`, in order."""
+    return [(c["env"]["GITHUB_JOB"], c["args"][1], c["args"][2]) for c in run.calls("az")
+            if c["args"][0] == "keyvault" and c.get("vault") == vault]
+
+
+def final_vault(run: Run, vault: str) -> dict:
+    return json.loads((run.state / "azure.json").read_text())["key_vaults"][vault]
+
+
+def test_prods_private_vault_is_opened_only_by_the_deploy_identity_and_always_closed(
+        other_deploy_runs):
+    """Prod ships network.mode private: its vault denies every address. The plan job (read-only
+    identity) never touches the vault; the apply's certificate tool and the rollout's release
+    each open it to the runner for their own calls, as the deploy identity, and close it."""
+    run = other_deploy_runs["prod"]
+    run.assert_green()
+    vault = "todo-api-prod-kv"
+    calls = vault_calls(run, vault)
+    assert {job for job, *_ in calls} == {"apply", "rollout"}  # the plan job: none
+    for job in ("apply", "rollout"):
+        verbs = [(command, verb) for j, command, verb in calls if j == job]
+        rules = [verb for command, verb in verbs if command == "network-rule"]
+        assert rules == ["add", "remove"], (job, verbs)
+        opened, closed = verbs.index(("network-rule", "add")), verbs.index(("network-rule", "remove"))
+        data_plane = [i for i, (command, _) in enumerate(verbs)
+                      if command in ("certificate", "secret")]
+        assert data_plane and opened < min(data_plane) and max(data_plane) < closed, verbs
+    openings = [c for c in run.calls("az") if c["args"][:3] == ["keyvault", "network-rule", "add"]]
+    assert {c["identity"] for c in openings} == {DEPLOY_PROD}
+    assert {c["args"][c["args"].index("--ip-address") + 1] for c in openings} == {
+        f"{RUNNER_IP}/32"}
+    state = final_vault(run, vault)
+    assert state["default_action"] == "Deny" and state["ip_rules"] == []
+    assert set(state["certificates"]) == {"apim-client-certificate"}
+    assert "apim-client-certificate-public" in state["secrets"]
+    assert "nothing to close" in run.log  # the always-steps found the tool had closed it
+
+
+def test_a_cancelled_apply_leaves_prods_vault_closed_by_the_always_step(other_deploy_runs):
+    """The tool is killed (SIGKILL) while the vault is open to the runner: its own cleanup never
+    runs; the apply fails, and the job's always-step removes the rule from the tool's record."""
+    run = other_deploy_runs["prod killed mid-certificate"]
+    failed = run.steps_failed()
+    assert failed and all("apply" in f for f in failed), failed
+    assert "terraform apply" in " ".join(failed)
+    calls = vault_calls(run, "todo-api-prod-kv")
+    rules = [(job, verb) for job, command, verb in calls if command == "network-rule"]
+    assert rules == [("apply", "add"), ("apply", "remove")]
+    assert "Success - Main Close the Key Vault opened to this runner (always)" in run.log
+    assert final_vault(run, "todo-api-prod-kv")["ip_rules"] == []
+    assert not [c for c in run.calls("az") if c["env"]["GITHUB_JOB"] == "rollout"]
 
 
 def test_prod_cannot_be_planned_from_a_branch(other_deploy_runs):
@@ -413,8 +478,9 @@ def test_the_rollout_smokes_each_slot_through_its_own_address(world, deploy_run)
     """Each slot of each region: health, then a created item read, updated and deleted; the
     driver checks every answer's site name (a slot answering as another fails the smoke)."""
     secret_reads = [c for c in deploy_run.calls("az") if c["args"][:3] == ["keyvault", "secret",
-                                                                           "show"]]
-    assert [c["identity"] for c in secret_reads] == [DEPLOY_DEV]
+                                                                           "show"]
+                    and c["env"]["GITHUB_JOB"] == "rollout"]
+    assert [(c["identity"], c["vault"]) for c in secret_reads] == [(DEPLOY_DEV, "todo-api-dev-kv")]
     for site in ("app-neu-staging", "app-neu", "app-weu-staging", "app-weu"):
         seen = {(m, p.split("/")[-1] if m != "POST" else "", s) for m, p, s in world.gateway.calls
                 if p.startswith(f"/sites/{site}/")}

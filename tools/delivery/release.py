@@ -23,10 +23,13 @@ workflow, its rehearsal and the demo run the same driver. On Azure:
     python -m tools.delivery.release outputs.json dist/todo-api-app.zip --environment dev \
         [--require-green-in dev] [--bake-seconds 300] [--runner-ip auto] [--summary-out FILE]
 
-records the rollout as a GitHub Deployment (tools.delivery.deployments: commit, package SHA-256,
-status, environment URL), refuses with `--require-green-in dev` a package that did not go green
-in dev for this very commit, restarts nothing when the environment already runs this package,
-and exits 1 when the rollout stopped (saying where and whether it swapped back).
+reads the client certificate from Key Vault (a private vault opened to `--runner-ip` for that
+read only: tools.delivery.key_vault.opened_vault, recorded in $TODO_API_VAULT_RECORD for the
+workflow's `tools.delivery.key_vault close` step), records the rollout as a GitHub Deployment
+(tools.delivery.deployments: commit, package SHA-256, status, environment URL), refuses with
+`--require-green-in dev` a package that did not go green in dev for this very commit, restarts
+nothing when the environment already runs this package, and exits 1 when the rollout stopped
+(saying where and whether it swapped back).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from tools.cli import CliError, interrupt_on_sigterm, run_cli
 from tools.delivery.deploy_app import az_json, runner_ip
 from tools.delivery.deployments import Deployments
 from tools.delivery.github_api import GitHubApi
+from tools.delivery.key_vault import opened_vault, record_path
 from tools.delivery.stack_outputs import load
 
 MAX_BAKE_5XX_RATIO = 0.01
@@ -289,13 +293,17 @@ def certificate_files(pfx_base64: str | None) -> Iterator[tuple[str, str] | None
         yield str(cert_path), str(key_path)
 
 
-def key_vault_certificate(vault: str | None, name: str | None) -> str | None:
-    """The client certificate's PFX (base64) from Key Vault, or None when the stack names none."""
+def key_vault_certificate(vault: str | None, name: str | None, ip: str | None = None,
+                          record: Path | None = None) -> str | None:
+    """The client certificate's PFX (base64) from Key Vault, or None when the stack names none.
+    A private vault is opened to `ip` for the read only (tools.delivery.key_vault.opened_vault,
+    its opening recorded in `record`, default $TODO_API_VAULT_RECORD)."""
     if not (vault and name):
         return None
-    value = az_json(["az", "keyvault", "secret", "show", "--vault-name", vault, "--name", name,
-                     "--query", "value", "--only-show-errors"],
-                    f"reading the client certificate {name} from Key Vault {vault}")
+    with opened_vault(vault, ip, record or record_path()):
+        value = az_json(["az", "keyvault", "secret", "show", "--vault-name", vault, "--name",
+                         name, "--query", "value", "--only-show-errors"],
+                        f"reading the client certificate {name} from Key Vault {vault}")
     if not isinstance(value, str) or not value:
         raise CliError(f"Key Vault {vault} returned no value for the certificate {name}")
     return value
@@ -380,10 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     interrupt_on_sigterm()  # a cancelled job: the backend still removes its access rules
     origin = time.time()
     try:
-        pfx = key_vault_certificate(outputs.key_vault_name, outputs.client_certificate_name)
+        ip = runner_ip(args.runner_ip)
+        pfx = key_vault_certificate(outputs.key_vault_name, outputs.client_certificate_name, ip,
+                                    record_path())
         with certificate_files(pfx) as certificate, AppServiceSlots(
-            outputs, runner_ip(args.runner_ip), certificate, args.metrics_every,
-            args.warm_up_seconds,
+            outputs, ip, certificate, args.metrics_every, args.warm_up_seconds,
         ) as backend:
             rollout = roll_out(backend, args.package, bake_seconds)
     except (CliError, ReleaseError) as error:
