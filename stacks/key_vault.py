@@ -1,14 +1,24 @@
 """Key Vault (RBAC, purge protection) with the health-check key and the client certificate.
 
-The certificate is generated inside Key Vault (issuer `Self`, EKU clientAuth, exportable so
-API Management can present it), so no private key ever exists in the repository, in
-`cdktf.out/` or on a build machine. Optionally an existing PFX (`python -m tools.development.certs
-generate`) is imported instead; its password comes from a sensitive Terraform variable.
+No resource here reads the vault's data plane when Terraform refreshes it, so a plan (the
+read-only plan identity, a GitHub-hosted runner) never needs the vault's firewall or a Key
+Vault data role (docs/deploy.md, "Deploy-time access in private mode"):
+
+- the secrets (the health key; the drills' gateway subscription key) are ARM template
+  deployments of `Microsoft.KeyVault/vaults/secrets` with the value as a `securestring`
+  parameter (`add_secret`: a control-plane write, the value never returned);
+- the certificate is generated inside Key Vault (issuer `Self`, EKU clientAuth, exportable so
+  API Management can present it) by the delivery's tool during the apply (`ClientCertificate`:
+  a `terraform_data` with a local-exec), so no private key ever exists in the repository, in
+  `cdktf.out/`, in the state or on a build machine. Optionally an existing PFX (`python -m
+  tools.development.certs generate`) is imported instead; its password comes from a sensitive
+  Terraform variable. The tool also writes the certificate's public part to a secret, which
+  the apps pin by Key Vault reference.
 
 First apply in one go (role assignments take minutes to propagate): every assignment to a managed
 identity says `principal_type = "ServicePrincipal"` (no PrincipalNotFound on a fresh identity),
 and what uses an assignment waits for it with a `time_sleep` of `ROLE_PROPAGATION`: the
-secret and certificate writes wait for Key Vault Administrator, API Management's certificate
+certificate's tool waits for Key Vault Administrator, API Management's certificate
 fetch for its Secrets User, and the web apps, created only after it, resolve their Key Vault
 references with `reference_identity`, a user-assigned identity that can read secrets before
 any web app exists (Microsoft's documented way for references at creation time).
@@ -22,9 +32,9 @@ The firewall (`private_network`, `network.mode = "private"`): default Deny with 
 the data plane answers only each region's private endpoint (stacks/network.py) and trusted Azure
 services (`AzureServices`: API Management, outside any VNet, fetches its client certificate that
 way). Public network access itself stays enabled, because an IP rule, even a temporary one,
-needs it (disabled, Key Vault ignores the rules): the delivery adds the runner's address for the
-time of a deploy and removes it again, so Terraform ignores `ip_rules` (docs/deploy.md, "Private
-data plane"). "Off" here means default Deny with no IP rule. Public mode keeps the firewall open
+needs it (disabled, Key Vault ignores the rules): the delivery's tool adds the runner's address
+for the time of its data-plane calls and removes it again, so Terraform ignores `ip_rules`
+(docs/deploy.md, "Private data plane"). "Off" here means default Deny with no IP rule. Public mode keeps the firewall open
 (default Allow), access by RBAC only.
 """
 
