@@ -373,7 +373,7 @@ class PrivateDataPlane:
 
     @property
     def health_path(self) -> str:
-        return f"/health/{self.config.health_key}"
+        return self.config.health_path
 
     def front_end_headers(self) -> dict[str, str]:
         """What App Service's front end adds to a call that presented the client certificate

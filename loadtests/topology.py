@@ -53,6 +53,7 @@ from app.contract import (
     BEARER_REALM,
     CLIENT_CERT_HEADER,
     DEFAULT_TABLE_NAME,
+    HEALTH_PATH,
     IDEMPOTENCY_KEY_HEADER,
     MAX_AUTHORIZATION_BYTES,
     MAX_BODY_BYTES,
@@ -134,6 +135,11 @@ class TopologyConfig:
     # entra: the local token issuer runs, the gateway and the apps require its bearer tokens
     # (the apps' AUTH_MODE; loadtests.token_issuer); none: the subscription key is all there is.
     auth: str = AUTH_ENTRA
+
+    @property
+    def health_path(self) -> str:
+        """The apps' keyed health path (app/contract.py HEALTH_PATH with this key)."""
+        return HEALTH_PATH.replace("{key}", self.health_key)
 
 
 @dataclass
@@ -565,14 +571,14 @@ class Topology:
     def _start_app(self, role: str) -> None:
         region = self.regions[role]
         region.app.start()
-        health = f"/health/{self.config.health_key}"
+        health = self.config.health_path
         region.app.wait_ready(lambda: http_status(region.app_port, health) == 200)
 
     def _frontend_serves(self, region: Region) -> bool:
         """The region's front end answers its app's health: this one, not merely something on
         its port (a foreign listener fails the TLS verification or the key)."""
         tls = ssl.create_default_context(cafile=str(self.config.certs_dir / "ca.pem"))
-        health = f"/health/{self.config.health_key}"
+        health = self.config.health_path
         return http_status(region.frontend_port, health, tls=tls) == 200
 
     def _gateway_backends(self, server_tls: str) -> str:
@@ -670,7 +676,7 @@ class Topology:
     def _probe(self, region: Region, timeout: float) -> int | None:
         """Traffic Manager's probe: HTTPS GET of /health/<key> on the region's front end."""
         tls = ssl.create_default_context(cafile=str(self.config.certs_dir / "ca.pem"))
-        health = f"/health/{self.config.health_key}"
+        health = self.config.health_path
         return http_status(region.frontend_port, health, tls=tls, timeout=timeout)
 
     def _gateway_serves_primary(self) -> bool:
